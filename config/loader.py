@@ -1,0 +1,124 @@
+"""Load and validate ``config/`` once, at the edge, with errors that name the file, field and problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from config.models import EnvironmentConfig, FlywheelConfig, TeamConfig
+from pipelines.tabular.contract import DataContract
+
+CONFIG_DIR = Path(__file__).resolve().parent
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the file, the field and the problem."""
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _format(path: Path, root: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = _location((root, *err["loc"])) if err["loc"] else root
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {where}: {msg}")
+    return "\n".join(lines)
+
+
+def _read_yaml(path: Path, key: str) -> list[Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        raise ConfigError(f"{path}: expected a top-level '{key}:' list")
+    return data[key]
+
+
+def _load_contract(config_dir: Path, team_index: int, ref: Any) -> tuple[Path, Any]:
+    if not isinstance(ref, str):
+        raise ConfigError(
+            f"{config_dir / 'teams.yaml'}: teams[{team_index}].contract: expected a path such as "
+            "contracts/<team>.json"
+        )
+    path = (config_dir / ref).resolve()
+    if config_dir.resolve() not in path.parents:
+        raise ConfigError(f"{config_dir / 'teams.yaml'}: teams[{team_index}].contract: {ref!r} is outside config/")
+    try:
+        return path, json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{config_dir / 'teams.yaml'}: teams[{team_index}].contract: {path} not found") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+
+
+def load_environments(config_dir: Path = CONFIG_DIR) -> tuple[EnvironmentConfig, ...]:
+    """The environments of ``environments.yaml``, validated."""
+    path = config_dir / "environments.yaml"
+    raw = _read_yaml(path, "environments")
+    try:
+        envs = TypeAdapter(tuple[EnvironmentConfig, ...]).validate_python(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format(path, "environments", exc)) from exc
+    return envs
+
+
+def load_teams(config_dir: Path = CONFIG_DIR) -> tuple[TeamConfig, ...]:
+    """The teams of ``teams.yaml`` with their data contracts, validated."""
+    path = config_dir / "teams.yaml"
+    raw = _read_yaml(path, "teams")
+    teams = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: teams[{i}]: expected a mapping")
+        contract_path, contract = _load_contract(config_dir, i, entry.get("contract"))
+        try:
+            TypeAdapter(DataContract).validate_python(contract)
+        except ValidationError as exc:
+            raise ConfigError(_format(contract_path, "contract", exc)) from exc
+        try:
+            teams.append(TeamConfig.model_validate({**entry, "contract": contract}))
+        except ValidationError as exc:
+            raise ConfigError(_format(path, f"teams[{i}]", exc)) from exc
+    return tuple(teams)
+
+
+def load_config(config_dir: Path = CONFIG_DIR) -> FlywheelConfig:
+    """Environments and teams of ``config_dir``; raises ConfigError naming file, field and problem."""
+    config_dir = Path(config_dir)
+    envs, teams = load_environments(config_dir), load_teams(config_dir)
+    try:
+        return FlywheelConfig(environments=envs, teams=teams)
+    except ValidationError as exc:
+        raise ConfigError(_format(config_dir, "config", exc).replace(": config: ", ": ")) from exc
+
+
+def sandbox_environment(account: str | None, region: str | None) -> EnvironmentConfig:
+    """A personal environment from ``CDK_DEFAULT_ACCOUNT``/``CDK_DEFAULT_REGION`` (read by app.py only).
+
+    One AZ, no trail (the account usually has one), data not retained: cheap to deploy and destroy.
+    """
+    if not account or not region:
+        raise ConfigError(
+            "environment 'sandbox' needs CDK_DEFAULT_ACCOUNT and CDK_DEFAULT_REGION (set by the CDK CLI "
+            "from your AWS profile, e.g. `npx cdk deploy -c env=sandbox --profile me`)"
+        )
+    try:
+        return EnvironmentConfig(
+            name="sandbox", account=account, region=region, max_azs=1, trail=False, retain_data=False,
+            log_retention_days=14,
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise ConfigError(_format(Path("CDK_DEFAULT_ACCOUNT/CDK_DEFAULT_REGION"), "sandbox", exc)) from exc

@@ -1,0 +1,1 @@
+"""The ``tabular`` pipeline template: preprocess → train (XGBoost) → evaluate → gate → register."""

@@ -1,0 +1,155 @@
+"""The data contract of the ``tabular`` template: what a team's raw batch must look like.
+
+One definition, three users: ``config/`` embeds it in a team entry (pydantic validates these stdlib
+dataclasses when the config is loaded), the CDK/local runtime writes it as ``contract.json`` next to the
+step code, and the step scripts read it back inside the container with :func:`load_contract`. Only the
+standard library is used here because the SageMaker framework containers do not ship pydantic.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Objective = Literal["binary", "multiclass", "regression"]
+DType = Literal["int", "float", "str", "bool", "date"]
+# What a column is for. Direct identifiers never leave the raw zone in clear; quasi-identifiers are
+# generalized; ``id`` columns are tokenized and kept only to join predictions back.
+Role = Literal["feature", "target", "id", "direct_identifier", "quasi_identifier", "ignore"]
+Generalization = Literal["age_band", "prefix", "year"]
+
+# The metrics ``evaluate`` reports per objective, and whether higher is better. The quality gate and the
+# champion/challenger comparison may only use these.
+METRICS: dict[str, dict[str, bool]] = {
+    "binary": {
+        "auc": True,
+        "pr_auc": True,
+        "accuracy": True,
+        "f1": True,
+        "precision": True,
+        "recall": True,
+        "log_loss": False,
+    },
+    "multiclass": {"accuracy": True, "macro_f1": True, "log_loss": False},
+    "regression": {"rmse": False, "mae": False, "r2": True},
+}
+# Metrics bounded to [0, 1]; the others (log_loss, rmse, mae) are non-negative and unbounded, r2 <= 1.
+UNIT_INTERVAL_METRICS = frozenset({"auc", "pr_auc", "accuracy", "f1", "precision", "recall", "macro_f1"})
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One column of the raw batch and the checks applied to it."""
+
+    name: str
+    dtype: DType
+    role: Role = "feature"
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: tuple[str, ...] | None = None
+    # How a quasi-identifier is generalized: ``age_band`` (date of birth -> 10-year band at
+    # ``reference_date``), ``prefix`` (keep the first ``width`` characters, e.g. postcode district),
+    # ``year`` (date -> year).
+    generalize: Generalization | None = None
+    width: int | None = None
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """Train/validation/test fractions; stratified on the target for classification."""
+
+    validation: float = 0.15
+    test: float = 0.15
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class DataContract:
+    """The schema, checks and privacy treatment of one team's dataset."""
+
+    target: str
+    objective: Objective
+    columns: tuple[ColumnSpec, ...]
+    min_rows: int = 100
+    split: SplitSpec = field(default_factory=SplitSpec)
+    # Date at which ages are computed; fixed so that the same batch always gives the same output.
+    reference_date: str = "2026-01-01"
+
+    def column(self, name: str) -> ColumnSpec:
+        """The spec of column ``name`` (KeyError if the contract has none)."""
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    def names(self, *roles: Role) -> list[str]:
+        """Column names with one of ``roles`` (all columns when none given), in contract order."""
+        return [c.name for c in self.columns if not roles or c.role in roles]
+
+    def to_json(self) -> str:
+        """Stable JSON (sorted keys) so that the same contract always hashes the same."""
+        return json.dumps(asdict(self), sort_keys=True, indent=2)
+
+
+def contract_problems(contract: DataContract) -> list[str]:
+    """Internal-consistency problems of a contract (empty when it is usable)."""
+    problems: list[str] = []
+    names = [c.name for c in contract.columns]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        problems.append(f"duplicate column names: {', '.join(dupes)}")
+    targets = [c.name for c in contract.columns if c.role == "target"]
+    if targets != [contract.target]:
+        problems.append(f"exactly one column with role 'target' named {contract.target!r} is required")
+    if not contract.names("feature", "quasi_identifier"):
+        problems.append("at least one feature column is required")
+    for col in contract.columns:
+        if col.min is not None and col.max is not None and col.min > col.max:
+            problems.append(f"column {col.name!r}: min {col.min} is greater than max {col.max}")
+        if col.allowed is not None and col.dtype not in ("str", "int", "bool"):
+            problems.append(f"column {col.name!r}: 'allowed' needs dtype str, int or bool")
+        if col.generalize and col.role != "quasi_identifier":
+            problems.append(f"column {col.name!r}: 'generalize' only applies to quasi_identifier columns")
+        if col.role == "quasi_identifier" and not col.generalize:
+            problems.append(f"column {col.name!r}: a quasi_identifier needs a 'generalize' rule")
+        if col.generalize == "prefix" and not col.width:
+            problems.append(f"column {col.name!r}: 'prefix' generalization needs a positive 'width'")
+        if col.generalize in ("age_band", "year") and col.dtype != "date":
+            problems.append(f"column {col.name!r}: {col.generalize!r} generalization needs dtype date")
+    if contract.objective != "regression":
+        target = next((c for c in contract.columns if c.name == contract.target), None)
+        if target is not None and target.dtype == "float":
+            problems.append(f"objective {contract.objective!r} needs a categorical target, not float")
+    if not 0 < contract.split.validation < 1 or not 0 < contract.split.test < 1:
+        problems.append("split fractions must be between 0 and 1")
+    elif contract.split.validation + contract.split.test >= 0.9:
+        problems.append("split: validation + test must leave at least 10% for training")
+    if contract.min_rows < 10:
+        problems.append("min_rows must be at least 10")
+    return problems
+
+
+def contract_from_dict(data: dict[str, Any]) -> DataContract:
+    """Build a contract from its JSON form; ValueError naming the problem when it is malformed."""
+    try:
+        columns = tuple(
+            ColumnSpec(**{**c, "allowed": tuple(c["allowed"]) if c.get("allowed") is not None else None})
+            for c in data["columns"]
+        )
+        split = SplitSpec(**data.get("split", {}))
+        rest = {k: v for k, v in data.items() if k not in ("columns", "split")}
+        contract = DataContract(columns=columns, split=split, **rest)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed data contract: {exc}") from exc
+    problems = contract_problems(contract)
+    if problems:
+        raise ValueError("invalid data contract: " + "; ".join(problems))
+    return contract
+
+
+def load_contract(path: str | Path) -> DataContract:
+    """Read ``contract.json`` written by :meth:`DataContract.to_json`."""
+    return contract_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,0 +1,1 @@
+"""Constructs: one logical unit each, exposing its resources as typed attributes."""

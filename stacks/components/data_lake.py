@@ -1,0 +1,99 @@
+"""The zoned data lake: one bucket and one KMS key per zone, a Glue database per zone, access logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.components.keys import purpose_key
+from stacks.components.secure_bucket import SecureBucket
+
+#: Prefix, in the raw zone, where batches that fail their data contract are copied (never deleted).
+#: Quarantined data may hold PII, so it stays under the raw zone's key and access controls.
+QUARANTINE_PREFIX = "quarantine/"
+
+
+@dataclass(frozen=True)
+class Zone:
+    """What a zone holds and how long its data is kept warm."""
+
+    name: str
+    construct_id: str  # pinned: renaming would replace the bucket
+    holds: str
+    transition_after_days: int | None = None
+    noncurrent_days: int = 90
+    object_lock: bool = False
+
+
+ZONES: tuple[Zone, ...] = (
+    Zone("raw", "Raw", "landed source data, may hold PII; quarantine/ prefix", transition_after_days=30),
+    Zone("curated", "Curated", "validated, pseudonymized data"),
+    Zone("features", "Features", "train/validation/test splits"),
+    Zone("artifacts", "Artifacts", "model artifacts and baselines (object lock)", noncurrent_days=365, object_lock=True),
+    Zone("capture", "Capture", "endpoint inference capture", transition_after_days=30),
+    Zone("reports", "Reports", "evaluation reports, validation status, drift reports"),
+)
+
+
+class DataLake(Construct):
+    """Buckets per zone, each with its own key; ``buckets``/``keys`` map zone name → resource."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env_name: str,
+        removal_policy: RemovalPolicy,
+        object_lock_days: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # S3 server access log delivery only supports SSE-S3 on the target bucket (SSE-KMS targets are
+        # rejected), so this one bucket uses S3-managed keys; it holds request metadata, not data.
+        self.access_logs = SecureBucket(
+            self, "AccessLogs", key=None, access_log_bucket=None, removal_policy=removal_policy
+        ).bucket
+        self.buckets: dict[str, s3.Bucket] = {}
+        self.keys: dict[str, kms.Key] = {}
+        self.databases: dict[str, glue.CfnDatabase] = {}
+        account = Stack.of(self).account
+        for zone in ZONES:
+            key = purpose_key(self, f"{zone.construct_id}Key", purpose=f"{zone.name} zone", removal_policy=removal_policy)
+            bucket = SecureBucket(
+                self,
+                zone.construct_id,
+                key=key,
+                access_log_bucket=self.access_logs,
+                access_log_prefix=f"{zone.name}/",
+                removal_policy=removal_policy,
+                noncurrent_days=zone.noncurrent_days,
+                transition_after_days=zone.transition_after_days,
+                object_lock_days=object_lock_days if zone.object_lock else None,
+            ).bucket
+            self.buckets[zone.name] = bucket
+            self.keys[zone.name] = key
+            self.databases[zone.name] = glue.CfnDatabase(
+                self,
+                f"{zone.construct_id}Database",
+                catalog_id=account,
+                database_input=glue.CfnDatabase.DatabaseInputProperty(
+                    name=f"flywheel_{env_name}_{zone.name}",
+                    description=f"Flywheel {zone.name} zone: {zone.holds}",
+                    location_uri=f"s3://{bucket.bucket_name}/",
+                ),
+            )
+
+    @property
+    def raw_bucket(self) -> s3.Bucket:
+        """Landing zone (may hold PII)."""
+        return self.buckets["raw"]
+
+    @property
+    def artifacts_bucket(self) -> s3.Bucket:
+        """Model artifacts (object lock)."""
+        return self.buckets["artifacts"]

@@ -1,0 +1,35 @@
+"""Security foundation (stateful): purpose keys, permissions boundary, SageMaker guardrails, isolated VPC."""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from constructs import Construct
+
+from config.models import EnvironmentConfig
+from stacks.components.guardrails import Guardrails
+from stacks.components.keys import allow_service_logs, purpose_key
+from stacks.components.network import IsolatedNetwork
+from stacks.settings import log_retention, removal_policy
+
+
+class SecurityFoundationStack(Stack):
+    """Exposes ``logs_key``, ``ml_key`` (SageMaker volumes/outputs), ``guardrails`` and ``network``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, environment: EnvironmentConfig, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(scope, construct_id, **kwargs)
+        policy = removal_policy(environment)
+        self.logs_key = purpose_key(self, "LogsKey", purpose="CloudWatch Logs", removal_policy=policy)
+        allow_service_logs(self.logs_key)
+        self.ml_key = purpose_key(self, "MlKey", purpose="SageMaker volumes and job outputs", removal_policy=policy)
+        self.guardrails = Guardrails(self, "Guardrails", env_name=environment.name)
+        self.network = IsolatedNetwork(
+            self,
+            "Network",
+            region=environment.region,
+            max_azs=environment.max_azs,
+            interface_endpoints=environment.interface_endpoints,
+            flow_logs=environment.flow_logs,
+            logs_key=self.logs_key,
+            log_retention=log_retention(environment),
+            removal_policy=policy,
+        )

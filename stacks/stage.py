@@ -1,0 +1,51 @@
+"""One ``cdk.Stage`` per environment, used for sandbox deploys and by the CI/CD toolchain alike."""
+
+from __future__ import annotations
+
+from aws_cdk import Environment, Stage, Tags
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from config.models import EnvironmentConfig, TeamConfig
+from stacks.audit_stack import AuditStack
+from stacks.data_lake_stack import DataLakeStack
+from stacks.components.guardrails import boundary_from_name
+from stacks.security_stack import SecurityFoundationStack
+
+
+class FlywheelStage(Stage):
+    """Security foundation → data lake → audit, then one workload section per team."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        environment: EnvironmentConfig,
+        teams: tuple[TeamConfig, ...],
+    ) -> None:
+        super().__init__(scope, construct_id, env=Environment(account=environment.account, region=environment.region))
+        self.environment = environment
+        self.security = SecurityFoundationStack(self, "Security", environment=environment)
+        self.data_lake = DataLakeStack(self, "DataLake", environment=environment)
+        self.audit = None
+        if environment.trail:
+            self.audit = AuditStack(
+                self, "Audit", environment=environment, lake=self.data_lake.lake, logs_key=self.security.logs_key
+            )
+        # The team section: one workload per team (roles, registry, pipelines, endpoints) is added here.
+        self.teams = teams
+        for stack in (self.security, self.data_lake, self.audit):
+            if stack is None:
+                continue
+            Tags.of(stack).add("flywheel:environment", environment.name)
+            if stack is not self.security:
+                stack.add_stack_dependency(self.security)
+        # Every role any stack of this stage creates carries the permissions boundary. Other stacks name
+        # it by its fixed ARN (they deploy after Security) instead of importing a cross-stack export.
+        iam.PermissionsBoundary.of(self.security).apply(self.security.guardrails.boundary)
+        for stack in (self.data_lake, self.audit):
+            if stack is not None:
+                iam.PermissionsBoundary.of(stack).apply(
+                    boundary_from_name(stack, "PermissionsBoundary", env_name=environment.name)
+                )
