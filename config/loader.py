@@ -50,8 +50,7 @@ def _read_yaml(path: Path, key: str) -> list[Any]:
 def _load_contract(config_dir: Path, team_index: int, ref: Any) -> tuple[Path, Any]:
     if not isinstance(ref, str):
         raise ConfigError(
-            f"{config_dir / 'teams.yaml'}: teams[{team_index}].contract: expected a path such as "
-            "contracts/<team>.json"
+            f"{config_dir / 'teams.yaml'}: teams[{team_index}].contract: expected a path such as contracts/<team>.json"
         )
     path = (config_dir / ref).resolve()
     if config_dir.resolve() not in path.parents:
@@ -64,6 +63,12 @@ def _load_contract(config_dir: Path, team_index: int, ref: Any) -> tuple[Path, A
         raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
 
 
+def _refuse_duplicates(path: Path, kind: str, names: list[str]) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{path}: duplicate {kind} name(s): {', '.join(dupes)}")
+
+
 def load_environments(config_dir: Path = CONFIG_DIR) -> tuple[EnvironmentConfig, ...]:
     """The environments of ``environments.yaml``, validated."""
     path = config_dir / "environments.yaml"
@@ -72,6 +77,7 @@ def load_environments(config_dir: Path = CONFIG_DIR) -> tuple[EnvironmentConfig,
         envs = TypeAdapter(tuple[EnvironmentConfig, ...]).validate_python(raw)
     except ValidationError as exc:
         raise ConfigError(_format(path, "environments", exc)) from exc
+    _refuse_duplicates(path, "environment", [e.name for e in envs])
     return envs
 
 
@@ -92,6 +98,7 @@ def load_teams(config_dir: Path = CONFIG_DIR) -> tuple[TeamConfig, ...]:
             teams.append(TeamConfig.model_validate({**entry, "contract": contract}))
         except ValidationError as exc:
             raise ConfigError(_format(path, f"teams[{i}]", exc)) from exc
+    _refuse_duplicates(path, "team", [t.name for t in teams])
     return tuple(teams)
 
 

@@ -20,6 +20,7 @@ from cdk_nag import (
 from constructs import Construct, IConstruct
 
 MIN_REASON = 20
+ACK_METADATA = "flywheel:acknowledgment"
 
 
 def packs(scope: IConstruct) -> list[NagPack]:
@@ -73,6 +74,8 @@ def acknowledge(construct: IConstruct, rule_id: str, reason: str) -> None:
     if rule_id.split("-", 1)[-1].startswith(("IAM4", "IAM5")) and "[" not in rule_id:
         raise ValueError(f"{rule_id}: IAM4/IAM5 must be acknowledged with a granular id, e.g. IAM5[Resource::*]")
     Validations.of(construct).acknowledge(Acknowledgment(id=rule_id, reason=reason))
+    # Our own record (also lands in the cloud assembly's metadata): what was acknowledged, where, why.
+    construct.node.add_metadata(ACK_METADATA, {"id": rule_id, "reason": reason})
 
 
 def acknowledgments(scope: IConstruct) -> list[dict[str, str]]:
@@ -81,7 +84,7 @@ def acknowledgments(scope: IConstruct) -> list[dict[str, str]]:
     for node in scope.node.find_all():
         for entry in node.node.metadata:
             data = entry.data
-            if isinstance(data, dict) and "reason" in data and "id" in data:
+            if entry.type == ACK_METADATA:
                 path = node.node.path.split("/", 1)[-1]
                 out.append({"path": path, "id": data["id"], "reason": data["reason"]})
     return sorted(out, key=lambda a: (a["path"], a["id"]))

@@ -8,8 +8,8 @@ from constructs import Construct
 
 from config.models import EnvironmentConfig, TeamConfig
 from stacks.audit_stack import AuditStack
-from stacks.data_lake_stack import DataLakeStack
 from stacks.components.guardrails import boundary_from_name
+from stacks.data_lake_stack import DataLakeStack
 from stacks.security_stack import SecurityFoundationStack
 
 
@@ -31,7 +31,11 @@ class FlywheelStage(Stage):
         self.audit = None
         if environment.trail:
             self.audit = AuditStack(
-                self, "Audit", environment=environment, lake=self.data_lake.lake, logs_key=self.security.logs_key
+                self,
+                "Audit",
+                environment=environment,
+                lake=self.data_lake.lake,
+                logs_key=self.security.logs_key,
             )
         # The team section: one workload per team (roles, registry, pipelines, endpoints) is added here.
         self.teams = teams

@@ -34,7 +34,13 @@ ZONES: tuple[Zone, ...] = (
     Zone("raw", "Raw", "landed source data, may hold PII; quarantine/ prefix", transition_after_days=30),
     Zone("curated", "Curated", "validated, pseudonymized data"),
     Zone("features", "Features", "train/validation/test splits"),
-    Zone("artifacts", "Artifacts", "model artifacts and baselines (object lock)", noncurrent_days=365, object_lock=True),
+    Zone(
+        "artifacts",
+        "Artifacts",
+        "model artifacts and baselines (object lock)",
+        noncurrent_days=365,
+        object_lock=True,
+    ),
     Zone("capture", "Capture", "endpoint inference capture", transition_after_days=30),
     Zone("reports", "Reports", "evaluation reports, validation status, drift reports"),
 )
@@ -63,7 +69,9 @@ class DataLake(Construct):
         self.databases: dict[str, glue.CfnDatabase] = {}
         account = Stack.of(self).account
         for zone in ZONES:
-            key = purpose_key(self, f"{zone.construct_id}Key", purpose=f"{zone.name} zone", removal_policy=removal_policy)
+            key = purpose_key(
+                self, f"{zone.construct_id}Key", purpose=f"{zone.name} zone", removal_policy=removal_policy
+            )
             bucket = SecureBucket(
                 self,
                 zone.construct_id,

@@ -33,7 +33,13 @@ def allow_service_logs(key: kms.Key) -> None:
         iam.PolicyStatement(
             sid="AllowCloudWatchLogsInThisAccount",
             principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            actions=[
+                "kms:Encrypt*",
+                "kms:Decrypt*",
+                "kms:ReEncrypt*",
+                "kms:GenerateDataKey*",
+                "kms:Describe*",
+            ],
             resources=["*"],  # in a key policy "*" means "this key"
             conditions={
                 "ArnLike": {

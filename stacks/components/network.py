@@ -86,9 +86,7 @@ class IsolatedNetwork(Construct):
             description="HTTPS from inside the VPC to the interface endpoints",
             allow_all_outbound=False,
         )
-        self.endpoint_security_group.add_ingress_rule(
-            ec2.Peer.ipv4(VPC_CIDR), ec2.Port.tcp(443), "HTTPS from the VPC"
-        )
+        self.endpoint_security_group.add_ingress_rule(ec2.Peer.ipv4(VPC_CIDR), ec2.Port.tcp(443), "HTTPS from the VPC")
         # Jobs, models and Lambdas run in this group. Egress is HTTPS only; "anywhere" because the S3
         # gateway endpoint is reached through a prefix list whose id needs a lookup at synth, and the
         # isolated subnets have no route out of the VPC anyway (no IGW, no NAT): 443 reaches endpoints only.

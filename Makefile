@@ -1,0 +1,66 @@
+# Flywheel: one gate, run identically locally and in CI. Every target installs what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+# uv from PATH if present, else a private copy bootstrapped from PyPI into .bootstrap/.
+UV := $(shell command -v uv 2>/dev/null || echo .bootstrap/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+CDK := ./node_modules/.bin/cdk
+ENV ?= dev
+export UV_COMPILE_BYTECODE := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: help install demo test test-slow synth lint format typecheck bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.bootstrap/bin/uv:
+	$(PYTHON) -m venv .bootstrap
+	.bootstrap/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	@touch $@
+
+install: $(VENV)/.installed node_modules/.installed ## install Python (uv, locked) and the CDK CLI (npm, locked)
+
+demo: $(VENV)/.installed ## run the main job (synth summary + security checks until the local runtime lands)
+	$(PY) -m flywheel demo
+
+test: $(VENV)/.installed ## the test suite (offline, sockets blocked); lint first
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	CDK_VALIDATION=false $(VENV)/bin/pytest -n 2 -m "not slow" -q
+
+test-slow: $(VENV)/.installed ## the slow/large tests
+	CDK_VALIDATION=false $(VENV)/bin/pytest -m slow -q
+
+synth: install ## synthesize every environment into cdk.out (validating synth, cdk-nag on)
+	$(CDK) synth -c env=all --quiet
+
+lint: $(VENV)/.installed ## ruff lint + format check + mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy stacks lambdas pipelines flywheel config
+
+format: $(VENV)/.installed ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: $(VENV)/.installed ## mypy
+	$(VENV)/bin/mypy stacks lambdas pipelines flywheel config
+
+bench: $(VENV)/.installed ## benchmarks (ratios against baselines measured in the same run)
+	$(PY) -m bench
+
+clean: ## remove build outputs (keeps the venv)
+	rm -rf cdk.out .pytest_cache .ruff_cache .mypy_cache .flywheel

@@ -1,0 +1,5 @@
+"""``python -m flywheel`` = the ``flywheel`` CLI."""
+
+from flywheel.cli import app
+
+app()

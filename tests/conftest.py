@@ -1,0 +1,20 @@
+"""Suite-wide settings: offline, no AWS credentials, fast CDK synth.
+
+Sockets are blocked by pytest-socket (``--disable-socket`` in pyproject); tests that need a localhost
+port opt in explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Set before aws_cdk is imported anywhere: the built-in template validator costs 5-10 s per process;
+# one validating synth runs as its own check (tests/security/test_validating_synth.py, make synth).
+os.environ["CDK_VALIDATION"] = "false"
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+# No credentials may leak in from the developer's machine: every AWS call must hit moto or fail.
+for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+    os.environ.pop(var, None)
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")

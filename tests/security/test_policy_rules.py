@@ -1,0 +1,71 @@
+"""Flywheel's own template rules: compliant on every environment; each trips on a weak fixture."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk import App, Stack
+from aws_cdk import aws_cloudtrail as cloudtrail
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk.assertions import Template
+
+from stacks.policy_rules import RULES, check
+
+
+def _templates(stage):
+    out = {"Security": stage.security.to_json(), "DataLake": stage.data_lake.to_json()}
+    if stage.audit:
+        out["Audit"] = stage.audit.to_json()
+    return out
+
+
+def test_every_environment_passes_every_rule(stages):
+    for name, stage in stages.items():
+        results = check(_templates(stage))
+        assert results and all(v == [] for v in results.values()), (name, results)
+
+
+@pytest.fixture(scope="module")
+def weak():
+    """A deliberately weak environment: each resource breaks one rule."""
+    stack = Stack(App(), "Weak")
+    iam.Role(
+        stack,
+        "NoBoundaryRole",
+        assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+        managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSageMakerFullAccess")],
+    ).add_to_policy(iam.PolicyStatement(actions=["iam:PassRole"], resources=["*"]))
+    shared = kms.Key(stack, "SharedKey", enable_key_rotation=False)
+    s3.Bucket(stack, "LakeRawBucket", encryption=s3.BucketEncryption.KMS, encryption_key=shared)
+    s3.Bucket(
+        stack,
+        "LakeCuratedBucket",
+        encryption=s3.BucketEncryption.KMS,
+        encryption_key=shared,
+        bucket_key_enabled=True,
+    )
+    s3.Bucket(stack, "LakeReportsBucket", encryption=s3.BucketEncryption.S3_MANAGED)
+    logs.LogGroup(stack, "PlainLogs", retention=logs.RetentionDays.INFINITE)
+    trail_bucket = s3.Bucket(stack, "TrailBucket")
+    trail = cloudtrail.Trail(stack, "Trail", bucket=trail_bucket, send_to_cloud_watch_logs=False)
+    trail.add_s3_event_selector(
+        [cloudtrail.S3EventSelector(bucket=s3.Bucket.from_bucket_name(stack, "Other", "other"))]
+    )
+    return {"Weak": Template.from_stack(stack).to_json()}
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_rule_trips_on_weak_fixture(weak, rule):
+    problems = RULES[rule](weak)
+    assert problems, f"{rule} found nothing in the weak fixture"
+
+
+def test_weak_fixture_problems_name_the_resource(weak):
+    results = check(weak)
+    assert any("NoBoundaryRole" in p for p in results["every-role-has-boundary"])
+    assert any("shares its KMS key" in p for p in results["buckets-use-distinct-customer-keys"])
+    assert any("LakeReportsBucket" in p for p in results["buckets-use-distinct-customer-keys"])
+    assert any("LakeRawBucket" in p for p in results["trail-covers-lake-buckets"])
+    assert any("AmazonSageMakerFullAccess" in p for p in results["no-aws-managed-policies"])
