@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="Flywheel: the AWS MLOps platform, runnable offline.", no_args_is_help=True)
+app = typer.Typer(
+    help="Flywheel: the AWS MLOps platform, runnable offline.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 console = Console()
 
 

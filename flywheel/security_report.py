@@ -29,6 +29,7 @@ def build_reports() -> list[EnvironmentReport]:
     """Synthesize all configured environments in-process (no AWS call) and run nag + our rules."""
     os.environ.setdefault("CDK_VALIDATION", "false")
     from aws_cdk import App, Stack
+    from aws_cdk.assertions import Template
 
     from config.loader import load_config
     from stacks import cdk_json_context
@@ -39,7 +40,7 @@ def build_reports() -> list[EnvironmentReport]:
     config = load_config()
     app = App(context=cdk_json_context())
     stages = [FlywheelStage(app, f"Flywheel-{e.name}", environment=e, teams=config.teams) for e in config.environments]
-    assembly = app.synth()
+    app.synth()
     all_findings = findings(app)
     reports = []
     for stage in stages:
@@ -47,7 +48,7 @@ def build_reports() -> list[EnvironmentReport]:
         templates = {}
         for child in stage.node.children:
             if isinstance(child, Stack):
-                template = assembly.get_stack_by_name(child.stack_name).template
+                template = Template.from_stack(child).to_json()
                 templates[child.node.id] = template
                 report.stacks[child.node.id] = Counter(r["Type"] for r in template.get("Resources", {}).values())
         prefix = f"{stage.node.id}/"
