@@ -11,6 +11,7 @@ from stacks.audit_stack import AuditStack
 from stacks.components.guardrails import boundary_from_name
 from stacks.data_lake_stack import DataLakeStack
 from stacks.security_stack import SecurityFoundationStack
+from stacks.team_stack import TeamWorkloadStack
 
 
 class FlywheelStage(Stage):
@@ -37,9 +38,20 @@ class FlywheelStage(Stage):
                 lake=self.data_lake.lake,
                 logs_key=self.security.logs_key,
             )
-        # The team section: one workload per team (roles, registry, pipelines, endpoints) is added here.
-        self.teams = teams
-        for stack in (self.security, self.data_lake, self.audit):
+        # The team section: one workload stack per team (registry, pipelines; later endpoints, monitoring).
+        self.teams_config = teams
+        self.teams: dict[str, TeamWorkloadStack] = {}
+        for team in teams:
+            self.teams[team.name] = TeamWorkloadStack(
+                self,
+                f"Team-{team.name}",
+                environment=environment,
+                team=team,
+                security=self.security,
+                lake=self.data_lake.lake,
+            )
+            self.teams[team.name].add_stack_dependency(self.data_lake)
+        for stack in (self.security, self.data_lake, self.audit, *self.teams.values()):
             if stack is None:
                 continue
             Tags.of(stack).add("flywheel:environment", environment.name)
@@ -48,7 +60,7 @@ class FlywheelStage(Stage):
         # Every role any stack of this stage creates carries the permissions boundary. Other stacks name
         # it by its fixed ARN (they deploy after Security) instead of importing a cross-stack export.
         iam.PermissionsBoundary.of(self.security).apply(self.security.guardrails.boundary)
-        for stack in (self.data_lake, self.audit):
+        for stack in (self.data_lake, self.audit, *self.teams.values()):
             if stack is not None:
                 iam.PermissionsBoundary.of(stack).apply(
                     boundary_from_name(stack, "PermissionsBoundary", env_name=environment.name)

@@ -8,7 +8,7 @@ import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Template
 
-from config.loader import load_environments
+from config.loader import load_config
 from config.models import EnvironmentConfig
 from stacks import cdk_json_context
 from stacks.stage import FlywheelStage
@@ -23,20 +23,31 @@ class SynthesizedStage:
     security: Template
     data_lake: Template
     audit: Template | None
+    teams: dict[str, Template]
+
+    def templates(self) -> dict[str, Template]:
+        """Every stack's template by stack id (Security, DataLake, Audit, Team-<name>)."""
+        out = {"Security": self.security, "DataLake": self.data_lake}
+        if self.audit is not None:
+            out["Audit"] = self.audit
+        out.update({f"Team-{name}": t for name, t in self.teams.items()})
+        return out
 
 
 def synthesize_all() -> tuple[App, dict[str, SynthesizedStage]]:
-    """Build one App holding a stage per configured environment (teams are added by their own issue)."""
+    """Build one App holding a stage per configured environment, with every configured team."""
+    config = load_config()
     app = App(context=cdk_json_context())
     out = {}
-    for env in load_environments():
-        stage = FlywheelStage(app, f"Flywheel-{env.name}", environment=env, teams=())
+    for env in config.environments:
+        stage = FlywheelStage(app, f"Flywheel-{env.name}", environment=env, teams=config.teams)
         out[env.name] = SynthesizedStage(
             environment=env,
             stage=stage,
             security=Template.from_stack(stage.security),
             data_lake=Template.from_stack(stage.data_lake),
             audit=Template.from_stack(stage.audit) if stage.audit else None,
+            teams={name: Template.from_stack(stack) for name, stack in stage.teams.items()},
         )
     return app, out
 

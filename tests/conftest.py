@@ -18,3 +18,7 @@ for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
+
+# urllib3 probes IPv6 support by creating a socket at import time (no traffic); import it before
+# pytest-socket starts blocking so the probe is not mistaken for a test reaching the network.
+import urllib3  # noqa: E402, F401

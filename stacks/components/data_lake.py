@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -46,6 +46,18 @@ ZONES: tuple[Zone, ...] = (
 )
 
 
+def bucket_export_name(env_name: str, zone: str) -> str:
+    """Export name of a zone bucket's name. Team stacks import it so that IAM resources built from it
+    read as ``arn:aws:s3:::flywheel-dev-raw-bucket/...`` to reviewers and cdk-nag (a stable, named
+    reference instead of an opaque generated one)."""
+    return f"flywheel-{env_name}-{zone}-bucket"
+
+
+def imported_bucket_name(env_name: str, zone: str) -> str:
+    """The zone bucket's name in another stack of the same environment."""
+    return Fn.import_value(bucket_export_name(env_name, zone))
+
+
 class DataLake(Construct):
     """Buckets per zone, each with its own key; ``buckets``/``keys`` map zone name → resource."""
 
@@ -84,6 +96,8 @@ class DataLake(Construct):
                 object_lock_days=object_lock_days if zone.object_lock else None,
             ).bucket
             self.buckets[zone.name] = bucket
+            CfnOutput(self, f"{zone.construct_id}BucketName", value=bucket.bucket_name,
+                      export_name=bucket_export_name(env_name, zone.name))  # fmt: skip
             self.keys[zone.name] = key
             self.databases[zone.name] = glue.CfnDatabase(
                 self,

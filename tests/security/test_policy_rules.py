@@ -15,10 +15,7 @@ from stacks.policy_rules import RULES, check
 
 
 def _templates(stage):
-    out = {"Security": stage.security.to_json(), "DataLake": stage.data_lake.to_json()}
-    if stage.audit:
-        out["Audit"] = stage.audit.to_json()
-    return out
+    return {name: t.to_json() for name, t in stage.templates().items()}
 
 
 def test_every_environment_passes_every_rule(stages):

@@ -23,7 +23,7 @@ def test_app_synthesizes_dev_with_validation_and_nag(tmp_path: Path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     templates = list(tmp_path.glob("assembly-Flywheel-dev/*.template.json"))
-    assert len(templates) == 3
+    assert len(templates) == 5  # Security, DataLake, Audit, two teams
 
 
 def test_app_rejects_bad_environment_with_clear_message(tmp_path: Path):

@@ -8,20 +8,15 @@ from tests.snapshots import assert_matches_snapshot
 
 STATEFUL = (
     "AWS::S3::Bucket", "AWS::KMS::Key", "AWS::Logs::LogGroup", "AWS::CloudTrail::Trail",
-    "AWS::Glue::Database", "AWS::EC2::VPC", "AWS::IAM::ManagedPolicy",
+    "AWS::Glue::Database", "AWS::EC2::VPC", "AWS::IAM::ManagedPolicy", "AWS::IAM::Role",
+    "AWS::SageMaker::ModelPackageGroup", "AWS::SageMaker::Pipeline",
 )  # fmt: skip
 
 
 def test_stateful_logical_ids_are_pinned(stages):
     actual = {}
     for name, stage in stages.items():
-        for stack_name, template in (
-            ("Security", stage.security),
-            ("DataLake", stage.data_lake),
-            ("Audit", stage.audit),
-        ):
-            if template is None:
-                continue
+        for stack_name, template in stage.templates().items():
             ids = {kind: sorted(template.find_resources(kind)) for kind in STATEFUL}
             actual[f"{name}/{stack_name}"] = {k: v for k, v in ids.items() if v}
     assert_matches_snapshot(Path(__file__).with_name("stateful_logical_ids.json"), actual)

@@ -15,7 +15,7 @@ def test_every_key_rotates(dev):
 
 def test_key_policies_have_no_star_principal(stages):
     for stage in stages.values():
-        for template in (stage.security, stage.data_lake, stage.audit):
+        for template in stage.templates().values():
             for key in template.find_resources("AWS::KMS::Key").values():
                 for stmt in key["Properties"]["KeyPolicy"]["Statement"]:
                     principal = stmt.get("Principal")

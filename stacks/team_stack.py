@@ -1,0 +1,57 @@
+"""Team workload (one per team per environment): the team's registry and one pipeline per template."""
+
+from __future__ import annotations
+
+from aws_cdk import Stack, Tags
+from aws_cdk import aws_ec2 as ec2
+from constructs import Construct
+
+from config.models import EnvironmentConfig, TeamConfig
+from stacks.components.data_lake import DataLake
+from stacks.components.ml_pipeline import TabularPipeline
+from stacks.components.model_registry import ModelRegistry
+from stacks.security_stack import SecurityFoundationStack
+
+# Template name -> construct class. A new template adds its construct here.
+PIPELINE_CONSTRUCTS = {"tabular": TabularPipeline}
+
+
+class TeamWorkloadStack(Stack):
+    """Exposes ``registry`` and ``pipelines`` (template name → pipeline construct)."""
+
+    def __init__(  # type: ignore[no-untyped-def]
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        environment: EnvironmentConfig,
+        team: TeamConfig,
+        security: SecurityFoundationStack,
+        lake: DataLake,
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        for key, value in {"flywheel:team": team.name, **team.tags}.items():
+            Tags.of(self).add(key, value)
+        self.registry = ModelRegistry(
+            self,
+            "Registry",
+            group_name=f"flywheel-{environment.name}-{team.name}",
+            description=team.description or f"Models of team {team.name}",
+        )
+        subnets = security.network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnets
+        self.pipelines = {}
+        for template in team.pipelines:
+            construct = PIPELINE_CONSTRUCTS[template](
+                self,
+                f"{template.title()}Pipeline",
+                environment=environment,
+                team=team,
+                zone_keys=dict(lake.keys),
+                ml_key=security.ml_key,
+                subnets=subnets,
+                security_group=security.network.workload_security_group,
+                model_package_group_name=self.registry.group_name,
+            )
+            construct.pipeline.node.add_dependency(self.registry.model_package_group)
+            self.pipelines[template] = construct

@@ -1,0 +1,135 @@
+"""Team workload: registry, pipeline (one definition, two places) and a least-privilege execution role."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from aws_cdk import Token
+
+from pipelines.tabular.definition import build_pipeline_definition
+
+
+def _resource(template, kind):
+    (item,) = template.find_resources(kind).items()
+    return item
+
+
+def test_each_team_gets_a_registry_retained(dev):
+    for name, template in dev.teams.items():
+        _, group = _resource(template, "AWS::SageMaker::ModelPackageGroup")
+        assert group["Properties"]["ModelPackageGroupName"] == f"flywheel-dev-{name}"
+        assert group["DeletionPolicy"] == "Retain"
+
+
+def test_pipeline_runs_as_its_own_execution_role(dev):
+    template = dev.teams["churn"]
+    _, pipeline = _resource(template, "AWS::SageMaker::Pipeline")
+    assert pipeline["Properties"]["PipelineName"] == "flywheel-dev-churn-tabular"
+    role_id, role = _resource(template, "AWS::IAM::Role")
+    assert pipeline["Properties"]["RoleArn"] == {"Fn::GetAtt": [role_id, "Arn"]}
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "sagemaker.amazonaws.com"
+    }
+    assert "PermissionsBoundary" in role["Properties"]
+    template.resource_count_is("AWS::IAM::Policy", 0)  # no inline policies: one reviewed managed policy
+
+
+def _statements(template):
+    _, policy = _resource(template, "AWS::IAM::ManagedPolicy")
+    return {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+
+
+def test_s3_access_is_limited_to_the_pipeline_and_team_prefixes(dev):
+    s = _statements(dev.teams["churn"])
+    own = json.dumps(s["ReadWriteOwnPrefixes"]["Resource"])
+    assert own.count("/flywheel-dev-churn-tabular/*") == 3
+    assert "s3:DeleteObject" not in json.dumps(s)  # jobs never delete data
+    assert json.dumps(s["ReadTeamRawBatchesAndPiiKey"]["Resource"]).endswith('/churn/*"]]}')
+    assert sorted(s["WriteQuarantine"]["Action"]) == ["s3:AbortMultipartUpload", "s3:PutObject"]
+    assert "diagnostics" not in json.dumps(s)
+
+
+def test_pass_role_only_to_sagemaker_and_only_itself(dev):
+    s = _statements(dev.teams["churn"])["PassOwnRoleToSageMaker"]
+    assert s["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    assert s["Resource"]["Fn::GetAtt"][1] == "Arn"
+
+
+def test_registration_limited_to_the_team_group(dev):
+    s = _statements(dev.teams["churn"])["RegisterInTeamGroup"]
+    assert all("flywheel-dev-churn" in r for r in s["Resource"])
+
+
+def test_step_code_read_by_exact_object(dev):
+    s = _statements(dev.teams["churn"])["ReadStepCodeAndContract"]
+    assert len(s["Resource"]) == 2 and not any("*" in r for r in s["Resource"])
+
+
+def _join_parts(value):
+    """A synthesized string as an alternating list: literal text and CloudFormation intrinsics."""
+    if isinstance(value, str):
+        return [value]
+    (fn,) = value
+    assert fn == "Fn::Join" and value[fn][0] == ""
+    parts: list = []
+    for part in value[fn][1]:
+        if isinstance(part, str) and parts and isinstance(parts[-1], str):
+            parts[-1] += part
+        else:
+            parts.append(part)
+    return parts
+
+
+def test_synthesized_body_is_the_module_definition_for_the_same_inputs(dev):
+    """One definition, two places: literal text identical, each account-specific input → one intrinsic."""
+    construct = dev.stage.teams["churn"].pipelines["tabular"]
+    inputs = construct.definition_inputs
+
+    def mark(name, value):
+        return f"@@{name}@@" if isinstance(value, str) and Token.is_unresolved(value) else value
+
+    replaced = {}
+    for field in dataclasses.fields(inputs):
+        value = getattr(inputs, field.name)
+        if isinstance(value, tuple):
+            replaced[field.name] = tuple(mark(f"{field.name}.{i}", v) for i, v in enumerate(value))
+        else:
+            replaced[field.name] = mark(field.name, value)
+    expected = build_pipeline_definition(dataclasses.replace(inputs, **replaced))
+    marked = {m for m in expected.split("@@")[1::2]}
+    assert {"role_arn", "raw_bucket", "kms_key_arn", "subnet_ids.0"} <= marked
+    expected_parts = [c if i % 2 == 0 else ("FIELD", c) for i, c in enumerate(expected.split("@@")) if c != ""]
+
+    _, pipeline = _resource(dev.teams["churn"], "AWS::SageMaker::Pipeline")
+    actual_parts = _join_parts(pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"])
+    assert len(actual_parts) == len(expected_parts)
+    binding: dict[str, str] = {}
+    for exp, act in zip(expected_parts, actual_parts, strict=True):
+        if isinstance(exp, str):
+            assert exp == act
+        else:
+            key = json.dumps(act, sort_keys=True)
+            assert binding.setdefault(exp[1], key) == key, f"{exp[1]} bound to two different values"
+    # distinct inputs stay distinct after synthesis
+    assert len(set(binding.values())) == len(binding)
+    assert construct.definition_body == build_pipeline_definition(inputs)
+
+
+def test_pipeline_body_is_valid_json_once_resolved(dev):
+    _, pipeline = _resource(dev.teams["diagnostics"], "AWS::SageMaker::Pipeline")
+    parts = _join_parts(pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"])
+    text = "".join(p if isinstance(p, str) else "X" for p in parts)
+    document = json.loads(text)
+    assert [s["Name"] for s in document["Steps"]] == ["Preprocess", "DataContractCheck"]
+
+
+def test_gate_threshold_comes_from_team_config(stages):
+    for stage in stages.values():
+        for name, template in stage.teams.items():
+            _, pipeline = _resource(template, "AWS::SageMaker::Pipeline")
+            parts = _join_parts(pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"])
+            document = json.loads("".join(p if isinstance(p, str) else "X" for p in parts))
+            (gate,) = [p for p in document["Parameters"] if p["Name"] == "GateThreshold"]
+            team = next(t for t in stage.stage.teams_config if t.name == name)
+            assert gate["DefaultValue"] == team.metric_gate.threshold
