@@ -15,7 +15,7 @@ from stacks.settings import log_retention, removal_policy
 class AuditStack(Stack):
     """Exposes ``audit`` (trail, its bucket and key). Separate so it can depend on both lake and keys."""
 
-    def __init__(  # type: ignore[no-untyped-def]
+    def __init__(
         self,
         scope: Construct,
         construct_id: str,
@@ -23,9 +23,8 @@ class AuditStack(Stack):
         environment: EnvironmentConfig,
         lake: DataLake,
         logs_key: kms.IKey,
-        **kwargs,
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+        super().__init__(scope, construct_id)
         self.audit = AuditTrail(
             self,
             "Audit",

@@ -13,8 +13,8 @@ from stacks.settings import removal_policy
 class DataLakeStack(Stack):
     """Exposes ``lake`` (buckets/keys per zone, access-log bucket, Glue databases)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, environment: EnvironmentConfig, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(scope, construct_id, **kwargs)
+    def __init__(self, scope: Construct, construct_id: str, *, environment: EnvironmentConfig) -> None:
+        super().__init__(scope, construct_id)
         self.lake = DataLake(
             self,
             "Lake",

@@ -8,10 +8,10 @@ and on a deliberately weak fixture that must trip each one; ``make demo`` report
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-Templates = dict[str, dict[str, Any]]
+Templates = Mapping[str, Mapping[str, Any]]
 Rule = Callable[[Templates], list[str]]
 
 
@@ -50,7 +50,8 @@ def roles_use_no_aws_managed_policies(templates: Templates) -> list[str]:
 
 def buckets_use_distinct_customer_keys(templates: Templates) -> list[str]:
     """Every bucket but the access-log bucket is SSE-KMS with a bucket key and a key no other bucket uses."""
-    problems, seen = [], {}
+    problems: list[str] = []
+    seen: dict[str, str] = {}
     for stack, lid, res in _resources(templates, "AWS::S3::Bucket"):
         props = res.get("Properties", {})
         rules = props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])

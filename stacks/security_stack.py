@@ -15,8 +15,8 @@ from stacks.settings import log_retention, removal_policy
 class SecurityFoundationStack(Stack):
     """Exposes ``logs_key``, ``ml_key`` (SageMaker volumes/outputs), ``guardrails`` and ``network``."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, environment: EnvironmentConfig, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(scope, construct_id, **kwargs)
+    def __init__(self, scope: Construct, construct_id: str, *, environment: EnvironmentConfig) -> None:
+        super().__init__(scope, construct_id)
         policy = removal_policy(environment)
         self.logs_key = purpose_key(self, "LogsKey", purpose="CloudWatch Logs", removal_policy=policy)
         allow_service_logs(self.logs_key)

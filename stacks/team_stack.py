@@ -19,7 +19,7 @@ PIPELINE_CONSTRUCTS = {"tabular": TabularPipeline}
 class TeamWorkloadStack(Stack):
     """Exposes ``registry`` and ``pipelines`` (template name → pipeline construct)."""
 
-    def __init__(  # type: ignore[no-untyped-def]
+    def __init__(
         self,
         scope: Construct,
         construct_id: str,
@@ -28,9 +28,8 @@ class TeamWorkloadStack(Stack):
         team: TeamConfig,
         security: SecurityFoundationStack,
         lake: DataLake,
-        **kwargs,
     ) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+        super().__init__(scope, construct_id)
         for key, value in {"flywheel:team": team.name, **team.tags}.items():
             Tags.of(self).add(key, value)
         self.registry = ModelRegistry(

@@ -275,8 +275,13 @@ def _require_text(name: str, value: object) -> None:
 
 
 def _require_s3_object(name: str, value: object, suffix: str) -> None:
-    ok = isinstance(value, str) and value.startswith("s3://") and value.endswith(suffix)
-    if not ok or "/" not in value.removeprefix("s3://").strip("/") or value.endswith("/" + suffix):
+    if (
+        not isinstance(value, str)
+        or not value.startswith("s3://")
+        or not value.endswith(suffix)
+        or "/" not in value.removeprefix("s3://").strip("/")
+        or value.endswith("/" + suffix)
+    ):
         raise ValueError(f"{name}: expected an s3:// URI of an object whose name ends in {suffix!r}, got {value!r}")
 
 
