@@ -10,7 +10,7 @@ from constructs import Construct
 
 from stacks.nag import acknowledge
 
-# Config service name -> CDK endpoint service. Each interface endpoint costs ~$7.3/month per AZ.
+# Config service name -> CDK endpoint service. Each interface endpoint costs ~$8/month per AZ.
 _SERVICES = {
     "sagemaker.api": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
     "sagemaker.runtime": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_RUNTIME,
