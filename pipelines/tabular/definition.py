@@ -18,7 +18,8 @@ Steps
     (artifacts bucket), status (reports bucket) and quarantine (raw bucket: PII stays in the raw zone),
     all under ``<pipeline_name>/<ExecutionId>``. ``DataContractCheck`` (Condition) reads
     ``status/validation.json`` through the ``ValidationStatus`` property file: ``passed == true`` runs
-    ``Train`` (Training, XGBoost image, script mode), ``Evaluate`` (Processing; ``EvaluationReport``
+    ``Train`` (Training, XGBoost image, script mode), ``Evaluate`` (Processing on the XGBoost image, which
+    loads the model; ``EvaluationReport``
     property file on ``evaluation.json``) and ``QualityGate`` (Condition: gate value against
     ``GateThreshold`` and champion/challenger) which leads to ``RegisterModel`` (RegisterModel, into the
     team's model package group, ``PendingManualApproval`` by default) or ``QualityGateFailed`` (Fail);
@@ -603,10 +604,10 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 s3_output=ProcessingS3Output(s3_uri=uri, local_path=local_dir, s3_upload_mode="EndOfJob"),
             )
 
-        def processor(script: str, instance_type: Any, instance_count: Any) -> Any:
+        def processor(script: str, instance_type: Any, instance_count: Any, image_uri: str) -> Any:
             return Processor(
                 role=inputs.role_arn,
-                image_uri=sklearn_image,
+                image_uri=image_uri,
                 entrypoint=[*processing_entrypoint(object_name(inputs.source_uri)), script],
                 instance_type=instance_type,
                 instance_count=instance_count,
@@ -643,7 +644,9 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
         preprocess = ProcessingStep(
             name=STEP_PREPROCESS,
             description="Validate the batch against the data contract, pseudonymize PII, split.",
-            step_args=processor("preprocess.py", processing_instance_type, processing_instance_count).run(
+            step_args=processor(
+                "preprocess.py", processing_instance_type, processing_instance_count, sklearn_image
+            ).run(
                 inputs=[
                     processing_input(
                         "raw", input_data_uri, "/opt/ml/processing/input/raw", distribution="ShardedByS3Key"
@@ -742,7 +745,9 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
         evaluate = ProcessingStep(
             name=STEP_EVALUATE,
             description="Score the test split, compare with the champion, write baseline statistics.",
-            step_args=processor("evaluate.py", evaluation_instance_type, 1).run(
+            # Evaluate loads the XGBoost model, so it runs on the XGBoost image (which also ships
+            # scikit-learn, pandas and pyarrow) — the same image that trained and will serve the model.
+            step_args=processor("evaluate.py", evaluation_instance_type, 1, xgboost_image).run(
                 inputs=[
                     processing_input("model", model_artifacts, "/opt/ml/processing/input/model"),
                     processing_input("test", preprocess_output("test"), "/opt/ml/processing/input/test"),

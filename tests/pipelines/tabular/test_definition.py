@@ -390,7 +390,12 @@ def test_processing_steps_unpack_the_sourcedir_and_run_their_script(definition: 
     for name, script in (("Preprocess", "preprocess.py"), ("Evaluate", "evaluate.py")):
         app = steps[name]["Arguments"]["AppSpecification"]
         assert app["ContainerEntrypoint"] == [*d.PROCESSING_ENTRYPOINT, script]
-        assert app["ImageUri"] == "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3"
+        image = (
+            steps["Train"]["Arguments"]["AlgorithmSpecification"]["TrainingImage"]
+            if name == "Evaluate"
+            else ("141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3")
+        )
+        assert app["ImageUri"] == image  # Evaluate loads the model: the image that trained it
         inputs = {i["InputName"]: i["S3Input"] for i in steps[name]["Arguments"]["ProcessingInputs"]}
         assert inputs["code"]["S3Uri"] == SOURCE_URI
         assert inputs["code"]["LocalPath"] == "/opt/ml/processing/input/code"
