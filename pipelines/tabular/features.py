@@ -112,7 +112,7 @@ def _feature_kind(col: ColumnSpec) -> Kind:
 
 
 def _categories(col: ColumnSpec) -> tuple[str, ...]:
-    return tuple(str(a) for a in col.allowed) if col.dtype == "str" and col.allowed else ()
+    return tuple(dict.fromkeys(str(a) for a in col.allowed)) if col.dtype == "str" and col.allowed else ()
 
 
 def typed_allowed(col: ColumnSpec) -> list[Any]:
@@ -166,9 +166,20 @@ class HmacTokenizer:
         return outer.hexdigest()[:TOKEN_HEX_CHARS]
 
     def tokens(self, values: Iterable[Any]) -> list[str | None]:
-        """Tokens of ``values`` (missing values stay missing)."""
-        token = self.token
-        return [None if _is_missing(v) else token(str(v)) for v in values]
+        """Tokens of ``values``; ``None`` (only ``None``: normalize NaN/NA first) stays ``None``."""
+        inner_copy, outer_copy, n = self._inner.copy, self._outer.copy, TOKEN_HEX_CHARS
+        out: list[str | None] = []
+        append = out.append
+        for v in values:  # the hot loop of preprocessing: locals only, no method lookups
+            if v is None:
+                append(None)
+                continue
+            inner = inner_copy()
+            inner.update(str(v).encode("utf-8"))
+            outer = outer_copy()
+            outer.update(inner.digest())
+            append(outer.hexdigest()[:n])
+        return out
 
 
 def _is_missing(value: Any) -> bool:
@@ -183,8 +194,7 @@ def age_band(dates: pd.Series, reference_date: str) -> pd.Series:
     age = ref.year - d.dt.year - before_birthday.astype("float64")
     band = (age.clip(lower=0, upper=AGE_BAND_TOP) // AGE_BAND_WIDTH).to_numpy(dtype="float64")
     labels = np.array(
-        [f"{b}-{b + AGE_BAND_WIDTH - 1}" for b in range(0, AGE_BAND_TOP, AGE_BAND_WIDTH)]
-        + [f"{AGE_BAND_TOP}+"],
+        [f"{b}-{b + AGE_BAND_WIDTH - 1}" for b in range(0, AGE_BAND_TOP, AGE_BAND_WIDTH)] + [f"{AGE_BAND_TOP}+"],
         dtype=object,
     )
     out = np.full(len(band), None, dtype=object)
@@ -195,10 +205,8 @@ def age_band(dates: pd.Series, reference_date: str) -> pd.Series:
 
 def prefix(values: pd.Series, width: int) -> pd.Series:
     """The first ``width`` characters, upper-cased and stripped (e.g. a 3-digit ZIP prefix)."""
-    ok = values.notna()
-    out = pd.Series(None, index=values.index, dtype=object)
-    out[ok] = values[ok].astype(str).str.strip().str.upper().str[:width]
-    return out
+    text = values.astype(str).str.strip().str.upper().str[:width]
+    return text.astype(object).where(values.notna(), None)
 
 
 def year(dates: pd.Series) -> pd.Series:
@@ -230,7 +238,8 @@ def pseudonymize(frame: pd.DataFrame, contract: DataContract, key: bytes | None)
             raise ValueError("a PII key is required to tokenize id columns: " + ", ".join(ids))
         tokenizer = HmacTokenizer(key)
         for name in ids:
-            out[name] = pd.Series(tokenizer.tokens(frame[name]), index=frame.index, dtype=object)
+            values = frame[name].astype(object).where(frame[name].notna(), None).to_numpy()
+            out[name] = pd.Series(tokenizer.tokens(values), index=frame.index, dtype=object)
     for sc in serving_columns(contract):
         spec = contract.column(sc.source)
         if spec.role == "quasi_identifier":
@@ -273,20 +282,17 @@ def encode_column(values: pd.Series, sc: ServingColumn, reference_date: str) -> 
     if sc.kind == "numeric":
         num = _to_float(values)
     elif sc.kind == "bool":
-        num = _bools_to_float(values, present)
+        num = _via_uniques(values, _bool_or_nan)
     elif sc.kind == "date":
-        dates = pd.to_datetime(values, errors="coerce", format="mixed")
+        dates = pd.to_datetime(values, errors="coerce", format="ISO8601")
         num = (dates - pd.Timestamp(reference_date)).dt.days.to_numpy(dtype="float64", na_value=np.nan)
     elif sc.kind == "age_band":
-        lower = values.astype(object).where(present, None).astype(str).str.extract(_AGE_BAND_RE)[0]
-        num = pd.to_numeric(lower, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        num = _via_uniques(values, _band_lower_or_nan)
     elif sc.kind == "category":
-        codes = pd.Categorical(_as_str(values, present), categories=list(sc.categories)).codes
-        num = np.where(codes < 0, np.nan, codes.astype("float64"))
-        return num  # unknown categories are missing, not errors
+        index = {c: float(i) for i, c in enumerate(sc.categories)}
+        return _via_uniques(values, lambda u: index.get(u, np.nan))  # unknown: missing, not an error
     else:
-        num = _hash_buckets(values, present)
-        return num
+        return _via_uniques(values, lambda u: float(stable_bucket(u)))
     bad = present & np.isnan(num)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
@@ -303,27 +309,27 @@ def _to_float(values: pd.Series) -> np.ndarray:
         return np.full(len(values), np.nan)  # a boolean where a number is expected is a type error
     num = pd.to_numeric(values, errors="coerce")
     arr = np.asarray(num.to_numpy(dtype="float64", na_value=np.nan), dtype="float64")
-    arr[np.isinf(arr)] = np.nan
-    return arr
+    return np.where(np.isinf(arr), np.nan, arr)
 
 
-def _bools_to_float(values: pd.Series, present: np.ndarray) -> np.ndarray:
-    out = np.full(len(values), np.nan)
-    lookup = {**dict.fromkeys(_TRUE, 1.0), **dict.fromkeys(_FALSE, 0.0)}
-    texts = values[present].astype(str).str.strip().str.lower()
-    out[present] = texts.map(lookup).to_numpy(dtype="float64", na_value=np.nan)
-    return out
+def _bool_or_nan(text: str) -> float:
+    low = text.strip().lower()
+    return 1.0 if low in _TRUE else 0.0 if low in _FALSE else np.nan
 
 
-def _as_str(values: pd.Series, present: np.ndarray) -> pd.Series:
-    return values.astype(object).where(present, None).map(lambda v: v if v is None else str(v))
+def _band_lower_or_nan(text: str) -> float:
+    match = _AGE_BAND_RE.match(text)
+    return float(match.group(1)) if match else np.nan
 
 
-def _hash_buckets(values: pd.Series, present: np.ndarray) -> np.ndarray:
-    # Hash each distinct value once: a prefix column has thousands of values, not millions.
-    codes, uniques = pd.factorize(_as_str(values, present))
-    buckets = np.array([stable_bucket(u) for u in uniques], dtype="float64")
-    return np.where(codes < 0, np.nan, buckets[np.maximum(codes, 0)] if len(buckets) else np.nan)
+def _via_uniques(values: pd.Series, fn: Any) -> np.ndarray:
+    """Apply ``fn`` (text -> float) once per distinct value; missing stays NaN.
+
+    Categorical columns have few distinct values, so this is one factorize plus a tiny loop.
+    """
+    codes, uniques = pd.factorize(values)
+    mapped = np.array([fn(str(u)) for u in uniques], dtype="float64")
+    return np.where(codes < 0, np.nan, mapped[np.maximum(codes, 0)] if len(mapped) else np.nan)
 
 
 def stable_bucket(value: str) -> int:
@@ -343,7 +349,7 @@ def class_labels(contract: DataContract, observed: Iterable[Any] = ()) -> list[A
     if contract.objective == "regression":
         return []
     spec = contract.column(contract.target)
-    labels = typed_allowed(spec) or sorted({_py(v) for v in observed if not _is_missing(v)})
+    labels = list(dict.fromkeys(typed_allowed(spec))) or sorted({_py(v) for v in observed if not _is_missing(v)})
     if contract.objective == "binary" and len(labels) != 2:
         raise ValueError(f"binary objective needs exactly 2 class labels, got {labels!r}")
     if contract.objective == "multiclass" and len(labels) < 2:
@@ -355,12 +361,12 @@ def encode_labels(values: pd.Series, labels: Sequence[Any]) -> np.ndarray:
     """Target values -> float class indices (regression: ``labels`` empty, values as float)."""
     if not labels:
         return _to_float(values)
-    index = {label: i for i, label in enumerate(labels)}
-    codes = np.array([index.get(_py(v), -1) for v in values], dtype="float64")
-    if (codes < 0).any():
-        unknown = sorted({repr(_py(v)) for v, c in zip(values, codes, strict=True) if c < 0})[:5]
+    codes = pd.Index(list(labels)).get_indexer(pd.Series(values).astype(object))
+    bad = codes < 0
+    if bad.any():
+        unknown = sorted({repr(_py(v)) for v in pd.Series(values)[bad]})[:5]
         raise ValueError(f"target has labels outside {list(labels)!r}: {', '.join(unknown)}")
-    return codes
+    return codes.astype("float64")
 
 
 def _py(value: Any) -> Any:

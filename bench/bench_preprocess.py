@@ -1,0 +1,143 @@
+"""Benchmark: preprocess.py throughput and peak memory next to a plain pyarrow CSV -> parquet copy.
+
+Both run on the same generated churn CSV, each in a fresh Python process (so peak RSS is the job's own),
+timed after imports. The ratio is preprocess throughput / baseline throughput (goal >= 0.5: validating,
+pseudonymizing, splitting and computing baseline statistics cost at most as much again as reading and
+writing the data once)::
+
+    python bench/bench_preprocess.py [--rows 1000000] [--repeat 1] [--workdir DIR]
+
+Prints a table and writes ``bench/results/bench_preprocess.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+STEP_DIR = REPO / "pipelines" / "tabular"
+RESULTS = REPO / "bench" / "results"
+BENCH_KEY = "benchmark-only-key-0123456789"
+
+# Child programs: import first, then time only the work; report seconds and peak RSS (KiB on Linux).
+_BASELINE = """
+import json, resource, sys, time
+import pyarrow.csv as pacsv, pyarrow.parquet as pq
+src, dst = sys.argv[1], sys.argv[2]
+t = time.perf_counter()
+table = pacsv.read_csv(src)
+pq.write_table(table, dst)
+sec = time.perf_counter() - t
+print(json.dumps({"seconds": sec, "rows": table.num_rows,
+                  "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+_PREPROCESS = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+import preprocess
+t = time.perf_counter()
+code = preprocess.main(sys.argv[2:])
+sec = time.perf_counter() - t
+print(json.dumps({"seconds": sec, "exit_code": code,
+                  "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+def _child(code: str, *args: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(rows: int, repeat: int, workdir: Path) -> dict[str, Any]:
+    """Generate the data, run both programs ``repeat`` times, keep the fastest run of each."""
+    sys.path.insert(0, str(REPO))
+    from flywheel.datasets import write_churn_csv
+
+    raw = workdir / "raw"
+    t = time.perf_counter()
+    csv = write_churn_csv(raw / "batch.csv", rows, seed=1)
+    gen_seconds = time.perf_counter() - t
+    size = csv.stat().st_size
+    key = workdir / "pii.key"
+    key.write_text(BENCH_KEY)
+    baseline, prep = [], []
+    for i in range(repeat):
+        baseline.append(_child(_BASELINE, str(csv), str(workdir / f"copy-{i}.parquet")))
+        out = workdir / f"out-{i}"
+        args = ["--contract", str(REPO / "config" / "contracts" / "churn.json"), "--input-dir", str(raw)]
+        args += ["--output-dir", str(out), "--pii-key-file", str(key), "--resource-config", str(workdir / "none")]
+        result = _child(_PREPROCESS, str(STEP_DIR), *args)
+        if result["exit_code"] != 0 or not json.loads((out / "status" / "validation.json").read_text())["passed"]:
+            raise RuntimeError("preprocess did not pass on generated data")
+        prep.append(result)
+        shutil.rmtree(out)
+    b = min(baseline, key=lambda r: r["seconds"])
+    p = min(prep, key=lambda r: r["seconds"])
+
+    def entry(r: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "seconds": r["seconds"],
+            "rows_per_s": rows / r["seconds"],
+            "mb_per_s": size / 1e6 / r["seconds"],
+            "peak_rss_mb": r["peak_rss_kib"] / 1024,
+        }
+
+    return {
+        "benchmark": "preprocess",
+        "rows": rows,
+        "input_mb": size / 1e6,
+        "repeat": repeat,
+        "generator_rows_per_s": rows / gen_seconds,
+        "pyarrow_read_write": entry(b),
+        "preprocess": entry(p),
+        "throughput_ratio": b["seconds"] / p["seconds"],
+        "goal_ratio_at_least": 0.5,
+        "machine": {"python": platform.python_version(), "cpus": _cpus(), "platform": platform.platform()},
+    }
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def print_table(result: dict[str, Any]) -> None:
+    """A small fixed-width table."""
+    print(f"preprocess benchmark: {result['rows']:,} rows, {result['input_mb']:.1f} MB CSV")
+    print(f"{'program':<22}{'seconds':>10}{'rows/s':>14}{'MB/s':>10}{'peak RSS MB':>14}")
+    for name in ("pyarrow_read_write", "preprocess"):
+        r = result[name]
+        print(
+            f"{name:<22}{r['seconds']:>10.2f}{r['rows_per_s']:>14,.0f}{r['mb_per_s']:>10.1f}{r['peak_rss_mb']:>14.0f}"
+        )
+    ok = "meets" if result["throughput_ratio"] >= result["goal_ratio_at_least"] else "misses"
+    print(f"throughput ratio {result['throughput_ratio']:.2f} ({ok} the goal >= {result['goal_ratio_at_least']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and write ``bench/results/bench_preprocess.json``."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--repeat", type=int, default=1, help="runs of each program; the fastest counts")
+    p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp folder)")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
+        result = run(args.rows, args.repeat, Path(scratch))
+    print_table(result)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "bench_preprocess.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

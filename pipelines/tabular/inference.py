@@ -1,0 +1,226 @@
+"""Serving functions for a SageMaker framework container (``model_fn``/``input_fn``/``predict_fn``/``output_fn``).
+
+A request carries the *curated* feature columns, exactly as preprocessing writes them: generalized
+quasi-identifiers (``date_of_birth_age_band`` = ``"30-39"``, ``postcode_prefix`` = ``"941"``,
+``signup_date_year`` = ``2024``) instead of raw dates of birth or postcodes, and no id, direct
+identifier or target. So neither the endpoint nor its data capture ever sees a raw quasi-identifier, and
+drift monitoring compares captured requests with the baseline column for column.
+
+- ``text/csv``: no header, one row per line, the columns of :func:`features.serving_names` in contract
+  order (``metadata.json`` lists them as ``feature_names``); an empty field is a missing value.
+- ``application/json``: ``{"instances": [[...], ...]}`` (rows in the CSV column order),
+  ``{"instances": [{"col": value, ...}, ...]}`` or a bare list of either.
+
+Responses (``application/json``; ``text/csv`` gives the same fields, one line per row):
+binary ``{"predictions": [{"probability": p_positive, "label": l}]}``, multiclass
+``{"class_labels": [...], "predictions": [{"probabilities": [...], "label": l}]}``, regression
+``{"predictions": [{"value": v}]}``. Bad input raises ValueError (HTTP 400 in a server); an unknown
+category value is not an error (it is treated as missing and shows up in drift monitoring).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from contract import DataContract, load_contract
+from features import ENCODING_VERSION, encode, feature_types, serving_names
+
+MODEL_FILE = "xgboost-model.json"
+METADATA_FILE = "metadata.json"
+CONTRACT_FILE = "contract.json"
+JSON = "application/json"
+CSV = "text/csv"
+BINARY_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Model:
+    """A loaded model: booster, its metadata and the contract that defines its features."""
+
+    booster: xgb.Booster
+    metadata: dict[str, Any]
+    contract: DataContract
+
+    @property
+    def columns(self) -> list[str]:
+        """Request columns, in CSV order."""
+        return list(self.metadata["feature_names"])
+
+    @property
+    def problem(self) -> str:
+        """``binary``, ``multiclass`` or ``regression``."""
+        return str(self.metadata["problem"])
+
+    @property
+    def labels(self) -> list[Any]:
+        """Class labels in model order (empty for regression)."""
+        return list(self.metadata["class_labels"])
+
+
+def model_fn(model_dir: str) -> Model:
+    """Load ``xgboost-model.json``, ``metadata.json`` and ``contract.json`` from ``model_dir``.
+
+    Refuses a model whose feature encoding or contract does not match this code, rather than serving
+    silently wrong predictions.
+    """
+    root = Path(model_dir)
+    metadata = json.loads((root / METADATA_FILE).read_text(encoding="utf-8"))
+    contract = load_contract(root / CONTRACT_FILE)
+    if metadata.get("encoding_version") != ENCODING_VERSION:
+        raise ValueError(
+            f"model was trained with feature encoding {metadata.get('encoding_version')}, "
+            f"this code implements {ENCODING_VERSION}"
+        )
+    digest = hashlib.sha256(contract.to_json().encode()).hexdigest()
+    if metadata.get("contract_sha256") not in (None, digest):
+        raise ValueError("contract.json does not match the contract the model was trained with")
+    if metadata["feature_names"] != serving_names(contract):
+        raise ValueError("model feature names do not match the contract's serving columns")
+    booster = xgb.Booster()
+    booster.load_model(root / MODEL_FILE)
+    return Model(booster, metadata, contract)
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def input_fn(request_body: str | bytes, content_type: str) -> pd.DataFrame:
+    """Parse a request into a frame of raw values (``object`` dtype).
+
+    Positional rows (CSV, JSON lists) get integer column labels; JSON objects keep their keys.
+    :func:`predict_fn` checks the columns against the model.
+    """
+    media = _media_type(content_type)
+    text = request_body.decode("utf-8") if isinstance(request_body, bytes | bytearray) else str(request_body)
+    if media == CSV:
+        rows = [[None if v.strip() == "" else v.strip() for v in row] for row in csv.reader(io.StringIO(text)) if row]
+        return _positional(rows)
+    if media == JSON:
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"request body is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+        instances = payload.get("instances") if isinstance(payload, dict) else payload
+        if not isinstance(instances, list):
+            raise ValueError('JSON body must be {"instances": [...]} or a list of rows or objects')
+        if not instances:
+            raise ValueError("request has no instances")
+        if all(isinstance(r, dict) for r in instances):
+            cols = list(dict.fromkeys(k for r in instances for k in r))
+            missing = [(i, c) for i, r in enumerate(instances) for c in cols if c not in r]
+            if missing:
+                i, c = missing[0]
+                raise ValueError(f"instance {i} has no value for column {c!r}")
+            return pd.DataFrame([[r[c] for c in cols] for r in instances], columns=cols, dtype=object)
+        if all(isinstance(r, list) for r in instances):
+            return _positional(instances)
+        raise ValueError("instances must all be lists (column order) or all be objects (column names)")
+    raise ValueError(f"unsupported content type {content_type!r}: use {CSV} or {JSON}")
+
+
+def _positional(rows: list[list[Any]]) -> pd.DataFrame:
+    if not rows:
+        raise ValueError("request has no rows")
+    width = len(rows[0])
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(f"row {i} has {len(row)} values, row 0 has {width}")
+    return pd.DataFrame(rows, columns=range(width), dtype=object)
+
+
+def align(data: pd.DataFrame, model: Model) -> pd.DataFrame:
+    """Name positional columns / check named ones against the model; ValueError on mismatch."""
+    cols = model.columns
+    if all(isinstance(c, int | np.integer) for c in data.columns):
+        if data.shape[1] != len(cols):
+            raise ValueError(f"expected {len(cols)} values per row ({', '.join(cols)}), got {data.shape[1]}")
+        return data.set_axis(cols, axis=1)
+    unknown = [str(c) for c in data.columns if c not in cols]
+    if unknown:
+        raise ValueError(f"unknown column(s): {', '.join(unknown)}; expected {', '.join(cols)}")
+    missing = [c for c in cols if c not in data.columns]
+    if missing:
+        raise ValueError(f"missing column(s): {', '.join(missing)}")
+    return data[cols]
+
+
+def predict_scores(frame: pd.DataFrame, model: Model) -> np.ndarray:
+    """Model output for a frame with the serving columns: P(positive), class probabilities or values."""
+    matrix = xgb.DMatrix(
+        encode(frame, model.contract),
+        feature_names=model.columns,
+        feature_types=feature_types(model.contract),
+        enable_categorical=True,
+        missing=np.nan,
+    )
+    scores = np.asarray(model.booster.predict(matrix), dtype="float64")
+    if model.problem == "multiclass":  # float32 rows may miss 1.0 by an ulp; metrics check the sum
+        scores = scores / scores.sum(axis=1, keepdims=True)
+    return scores
+
+
+def predict_fn(data: pd.DataFrame, model: Model) -> dict[str, Any]:
+    """Predict for a parsed request: ``{"problem", "scores", "labels"}`` (see :func:`output_fn`)."""
+    scores = predict_scores(align(data, model), model)
+    if model.problem == "binary":
+        labels = [model.labels[1] if p >= BINARY_THRESHOLD else model.labels[0] for p in scores]
+    elif model.problem == "multiclass":
+        labels = [model.labels[i] for i in np.argmax(scores, axis=1)]
+    else:
+        labels = []
+    return {"problem": model.problem, "scores": scores, "labels": labels, "class_labels": model.labels}
+
+
+def negotiate(accept: str | None) -> str:
+    """The response media type for an ``Accept`` header (JSON by default); ValueError if unsupported."""
+    for part in (accept or "").split(","):
+        media = _media_type(part)
+        if media in ("", "*/*", "application/*"):
+            return JSON
+        if media in (JSON, CSV):
+            return media
+    raise ValueError(f"unsupported accept type {accept!r}: use {JSON} or {CSV}")
+
+
+def output_fn(prediction: dict[str, Any], accept: str) -> str:
+    """Serialize :func:`predict_fn` output as JSON or CSV (media type from :func:`negotiate`)."""
+    media = negotiate(accept)
+    problem, scores, labels = prediction["problem"], prediction["scores"], prediction["labels"]
+    if problem == "binary":
+        records: list[dict[str, Any]] = [
+            {"probability": float(p), "label": _jsonable(lab)} for p, lab in zip(scores, labels, strict=True)
+        ]
+    elif problem == "multiclass":
+        records = [
+            {"probabilities": [float(x) for x in row], "label": _jsonable(lab)}
+            for row, lab in zip(scores, labels, strict=True)
+        ]
+    else:
+        records = [{"value": float(v)} for v in scores]
+    if media == JSON:
+        body: dict[str, Any] = {"predictions": records}
+        if problem == "multiclass":
+            body["class_labels"] = [_jsonable(c) for c in prediction["class_labels"]]
+        return json.dumps(body)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for rec in records:
+        if problem == "multiclass":
+            writer.writerow([*rec["probabilities"], rec["label"]])
+        else:
+            writer.writerow(list(rec.values()))
+    return out.getvalue()
+
+
+def _jsonable(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,343 @@
+"""Validate raw batch files against the data contract and report failures without leaking identifiers.
+
+The checks are vectorized numpy/pandas code rather than a pandera schema: the step then needs no
+package beyond what the SageMaker framework containers ship (a job that must ``pip install`` cannot run
+network-isolated in a VPC without a PyPI mirror), and the report format, the row indices and the
+redaction of identifier values stay under our control.
+
+Checks (the ``check`` field of a failure):
+
+==================  =================================================================================
+``no_input``        no CSV or parquet file under the input directory
+``readable``        the file cannot be parsed (ragged CSV, corrupt parquet); parser text is redacted
+``duplicate_column`` a column name appears twice in one file
+``column_present``  a contract column is missing from the file
+``unexpected_column`` the file has a column the contract does not name (it could be PII)
+``dtype``           a value does not parse as the contract dtype (int, float, bool, ISO date)
+``not_null``        a missing value in a column that is not ``nullable``
+``min`` / ``max``   a numeric value outside the contract range
+``allowed``         a value outside the contract's ``allowed`` set
+``min_rows``        fewer rows than ``contract.min_rows`` in the whole batch seen by this host
+==================  =================================================================================
+
+Row indices are 0-based data rows of the file (the header is not a row). Offending values are shown only
+for ``feature`` and ``target`` columns; identifier, quasi-identifier and unexpected columns are reported
+by name, check, count and row index only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from contract import ColumnSpec, DataContract
+from features import parse_bool, typed_allowed
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+MAX_EXAMPLES = 5
+_NULLS = ["", "NA", "N/A", "NULL", "null", "NaN", "nan"]
+_VALUE_ROLES = ("feature", "target")  # roles whose offending values may appear in a report
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed check: where, what, how many, and a few example rows."""
+
+    check: str
+    column: str | None
+    failure_count: int
+    message: str
+    file: str | None = None
+    examples: list[int] = field(default_factory=list)
+    # Offending values, only for feature/target columns (never identifiers or unexpected columns).
+    example_values: list[Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``example_values`` omitted when redacted)."""
+        out = asdict(self)
+        if self.example_values is None:
+            out.pop("example_values")
+        return out
+
+
+@dataclass
+class FileResult:
+    """A validated file: its coerced frame (``None`` if unreadable) and its failures."""
+
+    path: Path
+    name: str
+    frame: pd.DataFrame | None
+    failures: list[Failure]
+
+    @property
+    def rows(self) -> int:
+        """Number of data rows read (0 if unreadable)."""
+        return 0 if self.frame is None else len(self.frame)
+
+
+@dataclass
+class ValidationResult:
+    """The outcome for a whole batch (all files seen by one host)."""
+
+    files: list[FileResult]
+    failures: list[Failure]
+
+    @property
+    def passed(self) -> bool:
+        """True when no check failed."""
+        return not self.failures
+
+    @property
+    def rows(self) -> int:
+        """Total rows over all readable files."""
+        return sum(f.rows for f in self.files)
+
+    @property
+    def failing_files(self) -> list[FileResult]:
+        """Files with at least one failure (every file when a batch-level check failed)."""
+        if any(f.file is None for f in self.failures):
+            return list(self.files)
+        return [f for f in self.files if f.failures]
+
+    def summary(self) -> str:
+        """One-line human message naming the first failing column and check."""
+        if self.passed:
+            return f"validated {self.rows} rows from {len(self.files)} file(s)"
+        first = self.failures[0]
+        where = f" in {first.file}" if first.file else ""
+        more = len(self.failures) - 1
+        tail = f" (+{more} more failure{'s' if more > 1 else ''})" if more else ""
+        return f"data contract violated: {first.message}{where}{tail}"
+
+    def report(self) -> dict[str, Any]:
+        """Machine-readable report (``quarantine/report.json``)."""
+        return {
+            "passed": self.passed,
+            "rows": self.rows,
+            "files": [{"file": f.name, "rows": f.rows, "failures": len(f.failures)} for f in self.files],
+            "failures": [f.to_dict() for f in self.failures],
+            "summary": self.summary(),
+        }
+
+
+class ContractViolation(ValueError):
+    """Raised by :func:`check_batch` when a batch fails its data contract."""
+
+    def __init__(self, result: ValidationResult) -> None:
+        super().__init__(result.summary())
+        self.result = result
+
+
+def list_input_files(input_dir: str | Path) -> list[Path]:
+    """CSV and parquet files under ``input_dir`` (recursive, sorted; hidden and ``_*`` files skipped)."""
+    root = Path(input_dir)
+    if not root.is_dir():
+        return []
+    files = [
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and not any(part.startswith((".", "_")) for part in p.relative_to(root).parts)
+        and p.name.lower().endswith(CSV_SUFFIXES + PARQUET_SUFFIXES)
+    ]
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def read_table(path: Path, contract: DataContract) -> pa.Table:
+    """Read one CSV (typed by the contract; everything else as text) or parquet file.
+
+    CSV types are never inferred: inference looks at the first block only, and a later bad value
+    would fail the whole read with the value in the error. Contract columns are read as their dtype,
+    others as text; if that typed read fails, every column is re-read as text so that
+    :func:`coerce_column` can point at the bad rows (the slow path runs only for bad files).
+    """
+    if path.name.lower().endswith(PARQUET_SUFFIXES):
+        return pq.read_table(path)
+    names = pacsv.open_csv(path, convert_options=_csv_options({})).schema.names
+    typed = {c.name: _ARROW_TYPES[c.dtype] for c in contract.columns}
+    types = {n: typed.get(n, pa.string()) for n in names}  # unexpected columns: text, never inferred
+    try:
+        return pacsv.read_csv(path, convert_options=_csv_options(types))
+    except pa.ArrowInvalid:
+        return pacsv.read_csv(path, convert_options=_csv_options(dict.fromkeys(names, pa.string())))
+
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "str": pa.string(),
+}
+
+
+def _csv_options(types: dict[str, pa.DataType]) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(
+        column_types=types, null_values=_NULLS, strings_can_be_null=True, quoted_strings_can_be_null=True
+    )
+
+
+def coerce_column(values: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, np.ndarray]:
+    """The column in its canonical dtype, and a mask of present values that do not parse as the dtype.
+
+    Canonical dtypes: int -> ``Int64``, float -> ``float64``, bool -> ``boolean``, date ->
+    ``datetime64``, str -> text. Unparseable values become missing in the returned column.
+    """
+    present = values.notna().to_numpy()
+    if spec.dtype == "str":
+        if pd.api.types.is_string_dtype(values.dtype):
+            return values, np.zeros(len(values), dtype=bool)
+        return values.astype(object).where(present, None).map(_str_or_none), np.zeros(len(values), bool)
+    if spec.dtype in ("int", "float") and isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":
+        # Typed read without nulls: nothing to parse (the common case, so keep it cheap).
+        return values.astype("Int64" if spec.dtype == "int" else "float64"), np.zeros(len(values), dtype=bool)
+    if spec.dtype in ("int", "float"):
+        if pd.api.types.is_bool_dtype(values.dtype):
+            nums = np.full(len(values), np.nan)
+        else:
+            nums = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        bad = present & ~np.isfinite(nums)
+        if spec.dtype == "int":
+            bad |= present & np.isfinite(nums) & (nums != np.round(nums))
+        clean = np.where(bad, np.nan, nums)
+        if spec.dtype == "int":
+            return pd.Series(clean, index=values.index).astype("Int64"), bad
+        return pd.Series(clean, index=values.index, dtype="float64"), bad
+    if spec.dtype == "bool":
+        if pd.api.types.is_bool_dtype(values.dtype):
+            return values.astype("boolean"), np.zeros(len(values), dtype=bool)
+        parsed = values.astype(object).where(present, None).map(_bool_or_nan)
+        bad = present & parsed.isna().to_numpy()
+        return parsed.astype("boolean"), bad
+    # date: ISO ``YYYY-MM-DD`` text, or date/timestamp values from parquet
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return values, np.zeros(len(values), dtype=bool)
+    dates = pd.to_datetime(values.astype(object).where(present, None), errors="coerce", format="%Y-%m-%d")
+    return dates, present & dates.isna().to_numpy()
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _bool_or_nan(value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_bool(value)
+    except ValueError:
+        return None
+
+
+def check_file(path: Path, name: str, contract: DataContract) -> FileResult:
+    """Read and validate one file; the returned frame holds the contract columns, coerced."""
+    try:
+        table = read_table(path, contract)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        msg = f"file cannot be read: {_redact_parser_error(exc)}"
+        return FileResult(path, name, None, [Failure("readable", None, 1, msg, name)])
+    failures: list[Failure] = []
+    names = table.column_names
+    rows = table.num_rows
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    for n in dupes:
+        failures.append(Failure("duplicate_column", n, rows, f"column {n!r} appears more than once", name))
+    expected = set(contract.names())
+    for n in dict.fromkeys(names):
+        if n not in expected:
+            msg = f"column {n!r} is not in the data contract (unexpected_column; it could hold PII)"
+            failures.append(Failure("unexpected_column", n, rows, msg, name))
+    present_cols = set(names) - set(dupes)
+    data: dict[str, pd.Series] = {}
+    for spec in contract.columns:
+        if spec.name not in present_cols:
+            msg = f"column {spec.name!r} is missing (column_present)"
+            failures.append(Failure("column_present", spec.name, rows, msg, name))
+            continue
+        raw = table.column(spec.name).to_pandas(date_as_object=False)
+        coerced, bad = coerce_column(raw, spec)
+        failures.extend(_value_failures(raw, coerced, bad, spec, name))
+        data[spec.name] = coerced
+    return FileResult(path, name, pd.DataFrame(data, index=pd.RangeIndex(rows)), failures)
+
+
+def _value_failures(
+    raw: pd.Series, coerced: pd.Series, bad_dtype: np.ndarray, spec: ColumnSpec, file: str
+) -> list[Failure]:
+    out: list[Failure] = []
+    col = spec.name
+
+    def add(check: str, mask: np.ndarray, what: str) -> None:
+        count = int(mask.sum())
+        if not count:
+            return
+        rows = np.flatnonzero(mask)[:MAX_EXAMPLES]
+        values = [_jsonable(raw.iloc[i]) for i in rows] if spec.role in _VALUE_ROLES else None
+        msg = f"column {col!r} failed check {check!r}: {count} row(s) {what}"
+        out.append(Failure(check, col, count, msg, file, [int(i) for i in rows], values))
+
+    add("dtype", bad_dtype, f"do not parse as {spec.dtype}")
+    missing = raw.isna().to_numpy()
+    if not spec.nullable:
+        add("not_null", missing, "are empty in a non-nullable column")
+    ok = ~missing & ~bad_dtype
+    if spec.dtype in ("int", "float") and (spec.min is not None or spec.max is not None):
+        nums = coerced.to_numpy(dtype="float64", na_value=np.nan)
+        if spec.min is not None:
+            add("min", ok & (nums < spec.min), f"are below min {spec.min:g}")
+        if spec.max is not None:
+            add("max", ok & (nums > spec.max), f"are above max {spec.max:g}")
+    if spec.allowed is not None:
+        allowed = typed_allowed(spec)
+        outside = ok & ~coerced.isin(allowed).to_numpy(dtype=bool, na_value=False)
+        add("allowed", outside, f"are not in allowed {allowed!r}"[:200])
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, int | float | bool):
+        return value
+    return str(value)[:80]
+
+
+def _redact_parser_error(exc: Exception) -> str:
+    """The parser's message without the row text it quotes (a raw row may hold PII)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = re.sub(r"(got \d+)\s*:.*", r"\1", text)
+    text = re.sub(r"(invalid value)\s*'.*", r"\1", text)
+    return text[:200]
+
+
+def validate_files(paths: list[Path], contract: DataContract, root: str | Path | None = None) -> ValidationResult:
+    """Validate every file, then the batch-level checks (``no_input``, ``min_rows``)."""
+    base = Path(root) if root is not None else None
+    files = [check_file(p, p.relative_to(base).as_posix() if base else p.name, contract) for p in paths]
+    failures = [f for r in files for f in r.failures]
+    if not paths:
+        failures.append(Failure("no_input", None, 0, "no CSV or parquet input files found"))
+    elif all(r.frame is not None for r in files):  # row count unknown while a file is unreadable
+        rows = sum(r.rows for r in files)
+        if rows < contract.min_rows:
+            msg = f"batch has {rows} rows, fewer than min_rows {contract.min_rows} (min_rows)"
+            failures.append(Failure("min_rows", None, rows, msg))
+    return ValidationResult(files, failures)
+
+
+def check_batch(input_dir: str | Path, contract: DataContract) -> ValidationResult:
+    """Library entry point: validate every file under ``input_dir``; raise :class:`ContractViolation`."""
+    result = validate_files(list_input_files(input_dir), contract, root=input_dir)
+    if not result.passed:
+        raise ContractViolation(result)
+    return result

@@ -1,0 +1,152 @@
+"""inference.py: the serving functions on the models trained by the chain."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import inference
+import numpy as np
+import pandas as pd
+import pytest
+from tabular_helpers import PipelineRun
+from train import read_split
+
+
+@pytest.fixture(scope="module")
+def churn_model(chains: dict[str, PipelineRun]) -> inference.Model:
+    return inference.model_fn(str(chains["churn"].model))
+
+
+@pytest.fixture(scope="module")
+def churn_rows(chains: dict[str, PipelineRun], churn_model: inference.Model) -> pd.DataFrame:
+    return read_split(chains["churn"].processed / "test")[churn_model.columns].head(20)
+
+
+def _csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(header=False, index=False)
+
+
+def test_csv_request_predicts_like_the_evaluation(churn_model: inference.Model, churn_rows: pd.DataFrame) -> None:
+    # The request is text; the evaluation used typed parquet: same transform, same scores.
+    body = _csv(churn_rows)
+    prediction = inference.predict_fn(inference.input_fn(body, "text/csv"), churn_model)
+    expected = inference.predict_scores(churn_rows, churn_model)
+    np.testing.assert_allclose(prediction["scores"], expected, rtol=1e-6)
+    out = json.loads(inference.output_fn(prediction, "application/json"))
+    assert len(out["predictions"]) == 20
+    first = out["predictions"][0]
+    assert set(first) == {"probability", "label"}
+    assert first["label"] == (1 if first["probability"] >= 0.5 else 0)
+    assert 0.0 < first["probability"] < 1.0
+
+
+def test_json_lists_and_objects_give_the_same_predictions(
+    churn_model: inference.Model, churn_rows: pd.DataFrame
+) -> None:
+    rows = json.loads(churn_rows.head(5).to_json(orient="values"))
+    objects = json.loads(churn_rows.head(5).to_json(orient="records"))
+    a = inference.predict_fn(inference.input_fn(json.dumps({"instances": rows}), "application/json"), churn_model)
+    b = inference.predict_fn(inference.input_fn(json.dumps({"instances": objects}), "application/json"), churn_model)
+    c = inference.predict_fn(
+        inference.input_fn(json.dumps(objects).encode(), "application/json; charset=utf-8"), churn_model
+    )
+    np.testing.assert_allclose(a["scores"], b["scores"])
+    np.testing.assert_allclose(a["scores"], c["scores"])
+    np.testing.assert_allclose(a["scores"], inference.predict_scores(churn_rows.head(5), churn_model), rtol=1e-6)
+
+
+def test_csv_output_and_missing_values(churn_model: inference.Model, churn_rows: pd.DataFrame) -> None:
+    body = _csv(churn_rows.head(2)).replace("month_to_month", "").replace("one_year", "")
+    prediction = inference.predict_fn(inference.input_fn(body, "text/csv"), churn_model)
+    lines = inference.output_fn(prediction, "text/csv").strip().split("\n")
+    assert len(lines) == 2
+    prob, label = lines[0].split(",")
+    assert 0 < float(prob) < 1 and label in ("0", "1")
+
+
+def test_unknown_category_is_missing_not_an_error(churn_model: inference.Model, churn_rows: pd.DataFrame) -> None:
+    row = churn_rows.head(1).copy()
+    unknown = row.assign(contract_type="lifetime")
+    missing = row.assign(contract_type=None)
+    s1 = inference.predict_scores(unknown, churn_model)
+    s2 = inference.predict_scores(missing, churn_model)
+    assert s1 == pytest.approx(s2)
+
+
+def test_multiclass_and_regression_outputs(chains: dict[str, PipelineRun]) -> None:
+    wine = inference.model_fn(str(chains["wine"].model))
+    rows = read_split(chains["wine"].processed / "test")[wine.columns].head(3)
+    pred = inference.predict_fn(inference.input_fn(_csv(rows), "text/csv"), wine)
+    out = json.loads(inference.output_fn(pred, "application/json"))
+    assert out["class_labels"] == ["class_0", "class_1", "class_2"]
+    for p in out["predictions"]:
+        assert sum(p["probabilities"]) == pytest.approx(1.0)
+        assert p["label"] == out["class_labels"][int(np.argmax(p["probabilities"]))]
+    csv_line = inference.output_fn(pred, "text/csv").splitlines()[0].split(",")
+    assert len(csv_line) == 4 and csv_line[3].startswith("class_")
+    diabetes = inference.model_fn(str(chains["diabetes"].model))
+    rows = read_split(chains["diabetes"].processed / "test")[diabetes.columns].head(3)
+    out = json.loads(
+        inference.output_fn(inference.predict_fn(inference.input_fn(_csv(rows), "text/csv"), diabetes), None)
+    )
+    assert [set(p) for p in out["predictions"]] == [{"value"}] * 3
+    assert all(0 < p["value"] < 400 for p in out["predictions"])
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        ("1,2,3\n", "text/csv", "expected 14 values"),
+        ("a,b\nc\n", "text/csv", "row 1 has 1 values"),
+        ('{"instances": [{"tenure_months": 3, "shoe_size": 9}]}', "application/json", "unknown column"),
+        ('{"instances": [{"tenure_months": 3}]}', "application/json", "missing column"),
+        ('{"instances": [{"a": 1}, {"b": 2}]}', "application/json", "no value for column"),
+        ('{"instances": []}', "application/json", "no instances"),
+        ('{"instances": [[1], {"a": 1}]}', "application/json", "all be lists"),
+        ("{not json", "application/json", "not valid JSON"),
+        ('{"rows": []}', "application/json", "instances"),
+        ("<xml/>", "application/xml", "unsupported content type"),
+    ],
+)
+def test_bad_requests_raise_value_error(
+    churn_model: inference.Model, body: str, content_type: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        inference.predict_fn(inference.input_fn(body, content_type), churn_model)
+
+
+def test_non_numeric_value_names_the_column(churn_model: inference.Model, churn_rows: pd.DataFrame) -> None:
+    row = churn_rows.head(1).astype(object)
+    row.loc[row.index[0], "monthly_charges"] = "expensive"
+    with pytest.raises(ValueError, match="monthly_charges"):
+        inference.predict_fn(inference.input_fn(_csv(row), "text/csv"), churn_model)
+    with pytest.raises(ValueError, match="accept"):
+        inference.output_fn({"problem": "regression", "scores": [1.0], "labels": []}, "application/xml")
+
+
+def test_accept_negotiation() -> None:
+    assert inference.negotiate(None) == "application/json"
+    assert inference.negotiate("*/*") == "application/json"
+    assert inference.negotiate("text/csv; q=0.9, application/json") == "text/csv"
+
+
+def test_model_fn_refuses_a_model_it_cannot_serve(chains: dict[str, PipelineRun], tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(chains["diabetes"].model, model)
+    meta = json.loads((model / "metadata.json").read_text())
+    (model / "metadata.json").write_text(json.dumps({**meta, "encoding_version": 999}))
+    with pytest.raises(ValueError, match="encoding"):
+        inference.model_fn(str(model))
+    (model / "metadata.json").write_text(json.dumps(meta))
+    shutil.copyfile(chains["wine"].model / "contract.json", model / "contract.json")
+    with pytest.raises(ValueError, match="contract"):
+        inference.model_fn(str(model))
+
+
+def test_served_code_in_the_artifact_is_the_step_code(chains: dict[str, PipelineRun]) -> None:
+    code = chains["churn"].model / "code"
+    here = Path(inference.__file__).parent
+    for name in ("inference.py", "features.py", "contract.py"):
+        assert (code / name).read_bytes() == (here / name).read_bytes()
