@@ -7,7 +7,7 @@ This is the only module in the project that imports the SageMaker Python SDK (v3
 Parameters (names are a contract with the Lambdas and the local runtime)
     ``InputDataUri`` (String, required: S3 prefix of the raw batch), ``PiiKeyUri`` (String, default
     ``s3://<raw_bucket>/<pii_key_prefix>pii-hmac.key``; the object must be named ``pii-hmac.key``),
-    ``ProcessingInstanceType``, ``ProcessingInstanceCount`` (Integer), ``TrainingInstanceType``,
+    ``ProcessingInstanceType``, ``TrainingInstanceType``,
     ``EvaluationInstanceType``, ``GateThreshold`` (Float), ``ChampionMetric`` (String, default
     ``"none"``), ``ModelApprovalStatus`` (String, default ``PendingManualApproval``), ``NumRound``,
     ``MaxDepth``, ``EarlyStoppingRounds`` (Integer) and ``Eta`` (Float).
@@ -17,7 +17,8 @@ Steps
     pseudonymizes PII and splits it; outputs train/validation/test (features bucket), baseline
     (artifacts bucket), status (reports bucket) and quarantine (raw bucket: PII stays in the raw zone),
     all under ``<pipeline_name>/<ExecutionId>``. ``DataContractCheck`` (Condition) reads
-    ``status/validation.json`` through the ``ValidationStatus`` property file: ``passed == true`` runs
+    each host's ``status/validation-<host>.json`` (property files ``ValidationStatusAlgo<i>``; the host
+    count is fixed at synth from the team config): ``passed == true`` on every host runs
     ``Train`` (Training, XGBoost image, script mode), ``Evaluate`` (Processing on the XGBoost image, which
     loads the model; ``EvaluationReport``
     property file on ``evaluation.json``) and ``QualityGate`` (Condition: gate value against
@@ -89,7 +90,6 @@ OBJECTIVES: Final[tuple[str, ...]] = ("binary", "multiclass", "regression")
 PARAM_INPUT_DATA_URI: Final = "InputDataUri"
 PARAM_PII_KEY_URI: Final = "PiiKeyUri"
 PARAM_PROCESSING_INSTANCE_TYPE: Final = "ProcessingInstanceType"
-PARAM_PROCESSING_INSTANCE_COUNT: Final = "ProcessingInstanceCount"
 PARAM_TRAINING_INSTANCE_TYPE: Final = "TrainingInstanceType"
 PARAM_EVALUATION_INSTANCE_TYPE: Final = "EvaluationInstanceType"
 PARAM_GATE_THRESHOLD: Final = "GateThreshold"
@@ -103,7 +103,6 @@ PARAMETER_NAMES: Final[tuple[str, ...]] = (
     PARAM_INPUT_DATA_URI,
     PARAM_PII_KEY_URI,
     PARAM_PROCESSING_INSTANCE_TYPE,
-    PARAM_PROCESSING_INSTANCE_COUNT,
     PARAM_TRAINING_INSTANCE_TYPE,
     PARAM_EVALUATION_INSTANCE_TYPE,
     PARAM_GATE_THRESHOLD,
@@ -125,6 +124,7 @@ STEP_QUALITY_GATE: Final = "QualityGate"
 STEP_QUALITY_GATE_FAILED: Final = "QualityGateFailed"
 STEP_REGISTER_MODEL: Final = "RegisterModel"
 PROPERTY_FILE_VALIDATION: Final = "ValidationStatus"
+"""Prefix of the per-host property files: ``ValidationStatusAlgo1`` reads ``status/validation-algo-1.json``."""
 PROPERTY_FILE_EVALUATION: Final = "EvaluationReport"
 
 # The container contract of the step scripts.
@@ -268,6 +268,13 @@ class TabularPipelineInputs:
         _require_number("eta", self.eta)
         if not 0 < self.eta <= 1:
             raise ValueError(f"eta: expected 0 < eta <= 1, got {self.eta!r}")
+
+
+def _interleave(items: list[Any], separator: str) -> list[Any]:
+    out: list[Any] = []
+    for i, item in enumerate(items):
+        out.extend([separator, item] if i else [item])
+    return out
 
 
 def _require_text(name: str, value: object) -> None:
@@ -541,9 +548,9 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
         processing_instance_type = ParameterString(
             name=PARAM_PROCESSING_INSTANCE_TYPE, default_value=inputs.processing_instance_type
         )
-        processing_instance_count = ParameterInteger(
-            name=PARAM_PROCESSING_INSTANCE_COUNT, default_value=inputs.preprocess_instance_count
-        )
+        # Fixed at synth, not a runtime parameter: the contract check reads one status file per host,
+        # so the number of hosts must be known when the condition is built.
+        processing_instance_count = inputs.preprocess_instance_count
         training_instance_type = ParameterString(
             name=PARAM_TRAINING_INSTANCE_TYPE, default_value=inputs.training_instance_type
         )
@@ -567,7 +574,6 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
             input_data_uri,
             pii_key_uri,
             processing_instance_type,
-            processing_instance_count,
             training_instance_type,
             evaluation_instance_type,
             gate_threshold,
@@ -640,7 +646,15 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 on="/", values=["s3:/", inputs.raw_bucket, "quarantine", inputs.pipeline_name, execution_id]
             ),
         }
-        validation_status = PropertyFile(name=PROPERTY_FILE_VALIDATION, output_name="status", path="validation.json")
+        # Every preprocessing host validates its own shard and writes status/validation-<host>.json; the
+        # batch passes only if every host passed (a single validation.json would be last-writer-wins).
+        hosts = [f"algo-{i}" for i in range(1, inputs.preprocess_instance_count + 1)]
+        validation_status = [
+            PropertyFile(
+                name=f"{PROPERTY_FILE_VALIDATION}Algo{i}", output_name="status", path=f"validation-{host}.json"
+            )
+            for i, host in enumerate(hosts, start=1)
+        ]
         preprocess = ProcessingStep(
             name=STEP_PREPROCESS,
             description="Validate the batch against the data contract, pseudonymize PII, split.",
@@ -670,7 +684,7 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                     f"/opt/ml/processing/input/pii-key/{PII_KEY_FILE_NAME}",
                 ],
             ),
-            property_files=[validation_status],
+            property_files=validation_status,
         )
 
         def preprocess_output(name: str) -> Any:
@@ -862,9 +876,10 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
             description="Continue only with a batch that passed the data contract.",
             conditions=[
                 ConditionEquals(
-                    left=JsonGet(step_name=STEP_PREPROCESS, property_file=validation_status, json_path="passed"),
+                    left=JsonGet(step_name=STEP_PREPROCESS, property_file=status, json_path="passed"),
                     right=True,
                 )
+                for status in validation_status
             ],
             if_steps=[train, evaluate, quality_gate],
             else_steps=[
@@ -874,7 +889,13 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                         on="",
                         values=[
                             "Data contract failed: ",
-                            JsonGet(step_name=STEP_PREPROCESS, property_file=validation_status, json_path="summary"),
+                            *_interleave(
+                                [
+                                    JsonGet(step_name=STEP_PREPROCESS, property_file=status, json_path="summary")
+                                    for status in validation_status
+                                ],
+                                " | ",
+                            ),
                             ". The batch is quarantined at ",
                             preprocess_output("quarantine"),
                         ],

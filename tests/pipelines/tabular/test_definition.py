@@ -211,7 +211,6 @@ def test_parameters_have_the_agreed_names_types_and_defaults(definition: dict[st
         "InputDataUri": "String",
         "PiiKeyUri": "String",
         "ProcessingInstanceType": "String",
-        "ProcessingInstanceCount": "Integer",
         "TrainingInstanceType": "String",
         "EvaluationInstanceType": "String",
         "GateThreshold": "Float",
@@ -228,7 +227,6 @@ def test_parameters_have_the_agreed_names_types_and_defaults(definition: dict[st
     assert defaults["GateThreshold"] == 0.75
     assert defaults["ChampionMetric"] == "none"
     assert defaults["ModelApprovalStatus"] == "PendingManualApproval"
-    assert defaults["ProcessingInstanceCount"] == 1
     assert (defaults["NumRound"], defaults["MaxDepth"], defaults["Eta"], defaults["EarlyStoppingRounds"]) == (
         200,
         6,
@@ -308,7 +306,7 @@ def test_property_files_point_at_declared_outputs(definition: dict[str, Any]) ->
         for p in step.get("PropertyFiles", [])
     }
     assert declared == {
-        ("Preprocess", "ValidationStatus"): ("status", "validation.json"),
+        ("Preprocess", "ValidationStatusAlgo1"): ("status", "validation-algo-1.json"),
         ("Evaluate", "EvaluationReport"): ("evaluation", "evaluation.json"),
     }
     for (name, _), (output, _) in declared.items():
@@ -530,7 +528,7 @@ def test_registration_is_pending_manual_approval_with_metrics_and_baselines(defi
 @pytest.mark.parametrize(("passed", "branch"), [(True, "IfSteps"), (False, "ElseSteps")])
 def test_data_contract_check_gates_training(definition: dict[str, Any], passed: bool, branch: str) -> None:
     check = steps_by_name(definition)["DataContractCheck"]
-    files = {("Preprocess", "ValidationStatus"): {"passed": passed, "summary": "2 rows failed"}}
+    files = {("Preprocess", "ValidationStatusAlgo1"): {"passed": passed, "summary": "2 rows failed"}}
     taken = branch_taken(check, default_parameters(definition), files)
     assert taken == branch
     names = [s["Name"] for s in check["Arguments"][taken]]
@@ -542,10 +540,30 @@ def test_data_contract_failure_names_the_quarantine_location(definition: dict[st
     values = fail["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
     assert {"Get": "Steps.Preprocess.ProcessingOutputConfig.Outputs['quarantine'].S3Output.S3Uri"} in values
     summary = {
-        "Std:JsonGet": {"Path": "summary", "PropertyFile": {"Get": "Steps.Preprocess.PropertyFiles.ValidationStatus"}}
+        "Std:JsonGet": {
+            "Path": "summary",
+            "PropertyFile": {"Get": "Steps.Preprocess.PropertyFiles.ValidationStatusAlgo1"},
+        }
     }
     assert summary in values
     assert "quarantined" in "".join(v for v in values if isinstance(v, str))
+
+
+@pytest.mark.parametrize(
+    ("host_results", "branch"), [((True, True, True), "IfSteps"), ((True, False, True), "ElseSteps")]
+)
+def test_sharded_preprocess_passes_only_if_every_host_passed(host_results: tuple[bool, ...], branch: str) -> None:
+    """Each host writes status/validation-<host>.json; one failing shard fails the batch."""
+    document = json.loads(build_pipeline_definition(make_inputs(preprocess_instance_count=3)))
+    steps = steps_by_name(document)
+    assert steps["Preprocess"]["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 3
+    files = {
+        ("Preprocess", f"ValidationStatusAlgo{i}"): {"passed": ok, "summary": f"host {i}"}
+        for i, ok in enumerate(host_results, start=1)
+    }
+    assert branch_taken(steps["DataContractCheck"], default_parameters(document), files) == branch
+    declared = {p["FilePath"] for p in steps["Preprocess"]["PropertyFiles"]}
+    assert declared == {"validation-algo-1.json", "validation-algo-2.json", "validation-algo-3.json"}
 
 
 @pytest.mark.parametrize(
