@@ -170,11 +170,14 @@ def quarantine(result: ValidationResult, output_dir: Path, host: str, multi_host
     return copied
 
 
-def write_status(output_dir: Path, status: dict[str, Any], host: str, multi_host: bool) -> None:
-    """``status/validation.json`` (+ a per-host copy when several hosts share the output prefix)."""
+def write_status(output_dir: Path, status: dict[str, Any], host: str) -> None:
+    """``status/validation.json`` and the per-host ``status/validation-<host>.json``.
+
+    The pipeline's contract check reads the per-host files (one property file per host), because with
+    several hosts sharing the output prefix ``validation.json`` is last-writer-wins.
+    """
     write_json(output_dir / "status" / "validation.json", status)
-    if multi_host:
-        write_json(output_dir / "status" / f"validation-{host}.json", status)
+    write_json(output_dir / "status" / f"validation-{host}.json", status)
 
 
 def merge_status(statuses: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -214,7 +217,7 @@ def preprocess(
             "quarantined_files": copied,
             "summary": result.summary(),
         }
-        write_status(output_dir, status, host, multi_host)
+        write_status(output_dir, status, host)
         LOG.warning("%s", status["summary"])
         return status
 
@@ -249,7 +252,7 @@ def preprocess(
         "failures": [],
         "summary": f"{summary}: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
     }
-    write_status(output_dir, status, host, multi_host)
+    write_status(output_dir, status, host)
     LOG.info("%s", status["summary"])
     return status
 
