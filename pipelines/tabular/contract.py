@@ -9,6 +9,7 @@ standard library is used here because the SageMaker framework containers do not 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -94,10 +95,25 @@ class DataContract:
         return json.dumps(asdict(self), sort_keys=True, indent=2)
 
 
+# Column names become parquet columns, model feature names and CSV headers: keep them plain.
+_COLUMN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+def _parses_as(value: str, dtype: str) -> bool:
+    if dtype == "int":
+        return re.fullmatch(r"-?\d+", value) is not None
+    if dtype == "bool":
+        return value.lower() in ("true", "false", "0", "1")
+    return True
+
+
 def contract_problems(contract: DataContract) -> list[str]:
     """Internal-consistency problems of a contract (empty when it is usable)."""
     problems: list[str] = []
     names = [c.name for c in contract.columns]
+    bad_names = [n for n in names if not _COLUMN_NAME.match(n)]
+    if bad_names:
+        problems.append(f"column names must be letters, digits and underscores (max 64): {bad_names}")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         problems.append(f"duplicate column names: {', '.join(dupes)}")
@@ -111,6 +127,11 @@ def contract_problems(contract: DataContract) -> list[str]:
             problems.append(f"column {col.name!r}: min {col.min} is greater than max {col.max}")
         if col.allowed is not None and col.dtype not in ("str", "int", "bool"):
             problems.append(f"column {col.name!r}: 'allowed' needs dtype str, int or bool")
+        elif col.allowed is not None:
+            # Allowed values are written as strings in JSON; each must parse as the column's dtype.
+            unparsable = [v for v in col.allowed if not _parses_as(str(v), col.dtype)]
+            if unparsable:
+                problems.append(f"column {col.name!r}: allowed values {unparsable} are not {col.dtype}")
         if col.generalize and col.role != "quasi_identifier":
             problems.append(f"column {col.name!r}: 'generalize' only applies to quasi_identifier columns")
         if col.role == "quasi_identifier" and not col.generalize:
@@ -123,6 +144,9 @@ def contract_problems(contract: DataContract) -> list[str]:
         target = next((c for c in contract.columns if c.name == contract.target), None)
         if target is not None and target.dtype == "float":
             problems.append(f"objective {contract.objective!r} needs a categorical target, not float")
+        binary_allowed = target.allowed if target is not None and contract.objective == "binary" else None
+        if binary_allowed is not None and len(set(binary_allowed)) != 2:
+            problems.append(f"binary target {contract.target!r} needs exactly two allowed values")
     if not 0 < contract.split.validation < 1 or not 0 < contract.split.test < 1:
         problems.append("split fractions must be between 0 and 1")
     elif contract.split.validation + contract.split.test >= 0.9:

@@ -143,6 +143,28 @@ def test_bad_values_are_rejected_with_file_field_and_problem(tmp_path, envs, tea
             r"min 5.0 is greater than max 1.0",
         ),
         ({**CONTRACT, "target": "nope"}, r"exactly one column with role 'target' named 'nope'"),
+        (
+            {**CONTRACT, "columns": [*CONTRACT["columns"], {"name": "bad name;", "dtype": "float"}]},
+            r"column names must be letters, digits and underscores",
+        ),
+        (
+            {
+                **CONTRACT,
+                "columns": [
+                    {**c, "allowed": ["0", "1", "2"]} if c["name"] == "label" else c for c in CONTRACT["columns"]
+                ],
+            },
+            r"binary target 'label' needs exactly two allowed values",
+        ),
+        (
+            {
+                **CONTRACT,
+                "columns": [
+                    {**c, "allowed": ["no", "yes"]} if c["name"] == "label" else c for c in CONTRACT["columns"]
+                ],
+            },
+            r"column 'label': allowed values \['no', 'yes'\] are not int",
+        ),
     ],
 )
 def test_bad_contracts_name_the_problem(tmp_path, contract, expected):
