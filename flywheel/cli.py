@@ -1,14 +1,232 @@
-"""The ``flywheel`` command line: the local runtime's entry point."""
+"""The ``flywheel`` command line: the local runtime's entry point.
+
+Every command that touches the embedded AWS finds it the same way: ``--endpoint-url`` if given, else
+the server a running ``flywheel up`` recorded in the state dir, else a private in-process one for the
+duration of the command (the model registry and PII keys persist in the state dir either way).
+Expected problems print what is wrong and how to fix it, without a stack trace, and exit with 1.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(
     help="Flywheel: the AWS MLOps platform, runnable offline.", no_args_is_help=True, pretty_exceptions_enable=False
 )
-console = Console()
+# soft_wrap: long paths, URIs and ARNs stay on one line (copyable); the terminal wraps them for display.
+console = Console(soft_wrap=True)
+
+StateDir = Annotated[
+    Path,
+    typer.Option(
+        "--state-dir",
+        envvar="FLYWHEEL_STATE_DIR",
+        help="Where the local runtime keeps its state, jobs and reports.",
+        show_default=True,
+    ),
+]
+EndpointUrl = Annotated[
+    str | None,
+    typer.Option("--endpoint-url", help="Embedded AWS to use (default: a running `flywheel up`, else in-process)."),
+]
+DEFAULT_STATE_DIR = Path(".flywheel/state")
+_MARKS = {"Succeeded": "[green]✓[/]", "Failed": "[red]✗[/]"}
+
+
+def _table(*headers: str, title: str | None = None) -> Table:
+    """A table whose cells wrap instead of being cut: ARNs and URIs must stay copyable."""
+    table = Table(title=title)
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]Error:[/] {message}")
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _expected_errors() -> Iterator[None]:
+    """Turn the runtime's expected errors into a message and exit code 1 (no stack trace)."""
+    from config.loader import ConfigError
+    from flywheel.embedded import EmbeddedAwsError
+    from flywheel.lifecycle import LifecycleEventError
+    from flywheel.runtime import FlywheelError
+
+    try:
+        yield
+    except (FlywheelError, EmbeddedAwsError, LifecycleEventError, ConfigError) as exc:
+        raise _fail(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _runtime(
+    state_dir: Path,
+    endpoint_url: str | None,
+    *,
+    serve_port: int | None = None,
+    on_update: Any = None,
+    keep_job_data: bool = False,
+) -> Iterator[Any]:
+    """A LocalRuntime on the embedded AWS this command should use (see the module docstring).
+
+    With ``serve_port`` set and no running embedded AWS, this command starts its own server on it.
+    """
+    from config.loader import load_config
+    from flywheel.embedded import EmbeddedAws
+    from flywheel.runtime import AWS_SERVER, LocalRuntime, open_aws
+    from flywheel.state import StateStore
+
+    state = StateStore(state_dir)
+    record = state.server(AWS_SERVER)
+    if serve_port is not None and not endpoint_url and not (record and _alive(record)):
+        aws = EmbeddedAws.serve(serve_port)
+    else:
+        aws = open_aws(state, endpoint_url)
+    try:
+        yield LocalRuntime(aws, state, load_config(), on_update=on_update, keep_job_data=keep_job_data)
+    finally:
+        aws.close()
+
+
+def _alive(record: dict[str, Any]) -> bool:
+    try:
+        os.kill(int(record.get("pid", -1)), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _wait(duration: float | None) -> None:
+    """Block until Ctrl-C (or for ``duration`` seconds)."""
+    deadline = None if duration is None else time.monotonic() + duration
+    with contextlib.suppress(KeyboardInterrupt):
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
+
+
+class _Progress:
+    """Prints each pipeline step as it finishes; a spinner names the running one."""
+
+    def __init__(self) -> None:
+        self.status: Any = None
+        self.done: set[str] = set()
+
+    def __call__(self, record: Any) -> None:
+        for step in record.steps:
+            if step.status == "Executing" and self.status is not None:
+                self.status.update(f"[bold]{step.name}[/] ({step.type}) running…")
+            if step.status != "Executing" and step.name not in self.done:
+                self.done.add(step.name)
+                mark = "[green]✓[/]" if step.status == "Succeeded" else "[red]✗[/]"
+                seconds = _seconds(step.start_time, step.end_time)
+                detail = ""
+                if step.type == "Condition":
+                    detail = f" → {step.metadata.get('Condition', {}).get('Outcome')}"
+                if step.type == "RegisterModel" and step.metadata.get("RegisterModel"):
+                    reg = step.metadata["RegisterModel"]
+                    detail = f" → version {reg.get('Version')} ({reg.get('ApprovalStatus')})"
+                console.print(f"  {mark} {step.name} [dim]({step.type}, {seconds})[/]{detail}")
+                if step.status != "Succeeded" and step.failure_reason:
+                    console.print(f"    [red]{step.failure_reason}[/]")
+
+
+def _seconds(start: str | None, end: str | None) -> str:
+    from datetime import datetime
+
+    if not start or not end:
+        return "-"
+    return f"{(datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds():.1f} s"
+
+
+@contextlib.contextmanager
+def _spinner(progress: _Progress, message: str) -> Iterator[None]:
+    with console.status(message) as status:
+        progress.status = status
+        try:
+            yield
+        finally:
+            progress.status = None
+
+
+def _parse_params(values: list[str] | None) -> dict[str, str]:
+    params = {}
+    for item in values or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise _fail(f"--param {item!r}: use NAME=VALUE, e.g. --param NumRound=50")
+        params[name] = value
+    return params
+
+
+def _show_outcome(outcome: Any, runtime: Any) -> str | None:
+    """Print a run's result; the error message when it failed (a contract failure with its quarantine report)."""
+    record = outcome.execution
+    if outcome.contract_failed:
+        validation = outcome.validation or {}
+        console.print(f"[bold red]The batch failed its data contract:[/] {validation.get('summary', '')}")
+        failures = (outcome.quarantine_report or {}).get("failures") or validation.get("failures") or []
+        if failures:
+            table = _table("check", "column", "failing rows", "message", title="Quarantine report")
+            for f in failures[:20]:
+                table.add_row(
+                    str(f.get("check", "")),
+                    str(f.get("column", "") or ""),
+                    str(f.get("failure_count", "")),
+                    str(f.get("message", "")),
+                )
+            console.print(table)
+        console.print(f"Quarantined copy and report: {outcome.quarantine_uri}")
+        console.print(f"Raw data left intact: {_raw_intact(outcome, runtime)}")
+        return (
+            "the batch failed its data contract and was quarantined; nothing was trained or registered. "
+            "Fix the data (see the quarantine report) and land it again"
+        )
+    if not record.succeeded:
+        failed = record.step(record.failed_step) if record.failed_step else None
+        if failed is not None and failed.log_tail:
+            console.print(f"[dim]Last lines of {failed.log_path}:[/]")
+            console.print(failed.log_tail, markup=False, highlight=False)
+        return f"execution {record.execution_id} failed: {record.failure_reason}"
+    console.print(f"[bold green]Execution {record.execution_id} succeeded.[/]")
+    if outcome.evaluation:
+        gate = outcome.evaluation.get("gate", {})
+        champion = outcome.evaluation.get("champion", {})
+        console.print(
+            f"  {gate.get('metric')} = {gate.get('value')}  (champion: {champion.get('metric_value')}, "
+            f"not worse: {bool(champion.get('challenger_not_worse'))})"
+        )
+    if outcome.package:
+        pkg = outcome.package
+        version, approval = pkg["ModelPackageVersion"], pkg["ModelApprovalStatus"]
+        console.print(f"  Registered version {version} ({approval}): {pkg['ModelPackageArn']}")
+        console.print(f"  Approve it with: flywheel approve {outcome.team}:{pkg['ModelPackageVersion']}")
+    return None
+
+
+def _raw_intact(outcome: Any, runtime: Any) -> str:
+    detail = outcome.event["detail"]
+    bucket, key, etag = detail["bucket"]["name"], detail["object"]["key"], detail["object"]["etag"]
+    try:
+        head = runtime.aws.client("s3").head_object(Bucket=bucket, Key=key)
+    except Exception:
+        return f"[red]s3://{bucket}/{key} is missing[/]"
+    same = str(head["ETag"]).strip('"') == etag
+    return f"s3://{bucket}/{key} ({'unchanged' if same else '[red]changed[/]'}, etag {etag})"
+
+
+# Commands ---------------------------------------------------------------------------------------------
 
 
 @app.command("security-report")
@@ -21,9 +239,334 @@ def security_report() -> None:
 
 
 @app.command()
-def demo() -> None:
-    """Run the main job. Until the local runtime lands: synth every environment and report security checks."""
-    security_report()
+def up(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = a free one).")] = 0,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: run until Ctrl-C).")
+    ] = None,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+) -> None:
+    """Start the embedded AWS on localhost, provision every team and keep it running until Ctrl-C."""
+    from config.loader import load_config
+    from flywheel.embedded import EmbeddedAws
+    from flywheel.runtime import AWS_SERVER, LocalRuntime
+    from flywheel.state import StateStore
+
+    state = StateStore(state_dir)
+    existing = state.server(AWS_SERVER)
+    with _expected_errors():
+        if existing and _alive(existing) and existing.get("pid") != os.getpid():
+            raise _fail(
+                f"an embedded AWS from this state dir already runs at {existing['url']} (pid {existing['pid']}); "
+                "stop it with Ctrl-C in its terminal, or use another --state-dir"
+            )
+        aws = EmbeddedAws.serve(port)
+        try:
+            with console.status("Provisioning every team…"):
+                resources = LocalRuntime(aws, state, load_config()).provision()
+            state.save_server(AWS_SERVER, {"url": aws.endpoint_url, "pid": os.getpid(), "port": aws.port})
+            console.print(f"[bold green]Embedded AWS running at {aws.endpoint_url}[/] (state: {state_dir})")
+            for name, res in resources.items():
+                console.print(
+                    f"  team [bold]{name}[/]: pipeline {res.pipeline_name}, registry {res.group_name}, "
+                    f"batches land in s3://{res.raw_bucket}/{res.incoming_prefix}<batch>/",
+                    highlight=False,
+                )
+            console.print("Try it with the AWS CLI (any credentials work):")
+            console.print(
+                f"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --region {aws.region} "
+                f"--endpoint-url {aws.endpoint_url} s3 ls",
+                markup=False,
+                highlight=False,
+            )
+            console.print("Other flywheel commands use this server while it runs. Press Ctrl-C to stop.")
+            _wait(duration)
+        finally:
+            state.save_server(AWS_SERVER, None)
+            aws.close()
+            console.print("Embedded AWS stopped.")
+
+
+@app.command()
+def run(
+    team: Annotated[str, typer.Option(help="Team whose pipeline runs (config/teams.yaml).")],
+    data: Annotated[Path | None, typer.Option(help="CSV or parquet file to land as the batch.")] = None,
+    rows: Annotated[int | None, typer.Option(help="Generate this many rows of the team's example data.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 0,
+    param: Annotated[
+        list[str] | None, typer.Option(help="Pipeline parameter override NAME=VALUE (repeatable).")
+    ] = None,
+    keep_job_data: Annotated[bool, typer.Option(help="Keep the jobs' /opt/ml folders for debugging.")] = False,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Run a team's pipeline on a data file or generated rows: land → trigger → execute → register."""
+    if (data is None) == (rows is None):
+        raise _fail("give either --data FILE or --rows N")
+    params = _parse_params(param)
+    progress = _Progress()
+    with _expected_errors(), _runtime(state_dir, endpoint_url, on_update=progress, keep_job_data=keep_job_data) as rt:
+        rt.team_config(team)
+        if rt.aws.mode == "in-process":
+            console.print(
+                "[dim]No `flywheel up` running: using an in-process embedded AWS for this command "
+                "(the registry is kept in the state dir).[/]"
+            )
+        with _spinner(progress, f"Running the {team} pipeline…"):
+            outcome = rt.run(team, data=data, rows=rows, seed=seed, parameters=params)
+        problem = _show_outcome(outcome, rt)
+    if problem:
+        raise _fail(problem)
+
+
+def _approval(ref: str, status: str, note: str, state_dir: Path, endpoint_url: str | None) -> None:
+    with _expected_errors(), _runtime(state_dir, endpoint_url) as rt:
+        result = rt.set_approval(ref, status, note)
+        console.print(f"Model package {result.package_arn} is now [bold]{status}[/].")
+        actions = {
+            "deployed": f"deployed to the {result.team} endpoint (serve it with `flywheel serve --team {result.team}`)",
+            "already-deployed": "already deployed",
+            "rolled-back": f"it was deployed: rolled back to {result.deployed_arn}",
+            "undeployed": "it was deployed and no other approved package exists: the endpoint has no model now",
+            "ignored": "nothing to deploy",
+        }
+        console.print(f"Lifecycle: {actions.get(result.action, result.action)}.")
+
+
+@app.command()
+def approve(
+    package: Annotated[str, typer.Argument(help="Model package ARN or <team>:<version> (e.g. churn:1).")],
+    note: Annotated[str, typer.Option(help="Approval description.")] = "approved with flywheel approve",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Approve a model package; the lifecycle deploys it as the team's endpoint model."""
+    _approval(package, "Approved", note, state_dir, endpoint_url)
+
+
+@app.command()
+def reject(
+    package: Annotated[str, typer.Argument(help="Model package ARN or <team>:<version> (e.g. churn:2).")],
+    note: Annotated[str, typer.Option(help="Rejection reason.")] = "rejected with flywheel reject",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Reject a model package; if it was deployed, the lifecycle rolls back to the previous approved one."""
+    _approval(package, "Rejected", note, state_dir, endpoint_url)
+
+
+@app.command()
+def serve(
+    team: Annotated[str, typer.Option(help="Team whose approved (deployed) package is served.")],
+    host: Annotated[str, typer.Option(help="Address to bind (keep 127.0.0.1: there is no authentication).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port (0 = a free one).")] = 8080,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: run until Ctrl-C).")
+    ] = None,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Serve the team's deployed model (GET /ping, POST /invocations) with data capture."""
+    with _expected_errors(), _runtime(state_dir, endpoint_url) as rt:
+        server, record, capture = rt.start_endpoint(team, host, port, capture_to_s3=rt.aws.mode != "in-process")
+        try:
+            console.print(
+                f"[bold green]Serving {team} version {record['ModelPackageVersion']}[/] at {server.url} "
+                f"(capture: {capture})"
+            )
+            console.print(f"  flywheel invoke --team {team} --sample 5", markup=False)
+            console.print(
+                f"  curl -s -H 'Content-Type: text/csv' --data-binary @rows.csv {server.url}/invocations",
+                markup=False,
+                highlight=False,
+            )
+            console.print("Press Ctrl-C to stop.")
+            _wait(duration)
+        finally:
+            server.stop()
+            rt.state.save_server(f"endpoint-{team}", None)
+            console.print("Endpoint stopped.")
+
+
+@app.command()
+def invoke(
+    team: Annotated[str | None, typer.Option(help="Team whose running endpoint is called.")] = None,
+    url: Annotated[str | None, typer.Option(help="Endpoint base URL (default: the team's running endpoint).")] = None,
+    data: Annotated[Path | None, typer.Option(help="Request body file: CSV rows (no header) or JSON.")] = None,
+    sample: Annotated[int | None, typer.Option(help="Send this many sample rows of the deployed model.")] = None,
+    content_type: Annotated[str | None, typer.Option(help="text/csv or application/json (default: by file).")] = None,
+    accept: Annotated[str, typer.Option(help="Response type.")] = "application/json",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+) -> None:
+    """Send rows to a running endpoint and print the predictions."""
+    from flywheel import serving
+    from flywheel.state import StateStore
+
+    state = StateStore(state_dir)
+    if team is not None:
+        with _expected_errors():
+            from config.loader import load_config
+            from flywheel.runtime import UnknownTeamError
+
+            known = [t.name for t in load_config().teams]
+            if team not in known:
+                raise UnknownTeamError(f"unknown team {team!r}: known teams are {', '.join(known)}")
+    if url is None:
+        if team is None:
+            raise _fail("give --team (its running endpoint) or --url")
+        record = state.server(f"endpoint-{team}")
+        if not record or not _alive(record):
+            raise _fail(f"no endpoint of team {team} is running: start one with `flywheel serve --team {team}`")
+        url = str(record["url"])
+    if (data is None) == (sample is None):
+        raise _fail("give either --data FILE or --sample N")
+    if data is not None:
+        if not data.is_file():
+            raise _fail(f"{data} does not exist")
+        body = data.read_bytes()
+        content_type = content_type or ("application/json" if data.suffix.lower() == ".json" else "text/csv")
+    else:
+        if team is None:
+            raise _fail("--sample sends the deployed model's sample rows: give --team too")
+        deployment = state.deployment(team)
+        samples = Path(str((deployment or {}).get("Samples") or ""))
+        if not deployment or not samples.is_file():
+            raise _fail(f"team {team} has no deployed model with sample rows: pass --data FILE")
+        lines = [line for line in samples.read_text(encoding="utf-8").splitlines() if line][: max(1, sample or 1)]
+        body = ("\n".join(lines) + "\n").encode()
+        content_type = content_type or "text/csv"
+    started = time.perf_counter()
+    try:
+        response = serving.invoke(url, body, content_type, accept)
+    except OSError as exc:
+        raise _fail(f"cannot reach {url}: {exc}; is the endpoint running (`flywheel serve`)?") from None
+    elapsed = (time.perf_counter() - started) * 1000
+    if not response.ok:
+        raise _fail(f"the endpoint answered {response.status}: {response.body.decode(errors='replace')}")
+    text = response.body.decode(errors="replace")
+    if "json" in response.content_type:
+        console.print_json(text)
+    else:
+        console.print(text, markup=False, highlight=False)
+    console.print(f"[dim]{response.status} in {elapsed:.1f} ms from {url}[/]")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw status as JSON.")] = False,
+    limit: Annotated[int, typer.Option(help="Show the last N executions.")] = 10,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Teams, pipeline executions and their steps, registry contents, deployments and endpoints."""
+    with _expected_errors(), _runtime(state_dir, endpoint_url) as rt:
+        data = rt.status()
+    if as_json:
+        console.print_json(json.dumps(data, default=str))
+        return
+    aws = data["embedded_aws"]
+    console.print(f"Embedded AWS: {aws['endpoint_url'] or 'in-process (no `flywheel up` running)'}")
+    teams = _table("team", "objective", "gate", "pipeline", "registry group", title="Teams")
+    for t in data["teams"]:
+        teams.add_row(t["team"], t["objective"], t["gate"], t["pipeline"], t["group"])
+    console.print(teams)
+    executions = _table("execution", "pipeline", "status", "started", "steps", title="Executions")
+    for record in data["executions"][-limit:]:
+        steps = " ".join(f"{_MARKS.get(s['StepStatus'], '…')}{s['StepName']}" for s in record.get("Steps", []))
+        if record.get("FailureReason"):
+            steps += f"\n[red]{record['FailureReason'][:200]}[/]"
+        executions.add_row(
+            record["PipelineExecutionId"],
+            record.get("PipelineName", ""),
+            record.get("PipelineExecutionStatus", ""),
+            str(record.get("StartTime", ""))[:19],
+            steps,
+        )
+    console.print(executions if data["executions"] else "No executions yet: try `flywheel demo`.")
+    registry = _table("team", "version", "approval", "model package", title="Model registry")
+    for team, packages in data["registry"].items():
+        for p in packages:
+            registry.add_row(team, str(p["ModelPackageVersion"]), p["ModelApprovalStatus"], p["ModelPackageArn"])
+    console.print(registry if registry.row_count else "The model registry is empty.")
+    deployments = _table("team", "deployed version", "gate value", "endpoint", title="Deployments and endpoints")
+    for team, record in data["deployments"].items():
+        server = data["servers"].get(f"endpoint-{team}")
+        endpoint = f"{server['url']} ({'running' if server['alive'] else 'stale'})" if server else "not serving"
+        deployments.add_row(team, str(record["ModelPackageVersion"]), str(record.get("GateMetricValue")), endpoint)
+    console.print(deployments if deployments.row_count else "No approved model is deployed.")
+
+
+@app.command()
+def demo(
+    rows: Annotated[int, typer.Option(help="Rows of generated churn data.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 0,
+    team: Annotated[str, typer.Option(help="Team to run the loop for.")] = "churn",
+    port: Annotated[int, typer.Option(help="Port of the embedded AWS on 127.0.0.1 (0 = a free one).")] = 0,
+    serve_port: Annotated[int, typer.Option(help="Port of the local endpoint (0 = a free one).")] = 0,
+    requests: Annotated[
+        int, typer.Option(help="Single-row requests (latency), then as many batch requests (throughput).")
+    ] = 50,
+    batch_rows: Annotated[int, typer.Option(help="Rows per batch request.")] = 100,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """The whole loop offline: data → raw zone → pipeline → registry → approval → endpoint → report.
+
+    Run it twice: the second run registers version 2 and compares it with the approved champion.
+    """
+    started = time.perf_counter()
+    progress = _Progress()
+    with _expected_errors(), _runtime(state_dir, endpoint_url, serve_port=port, on_update=progress) as rt:
+        console.print(f"[bold]Flywheel demo[/]: embedded AWS at {rt.aws.endpoint_url or 'in-process'}")
+        with _spinner(progress, "Working…"):
+            result = rt.demo(
+                team=team,
+                rows=rows,
+                seed=seed,
+                requests=requests,
+                batch_rows=batch_rows,
+                serve_port=serve_port,
+                say=lambda message: console.print(f"• {message}"),
+            )
+        problem = _show_outcome(result.outcome, rt) if not result.outcome.execution.succeeded else None
+    elapsed = time.perf_counter() - started
+    summary = Table(show_header=False, title="Demo summary")
+    summary.add_column("what", no_wrap=True)
+    summary.add_column("value", overflow="fold")
+    record = result.outcome.execution
+    summary.add_row("execution", f"{record.execution_id} ({record.status})")
+    if result.outcome.evaluation:
+        gate = result.outcome.evaluation.get("gate", {})
+        champion = result.outcome.evaluation.get("champion", {})
+        summary.add_row("gate metric", f"{gate.get('metric')} = {gate.get('value')}")
+        summary.add_row("champion", str(champion.get("metric_value")))
+    if result.outcome.package:
+        pkg = result.outcome.package
+        summary.add_row("model package", f"version {pkg['ModelPackageVersion']}: {pkg['ModelPackageArn']}")
+    if result.approval:
+        summary.add_row("approval", f"Approved by the demo; deployment {result.approval.action}")
+    if result.serving:
+        s = result.serving
+        summary.add_row(
+            "serving",
+            f"single row p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms ({s['requests']} requests); "
+            f"{s['rows_per_s']:,.0f} rows/s in batches of {s['batch_rows']}; {s['errors']} errors",
+        )
+    if result.capture_uri:
+        summary.add_row("data capture", result.capture_uri)
+    if result.report_path:
+        summary.add_row("report", str(result.report_path.resolve()))
+    if result.report_uri:
+        summary.add_row("report (S3)", result.report_uri)
+    summary.add_row("job logs", record.work_dir)
+    summary.add_row("state", str(Path(state_dir).resolve()))
+    summary.add_row("wall time", f"{elapsed:.1f} s")
+    console.print(summary)
+    if problem:
+        raise _fail(problem)
+    console.print("Run `flywheel demo` again to train a challenger against this champion.")
 
 
 if __name__ == "__main__":

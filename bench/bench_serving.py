@@ -1,0 +1,276 @@
+"""Benchmark: local serving latency and throughput, next to raw in-process prediction on the same model.
+
+A churn model is trained by the step scripts (preprocess.py -> train.py, default hyperparameters with
+early stopping), packed as ``model.tar.gz`` and loaded with :func:`flywheel.serving.load_model`. Then,
+on the same held-out rows, each tier is timed for single-row requests (p50/p99 latency) and for batch
+requests (rows/s):
+
+==============================  ==================================================================
+xgboost                         ``booster.predict`` on already-encoded features (DMatrix + predict: the floor)
+predict_fn                      input_fn's parsed frame -> scores (feature encoding + DMatrix + predict)
+invoke (in-process)             request bytes -> response bytes (input_fn, predict_fn, output_fn)
+http keep-alive                 POST /invocations over one persistent connection (http.client)
+http keep-alive + capture       the same, every request captured to a local folder
+http new connection             :func:`flywheel.serving.invoke` (urllib, one connection per request)
+==============================  ==================================================================
+
+Client and server share one process (as in ``flywheel demo``), so HTTP figures include the client::
+
+    python bench/bench_serving.py [--rows 20000] [--requests 2000] [--batch-rows 1000] [--batches 20] [--repeat 3]
+
+Prints a table and writes ``bench/results/serving.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+STEP_DIR = REPO / "pipelines" / "tabular"
+RESULTS = REPO / "bench" / "results"
+CONTRACT = REPO / "config" / "contracts" / "churn.json"
+BENCH_KEY = "benchmark-only-key-0123456789"
+WARMUP = 50
+
+
+def build_artifact(rows: int, workdir: Path) -> tuple[Path, pd.DataFrame, dict[str, Any]]:
+    """Train a churn model with the step scripts; returns (model.tar.gz, curated test rows, metadata)."""
+    sys.path.insert(0, str(STEP_DIR))
+    import preprocess
+    import train
+
+    from flywheel.datasets import write_churn_csv
+
+    raw, out, model, contract_dir = (workdir / d for d in ("raw", "out", "model", "contract"))
+    contract_dir.mkdir(parents=True)
+    shutil.copyfile(CONTRACT, contract_dir / "contract.json")
+    write_churn_csv(raw / "batch.csv", rows, seed=7)
+    (workdir / "pii.key").write_text(BENCH_KEY)
+    args = ["--contract", str(CONTRACT), "--input-dir", str(raw), "--output-dir", str(out)]
+    args += ["--pii-key-file", str(workdir / "pii.key"), "--resource-config", str(workdir / "none")]
+    if preprocess.main(args) != 0:
+        raise RuntimeError("preprocess failed")
+    fit = ["--train", str(out / "train"), "--validation", str(out / "validation"), "--contract", str(contract_dir)]
+    if train.main([*fit, "--model-dir", str(model)]) != 0:
+        raise RuntimeError("train failed")
+    tar_path = workdir / "model.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for p in sorted(model.rglob("*")):
+            tar.add(p, arcname=p.relative_to(model).as_posix(), recursive=False)
+    metadata = json.loads((model / "metadata.json").read_text())
+    test = pd.read_parquet(out / "test")[metadata["feature_names"]].reset_index(drop=True)
+    return tar_path, test, metadata
+
+
+def _latencies(fn: Callable[[int], object], n: int) -> dict[str, float]:
+    """Call ``fn(i)`` ``n`` times after a warm-up; p50/p99/mean in milliseconds."""
+    for i in range(WARMUP):
+        fn(i)
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        fn(i)
+        times.append((time.perf_counter() - t) * 1000)
+    times.sort()
+    return {
+        "p50_ms": times[len(times) // 2],
+        "p99_ms": times[min(len(times) - 1, int(0.99 * len(times)))],
+        "mean_ms": statistics.fmean(times),
+    }
+
+
+def _throughput(fn: Callable[[int], object], batches: int, batch_rows: int) -> dict[str, float]:
+    fn(0)
+    t = time.perf_counter()
+    for i in range(batches):
+        fn(i)
+    sec = time.perf_counter() - t
+    return {"rows_per_s": batches * batch_rows / sec, "batch_ms": sec / batches * 1000}
+
+
+def _measure(single: Callable[[int], object], batch: Callable[[int], object], cfg: dict[str, int]) -> dict[str, float]:
+    """Latency and throughput, each the best of ``cfg["repeat"]`` runs (other load on the machine only
+    ever slows a run down, so the best run is the closest to the code's own cost)."""
+    lat = min((_latencies(single, cfg["requests"]) for _ in range(cfg["repeat"])), key=lambda r: r["p50_ms"])
+    thr = max(
+        (_throughput(batch, cfg["batches"], cfg["batch_rows"]) for _ in range(cfg["repeat"])),
+        key=lambda r: r["rows_per_s"],
+    )
+    return {**lat, **thr}
+
+
+class KeepAlive:
+    """POST /invocations over one persistent HTTP/1.1 connection."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def __call__(self, body: bytes) -> bytes:
+        self.conn.request("POST", "/invocations", body, {"Content-Type": "text/csv", "Accept": "application/json"})
+        resp = self.conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}: {data[:200]!r}")
+        return data
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def run(rows: int, requests: int, batch_rows: int, batches: int, repeat: int, workdir: Path) -> dict[str, Any]:
+    """Build the model, time every tier, return the result document."""
+    import xgboost as xgb
+
+    from flywheel.capture import LocalCaptureSink
+    from flywheel.serving import invoke, load_model, serve
+
+    t = time.perf_counter()
+    tar_path, test, metadata = build_artifact(rows, workdir)
+    train_seconds = time.perf_counter() - t
+    if len(test) < batch_rows:  # repeat rows to fill a batch (the model does not care)
+        test = pd.concat([test] * (batch_rows // len(test) + 1), ignore_index=True)
+    model = load_model(tar_path)
+    mod, features, m = model.module, model.modules["features"], model.model
+
+    singles = [test.iloc[[i % len(test)]].reset_index(drop=True) for i in range(max(requests, WARMUP))]
+    single_bodies = [f.to_csv(header=False, index=False).encode() for f in singles]
+    batch = test.head(batch_rows).reset_index(drop=True)
+    batch_body = batch.to_csv(header=False, index=False).encode()
+    types = features.feature_types(m.contract)
+
+    def predict_encoded(x: np.ndarray) -> Any:
+        # A new DMatrix per call: XGBoost caches predictions per DMatrix object, which would time nothing.
+        dm = xgb.DMatrix(x, feature_names=m.columns, feature_types=types, enable_categorical=True, missing=np.nan)
+        return m.booster.predict(dm)
+
+    single_x = [features.encode(f, m.contract) for f in singles]
+    batch_x = features.encode(batch, m.contract)
+    cfg = {"requests": requests, "batches": batches, "batch_rows": batch_rows, "repeat": repeat}
+    tiers: dict[str, dict[str, float]] = {}
+    tiers["xgboost"] = _measure(
+        lambda i: predict_encoded(single_x[i % len(single_x)]), lambda i: predict_encoded(batch_x), cfg
+    )
+    # predict_fn gets what the server hands it: input_fn's parse of the same request bodies.
+    parsed = [mod.input_fn(b, "text/csv") for b in single_bodies]
+    parsed_batch = mod.input_fn(batch_body, "text/csv")
+    tiers["predict_fn"] = _measure(
+        lambda i: mod.predict_fn(parsed[i % len(parsed)], m), lambda i: mod.predict_fn(parsed_batch, m), cfg
+    )
+    tiers["invoke (in-process)"] = _measure(
+        lambda i: model.invoke(single_bodies[i % len(single_bodies)]), lambda i: model.invoke(batch_body), cfg
+    )
+    # Same answers in-process and over HTTP (a benchmark of a wrong server is worthless).
+    expected = model.invoke(batch_body)[0]
+    with serve(model, endpoint_name="bench") as server:
+        client = KeepAlive(server.port)
+        try:
+            if json.loads(client(batch_body)) != json.loads(expected):
+                raise RuntimeError("HTTP response differs from the in-process response")
+            tiers["http keep-alive"] = _measure(
+                lambda i: client(single_bodies[i % len(single_bodies)]), lambda i: client(batch_body), cfg
+            )
+        finally:
+            client.close()
+        tiers["http new connection"] = _measure(
+            lambda i: invoke(server.url, single_bodies[i % len(single_bodies)]).body,
+            lambda i: invoke(server.url, batch_body).body,
+            cfg,
+        )
+    capture_dir = workdir / "capture"
+    with serve(model, endpoint_name="bench", capture=LocalCaptureSink(capture_dir)) as server:
+        client = KeepAlive(server.port)
+        try:
+            tiers["http keep-alive + capture"] = _measure(
+                lambda i: client(single_bodies[i % len(single_bodies)]), lambda i: client(batch_body), cfg
+            )
+        finally:
+            client.close()
+    captured = sum(len(p.read_text().splitlines()) for p in capture_dir.rglob("*.jsonl"))
+    model.close()
+    return {
+        "benchmark": "serving",
+        "model": {
+            "train_rows": metadata["train_rows"],
+            "trees": metadata["best_iteration"] + 1,
+            "features": len(metadata["feature_names"]),
+            "build_seconds": train_seconds,
+        },
+        "requests": requests,
+        "batch_rows": batch_rows,
+        "batches": batches,
+        "repeat": repeat,
+        "batch_body_kb": len(batch_body) / 1024,
+        "captured_records": captured,
+        "tiers": tiers,
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": _cpus(),
+            "platform": platform.platform(),
+            # Other work on the machine inflates p99 most; the load average says how quiet it was.
+            "load_average_1m": os.getloadavg()[0],
+        },
+    }
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def print_table(result: dict[str, Any]) -> None:
+    """A small fixed-width table."""
+    mdl = result["model"]
+    print(
+        f"serving benchmark: {mdl['trees']} trees, {mdl['features']} features; "
+        f"{result['requests']:,} single-row requests, {result['batches']} x {result['batch_rows']:,}-row batches "
+        f"({result['batch_body_kb']:.0f} KB CSV)"
+    )
+    print(f"{'tier':<28}{'p50 ms':>9}{'p99 ms':>9}{'rows/s (batch)':>17}{'ms/batch':>10}")
+    for name, r in result["tiers"].items():
+        print(f"{name:<28}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['rows_per_s']:>17,.0f}{r['batch_ms']:>10.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=20_000, help="rows of generated churn data to train on")
+    p.add_argument("--requests", type=int, default=2000, help="single-row requests per tier")
+    p.add_argument("--batch-rows", type=int, default=1000)
+    p.add_argument("--batches", type=int, default=20)
+    p.add_argument("--repeat", type=int, default=3, help="runs per tier; the best is kept")
+    p.add_argument("--workdir", type=Path, default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    sys.path.insert(0, str(REPO))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    try:
+        result = run(args.rows, args.requests, args.batch_rows, args.batches, args.repeat, workdir)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print_table(result)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "serving.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

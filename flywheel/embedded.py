@@ -1,0 +1,580 @@
+"""The embedded AWS of the local runtime: moto, in-process or as a server on 127.0.0.1.
+
+:class:`EmbeddedAws` is where the runtime's AWS calls go:
+
+* ``EmbeddedAws.in_process()`` — moto's ``mock_aws`` in this process (tests, one-shot commands). One
+  mock is shared per process (reference-counted), so nested users (a test, then a CLI command it
+  invokes) see the same resources;
+* ``EmbeddedAws.serve(port=0)`` — a moto server bound to 127.0.0.1 (``flywheel up``/``demo``), reachable
+  with ``aws --endpoint-url``; a port that is taken raises :class:`PortInUseError` naming it;
+* ``EmbeddedAws.connect(url)`` — a server started by another process (``flywheel up``).
+
+:func:`provision_team` creates what one team's runtime needs, with the names and settings the CDK
+stacks use where they can be the same: one bucket per data-lake zone, each with its own KMS key and
+default SSE-KMS (bucket key on, versioning on, public access blocked), the step code and the data
+contract in the artifacts bucket, a random per-team PII HMAC key at
+``s3://<raw>/<team>/_keys/pii-hmac.key`` (generated here, never in code, kept when it exists), an
+execution role, the model package group and the pipeline created from the same definition JSON the
+stack deploys. Provisioning is idempotent.
+
+What is deliberately not reproduced: the ``aws:SecureTransport`` Deny bucket policy (moto ignores the
+condition and would refuse every request), object lock on the artifacts bucket, and IAM policies (moto
+does not enforce them; the stack tests prove the deployed ones).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import hashlib
+import json
+import logging
+import secrets
+import socket
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from config.models import FlywheelConfig, TeamConfig
+    from pipelines.tabular.definition import TabularPipelineInputs
+
+ENV_NAME: Final = "local"
+REGION: Final = "eu-west-1"
+#: moto's default account id: ARNs of the embedded resources carry it.
+ACCOUNT: Final = "123456789012"
+LOCALHOST: Final = "127.0.0.1"
+#: The data-lake zones (same names as ``stacks.components.data_lake.ZONES``).
+ZONES: Final[tuple[str, ...]] = ("raw", "curated", "features", "artifacts", "capture", "reports")
+TEMPLATE: Final = "tabular"
+PII_KEY_NAME: Final = "pii-hmac.key"
+INCOMING: Final = "incoming"
+#: Stand-ins for the VPC the stack creates: the definition requires them; nothing local uses them.
+LOCAL_SUBNETS: Final[tuple[str, ...]] = ("subnet-0f1a0c0a1000000a1",)
+LOCAL_SECURITY_GROUPS: Final[tuple[str, ...]] = ("sg-0f1a0c0a1000000a1",)
+_DUMMY_CREDENTIAL: Final = "flywheel-local"
+_SAGEMAKER_TRUST: Final = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
+
+class EmbeddedAwsError(RuntimeError):
+    """The embedded AWS could not be started or reached; the message names the fix."""
+
+
+class PortInUseError(EmbeddedAwsError):
+    """The requested port is taken."""
+
+    def __init__(self, port: int, what: str = "the embedded AWS") -> None:
+        super().__init__(
+            f"port {port} on {LOCALHOST} is already in use, so {what} cannot listen on it: stop the process "
+            f"using it or choose another port (e.g. --port 0 for a free one)"
+        )
+        self.port = port
+
+
+# Names ------------------------------------------------------------------------------------------------
+
+
+def bucket_name(zone: str) -> str:
+    """The local bucket of a data-lake zone: ``flywheel-local-<zone>``."""
+    if zone not in ZONES:
+        raise ValueError(f"unknown zone {zone!r}; zones: {', '.join(ZONES)}")
+    return f"flywheel-{ENV_NAME}-{zone}"
+
+
+def key_alias(purpose: str) -> str:
+    """KMS alias of the key of a zone (or ``ml`` for the jobs' volume/output key)."""
+    return f"alias/flywheel-{ENV_NAME}-{purpose}"
+
+
+def pipeline_name(team: str, template: str = TEMPLATE) -> str:
+    """``flywheel-local-<team>-<template>``, as ``stacks.components.ml_pipeline.pipeline_name``."""
+    return f"flywheel-{ENV_NAME}-{team}-{template}"
+
+
+def group_name(team: str) -> str:
+    """The team's model package group, ``flywheel-local-<team>`` (as the team stack names it)."""
+    return f"flywheel-{ENV_NAME}-{team}"
+
+
+def role_name(team: str) -> str:
+    """The team's pipeline execution role."""
+    return f"flywheel-{ENV_NAME}-{team}-execution"
+
+
+def incoming_prefix(team: str) -> str:
+    """Where a team's raw batches land in the raw bucket: ``<team>/incoming/``."""
+    return f"{team}/{INCOMING}/"
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> ``(bucket, key)``; ValueError for anything else."""
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"no bucket in {uri!r}")
+    return bucket, key
+
+
+# The embedded AWS -----------------------------------------------------------------------------------
+
+_MOCK_LOCK = threading.Lock()
+_MOCK: Any = None
+_MOCK_USERS = 0
+
+
+def _start_mock() -> None:
+    global _MOCK, _MOCK_USERS
+    from moto import mock_aws
+
+    with _MOCK_LOCK:
+        if _MOCK is None:
+            _MOCK = mock_aws()
+            _MOCK.start()
+        _MOCK_USERS += 1
+
+
+def _stop_mock() -> None:
+    global _MOCK, _MOCK_USERS
+    with _MOCK_LOCK:
+        _MOCK_USERS -= 1
+        if _MOCK_USERS <= 0 and _MOCK is not None:
+            _MOCK.stop()
+            _MOCK, _MOCK_USERS = None, 0
+
+
+@functools.cache
+def _boto3_session(region: str) -> boto3.session.Session:
+    """One boto3 session per process and region: it caches service models (~0.2 s per client otherwise).
+
+    Credentials are passed per client, so nothing of the host's credential chain is read.
+    """
+    return boto3.session.Session(region_name=region)
+
+
+def port_is_free(port: int, host: str = LOCALHOST) -> bool:
+    """Whether ``host:port`` can be bound right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class EmbeddedAws:
+    """Boto3 clients bound to the embedded AWS (in-process moto or a moto server)."""
+
+    def __init__(self, *, endpoint_url: str | None, region: str = REGION, mode: str) -> None:
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.mode = mode
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._session = _boto3_session(region)
+
+    @classmethod
+    def in_process(cls, region: str = REGION) -> EmbeddedAws:
+        """moto inside this process (shared with any other in-process user)."""
+        _start_mock()
+        return cls(endpoint_url=None, region=region, mode="in-process")
+
+    @classmethod
+    def serve(cls, port: int = 0, host: str = LOCALHOST, region: str = REGION) -> EmbeddedAws:
+        """Start a moto server on ``host:port`` (0 = a free port) in a daemon thread."""
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        # Bind here, in the caller's thread, so a taken port is an immediate, named error (moto's
+        # ThreadedMotoServer binds inside its thread and then waits forever for a readiness event;
+        # werkzeug itself answers a taken port with sys.exit).
+        if port and not port_is_free(port, host):
+            raise PortInUseError(port)
+        try:
+            server = make_server(
+                host,
+                port,
+                DomainDispatcherApplication(create_backend_app),
+                threaded=True,
+                request_handler=MotoRequestHandler,
+            )
+        except SystemExit as exc:  # werkzeug's reaction to a port taken between the check and the bind
+            raise PortInUseError(port) from exc
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES) or "in use" in str(exc).lower():
+                raise PortInUseError(port) from exc
+            raise EmbeddedAwsError(f"cannot start the embedded AWS on {host}:{port}: {exc}") from exc
+        # The request log of every S3/SageMaker call would flood the console of `up` and `demo`.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        bound_port = server.server_address[1]
+        aws = cls(endpoint_url=f"http://{host}:{bound_port}", region=region, mode="server")
+        aws._server = server
+        aws._thread = threading.Thread(target=server.serve_forever, name="flywheel-embedded-aws", daemon=True)
+        aws._thread.start()
+        return aws
+
+    @classmethod
+    def connect(cls, endpoint_url: str, region: str = REGION) -> EmbeddedAws:
+        """Clients for a server started elsewhere; EmbeddedAwsError if it does not answer."""
+        aws = cls(endpoint_url=endpoint_url.rstrip("/"), region=region, mode="remote")
+        if not aws.is_alive():
+            raise EmbeddedAwsError(
+                f"no embedded AWS answers at {endpoint_url}: start it with `flywheel up` (or drop --endpoint-url)"
+            )
+        return aws
+
+    @property
+    def port(self) -> int | None:
+        """The server's port (None in-process)."""
+        if self.endpoint_url is None:
+            return None
+        return int(self.endpoint_url.rsplit(":", 1)[1])
+
+    def client(self, service: str) -> Any:
+        """A cached boto3 client for ``service``."""
+        with self._lock:
+            if service not in self._clients:
+                config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=300)
+                if service == "s3":
+                    config = config.merge(Config(s3={"addressing_style": "path"}))
+                self._clients[service] = self._session.client(  # type: ignore[call-overload]
+                    service,
+                    endpoint_url=self.endpoint_url,
+                    region_name=self.region,
+                    config=config,
+                    aws_access_key_id=_DUMMY_CREDENTIAL,
+                    aws_secret_access_key=_DUMMY_CREDENTIAL,
+                )
+            return self._clients[service]
+
+    def is_alive(self) -> bool:
+        """Whether the embedded AWS answers a cheap call."""
+        try:
+            self.client("sts").get_caller_identity()
+        except Exception:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Stop what this object started (the server, or its share of the in-process mock)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+        elif self.mode == "in-process":
+            _stop_mock()
+
+    def __enter__(self) -> EmbeddedAws:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# Provisioning ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlatformResources:
+    """The environment-wide resources: one bucket and one KMS key per zone, plus the jobs' key."""
+
+    buckets: dict[str, str]
+    keys: dict[str, str]
+    ml_key_arn: str
+
+
+@dataclass(frozen=True)
+class TeamResources:
+    """One team's resources in the embedded AWS and the pipeline definition deployed for it."""
+
+    team: str
+    pipeline_name: str
+    pipeline_arn: str
+    group_name: str
+    role_arn: str
+    source_uri: str
+    contract_uri: str
+    pii_key_uri: str
+    definition: str = field(repr=False)
+    inputs: TabularPipelineInputs = field(repr=False)
+    platform: PlatformResources = field(repr=False)
+
+    @property
+    def raw_bucket(self) -> str:
+        """The raw zone's bucket."""
+        return self.platform.buckets["raw"]
+
+    @property
+    def incoming_prefix(self) -> str:
+        """``<team>/incoming/``: where raw batches land."""
+        return incoming_prefix(self.team)
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _ensure_key(aws: EmbeddedAws, purpose: str) -> str:
+    kms = aws.client("kms")
+    alias = key_alias(purpose)
+    for page in kms.get_paginator("list_aliases").paginate():
+        for entry in page["Aliases"]:
+            if entry["AliasName"] == alias and entry.get("TargetKeyId"):
+                return str(kms.describe_key(KeyId=entry["TargetKeyId"])["KeyMetadata"]["Arn"])
+    meta = kms.create_key(Description=f"Flywheel local: {purpose}", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]
+    kms.enable_key_rotation(KeyId=meta["KeyId"])
+    kms.create_alias(AliasName=alias, TargetKeyId=meta["KeyId"])
+    return str(meta["Arn"])
+
+
+def _ensure_bucket(aws: EmbeddedAws, name: str, key_arn: str) -> None:
+    s3 = aws.client("s3")
+    try:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": aws.region})
+    except ClientError as exc:
+        if _error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    s3.put_bucket_encryption(
+        Bucket=name,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn},
+                    "BucketKeyEnabled": True,
+                }
+            ]
+        },
+    )
+    s3.put_public_access_block(
+        Bucket=name,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+
+
+def provision_platform(aws: EmbeddedAws) -> PlatformResources:
+    """Create (or find) the zone keys and buckets and the jobs' KMS key."""
+    keys = {zone: _ensure_key(aws, zone) for zone in ZONES}
+    buckets = {zone: bucket_name(zone) for zone in ZONES}
+    for zone in ZONES:
+        _ensure_bucket(aws, buckets[zone], keys[zone])
+    return PlatformResources(buckets=buckets, keys=keys, ml_key_arn=_ensure_key(aws, "ml"))
+
+
+def object_exists(aws: EmbeddedAws, bucket: str, key: str) -> bool:
+    """Whether ``s3://bucket/key`` exists."""
+    try:
+        aws.client("s3").head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def put_object(aws: EmbeddedAws, bucket: str, key: str, body: bytes, key_arn: str) -> dict[str, Any]:
+    """Upload ``body`` with SSE-KMS under ``key_arn``; returns the PutObject response."""
+    return dict(
+        aws.client("s3").put_object(
+            Bucket=bucket, Key=key, Body=body, ServerSideEncryption="aws:kms", SSEKMSKeyId=key_arn
+        )
+    )
+
+
+def _ensure_role(aws: EmbeddedAws, team: str) -> str:
+    iam = aws.client("iam")
+    name = role_name(team)
+    try:
+        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
+    except ClientError as exc:
+        if _error_code(exc) != "NoSuchEntity":
+            raise
+    role = iam.create_role(
+        RoleName=name,
+        AssumeRolePolicyDocument=json.dumps(_SAGEMAKER_TRUST),
+        Description=f"SageMaker execution role of pipeline {pipeline_name(team)} (local)",
+    )
+    return str(role["Role"]["Arn"])
+
+
+def _ensure_group(aws: EmbeddedAws, team: TeamConfig) -> None:
+    sm = aws.client("sagemaker")
+    name = group_name(team.name)
+    try:
+        sm.describe_model_package_group(ModelPackageGroupName=name)
+        return
+    except ClientError as exc:
+        if _error_code(exc) not in ("ValidationException", "ResourceNotFound"):
+            raise
+    # moto's create overwrites an existing group, hence the describe first.
+    sm.create_model_package_group(
+        ModelPackageGroupName=name, ModelPackageGroupDescription=(team.description or team.name)[:1024]
+    )
+
+
+def definition_inputs(
+    team: TeamConfig,
+    platform: PlatformResources,
+    *,
+    role_arn: str,
+    source_uri: str,
+    contract_uri: str,
+    region: str = REGION,
+) -> TabularPipelineInputs:
+    """The definition inputs for ``team``, field for field as ``stacks.components.ml_pipeline`` fills them."""
+    from pipelines.tabular.definition import TabularPipelineInputs
+
+    return TabularPipelineInputs(
+        pipeline_name=pipeline_name(team.name),
+        region=region,
+        role_arn=role_arn,
+        kms_key_arn=platform.ml_key_arn,
+        subnet_ids=LOCAL_SUBNETS,
+        security_group_ids=LOCAL_SECURITY_GROUPS,
+        raw_bucket=platform.buckets["raw"],
+        features_bucket=platform.buckets["features"],
+        artifacts_bucket=platform.buckets["artifacts"],
+        reports_bucket=platform.buckets["reports"],
+        source_uri=source_uri,
+        contract_uri=contract_uri,
+        model_package_group_name=group_name(team.name),
+        objective=team.contract.objective,
+        gate_metric=team.metric_gate.metric,
+        gate_threshold=team.metric_gate.threshold,
+        higher_is_better=team.higher_is_better,
+        processing_instance_type=team.instances.processing,
+        training_instance_type=team.instances.training,
+        evaluation_instance_type=team.instances.processing,
+        preprocess_instance_count=team.instances.processing_count,
+        pii_key_prefix=f"{team.name}/_keys/",
+    )
+
+
+def _upload_code(aws: EmbeddedAws, platform: PlatformResources, team: TeamConfig) -> tuple[str, str]:
+    """Upload the step code and the contract (content-addressed, like CDK assets); returns their URIs."""
+    from pipelines import TEMPLATES
+    from pipelines.packaging import SOURCEDIR_NAME, sourcedir_bytes
+
+    bucket, key_arn = platform.buckets["artifacts"], platform.keys["artifacts"]
+    code = sourcedir_bytes(TEMPLATES[TEMPLATE])
+    code_key = f"_code/{TEMPLATE}/{hashlib.sha256(code).hexdigest()[:16]}/{SOURCEDIR_NAME}"
+    contract = (team.contract.to_json() + "\n").encode()
+    contract_key = f"_code/{team.name}/{hashlib.sha256(contract).hexdigest()[:16]}/contract.json"
+    for key, body in ((code_key, code), (contract_key, contract)):
+        if not object_exists(aws, bucket, key):
+            put_object(aws, bucket, key, body, key_arn)
+    return f"s3://{bucket}/{code_key}", f"s3://{bucket}/{contract_key}"
+
+
+def new_pii_key() -> bytes:
+    """A fresh random PII HMAC key (64 hex characters)."""
+    return secrets.token_hex(32).encode()
+
+
+def _ensure_pii_key(aws: EmbeddedAws, platform: PlatformResources, team: str, pii_key: bytes | None) -> str:
+    bucket, key = platform.buckets["raw"], f"{team}/_keys/{PII_KEY_NAME}"
+    if not object_exists(aws, bucket, key):
+        # The caller's key (kept by the runtime so tokens stay stable across runs) or a random one.
+        put_object(aws, bucket, key, pii_key or new_pii_key(), platform.keys["raw"])
+    return f"s3://{bucket}/{key}"
+
+
+def _ensure_pipeline(aws: EmbeddedAws, name: str, definition: str, role_arn: str, description: str) -> str:
+    sm = aws.client("sagemaker")
+    try:
+        current = sm.describe_pipeline(PipelineName=name)
+    except ClientError as exc:
+        if _error_code(exc) not in ("ValidationException", "ResourceNotFound"):
+            raise
+        created = sm.create_pipeline(
+            PipelineName=name,
+            PipelineDisplayName=name,
+            PipelineDescription=description,
+            PipelineDefinition=definition,
+            RoleArn=role_arn,
+            ClientRequestToken=hashlib.sha256(definition.encode()).hexdigest()[:64],
+        )
+        return str(created["PipelineArn"])
+    if current.get("PipelineDefinition") != definition:
+        sm.update_pipeline(PipelineName=name, PipelineDefinition=definition, RoleArn=role_arn)
+    return str(current["PipelineArn"])
+
+
+def provision_team(
+    aws: EmbeddedAws,
+    team: TeamConfig,
+    platform: PlatformResources | None = None,
+    *,
+    pii_key: bytes | None = None,
+) -> TeamResources:
+    """Create (or update) everything ``team``'s runtime needs; safe to call again.
+
+    ``pii_key`` is uploaded as the team's PII HMAC key if none exists yet (default: a random key).
+    """
+    from pipelines.tabular.definition import build_pipeline_definition
+
+    platform = platform or provision_platform(aws)
+    role_arn = _ensure_role(aws, team.name)
+    source_uri, contract_uri = _upload_code(aws, platform, team)
+    pii_key_uri = _ensure_pii_key(aws, platform, team.name, pii_key)
+    _ensure_group(aws, team)
+    inputs = definition_inputs(team, platform, role_arn=role_arn, source_uri=source_uri, contract_uri=contract_uri)
+    definition = build_pipeline_definition(inputs)
+    arn = _ensure_pipeline(
+        aws,
+        inputs.pipeline_name,
+        definition,
+        role_arn,
+        f"{team.name}: {TEMPLATE} training pipeline ({team.contract.objective})",
+    )
+    return TeamResources(
+        team=team.name,
+        pipeline_name=inputs.pipeline_name,
+        pipeline_arn=arn,
+        group_name=inputs.model_package_group_name,
+        role_arn=role_arn,
+        source_uri=source_uri,
+        contract_uri=contract_uri,
+        pii_key_uri=pii_key_uri,
+        definition=definition,
+        inputs=inputs,
+        platform=platform,
+    )
+
+
+def provision(aws: EmbeddedAws, config: FlywheelConfig, teams: Iterable[str] | None = None) -> dict[str, TeamResources]:
+    """Provision the platform and the named teams (all teams by default)."""
+    names = list(teams) if teams is not None else [t.name for t in config.teams]
+    platform = provision_platform(aws)
+    return {name: provision_team(aws, config.team(name), platform) for name in names}
+
+
+@contextlib.contextmanager
+def in_process(region: str = REGION) -> Iterator[EmbeddedAws]:
+    """``with in_process() as aws:`` — an in-process embedded AWS for the block."""
+    aws = EmbeddedAws.in_process(region)
+    try:
+        yield aws
+    finally:
+        aws.close()

@@ -1,0 +1,523 @@
+"""The local pipeline executor: runs a SageMaker pipeline definition JSON step by step.
+
+Before anything runs, :meth:`PipelineExecutor.validate` checks the whole definition (every step, in
+every branch, has a type this executor runs — an unknown type is an error naming it, never skipped —
+step names are unique, ``DependsOn`` names exist) and resolves the parameters (overrides typed by the
+declaration, defaults, a required parameter without a value is an error naming it). Then steps run in
+dependency order (``DependsOn`` plus the steps their arguments reference, then definition order); a
+``Condition`` step runs its ``IfSteps`` or ``ElseSteps``. The first failing step stops the execution:
+its record holds the failure reason and the tail of its log; a ``Fail`` step ends the execution as
+``Failed`` with its resolved ``ErrorMessage``.
+
+Supported step types: ``Processing`` and ``Training`` (local processes, see :mod:`.jobs`),
+``Condition``, ``RegisterModel`` (``CreateModelPackage`` in the embedded registry) and ``Fail``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from flywheel.executor.errors import DefinitionError, ResolutionError, StepFailed, UnsupportedStepError
+from flywheel.executor.expressions import (
+    Scope,
+    evaluate_condition,
+    references,
+    resolve,
+    resolve_parameters,
+)
+from flywheel.executor.jobs import JobRunner, now, run_processing_job, run_training_job
+from flywheel.executor.s3io import S3Transfers
+
+SUPPORTED_STEP_TYPES: Final[tuple[str, ...]] = ("Processing", "Training", "Condition", "RegisterModel", "Fail")
+#: Step types of the SageMaker definition language that this executor does not run (for messages).
+OTHER_STEP_TYPES: Final[tuple[str, ...]] = (
+    "Transform",
+    "Tuning",
+    "Model",
+    "CreateModel",
+    "Lambda",
+    "Callback",
+    "QualityCheck",
+    "ClarifyCheck",
+    "EMR",
+    "AutoML",
+    "NotebookJob",
+)
+RUNNING: Final = "Executing"
+SUCCEEDED: Final = "Succeeded"
+FAILED: Final = "Failed"
+STOPPED: Final = "Stopped"
+
+
+class Clients(Protocol):
+    """Anything that hands out boto3 clients by service name (e.g. :class:`flywheel.embedded.EmbeddedAws`)."""
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for ``service``."""
+        ...
+
+
+@dataclass
+class StepRecord:
+    """One step of an execution, shaped like ``ListPipelineExecutionSteps``."""
+
+    name: str
+    type: str
+    status: str = RUNNING
+    start_time: str = ""
+    end_time: str | None = None
+    failure_reason: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    log_path: str | None = None
+    log_tail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the state store."""
+        return {
+            "StepName": self.name,
+            "StepType": self.type,
+            "StepStatus": self.status,
+            "StartTime": self.start_time,
+            "EndTime": self.end_time,
+            "FailureReason": self.failure_reason,
+            "Metadata": self.metadata,
+            "LogPath": self.log_path,
+            "LogTail": self.log_tail,
+        }
+
+
+@dataclass
+class ExecutionRecord:
+    """One pipeline execution and its steps."""
+
+    execution_id: str
+    execution_arn: str
+    pipeline_name: str
+    pipeline_arn: str
+    parameters: dict[str, Any]
+    work_dir: str
+    status: str = RUNNING
+    start_time: str = ""
+    end_time: str | None = None
+    failure_reason: str | None = None
+    failed_step: str | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the execution ended ``Succeeded``."""
+        return self.status == SUCCEEDED
+
+    def step(self, name: str) -> StepRecord | None:
+        """The record of step ``name`` if it ran."""
+        return next((s for s in self.steps if s.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for the state store (``DescribePipelineExecution``-like keys)."""
+        return {
+            "PipelineExecutionId": self.execution_id,
+            "PipelineExecutionArn": self.execution_arn,
+            "PipelineName": self.pipeline_name,
+            "PipelineArn": self.pipeline_arn,
+            "PipelineExecutionStatus": self.status,
+            "StartTime": self.start_time,
+            "EndTime": self.end_time,
+            "FailureReason": self.failure_reason,
+            "FailedStep": self.failed_step,
+            "Parameters": self.parameters,
+            "WorkDir": self.work_dir,
+            "Tags": self.tags,
+            "Steps": [s.to_dict() for s in self.steps],
+        }
+
+
+class _Stop(Exception):
+    """Ends the execution (a failed step or a Fail step)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _walk(steps: list[Any], where: str = "Steps") -> list[dict[str, Any]]:
+    """All step objects, branches included, checked for shape and type."""
+    found: list[dict[str, Any]] = []
+    if not isinstance(steps, list):
+        raise DefinitionError(f"{where}: expected a list of steps")
+    for index, step in enumerate(steps):
+        if not isinstance(step, dict) or not isinstance(step.get("Name"), str) or not step["Name"]:
+            raise DefinitionError(f"{where}[{index}]: a step needs a Name")
+        kind = step.get("Type")
+        if kind not in SUPPORTED_STEP_TYPES:
+            known = "a SageMaker step type" if kind in OTHER_STEP_TYPES else "not a known step type"
+            raise UnsupportedStepError(
+                f"step {step['Name']!r} has type {kind!r} ({known}), which the local executor does not run; "
+                f"supported: {', '.join(SUPPORTED_STEP_TYPES)}"
+            )
+        if not isinstance(step.get("Arguments", {}), dict):
+            raise DefinitionError(f"step {step['Name']!r}: Arguments must be an object")
+        found.append(step)
+        if kind == "Condition":
+            args = step.get("Arguments", {})
+            if not isinstance(args.get("Conditions"), list) or not args["Conditions"]:
+                raise DefinitionError(f"step {step['Name']!r}: a Condition step needs a non-empty Conditions list")
+            found += _walk(args.get("IfSteps", []), f"{step['Name']}.IfSteps")
+            found += _walk(args.get("ElseSteps", []), f"{step['Name']}.ElseSteps")
+    return found
+
+
+def _order(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Siblings in dependency order (``DependsOn`` and references), ties in definition order."""
+    names = {s["Name"] for s in steps}
+    needs = {
+        s["Name"]: ((set(s.get("DependsOn") or []) | references(s.get("Arguments", {}))) & names) - {s["Name"]}
+        for s in steps
+    }
+    done: set[str] = set()
+    ordered: list[dict[str, Any]] = []
+    remaining = list(steps)
+    while remaining:
+        ready = next((s for s in remaining if needs[s["Name"]] <= done), None)
+        if ready is None:
+            raise DefinitionError(f"circular dependencies among steps {', '.join(s['Name'] for s in remaining)}")
+        ordered.append(ready)
+        done.add(ready["Name"])
+        remaining.remove(ready)
+    return ordered
+
+
+def _check_order(steps: list[dict[str, Any]]) -> None:
+    """Raise DefinitionError if any list of sibling steps (branches included) has a cycle."""
+    _order(steps)
+    for step in steps:
+        if step["Type"] == "Condition":
+            _check_order(list(step["Arguments"].get("IfSteps") or []))
+            _check_order(list(step["Arguments"].get("ElseSteps") or []))
+
+
+def _job_name(execution_id: str, step: str) -> str:
+    """``pipelines-<execution>-<step>``: the names SageMaker Pipelines gives its jobs (max 63 chars)."""
+    clean = re.sub(r"[^A-Za-z0-9-]", "-", step).strip("-") or "step"
+    return f"pipelines-{execution_id}-{clean}"[:63].rstrip("-")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items() if k != "ResponseMetadata"}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class PipelineExecutor:
+    """Runs pipeline definitions against the embedded AWS, jobs as local processes under ``work_dir``."""
+
+    def __init__(
+        self,
+        clients: Clients,
+        work_dir: str | Path,
+        *,
+        interpreter: str = sys.executable,
+        on_update: Callable[[ExecutionRecord], None] | None = None,
+        keep_job_data: bool = False,
+        region: str = "eu-west-1",
+        account: str = "123456789012",
+    ) -> None:
+        self.clients = clients
+        self.work_dir = Path(work_dir)
+        self.interpreter = interpreter
+        self.on_update = on_update
+        self.keep_job_data = keep_job_data
+        self.region = region
+        self.account = account
+
+    # Validation -------------------------------------------------------------------------------------
+    @staticmethod
+    def parse(definition: str | Mapping[str, Any]) -> dict[str, Any]:
+        """The definition as a dict; DefinitionError if it is not a pipeline definition."""
+        if isinstance(definition, str):
+            import json
+
+            try:
+                doc = json.loads(definition)
+            except ValueError as exc:
+                raise DefinitionError(f"the pipeline definition is not valid JSON: {exc}") from exc
+        else:
+            doc = dict(definition)
+        if not isinstance(doc, dict) or not isinstance(doc.get("Steps"), list) or not doc["Steps"]:
+            raise DefinitionError("the pipeline definition needs a non-empty Steps list")
+        return doc
+
+    def validate(
+        self, definition: str | Mapping[str, Any], parameters: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(definition, typed parameters)``, or DefinitionError/UnsupportedStepError/ParameterError."""
+        doc = self.parse(definition)
+        steps = _walk(doc["Steps"])
+        names = [s["Name"] for s in steps]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise DefinitionError(f"duplicate step name(s): {', '.join(dupes)}")
+        for step in steps:
+            missing = sorted(set(step.get("DependsOn") or []) - set(names))
+            if missing:
+                raise DefinitionError(f"step {step['Name']!r} depends on unknown step(s) {', '.join(missing)}")
+        _check_order(doc["Steps"])
+        values = resolve_parameters(doc.get("Parameters") or [], parameters)
+        return doc, values
+
+    # Execution --------------------------------------------------------------------------------------
+    def execute(
+        self,
+        definition: str | Mapping[str, Any],
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        pipeline_name: str = "local-pipeline",
+        pipeline_arn: str | None = None,
+        execution_id: str | None = None,
+        execution_arn: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ExecutionRecord:
+        """Run the definition to its end; returns the execution record (``Succeeded`` or ``Failed``).
+
+        Definition and parameter problems raise before any step runs.
+        """
+        doc, values = self.validate(definition, parameters)
+        pipeline_arn = pipeline_arn or f"arn:aws:sagemaker:{self.region}:{self.account}:pipeline/{pipeline_name}"
+        if execution_id is None and execution_arn:
+            execution_id = execution_arn.rsplit("/", 1)[-1]
+        execution_id = execution_id or uuid.uuid4().hex[:12]
+        execution_arn = execution_arn or f"{pipeline_arn}/execution/{execution_id}"
+        started = now()
+        record = ExecutionRecord(
+            execution_id=execution_id,
+            execution_arn=execution_arn,
+            pipeline_name=pipeline_name,
+            pipeline_arn=pipeline_arn,
+            parameters=values,
+            work_dir=str(self.work_dir / execution_id),
+            start_time=started.isoformat(),
+            tags=dict(tags or {}),
+        )
+        transfers = S3Transfers(self.clients.client("s3"))
+        scope = Scope(
+            parameters=values,
+            execution={
+                "PipelineExecutionId": execution_id,
+                "PipelineExecutionArn": execution_arn,
+                "PipelineName": pipeline_name,
+                "PipelineArn": pipeline_arn,
+                "StartDateTime": started.isoformat(),
+                "CurrentDateTime": started.isoformat(),
+            },
+            read_s3_json=transfers.read_json,
+            known_steps=frozenset(s["Name"] for s in _walk(doc["Steps"])),
+        )
+        runner = JobRunner(transfers, self.work_dir / ".bin", self.interpreter)
+        self._notify(record)
+        try:
+            self._run_steps(doc["Steps"], scope, record, runner, transfers)
+            record.status = SUCCEEDED
+        except _Stop as stop:
+            record.status, record.failure_reason = FAILED, stop.reason
+        except KeyboardInterrupt:
+            record.status, record.failure_reason = STOPPED, "stopped by the user"
+            for step in record.steps:
+                if step.status == RUNNING:
+                    step.status, step.end_time, step.failure_reason = STOPPED, now().isoformat(), "stopped"
+            raise
+        finally:
+            record.end_time = now().isoformat()
+            self._notify(record)
+        return record
+
+    def _notify(self, record: ExecutionRecord) -> None:
+        if self.on_update is not None:
+            self.on_update(record)
+
+    def _run_steps(
+        self,
+        steps: list[dict[str, Any]],
+        scope: Scope,
+        record: ExecutionRecord,
+        runner: JobRunner,
+        transfers: S3Transfers,
+    ) -> None:
+        for step in _order(steps):
+            branch = self._run_step(step, scope, record, runner, transfers)
+            if branch is not None:
+                self._run_steps(branch, scope, record, runner, transfers)
+
+    def _run_step(
+        self,
+        step: dict[str, Any],
+        scope: Scope,
+        record: ExecutionRecord,
+        runner: JobRunner,
+        transfers: S3Transfers,
+    ) -> list[dict[str, Any]] | None:
+        """Run one step; returns the branch to run next for a Condition step."""
+        name, kind = step["Name"], step["Type"]
+        entry = StepRecord(name=name, type=kind, start_time=now().isoformat())
+        record.steps.append(entry)
+        self._notify(record)
+        scope.execution["CurrentDateTime"] = entry.start_time
+        branch: list[dict[str, Any]] | None = None
+        try:
+            if kind == "Fail":
+                message = resolve(step.get("Arguments", {}).get("ErrorMessage", ""), scope)
+                entry.metadata = {"Fail": {"ErrorMessage": message}}
+                entry.status, entry.failure_reason = FAILED, str(message)
+                entry.end_time = now().isoformat()
+                record.failed_step = name
+                raise _Stop(str(message) or f"Fail step {name} reached")
+            if kind == "Condition":
+                branch = self._condition(step, scope, entry)
+            elif kind == "Processing":
+                self._processing(step, scope, record, entry, runner, transfers)
+            elif kind == "Training":
+                self._training(step, scope, record, entry, runner)
+            elif kind == "RegisterModel":
+                self._register(step, scope, entry)
+            entry.status = SUCCEEDED
+        except _Stop:
+            raise
+        except StepFailed as exc:
+            self._fail(entry, record, exc.reason, exc.log_tail, exc.log_path)
+        except (ResolutionError, DefinitionError) as exc:
+            self._fail(entry, record, f"{type(exc).__name__}: {exc}", None, None)
+        except (ClientError, BotoCoreError) as exc:
+            self._fail(entry, record, f"ClientError: {exc}", None, None)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            self._fail(entry, record, f"InternalError: {type(exc).__name__}: {exc}", None, None)
+        finally:
+            entry.end_time = entry.end_time or now().isoformat()
+            self._notify(record)
+        return branch
+
+    @staticmethod
+    def _fail(
+        entry: StepRecord, record: ExecutionRecord, reason: str, log_tail: str | None, log_path: str | None
+    ) -> None:
+        entry.status, entry.failure_reason = FAILED, reason
+        entry.log_tail, entry.log_path = log_tail or None, log_path
+        entry.end_time = now().isoformat()
+        record.failed_step = entry.name
+        raise _Stop(f"Step {entry.name} failed: {reason}")
+
+    # Step types -----------------------------------------------------------------------------------------
+    def _condition(self, step: dict[str, Any], scope: Scope, entry: StepRecord) -> list[dict[str, Any]]:
+        args = step.get("Arguments", {})
+        outcomes = [evaluate_condition(c, scope) for c in args["Conditions"]]
+        outcome = all(o for o, _ in outcomes)
+        scope.steps[step["Name"]] = {"Outcome": outcome}
+        entry.metadata = {
+            "Condition": {"Outcome": str(outcome), "Evaluations": [text for _, text in outcomes]},
+        }
+        return list(args.get("IfSteps" if outcome else "ElseSteps") or [])
+
+    def _processing(
+        self,
+        step: dict[str, Any],
+        scope: Scope,
+        record: ExecutionRecord,
+        entry: StepRecord,
+        runner: JobRunner,
+        transfers: S3Transfers,
+    ) -> None:
+        request = resolve(step.get("Arguments", {}), scope)
+        job = _job_name(record.execution_id, step["Name"])
+        root = Path(record.work_dir) / step["Name"]
+        entry.log_path = str(root / "logs" / "algo-1.log")
+        props = run_processing_job(runner, job, request, root, keep_data=self.keep_job_data)
+        props["ProcessingJobArn"] = f"arn:aws:sagemaker:{self.region}:{self.account}:processing-job/{job.lower()}"
+        scope.steps[step["Name"]] = props
+        outputs = {
+            o["OutputName"]: o["S3Output"]["S3Uri"]
+            for o in (props.get("ProcessingOutputConfig") or {}).get("Outputs", [])
+            if "S3Output" in o
+        }
+        for spec in step.get("PropertyFiles") or []:
+            self._register_property_file(step["Name"], spec, outputs, scope, transfers)
+        entry.metadata = {
+            "ProcessingJob": {"Arn": props["ProcessingJobArn"], "Name": job},
+            "Outputs": outputs,
+            "LocalTimings": props["LocalTimings"],
+        }
+
+    @staticmethod
+    def _register_property_file(
+        step: str, spec: dict[str, Any], outputs: dict[str, str], scope: Scope, transfers: S3Transfers
+    ) -> None:
+        name, output, path = spec.get("PropertyFileName"), spec.get("OutputName"), spec.get("FilePath")
+        if not name or not output or not path:
+            raise DefinitionError(f"step {step}: malformed PropertyFiles entry {spec!r}")
+        if output not in outputs:
+            raise DefinitionError(f"step {step}: property file {name} names unknown output {output!r}")
+        uri = f"{outputs[output].rstrip('/')}/{path}"
+        cache: dict[str, Any] = {}
+
+        def load() -> Any:
+            # Read when first used, as SageMaker does: a missing file fails the step that reads it.
+            if "value" not in cache:
+                try:
+                    cache["value"] = transfers.read_json(uri)
+                except StepFailed as exc:
+                    raise ResolutionError(f"property file {name} of step {step}: {exc.reason}") from exc
+            return cache["value"]
+
+        scope.property_files[(step, name)] = load
+
+    def _training(
+        self, step: dict[str, Any], scope: Scope, record: ExecutionRecord, entry: StepRecord, runner: JobRunner
+    ) -> None:
+        request = resolve(step.get("Arguments", {}), scope)
+        job = _job_name(record.execution_id, step["Name"])
+        root = Path(record.work_dir) / step["Name"]
+        entry.log_path = str(root / "logs" / "algo-1.log")
+        props = run_training_job(runner, job, request, root, keep_data=self.keep_job_data)
+        props["TrainingJobArn"] = f"arn:aws:sagemaker:{self.region}:{self.account}:training-job/{job.lower()}"
+        scope.steps[step["Name"]] = props
+        entry.metadata = {
+            "TrainingJob": {"Arn": props["TrainingJobArn"], "Name": job},
+            "ModelArtifacts": props["ModelArtifacts"]["S3ModelArtifacts"],
+            "LocalTimings": props["LocalTimings"],
+        }
+
+    def _register(self, step: dict[str, Any], scope: Scope, entry: StepRecord) -> None:
+        sm = self.clients.client("sagemaker")
+        request = resolve(step.get("Arguments", {}), scope)
+        accepted = set(sm.meta.service_model.operation_model("CreateModelPackage").input_shape.members)
+        # Keep what the API accepts (the SDK may add keys of its own); moto ignores a few of the rest.
+        arguments = {k: v for k, v in request.items() if k in accepted and v not in (None, {}, [])}
+        if "ModelPackageGroupName" not in arguments:
+            raise StepFailed("ValidationException: RegisterModel needs ModelPackageGroupName")
+        created = sm.create_model_package(**arguments)
+        described = _jsonable(sm.describe_model_package(ModelPackageName=created["ModelPackageArn"]))
+        scope.steps[step["Name"]] = described
+        entry.metadata = {
+            "RegisterModel": {
+                "Arn": created["ModelPackageArn"],
+                "Version": described.get("ModelPackageVersion"),
+                "ApprovalStatus": described.get("ModelApprovalStatus"),
+            }
+        }
+
+
+def execution_summary(record: ExecutionRecord) -> dict[str, Any]:
+    """A compact dict of an execution (for logs and tests)."""
+    data = asdict(record)
+    data["steps"] = [(s.name, s.status) for s in record.steps]
+    return data

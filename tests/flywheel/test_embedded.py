@@ -1,0 +1,180 @@
+"""The embedded AWS: provisioning (names, keys, encryption, the deployed definition) and idempotency."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from config.loader import load_config
+from config.models import FlywheelConfig
+from flywheel import embedded as emb
+from flywheel.embedded import EmbeddedAws
+from pipelines.tabular.definition import TabularPipelineInputs, build_pipeline_definition
+
+
+@pytest.fixture(scope="module")
+def flywheel_config() -> FlywheelConfig:
+    return load_config()
+
+
+@pytest.fixture(scope="module")
+def embedded() -> Iterator[EmbeddedAws]:
+    """One provisioned embedded AWS for the module (provisioning builds the definition: ~1 s)."""
+    with emb.in_process() as aws:
+        yield aws
+
+
+@pytest.fixture(scope="module")
+def churn(embedded: EmbeddedAws, flywheel_config: FlywheelConfig) -> emb.TeamResources:
+    return emb.provision(embedded, flywheel_config, ["churn"])["churn"]
+
+
+def test_zones_have_their_own_keys_and_default_sse_kms(embedded: EmbeddedAws, churn: emb.TeamResources) -> None:
+    s3 = embedded.client("s3")
+    platform = churn.platform
+    assert set(platform.buckets) == set(emb.ZONES) and len(set(platform.keys.values())) == len(emb.ZONES)
+    assert platform.ml_key_arn not in platform.keys.values()
+    for zone, bucket in platform.buckets.items():
+        assert bucket == f"flywheel-local-{zone}"
+        rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+        assert rule["ApplyServerSideEncryptionByDefault"] == {
+            "SSEAlgorithm": "aws:kms",
+            "KMSMasterKeyID": platform.keys[zone],
+        }
+        block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        assert all(block.values())
+        assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+        # A Deny-without-TLS policy would lock moto out (it ignores the condition): none is set.
+        with pytest.raises(s3.exceptions.ClientError):
+            s3.get_bucket_policy(Bucket=bucket)
+    assert embedded.client("kms").get_key_rotation_status(KeyId=platform.keys["raw"])["KeyRotationEnabled"]
+
+
+def test_team_resources_use_the_stack_names(embedded: EmbeddedAws, churn: emb.TeamResources) -> None:
+    sm = embedded.client("sagemaker")
+    assert churn.pipeline_name == "flywheel-local-churn-tabular"
+    assert churn.group_name == "flywheel-local-churn"
+    assert sm.describe_model_package_group(ModelPackageGroupName="flywheel-local-churn")
+    pipeline = sm.describe_pipeline(PipelineName=churn.pipeline_name)
+    assert pipeline["PipelineDefinition"] == churn.definition and pipeline["RoleArn"] == churn.role_arn
+    assert churn.role_arn.endswith(":role/flywheel-local-churn-execution")
+    assert churn.source_uri.startswith("s3://flywheel-local-artifacts/_code/tabular/")
+    assert churn.source_uri.endswith("/sourcedir.tar.gz") and churn.contract_uri.endswith("/contract.json")
+    assert churn.pii_key_uri == "s3://flywheel-local-raw/churn/_keys/pii-hmac.key"
+
+
+def test_the_local_definition_is_the_one_the_stack_builds(
+    churn: emb.TeamResources, flywheel_config: FlywheelConfig
+) -> None:
+    """Same inputs, same JSON: the stack calls build_pipeline_definition with the inputs mapped the same way."""
+    team = flywheel_config.team("churn")
+    assert churn.definition == build_pipeline_definition(churn.inputs)
+    expected = TabularPipelineInputs(
+        pipeline_name="flywheel-local-churn-tabular",
+        region=emb.REGION,
+        role_arn=churn.role_arn,
+        kms_key_arn=churn.platform.ml_key_arn,
+        subnet_ids=emb.LOCAL_SUBNETS,
+        security_group_ids=emb.LOCAL_SECURITY_GROUPS,
+        raw_bucket="flywheel-local-raw",
+        features_bucket="flywheel-local-features",
+        artifacts_bucket="flywheel-local-artifacts",
+        reports_bucket="flywheel-local-reports",
+        source_uri=churn.source_uri,
+        contract_uri=churn.contract_uri,
+        model_package_group_name="flywheel-local-churn",
+        objective=team.contract.objective,
+        gate_metric=team.metric_gate.metric,
+        gate_threshold=team.metric_gate.threshold,
+        higher_is_better=team.higher_is_better,
+        processing_instance_type=team.instances.processing,
+        training_instance_type=team.instances.training,
+        evaluation_instance_type=team.instances.processing,
+        preprocess_instance_count=team.instances.processing_count,
+        pii_key_prefix="churn/_keys/",
+    )
+    assert dataclasses.asdict(churn.inputs) == dataclasses.asdict(expected)
+    doc = json.loads(churn.definition)
+    assert [s["Name"] for s in doc["Steps"]] == ["Preprocess", "DataContractCheck"]
+
+
+def test_code_contract_and_pii_key_are_uploaded(embedded: EmbeddedAws, churn: emb.TeamResources) -> None:
+    from pipelines import TEMPLATES
+    from pipelines.packaging import sourcedir_bytes
+
+    s3 = embedded.client("s3")
+
+    def body(uri: str) -> bytes:
+        bucket, key = emb.split_s3_uri(uri)
+        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    assert body(churn.source_uri) == sourcedir_bytes(TEMPLATES["tabular"])
+    assert json.loads(body(churn.contract_uri))["target"] == "churned"
+    key = body(churn.pii_key_uri)
+    assert len(key) == 64 and key not in Path(emb.__file__).read_bytes()
+    bucket, object_key = emb.split_s3_uri(churn.pii_key_uri)
+    head = s3.head_object(Bucket=bucket, Key=object_key)
+    assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == churn.platform.keys["raw"]
+
+
+def test_provisioning_twice_is_idempotent(
+    embedded: EmbeddedAws, churn: emb.TeamResources, flywheel_config: FlywheelConfig
+) -> None:
+    again = emb.provision(embedded, flywheel_config, ["churn", "diagnostics"])
+    assert again["churn"].platform == churn.platform
+    assert again["churn"].pii_key_uri == churn.pii_key_uri and again["churn"].definition == churn.definition
+    s3 = embedded.client("s3")
+    bucket, key = emb.split_s3_uri(churn.pii_key_uri)
+    versions = s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]
+    assert len(versions) == 1  # the key was not replaced
+    assert len(embedded.client("kms").list_keys()["Keys"]) == len(emb.ZONES) + 1
+    other = s3.get_object(Bucket=bucket, Key="diagnostics/_keys/pii-hmac.key")["Body"].read()
+    assert other != s3.get_object(Bucket=bucket, Key=key)["Body"].read()  # one key per team
+
+
+@pytest.mark.slow
+def test_the_definition_inputs_are_mapped_from_config_exactly_as_the_stack_maps_them(
+    churn: emb.TeamResources, flywheel_config: FlywheelConfig
+) -> None:
+    """Build the stack's TabularPipeline construct and compare its inputs with ours, account values aside."""
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk import aws_kms as kms
+
+    from stacks.components.ml_pipeline import TabularPipeline
+
+    env = flywheel_config.environment("dev").model_copy(update={"name": "local"})
+    stack = Stack(App(), "Probe", env={"account": env.account, "region": env.region})
+    vpc = ec2.Vpc(stack, "Vpc", max_azs=1, nat_gateways=0, subnet_configuration=[
+        ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+    ])  # fmt: skip
+    keys = {zone: kms.Key(stack, f"Key{zone}") for zone in ("raw", "features", "artifacts", "reports")}
+    construct = TabularPipeline(
+        stack,
+        "Tabular",
+        environment=env,
+        team=flywheel_config.team("churn"),
+        zone_keys=dict(keys),
+        ml_key=kms.Key(stack, "Ml"),
+        subnets=vpc.isolated_subnets,
+        security_group=ec2.SecurityGroup(stack, "Sg", vpc=vpc),
+        model_package_group_name="flywheel-local-churn",
+    )
+    account_specific = (
+        "role_arn",
+        "kms_key_arn",
+        "subnet_ids",
+        "security_group_ids",
+        "raw_bucket",
+        "features_bucket",
+        "artifacts_bucket",
+        "reports_bucket",
+        "source_uri",
+        "contract_uri",
+    )
+    same = {f: getattr(churn.inputs, f) for f in account_specific}
+    assert dataclasses.replace(construct.definition_inputs, **same) == churn.inputs
