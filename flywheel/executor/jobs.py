@@ -61,7 +61,12 @@ def local_path(container_path: str, instance_root: Path) -> Path:
 
 
 def python_shim(bin_dir: Path, interpreter: str) -> Path:
-    """Write ``python3``/``python`` wrappers that exec ``interpreter``; returns ``bin_dir``."""
+    """Write ``python3``/``python`` wrappers that exec ``interpreter``; returns ``bin_dir`` (absolute).
+
+    Absolute because it goes first on ``PATH`` and job commands ``cd`` before running ``python3``: a
+    relative entry would silently fall through to the system interpreter.
+    """
+    bin_dir = bin_dir.resolve()
     bin_dir.mkdir(parents=True, exist_ok=True)
     for name in ("python3", "python"):
         path = bin_dir / name

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -356,3 +358,18 @@ def test_opt_ml_paths_are_mapped_to_the_job_root(tmp_path: Path) -> None:
     assert local_path("/opt/ml/processing/input", root) == root / "opt/ml/processing/input"
     shim = python_shim(tmp_path / "bin", sys.executable)
     assert (shim / "python3").read_text().endswith(f'exec {sys.executable} "$@"\n')
+
+
+def test_python_shim_is_absolute_so_jobs_that_cd_still_find_it(tmp_path: Path, monkeypatch) -> None:
+    """The CLI's default state dir is relative; job commands cd before running python3."""
+    monkeypatch.chdir(tmp_path)
+    shim = python_shim(Path("relative") / "bin", sys.executable)
+    assert shim.is_absolute() and (shim / "python3").exists()
+    out = subprocess.run(
+        ["bash", "-c", "cd / && python3 -c 'import sys; print(sys.executable)'"],
+        env={**os.environ, "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == sys.executable
