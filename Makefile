@@ -14,7 +14,7 @@ export UV_COMPILE_BYTECODE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install demo test test-slow synth lint format typecheck bench clean
+.PHONY: help install demo security-report test test-slow synth lint format typecheck bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,8 +33,11 @@ node_modules/.installed: package.json package-lock.json
 
 install: $(VENV)/.installed node_modules/.installed ## install Python (uv, locked) and the CDK CLI (npm, locked)
 
-demo: $(VENV)/.installed ## run the main job (synth summary + security checks until the local runtime lands)
-	$(PY) -m flywheel demo
+demo: $(VENV)/.installed ## the main job: the whole ML loop offline on an embedded AWS (ROWS=100000)
+	$(PY) -m flywheel demo --rows $(or $(ROWS),100000)
+
+security-report: $(VENV)/.installed ## synthesize every environment in-process; nag + policy-rule summary
+	$(PY) -m flywheel security-report
 
 test: $(VENV)/.installed ## the test suite (offline, sockets blocked); lint first
 	$(VENV)/bin/ruff check .
