@@ -443,31 +443,20 @@ def definition_inputs(
     region: str = REGION,
 ) -> TabularPipelineInputs:
     """The definition inputs for ``team``, field for field as ``stacks.components.ml_pipeline`` fills them."""
-    from pipelines.tabular.definition import TabularPipelineInputs
+    from pipelines.tabular.definition import inputs_for_team
 
-    return TabularPipelineInputs(
+    return inputs_for_team(
+        team,
         pipeline_name=pipeline_name(team.name),
         region=region,
         role_arn=role_arn,
         kms_key_arn=platform.ml_key_arn,
         subnet_ids=LOCAL_SUBNETS,
         security_group_ids=LOCAL_SECURITY_GROUPS,
-        raw_bucket=platform.buckets["raw"],
-        features_bucket=platform.buckets["features"],
-        artifacts_bucket=platform.buckets["artifacts"],
-        reports_bucket=platform.buckets["reports"],
+        buckets=platform.buckets,
         source_uri=source_uri,
         contract_uri=contract_uri,
         model_package_group_name=group_name(team.name),
-        objective=team.contract.objective,
-        gate_metric=team.metric_gate.metric,
-        gate_threshold=team.metric_gate.threshold,
-        higher_is_better=team.higher_is_better,
-        processing_instance_type=team.instances.processing,
-        training_instance_type=team.instances.training,
-        evaluation_instance_type=team.instances.processing,
-        preprocess_instance_count=team.instances.processing_count,
-        pii_key_prefix=f"{team.name}/_keys/",
     )
 
 

@@ -270,6 +270,51 @@ class TabularPipelineInputs:
             raise ValueError(f"eta: expected 0 < eta <= 1, got {self.eta!r}")
 
 
+def inputs_for_team(
+    team: Any,
+    *,
+    pipeline_name: str,
+    region: str,
+    role_arn: str,
+    kms_key_arn: str,
+    subnet_ids: Sequence[str],
+    security_group_ids: Sequence[str],
+    buckets: Mapping[str, str],
+    source_uri: str,
+    contract_uri: str,
+    model_package_group_name: str,
+) -> TabularPipelineInputs:
+    """The definition inputs for a team (a ``config.models.TeamConfig``), given account-specific values.
+
+    The CDK construct (with tokens) and the local runtime (with embedded-AWS names) both call this, so
+    everything taken from the team's config is mapped in exactly one place.
+    """
+    return TabularPipelineInputs(
+        pipeline_name=pipeline_name,
+        region=region,
+        role_arn=role_arn,
+        kms_key_arn=kms_key_arn,
+        subnet_ids=tuple(subnet_ids),
+        security_group_ids=tuple(security_group_ids),
+        raw_bucket=buckets["raw"],
+        features_bucket=buckets["features"],
+        artifacts_bucket=buckets["artifacts"],
+        reports_bucket=buckets["reports"],
+        source_uri=source_uri,
+        contract_uri=contract_uri,
+        model_package_group_name=model_package_group_name,
+        objective=team.contract.objective,
+        gate_metric=team.metric_gate.metric,
+        gate_threshold=team.metric_gate.threshold,
+        higher_is_better=team.higher_is_better,
+        processing_instance_type=team.instances.processing,
+        training_instance_type=team.instances.training,
+        evaluation_instance_type=team.instances.processing,
+        preprocess_instance_count=team.instances.processing_count,
+        pii_key_prefix=f"{team.name}/_keys/",  # the team's own prefix: only its jobs can read the key
+    )
+
+
 def _interleave(items: list[Any], separator: str) -> list[Any]:
     out: list[Any] = []
     for i, item in enumerate(items):

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 from baseline import constraints, merge_statistics
-from contract import DataContract, load_contract
+from contract import METRICS, DataContract, load_contract
 from features import encode_labels
 from inference import Model, model_fn, predict_scores
 from sklearn import metrics as skm
@@ -36,20 +36,6 @@ METRIC_SECTIONS = {
     "binary": "binary_classification_metrics",
     "multiclass": "multiclass_classification_metrics",
     "regression": "regression_metrics",
-}
-#: Metrics per objective and whether higher is better.
-METRICS: dict[str, dict[str, bool]] = {
-    "binary": {
-        "auc": True,
-        "accuracy": True,
-        "f1": True,
-        "log_loss": False,
-        "precision": True,
-        "recall": True,
-        "pr_auc": True,
-    },
-    "multiclass": {"accuracy": True, "macro_f1": True, "log_loss": False},
-    "regression": {"rmse": False, "mae": False, "r2": True},
 }
 _NONE = ("", "none", "null")
 

@@ -61,7 +61,7 @@ class TabularPipeline(Construct):
         model_package_group_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        from pipelines.tabular.definition import TabularPipelineInputs, build_pipeline_definition
+        from pipelines.tabular.definition import build_pipeline_definition, inputs_for_team
 
         stack = Stack.of(self)
         name = pipeline_name(environment, team, "tabular")
@@ -91,29 +91,18 @@ class TabularPipeline(Construct):
             ),
         )
         self._acknowledge_wildcards(environment.name, team.name, name)
-        self.definition_inputs = TabularPipelineInputs(
+        self.definition_inputs = inputs_for_team(
+            team,
             pipeline_name=name,
             region=stack.region,
             role_arn=self.role.role_arn,
             kms_key_arn=ml_key.key_arn,
-            subnet_ids=tuple(s.subnet_id for s in subnets),
-            security_group_ids=(security_group.security_group_id,),
-            raw_bucket=bucket_names["raw"],
-            features_bucket=bucket_names["features"],
-            artifacts_bucket=bucket_names["artifacts"],
-            reports_bucket=bucket_names["reports"],
+            subnet_ids=[s.subnet_id for s in subnets],
+            security_group_ids=[security_group.security_group_id],
+            buckets=bucket_names,
             source_uri=self.code_asset.s3_object_url,
             contract_uri=self.contract_asset.s3_object_url,
             model_package_group_name=model_package_group_name,
-            objective=team.contract.objective,
-            gate_metric=team.metric_gate.metric,
-            gate_threshold=team.metric_gate.threshold,
-            higher_is_better=team.higher_is_better,
-            processing_instance_type=team.instances.processing,
-            training_instance_type=team.instances.training,
-            evaluation_instance_type=team.instances.processing,
-            preprocess_instance_count=team.instances.processing_count,
-            pii_key_prefix=f"{team.name}/_keys/",  # readable only by this team's jobs
         )
         self.definition_body = build_pipeline_definition(self.definition_inputs)
         self.pipeline = sagemaker.CfnPipeline(
