@@ -5,24 +5,23 @@ first's, so it registers version 2 against the approved champion), timed from pr
 imports, embedded AWS, provisioning, data generation, the pipeline, approval, serving, report. Goal:
 well under 60 s on 2 cores::
 
-    python bench/bench_demo.py [--rows 100000] [--repeat 1]
+    python -m bench.bench_demo [--rows 100000] [--repeat 1]
 
 Prints a table and writes ``bench/results/bench_demo.json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench import common
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -93,16 +92,11 @@ def print_table(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write ``bench/results/bench_demo.json``."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=100_000)
-    p.add_argument("--repeat", type=int, default=1, help="pairs of runs; the fastest counts")
-    p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp folder)")
-    args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
-        result = run(args.rows, args.repeat, Path(scratch))
+    args = common.parser(__doc__, rows=100_000).parse_args(argv)
+    with common.scratch(args.workdir) as scratch:
+        result = run(args.rows, args.repeat, scratch)
     print_table(result)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_demo.json").write_text(json.dumps(result, indent=2) + "\n")
+    common.write_result("bench_demo", result)
     return 0
 
 

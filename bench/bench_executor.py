@@ -9,24 +9,23 @@ the fastest run of each step counts (the machine is shared). Overhead = executor
 (goal <= 10%); the S3 transfer share is also reported from the executor's own job timings, a figure
 that machine noise barely moves::
 
-    python bench/bench_executor.py [--rows 100000] [--repeat 1]
+    python -m bench.bench_executor [--rows 100000] [--repeat 1]
 
 Prints a table and writes ``bench/results/bench_executor.json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from bench import common
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -179,16 +178,11 @@ def print_table(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write ``bench/results/bench_executor.json``."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=100_000)
-    p.add_argument("--repeat", type=int, default=1, help="runs of each; the fastest counts")
-    p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp folder)")
-    args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
-        result = run(args.rows, args.repeat, Path(scratch))
+    args = common.parser(__doc__, rows=100_000).parse_args(argv)
+    with common.scratch(args.workdir) as scratch:
+        result = run(args.rows, args.repeat, scratch)
     print_table(result)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_executor.json").write_text(json.dumps(result, indent=2) + "\n")
+    common.write_result("bench_executor", result)
     return 0
 
 

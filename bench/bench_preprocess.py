@@ -5,23 +5,21 @@ timed after imports. The ratio is preprocess throughput / baseline throughput (g
 pseudonymizing, splitting and computing baseline statistics cost at most as much again as reading and
 writing the data once)::
 
-    python bench/bench_preprocess.py [--rows 1000000] [--repeat 1] [--workdir DIR]
+    python -m bench.bench_preprocess [--rows 1000000] [--repeat 1] [--workdir DIR]
 
 Prints a table and writes ``bench/results/bench_preprocess.json``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench import common
 
 REPO = Path(__file__).resolve().parents[1]
 STEP_DIR = REPO / "pipelines" / "tabular"
@@ -52,11 +50,6 @@ print(json.dumps({"seconds": sec, "exit_code": code,
 """
 
 
-def _child(code: str, *args: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def run(rows: int, repeat: int, workdir: Path) -> dict[str, Any]:
     """Generate the data, run both programs ``repeat`` times, keep the fastest run of each."""
     sys.path.insert(0, str(REPO))
@@ -71,11 +64,11 @@ def run(rows: int, repeat: int, workdir: Path) -> dict[str, Any]:
     key.write_text(BENCH_KEY)
     baseline, prep = [], []
     for i in range(repeat):
-        baseline.append(_child(_BASELINE, str(csv), str(workdir / f"copy-{i}.parquet")))
+        baseline.append(common.child_json(_BASELINE, str(csv), str(workdir / f"copy-{i}.parquet")))
         out = workdir / f"out-{i}"
         args = ["--contract", str(REPO / "config" / "contracts" / "churn.json"), "--input-dir", str(raw)]
         args += ["--output-dir", str(out), "--pii-key-file", str(key), "--resource-config", str(workdir / "none")]
-        result = _child(_PREPROCESS, str(STEP_DIR), *args)
+        result = common.child_json(_PREPROCESS, str(STEP_DIR), *args)
         if result["exit_code"] != 0 or not json.loads((out / "status" / "validation.json").read_text())["passed"]:
             raise RuntimeError("preprocess did not pass on generated data")
         prep.append(result)
@@ -101,14 +94,8 @@ def run(rows: int, repeat: int, workdir: Path) -> dict[str, Any]:
         "preprocess": entry(p),
         "throughput_ratio": b["seconds"] / p["seconds"],
         "goal_ratio_at_least": 0.5,
-        "machine": {"python": platform.python_version(), "cpus": _cpus(), "platform": platform.platform()},
+        "machine": common.machine(),
     }
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -126,16 +113,11 @@ def print_table(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write ``bench/results/bench_preprocess.json``."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--repeat", type=int, default=1, help="runs of each program; the fastest counts")
-    p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp folder)")
-    args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
-        result = run(args.rows, args.repeat, Path(scratch))
+    args = common.parser(__doc__, rows=1_000_000).parse_args(argv)
+    with common.scratch(args.workdir) as scratch:
+        result = run(args.rows, args.repeat, scratch)
     print_table(result)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_preprocess.json").write_text(json.dumps(result, indent=2) + "\n")
+    common.write_result("bench_preprocess", result)
     return 0
 
 

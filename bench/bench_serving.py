@@ -16,7 +16,7 @@ http new connection             :func:`flywheel.serving.invoke` (urllib, one con
 
 Client and server share one process (as in ``flywheel demo``), so HTTP figures include the client::
 
-    python bench/bench_serving.py [--rows 20000] [--requests 2000] [--batch-rows 1000] [--batches 20] [--repeat 3]
+    python -m bench.bench_serving [--rows 20000] [--requests 2000] [--batch-rows 1000] [--batches 20] [--repeat 3]
 
 Prints a table and writes ``bench/results/serving.json``.
 """
@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from bench import common
 
 REPO = Path(__file__).resolve().parents[1]
 STEP_DIR = REPO / "pipelines" / "tabular"
@@ -221,16 +223,12 @@ def run(rows: int, requests: int, batch_rows: int, batches: int, repeat: int, wo
         "tiers": tiers,
         "machine": {
             "python": platform.python_version(),
-            "cpus": _cpus(),
+            "cpus": common.cpus(),
             "platform": platform.platform(),
             # Other work on the machine inflates p99 most; the load average says how quiet it was.
             "load_average_1m": os.getloadavg()[0],
         },
     }
-
-
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def print_table(result: dict[str, Any]) -> None:

@@ -5,7 +5,7 @@ untimed), with the same parameters, rounds and early stopping. ``train.py`` is t
 (read parquet, encode, DMatrix, train, trim, save); the raw run from DMatrix construction to the end of
 ``xgboost.train`` on a matrix encoded beforehand. Overhead = train.py / raw - 1 (goal <= 10%)::
 
-    python bench/bench_train.py [--rows 1000000] [--num-round 300] [--repeat 1]
+    python -m bench.bench_train [--rows 1000000] [--num-round 300] [--repeat 1]
 
 Prints a table and writes ``bench/results/bench_train.json``.
 """
@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench import common
 
 REPO = Path(__file__).resolve().parents[1]
 STEP_DIR = REPO / "pipelines" / "tabular"
@@ -64,11 +66,6 @@ print(json.dumps({"seconds": sec, "rounds": booster.num_boosted_rounds(),
 """
 
 
-def _child(code: str, *args: str) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def prepare(rows: int, workdir: Path) -> Path:
     """Generate churn data and preprocess it (untimed); returns the output folder."""
     sys.path.insert(0, str(REPO))
@@ -99,9 +96,11 @@ def run(rows: int, num_round: int, early_stopping: int, repeat: int, workdir: Pa
         args = ["--train", str(data / "train"), "--validation", str(data / "validation")]
         args += ["--contract", str(workdir / "contract"), "--model-dir", str(model)]
         args += ["--num_round", str(num_round), "--early_stopping_rounds", str(early_stopping)]
-        ours.append(_child(_TRAIN, str(STEP_DIR), str(model), *args))
+        ours.append(common.child_json(_TRAIN, str(STEP_DIR), str(model), *args))
         raw.append(
-            _child(_RAW, str(STEP_DIR), str(data), str(num_round), str(early_stopping), str(workdir / "contract"))
+            common.child_json(
+                _RAW, str(STEP_DIR), str(data), str(num_round), str(early_stopping), str(workdir / "contract")
+            )
         )
     a = min(ours, key=lambda r: r["seconds"])
     b = min(raw, key=lambda r: r["seconds"])
