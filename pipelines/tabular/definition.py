@@ -9,7 +9,7 @@ Parameters (names are a contract with the Lambdas and the local runtime)
     ``s3://<raw_bucket>/<pii_key_prefix>pii-hmac.key``; the object must be named ``pii-hmac.key``),
     ``ProcessingInstanceType``, ``TrainingInstanceType``,
     ``EvaluationInstanceType``, ``GateThreshold`` (Float), ``ChampionMetric`` (String, default
-    ``"none"``), ``ModelApprovalStatus`` (String, default ``PendingManualApproval``), ``NumRound``,
+    ``"none"``), ``NumRound``,
     ``MaxDepth``, ``EarlyStoppingRounds`` (Integer) and ``Eta`` (Float).
 
 Steps
@@ -94,7 +94,6 @@ PARAM_TRAINING_INSTANCE_TYPE: Final = "TrainingInstanceType"
 PARAM_EVALUATION_INSTANCE_TYPE: Final = "EvaluationInstanceType"
 PARAM_GATE_THRESHOLD: Final = "GateThreshold"
 PARAM_CHAMPION_METRIC: Final = "ChampionMetric"
-PARAM_MODEL_APPROVAL_STATUS: Final = "ModelApprovalStatus"
 PARAM_NUM_ROUND: Final = "NumRound"
 PARAM_MAX_DEPTH: Final = "MaxDepth"
 PARAM_ETA: Final = "Eta"
@@ -107,7 +106,6 @@ PARAMETER_NAMES: Final[tuple[str, ...]] = (
     PARAM_EVALUATION_INSTANCE_TYPE,
     PARAM_GATE_THRESHOLD,
     PARAM_CHAMPION_METRIC,
-    PARAM_MODEL_APPROVAL_STATUS,
     PARAM_NUM_ROUND,
     PARAM_MAX_DEPTH,
     PARAM_ETA,
@@ -160,7 +158,7 @@ PROCESSING_ENTRYPOINT: Final[tuple[str, ...]] = processing_entrypoint()
 TRAINING_SUBMIT_DIRECTORY: Final = f"{TRAINING_CODE_DIR}/{SOURCEDIR_NAME}"
 INFERENCE_SUBMIT_DIRECTORY: Final = "/opt/ml/model/code"
 CONTENT_TYPES: Final[tuple[str, ...]] = ("text/csv", "application/json")
-APPROVAL_STATUSES: Final[tuple[str, ...]] = ("PendingManualApproval", "Approved", "Rejected")
+REGISTRATION_STATUS: Final = "PendingManualApproval"
 
 _PREPROCESS_OUTPUTS: Final = ("train", "validation", "test", "baseline", "status", "quarantine")
 _METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -604,11 +602,6 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
         )
         gate_threshold = ParameterFloat(name=PARAM_GATE_THRESHOLD, default_value=float(inputs.gate_threshold))
         champion_metric = ParameterString(name=PARAM_CHAMPION_METRIC, default_value="none")
-        approval_status = ParameterString(
-            name=PARAM_MODEL_APPROVAL_STATUS,
-            default_value="PendingManualApproval",
-            enum_values=list(APPROVAL_STATUSES),
-        )
         num_round = ParameterInteger(name=PARAM_NUM_ROUND, default_value=inputs.num_round)
         max_depth = ParameterInteger(name=PARAM_MAX_DEPTH, default_value=inputs.max_depth)
         eta = ParameterFloat(name=PARAM_ETA, default_value=float(inputs.eta))
@@ -623,7 +616,6 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
             evaluation_instance_type,
             gate_threshold,
             champion_metric,
-            approval_status,
             num_round,
             max_depth,
             eta,
@@ -863,7 +855,9 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 model_package_group_name=inputs.model_package_group_name,
                 content_types=list(CONTENT_TYPES),
                 response_types=list(CONTENT_TYPES),
-                approval_status=approval_status,
+                # Fixed, never a parameter: whoever can start an execution must not be able to
+                # register an already-approved package (approval is a separate, audited action).
+                approval_status=REGISTRATION_STATUS,
                 model_metrics=ModelMetrics(
                     model_statistics=MetricsSource(
                         content_type="application/json", s3_uri=evaluation_file("evaluation.json")

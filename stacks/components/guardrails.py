@@ -20,7 +20,10 @@ def sagemaker_guardrail_statements() -> list[iam.PolicyStatement]:
     """Deny SageMaker jobs/models/endpoint configs that lack encryption, VPC or network isolation.
 
     Condition keys from the SageMaker service authorization reference: a ``Null`` test denies the call
-    when the request omits the key (no KMS key / no subnets); a ``Bool`` false denies when it is off.
+    when the request omits the key (no KMS key / no subnets). Isolation and traffic encryption default to
+    *off* when a request leaves them out, so those use ``BoolIfExists``: deny when the key is false *or
+    absent*. That is why each statement lists only actions that support its key (``CreateTransformJob``
+    has no ``sagemaker:NetworkIsolation`` key — a transform job inherits isolation from its model).
     """
     return [
         iam.PolicyStatement(
@@ -47,16 +50,16 @@ def sagemaker_guardrail_statements() -> list[iam.PolicyStatement]:
         iam.PolicyStatement(
             sid="DenyJobsAndModelsWithoutNetworkIsolation",
             effect=iam.Effect.DENY,
-            actions=_sm(*_JOBS, "CreateModel"),
+            actions=_sm("CreateProcessingJob", "CreateTrainingJob", "CreateHyperParameterTuningJob", "CreateModel"),
             resources=["*"],
-            conditions={"Bool": {"sagemaker:NetworkIsolation": "false"}},
+            conditions={"BoolIfExists": {"sagemaker:NetworkIsolation": "false"}},
         ),
         iam.PolicyStatement(
             sid="DenyJobsWithoutInterContainerEncryption",
             effect=iam.Effect.DENY,
             actions=_sm("CreateProcessingJob", "CreateTrainingJob", "CreateHyperParameterTuningJob"),
             resources=["*"],
-            conditions={"Bool": {"sagemaker:InterContainerTrafficEncryption": "false"}},
+            conditions={"BoolIfExists": {"sagemaker:InterContainerTrafficEncryption": "false"}},
         ),
     ]
 
@@ -164,6 +167,7 @@ class Guardrails(Construct):
                         "kms:DisableKeyRotation",
                         "kms:PutKeyPolicy",
                         "s3:PutBucketPublicAccessBlock",
+                        "s3:PutBucketPolicy",
                         "s3:DeleteBucketPolicy",
                         "s3:PutBucketObjectLockConfiguration",
                         "s3:BypassGovernanceRetention",

@@ -156,10 +156,26 @@ class TabularPipeline(Construct):
                     for asset in (self.code_asset, self.contract_asset)
                 ],
             ),
+            # SageMaker lists an S3Prefix input before downloading it, even when the prefix is one object.
+            iam.PolicyStatement(
+                sid="ListStepCodeAndContract",
+                actions=["s3:ListBucket"],
+                resources=[f"{s3_arn}{self.code_asset.s3_bucket_name}"],
+                conditions={
+                    "StringEquals": {"s3:prefix": [a.s3_object_key for a in (self.code_asset, self.contract_asset)]}
+                },
+            ),
             iam.PolicyStatement(
                 sid="UseZoneAndJobKeys",
-                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant"],
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                 resources=[ml_key.key_arn, *(zone_keys[z].key_arn for z in PIPELINE_ZONES)],
+            ),
+            # Grants let SageMaker use the keys for the job's volumes; only for AWS resources, never people.
+            iam.PolicyStatement(
+                sid="GrantKeysToSageMakerResources",
+                actions=["kms:CreateGrant"],
+                resources=[ml_key.key_arn, *(zone_keys[z].key_arn for z in PIPELINE_ZONES)],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
             ),
             iam.PolicyStatement(
                 sid="RunPipelineJobs",

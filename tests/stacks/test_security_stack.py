@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from aws_cdk.assertions import Match
 
 from stacks.components.network import ENDPOINT_IDS, VPC_CIDR
@@ -46,6 +47,8 @@ def test_boundary_denies_escalation_and_tampering(dev):
         assert sids[sid]["Effect"] == "Deny"
     assert "cloudtrail:StopLogging" in sids["DenyAuditAndKeyTampering"]["Action"]
     assert "kms:ScheduleKeyDeletion" in sids["DenyAuditAndKeyTampering"]["Action"]
+    # overwriting the TLS-only bucket policy is as bad as deleting it
+    assert {"s3:PutBucketPolicy", "s3:DeleteBucketPolicy"} <= set(sids["DenyAuditAndKeyTampering"]["Action"])
 
 
 def _guardrail_statements(template):
@@ -75,14 +78,66 @@ def test_guardrail_denies_jobs_and_models_outside_vpc(dev):
     assert "sagemaker:CreateModel" in s["Action"]
 
 
-def test_guardrail_denies_missing_isolation_and_traffic_encryption(dev):
+def _condition_matches(condition: dict, request: dict) -> bool:
+    """IAM semantics for the operators the guardrails use (all keys must match)."""
+    for operator, tests in condition.items():
+        for key, expected in tests.items():
+            present = key in request
+            if operator == "Null":
+                if (not present) != (expected == "true"):
+                    return False
+            elif operator == "Bool":
+                if not present or str(request[key]).lower() != expected:
+                    return False
+            elif operator == "BoolIfExists":
+                if present and str(request[key]).lower() != expected:
+                    return False
+            else:
+                raise AssertionError(f"evaluator does not know {operator}")
+    return True
+
+
+def _denied(statements: dict, action: str, request: dict) -> list[str]:
+    return [
+        sid
+        for sid, stmt in statements.items()
+        if stmt["Effect"] == "Deny" and action in stmt["Action"] and _condition_matches(stmt["Condition"], request)
+    ]
+
+
+COMPLIANT_JOB = {
+    "sagemaker:VolumeKmsKey": "arn:aws:kms:eu-west-1:111111111111:key/1",
+    "sagemaker:OutputKmsKey": "arn:aws:kms:eu-west-1:111111111111:key/1",
+    "sagemaker:VpcSubnets": ["subnet-1"],
+    "sagemaker:NetworkIsolation": True,
+    "sagemaker:InterContainerTrafficEncryption": True,
+}
+
+
+def test_guardrails_allow_a_compliant_job(dev):
     s = _guardrail_statements(dev.security)
-    assert s["DenyJobsAndModelsWithoutNetworkIsolation"]["Condition"] == {
-        "Bool": {"sagemaker:NetworkIsolation": "false"}
-    }
-    assert s["DenyJobsWithoutInterContainerEncryption"]["Condition"] == {
-        "Bool": {"sagemaker:InterContainerTrafficEncryption": "false"}
-    }
+    for action in ("sagemaker:CreateTrainingJob", "sagemaker:CreateProcessingJob"):
+        assert _denied(s, action, COMPLIANT_JOB) == []
+
+
+@pytest.mark.parametrize("missing", sorted(COMPLIANT_JOB))
+def test_guardrails_deny_a_job_that_omits_any_control(dev, missing):
+    """Omitting a setting must be denied, not only setting it off: the API defaults are insecure."""
+    s = _guardrail_statements(dev.security)
+    request = {k: v for k, v in COMPLIANT_JOB.items() if k != missing}
+    assert _denied(s, "sagemaker:CreateTrainingJob", request), f"a training job without {missing} is allowed"
+
+
+@pytest.mark.parametrize("key", ["sagemaker:NetworkIsolation", "sagemaker:InterContainerTrafficEncryption"])
+def test_guardrails_deny_a_job_that_turns_a_control_off(dev, key):
+    s = _guardrail_statements(dev.security)
+    assert _denied(s, "sagemaker:CreateProcessingJob", {**COMPLIANT_JOB, key: False})
+
+
+def test_guardrails_do_not_block_transform_jobs_for_a_key_they_lack(dev):
+    s = _guardrail_statements(dev.security)
+    transform = {k: COMPLIANT_JOB[k] for k in ("sagemaker:VolumeKmsKey", "sagemaker:OutputKmsKey")}
+    assert _denied(s, "sagemaker:CreateTransformJob", transform) == []
 
 
 def test_boundary_carries_the_sagemaker_guardrails(dev):

@@ -66,6 +66,34 @@ def test_step_code_read_by_exact_object(dev):
     assert len(s["Resource"]) == 2 and not any("*" in r for r in s["Resource"])
 
 
+def test_every_s3_prefix_input_can_be_listed_and_read(dev):
+    """SageMaker lists an S3Prefix input before reading it: each input of the definition needs both."""
+    construct = dev.stage.teams["churn"].pipelines["tabular"]
+    document = json.loads(construct.definition_body)
+    statements = _statements(dev.teams["churn"])
+    listable = json.dumps([s for s in statements.values() if "s3:ListBucket" in s["Action"]])
+    readable = json.dumps([s for s in statements.values() if "s3:GetObject" in s["Action"]])
+    inputs = []
+    for step in document["Steps"] + [
+        x for s in document["Steps"] for k in ("IfSteps", "ElseSteps") for x in s.get("Arguments", {}).get(k, [])
+    ]:
+        args = step.get("Arguments", {})
+        inputs += [i["S3Input"] for i in args.get("ProcessingInputs", [])]
+        inputs += [c["DataSource"]["S3DataSource"] for c in args.get("InputDataConfig", [])]
+    literal = [i["S3Uri"] for i in inputs if isinstance(i["S3Uri"], str) and i["S3Uri"].startswith("s3://cdk-")]
+    assert len(literal) == 6  # code + contract for Preprocess, Train, Evaluate
+    for uri in literal:
+        key = uri.split("/", 3)[3]
+        assert f'"{key}"' in listable, f"no ListBucket for {key}"
+        assert key in readable, f"no GetObject for {key}"
+
+
+def test_kms_grants_only_for_aws_resources(dev):
+    s = _statements(dev.teams["churn"])
+    grants = [x for x in s.values() if "kms:CreateGrant" in x["Action"]]
+    assert grants and all(g["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}} for g in grants)
+
+
 def _join_parts(value):
     """A synthesized string as an alternating list: literal text and CloudFormation intrinsics."""
     if isinstance(value, str):

@@ -215,7 +215,6 @@ def test_parameters_have_the_agreed_names_types_and_defaults(definition: dict[st
         "EvaluationInstanceType": "String",
         "GateThreshold": "Float",
         "ChampionMetric": "String",
-        "ModelApprovalStatus": "String",
         "NumRound": "Integer",
         "MaxDepth": "Integer",
         "Eta": "Float",
@@ -226,7 +225,6 @@ def test_parameters_have_the_agreed_names_types_and_defaults(definition: dict[st
     assert defaults["PiiKeyUri"] == "s3://team-a-raw/_keys/pii-hmac.key"
     assert defaults["GateThreshold"] == 0.75
     assert defaults["ChampionMetric"] == "none"
-    assert defaults["ModelApprovalStatus"] == "PendingManualApproval"
     assert (defaults["NumRound"], defaults["MaxDepth"], defaults["Eta"], defaults["EarlyStoppingRounds"]) == (
         200,
         6,
@@ -495,8 +493,9 @@ def test_training_uses_script_mode_with_the_code_channel(definition: dict[str, A
 def test_registration_is_pending_manual_approval_with_metrics_and_baselines(definition: dict[str, Any]) -> None:
     register = steps_by_name(definition)["RegisterModel"]["Arguments"]
     assert register["ModelPackageGroupName"] == "team-a-tabular"
-    assert register["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
-    assert default_parameters(definition)["ModelApprovalStatus"] == "PendingManualApproval"
+    # A literal, not a parameter: starting an execution must never be a way to self-approve a model.
+    assert register["ModelApprovalStatus"] == "PendingManualApproval"
+    assert not any("Approval" in p["Name"] for p in definition["Parameters"])
     spec = register["InferenceSpecification"]
     assert spec["SupportedContentTypes"] == spec["SupportedResponseMIMETypes"] == ["text/csv", "application/json"]
     (container,) = spec["Containers"]
