@@ -237,6 +237,23 @@ def _bool_or_nan(value: Any) -> Any:
         return None
 
 
+# What a real column header looks like. Anything else (an e-mail, a phone number, a name with a space,
+# a number or a date) is probably the first data row of a file without a header: never echo it.
+_HEADER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def safe_header(header: str, position: int) -> tuple[str, str]:
+    """``(column, label)`` for reports that leave the raw zone: the header if it looks like a name.
+
+    Reports, statuses, logs and the pipeline's failure message are outside the raw zone, so a header that
+    may be a data value (a headerless CSV) is reported by position only (``#3``).
+    """
+    if _HEADER.match(header):
+        return header, repr(header)
+    column = f"#{position + 1}"
+    return column, f"{column} (header not shown: it looks like data, not a column name)"
+
+
 def check_file(path: Path, name: str, contract: DataContract) -> FileResult:
     """Read and validate one file; the returned frame holds the contract columns, coerced."""
     try:
@@ -247,14 +264,24 @@ def check_file(path: Path, name: str, contract: DataContract) -> FileResult:
     failures: list[Failure] = []
     names = table.column_names
     rows = table.num_rows
+    if not set(names) & set(contract.names()):
+        # Probably a CSV without a header row: its "headers" are the first record's values, so none of
+        # them may be echoed into reports that leave the raw zone.
+        msg = (
+            f"none of the {len(names)} header fields is a contract column (a file without a header row?); "
+            "header values are not shown"
+        )
+        return FileResult(path, name, None, [Failure("header_row", None, rows, msg, name)])
     dupes = sorted({n for n in names if names.count(n) > 1})
     for n in dupes:
-        failures.append(Failure("duplicate_column", n, rows, f"column {n!r} appears more than once", name))
+        column, label = safe_header(n, names.index(n))
+        failures.append(Failure("duplicate_column", column, rows, f"column {label} appears more than once", name))
     expected = set(contract.names())
     for n in dict.fromkeys(names):
         if n not in expected:
-            msg = f"column {n!r} is not in the data contract (unexpected_column; it could hold PII)"
-            failures.append(Failure("unexpected_column", n, rows, msg, name))
+            column, label = safe_header(n, names.index(n))
+            msg = f"column {label} is not in the data contract (unexpected_column; it could hold PII)"
+            failures.append(Failure("unexpected_column", column, rows, msg, name))
     present_cols = set(names) - set(dupes)
     data: dict[str, pd.Series] = {}
     for spec in contract.columns:

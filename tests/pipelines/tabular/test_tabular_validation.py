@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,29 @@ def test_check_batch_raises_for_library_use(tmp_path: Path, churn_contract) -> N
     good.mkdir()
     _write(_text_frame("churn"), good / "ok.csv")
     assert check_batch(good, churn_contract).rows == 300
+
+
+def test_headerless_csv_never_echoes_the_first_row(tmp_path: Path, churn_contract) -> None:
+    """Without a header the first data row becomes the header: its values must not leave the raw zone."""
+    frame = _text_frame("churn")
+    path = tmp_path / "headerless.csv"
+    frame.to_csv(path, index=False, header=False)
+    first_row = [str(v) for v in frame.iloc[0].tolist()]
+    result = validate_files([path], churn_contract, root=tmp_path)
+    assert not result.passed
+    text = json.dumps(result.report()) + result.summary()
+    for value in first_row:
+        # names, e-mails, phones, dates, ids (not booleans or bare numbers, which the report legitimately has)
+        if len(value) > 3 and value.lower() not in ("true", "false") and not value.replace(".", "").isdigit():
+            assert value not in text, f"{value!r} leaked into the report"
+    assert [f.check for f in result.failures] == ["header_row"]
+
+
+def test_data_like_extra_header_is_reported_by_position(tmp_path: Path, churn_contract) -> None:
+    frame = _text_frame("churn")
+    frame["jane.doe@example.com"] = "x"
+    path = _write(frame, tmp_path / "bad.csv")
+    result = validate_files([path], churn_contract, root=tmp_path)
+    (failure,) = [f for f in result.failures if f.check == "unexpected_column"]
+    assert failure.column == f"#{len(frame.columns)}"
+    assert "jane.doe" not in json.dumps(result.report()) + result.summary()
