@@ -59,15 +59,26 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 @contextlib.contextmanager
 def _expected_errors() -> Iterator[None]:
     """Turn the runtime's expected errors into a message and exit code 1 (no stack trace)."""
+    from botocore.exceptions import ClientError
+
     from config.loader import ConfigError
     from flywheel.embedded import EmbeddedAwsError
+    from flywheel.executor import ExecutorError
     from flywheel.lifecycle import LifecycleEventError
     from flywheel.runtime import FlywheelError
+    from flywheel.serving import ModelLoadError
 
     try:
         yield
-    except (FlywheelError, EmbeddedAwsError, LifecycleEventError, ConfigError) as exc:
+    except (FlywheelError, EmbeddedAwsError, LifecycleEventError, ConfigError, ExecutorError, ModelLoadError) as exc:
         raise _fail(str(exc)) from None
+    except ClientError as exc:
+        # The service's own message can carry ARNs and request details: name the call and the code only.
+        error = exc.response.get("Error", {})
+        raise _fail(
+            f"the embedded AWS refused {exc.operation_name}: {error.get('Code', 'error')}; "
+            "run `flywheel status` to see what exists"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -338,6 +338,11 @@ def on_model_package_state_change(event: Any, context: LifecycleContext) -> Depl
     """Deploy an approved package; roll back when the deployed one is rejected."""
     target, arn, status = parse_model_package_state_change(event, context)
     current = context.actions.deployed_package(target)
+    # EventBridge may redeliver or reorder events: act on the registry's status now, not the event's
+    # (a stale "Approved" arriving after a rejection must not redeploy the rejected model).
+    now = context.sagemaker.describe_model_package(ModelPackageName=arn).get("ModelApprovalStatus")
+    if now != status:
+        return DeploymentResult(target.team, arn, status, "stale-event-ignored", current)
     if status == "Approved":
         if current == arn:
             return DeploymentResult(target.team, arn, status, "already-deployed", current)

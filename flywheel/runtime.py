@@ -51,6 +51,7 @@ from flywheel.embedded import (
 )
 from flywheel.executor import ExecutionRecord, ExecutorError, PipelineExecutor
 from flywheel.state import StateStore
+from pipelines.tabular.contract import merge_status
 
 DATA_SUFFIXES: Final = (".csv", ".csv.gz", ".csv.bz2", ".parquet", ".pq")
 SAMPLE_ROWS: Final = 200
@@ -518,7 +519,7 @@ class LocalRuntime:
                 outcome.package = _jsonable(sm.describe_model_package(ModelPackageName=registered["Arn"]))
         with contextlib.suppress(ClientError, ValueError, KeyError):
             if "status" in outputs:
-                outcome.validation = lifecycle.read_s3_json(s3, outputs["status"].rstrip("/") + "/validation.json")
+                outcome.validation = _merged_validation(s3, outputs["status"])
         if outcome.contract_failed and "quarantine" in outputs:
             outcome.quarantine_uri = outputs["quarantine"].rstrip("/") + "/"
             with contextlib.suppress(ClientError, ValueError):
@@ -898,13 +899,33 @@ class LocalRuntime:
         found = False
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                target = folder / item["Key"][len(prefix) :]
-                if ".." in Path(item["Key"][len(prefix) :]).parts:
+                relative = Path(item["Key"][len(prefix) :])
+                target = (folder / relative).resolve()
+                # Keys are data: never let one name a path outside the folder ("..", or absolute "/x").
+                if relative.is_absolute() or not target.is_relative_to(folder.resolve()):
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 s3.download_file(bucket, item["Key"], str(target))
                 found = True
         return folder if found else None
+
+
+def _merged_validation(s3: Any, status_uri: str) -> dict[str, Any]:
+    """Every preprocessing host's status merged (passes only if all passed), as the pipeline decides.
+
+    ``validation.json`` alone is last-writer-wins when several hosts share the output prefix.
+    """
+    bucket, prefix = split_s3_uri(status_uri.rstrip("/") + "/")
+    keys = [
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for item in page.get("Contents", [])
+        if Path(item["Key"]).name.startswith("validation-")
+    ]
+    if not keys:
+        return lifecycle.read_s3_json(s3, f"s3://{bucket}/{prefix}validation.json")
+    statuses = [lifecycle.read_s3_json(s3, f"s3://{bucket}/{key}") for key in sorted(keys)]
+    return merge_status(statuses)
 
 
 def _duration(start: str | None, end: str | None) -> float | None:

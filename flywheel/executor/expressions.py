@@ -314,12 +314,16 @@ def _number(value: Any) -> float | None:
 def _compare(kind: str, left: Any, right: Any) -> bool:
     if kind == "Equals":
         ln, rn = _number(left), _number(right)
-        return ln == rn if ln is not None and rn is not None else bool(left == right)
+        if ln is not None and rn is not None:
+            return ln == rn
+        # Booleans are their own type (Python's True == 1 must not make a gate pass locally that
+        # SageMaker would fail).
+        if isinstance(left, bool) != isinstance(right, bool):
+            return False
+        return bool(left == right)
     ln, rn = _number(left), _number(right)
     if ln is None or rn is None:
-        if isinstance(left, str) and isinstance(right, str):
-            ls, rs = left, right
-            return {"GreaterThan": ls > rs, "GreaterThanOrEqualTo": ls >= rs, "LessThan": ls < rs}.get(kind, ls <= rs)
+        # SageMaker orders numbers only; comparing strings alphabetically would make "10" < "9".
         raise ResolutionError(f"condition {kind}: cannot compare {left!r} with {right!r} (need two numbers)")
     return {
         "GreaterThan": ln > rn,

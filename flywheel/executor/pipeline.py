@@ -338,6 +338,13 @@ class PipelineExecutor:
                 if step.status == RUNNING:
                     step.status, step.end_time, step.failure_reason = STOPPED, now().isoformat(), "stopped"
             raise
+        except Exception as exc:
+            # Never leave a stored execution "Executing" forever: record the failure, then re-raise.
+            record.status, record.failure_reason = FAILED, f"executor error: {type(exc).__name__}: {exc}"
+            for step in record.steps:
+                if step.status == RUNNING:
+                    step.status, step.end_time, step.failure_reason = FAILED, now().isoformat(), "executor error"
+            raise
         finally:
             record.end_time = now().isoformat()
             self._notify(record)

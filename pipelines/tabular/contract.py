@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -172,6 +173,25 @@ def contract_from_dict(data: dict[str, Any]) -> DataContract:
     if problems:
         raise ValueError("invalid data contract: " + "; ".join(problems))
     return contract
+
+
+def merge_status(statuses: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Combine the per-host validation statuses of one batch: it passes only if every host passed.
+
+    Here (stdlib, importable both in the containers and by the local runtime) because each preprocessing
+    host writes its own ``status/validation-<host>.json`` and every reader must apply the same rule the
+    pipeline's contract check applies.
+    """
+    failures = [f for s in statuses for f in s.get("failures", [])]
+    passed = bool(statuses) and all(s.get("passed") for s in statuses)
+    failed = [s for s in statuses if not s.get("passed")]
+    summary = "; ".join(str(s.get("summary", "")) for s in failed) or (
+        f"all {len(statuses)} host(s) passed" if statuses else "no host status"
+    )
+    out: dict[str, Any] = {"passed": passed, "failures": failures, "summary": summary}
+    if passed:
+        out["rows"] = sum(int(s.get("rows", 0)) for s in statuses)
+    return out
 
 
 def load_contract(path: str | Path) -> DataContract:

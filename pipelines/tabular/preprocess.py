@@ -180,25 +180,6 @@ def write_status(output_dir: Path, status: dict[str, Any], host: str) -> None:
     write_json(output_dir / "status" / f"validation-{host}.json", status)
 
 
-def merge_status(statuses: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Combine per-host statuses: the batch passes only if every host passed.
-
-    With several instances every host writes ``status/validation.json`` to the same S3 key, so the
-    last upload wins; an executor or a follow-up step should read ``validation-<host>.json`` and merge
-    them with this function.
-    """
-    failures = [f for s in statuses for f in s.get("failures", [])]
-    passed = bool(statuses) and all(s.get("passed") for s in statuses)
-    failed = [s for s in statuses if not s.get("passed")]
-    summary = "; ".join(str(s.get("summary", "")) for s in failed) or (
-        f"all {len(statuses)} host(s) passed" if statuses else "no host status"
-    )
-    out: dict[str, Any] = {"passed": passed, "failures": failures, "summary": summary}
-    if passed:
-        out["rows"] = sum(int(s.get("rows", 0)) for s in statuses)
-    return out
-
-
 def preprocess(
     input_dir: Path, output_dir: Path, contract: DataContract, key: bytes | None, host: str, hosts: list[str]
 ) -> dict[str, Any]:

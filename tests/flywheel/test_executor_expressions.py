@@ -189,6 +189,14 @@ def test_conditions_refuse_unknown_types_and_incomparable_values() -> None:
         evaluate_condition({"Type": "GreaterThan", "LeftValue": None, "RightValue": 0.7}, _scope())
 
 
+def test_booleans_are_not_numbers_and_strings_are_not_ordered() -> None:
+    """As in SageMaker: True does not equal 1, and only numbers can be ordered."""
+    assert evaluate_condition({"Type": "Equals", "LeftValue": True, "RightValue": 1}, _scope())[0] is False
+    assert evaluate_condition({"Type": "Equals", "LeftValue": True, "RightValue": True}, _scope())[0] is True
+    with pytest.raises(ResolutionError, match="need two numbers"):
+        evaluate_condition({"Type": "GreaterThan", "LeftValue": "10", "RightValue": "9"}, _scope())
+
+
 def test_path_parsing_and_reference_discovery() -> None:
     assert parse_path("Outputs['train'].S3Output.S3Uri") == ["Outputs", "train", "S3Output", "S3Uri"]
     assert parse_path("a[0].b") == ["a", 0, "b"]

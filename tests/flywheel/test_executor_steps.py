@@ -373,3 +373,19 @@ def test_python_shim_is_absolute_so_jobs_that_cd_still_find_it(tmp_path: Path, m
         check=True,
     )
     assert out.stdout.strip() == sys.executable
+
+
+def test_an_unexpected_executor_error_is_recorded_as_failed(
+    embedded: EmbeddedAws, stub_bucket: str, tmp_path: Path, monkeypatch
+) -> None:
+    """A bug in the executor must not leave the stored execution 'Executing' forever."""
+    seen: list[str] = []
+    executor = PipelineExecutor(embedded, tmp_path / "w", on_update=lambda r: seen.append(r.status))
+
+    def explode(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(executor, "_run_steps", explode)
+    with pytest.raises(RuntimeError, match="boom"):
+        executor.execute(definition([processing_step("Only", "inspect.py")]))
+    assert seen[-1] == "Failed"

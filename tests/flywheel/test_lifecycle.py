@@ -238,6 +238,18 @@ def test_approval_deploys_once_and_rejection_rolls_back(context: LifecycleContex
     assert actions.calls == ["deploy 1", "deploy 2", "deploy 1", "undeploy"]
 
 
+def test_a_stale_approval_event_does_not_redeploy_a_rejected_model(context: LifecycleContext) -> None:
+    actions: FakeActions = context.actions  # type: ignore[assignment]
+    v1 = _register(context, 0.8)
+    approved_event = _state_change(context, v1, "Approved")
+    assert lifecycle.on_model_package_state_change(approved_event, context).action == "deployed"
+    assert lifecycle.on_model_package_state_change(_state_change(context, v1, "Rejected"), context).action == (
+        "undeployed"
+    )
+    replay = lifecycle.on_model_package_state_change(approved_event, context)  # redelivered late
+    assert replay.action == "stale-event-ignored" and actions.deployed == {}
+
+
 def _package_event(**detail: Any) -> dict[str, Any]:
     base = {
         "ModelPackageGroupName": CHURN.group_name,

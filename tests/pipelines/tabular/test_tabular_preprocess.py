@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from preprocess import assign_splits, host_info, load_pii_key, main, merge_status, row_hash
+from contract import merge_status
+from preprocess import assign_splits, host_info, load_pii_key, main, row_hash
 from tabular_helpers import CONTRACTS, FIXTURES, PII_KEY, run_preprocess, tree_hashes
 from validation import validate_files
 
