@@ -37,6 +37,8 @@ METRIC_SECTIONS = {
     "multiclass": "multiclass_classification_metrics",
     "regression": "regression_metrics",
 }
+#: Stand-in for an undefined gate metric: fails any threshold in the right direction.
+WORST_DEFINED_VALUE = 1e300
 _NONE = ("", "none", "null")
 
 
@@ -114,9 +116,12 @@ def evaluation_report(
     higher = check_gate_metric(problem, gate_metric)
     section = {name: {"value": v, "standard_deviation": "NaN"} for name, v in values.items()}
     value = values[gate_metric]
+    # The quality gate compares gate.value numerically: an undefined metric (e.g. AUC on a one-class test
+    # split) must fail the gate cleanly, so it is written as the worst possible value and flagged.
+    gate_value = value if value is not None else (WORST_DEFINED_VALUE * (-1 if higher else 1))
     return {
         METRIC_SECTIONS[problem]: section,
-        "gate": {"metric": gate_metric, "value": value, "higher_is_better": higher},
+        "gate": {"metric": gate_metric, "value": gate_value, "higher_is_better": higher, "defined": value is not None},
         "champion": {"metric_value": champion, "challenger_not_worse": not_worse(value, champion, higher)},
         "test_rows": test_rows,
     }

@@ -156,3 +156,14 @@ def test_merged_baseline_files(chains: dict[str, PipelineRun]) -> None:
     assert cons_by_name["monthly_charges"]["num_constraints"]["max"] == 500.0  # from the contract
     assert cons_by_name["satisfaction_score"]["completeness"] < 1.0  # nullable: observed share
     assert cons_by_name["tenure_months"]["completeness"] == 1.0
+
+
+def test_undefined_gate_metric_fails_the_gate_instead_of_breaking_it() -> None:
+    """AUC is undefined on a one-class test split: gate.value must still be a number that fails."""
+    values = evaluate.compute_metrics("binary", np.array([1, 1, 1]), np.array([0.9, 0.8, 0.7]), 2)
+    assert values["auc"] is None
+    report = evaluate.evaluation_report("binary", values, "auc", champion=None, test_rows=3)
+    gate = report["gate"]
+    assert gate["defined"] is False and isinstance(gate["value"], float)
+    assert evaluate.passes_gate(gate["value"], 0.0, True) is False  # fails even the loosest threshold
+    json.dumps(report, allow_nan=False)  # valid JSON for SageMaker's JsonGet
