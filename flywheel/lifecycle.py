@@ -292,14 +292,19 @@ def champion_metric(sagemaker: Any, s3: Any, group: str) -> str:
 
 
 def on_data_arrival(event: Any, context: LifecycleContext) -> ArrivalResult:
-    """Start the team's pipeline on a newly landed batch (once per object version)."""
-    target, bucket, key, etag, sequencer = parse_object_created(event, context)
+    """Start the team's pipeline on a newly landed batch, once per batch folder.
+
+    ``InputDataUri`` is the batch folder, so the first data file of a folder starts the run and later
+    events for that folder (more files, redeliveries, new versions) are duplicates: one batch, one
+    execution. Land a batch's files together; a corrected batch is landed as a new folder.
+    """
+    target, bucket, key, _etag, _sequencer = parse_object_created(event, context)  # validated, not keyed on
     input_uri = f"s3://{bucket}/{key.rsplit('/', 1)[0]}/"
     name = key.rsplit("/", 1)[-1]
     if name.startswith((".", "_")) or not name.lower().endswith(DATA_SUFFIXES):
         # Markers (_SUCCESS), hidden files and other objects are legitimate, just not batches.
         return ArrivalResult(target.team, bucket, key, input_uri, {}, None, skipped=f"{name} is not a data file")
-    claim_key = _claim_key("object-created", bucket, key, etag.strip('"'), sequencer)
+    claim_key = _claim_key("batch", bucket, input_uri)
     previous = context.store.claimed(claim_key)
     if previous is not None:
         return _duplicate_arrival(target, bucket, key, input_uri, previous)

@@ -118,14 +118,17 @@ def test_arrival_starts_the_team_pipeline_on_the_batch_folder(context: Lifecycle
     assert result.execution_arn and result.execution_arn.endswith("/execution/e1")
 
 
-def test_arrival_is_idempotent_on_key_etag_and_sequencer(context: LifecycleContext) -> None:
+def test_arrival_is_idempotent_per_batch_folder(context: LifecycleContext) -> None:
+    """InputDataUri is the folder: one batch, one execution, however many files or redeliveries."""
     first = lifecycle.on_data_arrival(_arrival(), context)
     again = lifecycle.on_data_arrival(copy.deepcopy(_arrival()), context)  # redelivery (new event id)
-
     assert again.duplicate and again.execution_arn == first.execution_arn
+    folder = KEY.rsplit("/", 1)[0]
+    second_file = lifecycle.on_data_arrival(_arrival(f"{folder}/part-2.csv", etag="def456"), context)
+    assert second_file.duplicate and second_file.execution_arn == first.execution_arn
     assert len(context.actions.started) == 1  # type: ignore[attr-defined]
-    changed = lifecycle.on_data_arrival(_arrival(etag="def456", sequencer="0002"), context)  # new object version
-    assert not changed.duplicate and len(context.actions.started) == 2  # type: ignore[attr-defined]
+    other = lifecycle.on_data_arrival(_arrival(KEY.replace(folder, folder + "-fix"), etag="f00"), context)
+    assert not other.duplicate and len(context.actions.started) == 2  # type: ignore[attr-defined]
 
 
 def test_a_failed_start_releases_the_claim_so_a_retry_acts(context: LifecycleContext) -> None:
