@@ -13,14 +13,13 @@ from stacks.settings import log_retention, removal_policy
 
 
 class SecurityFoundationStack(Stack):
-    """Exposes ``logs_key``, ``ml_key`` (SageMaker volumes/outputs), ``guardrails`` and ``network``."""
+    """Exposes ``logs_key``, ``guardrails`` and ``network`` (job keys are per team: see team_stack)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, environment: EnvironmentConfig) -> None:
         super().__init__(scope, construct_id)
         policy = removal_policy(environment)
         self.logs_key = purpose_key(self, "LogsKey", purpose="CloudWatch Logs", removal_policy=policy)
         allow_service_logs(self.logs_key)
-        self.ml_key = purpose_key(self, "MlKey", purpose="SageMaker volumes and job outputs", removal_policy=policy)
         self.guardrails = Guardrails(self, "Guardrails", env_name=environment.name)
         self.network = IsolatedNetwork(
             self,

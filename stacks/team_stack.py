@@ -8,16 +8,18 @@ from constructs import Construct
 
 from config.models import EnvironmentConfig, TeamConfig
 from stacks.components.data_lake import DataLake
+from stacks.components.keys import purpose_key
 from stacks.components.ml_pipeline import TabularPipeline
 from stacks.components.model_registry import ModelRegistry
 from stacks.security_stack import SecurityFoundationStack
+from stacks.settings import removal_policy
 
 # Template name -> construct class. A new template adds its construct here.
 PIPELINE_CONSTRUCTS = {"tabular": TabularPipeline}
 
 
 class TeamWorkloadStack(Stack):
-    """Exposes ``registry`` and ``pipelines`` (template name → pipeline construct)."""
+    """Exposes ``job_key``, ``registry`` and ``pipelines`` (template name → pipeline construct)."""
 
     def __init__(
         self,
@@ -38,6 +40,14 @@ class TeamWorkloadStack(Stack):
             group_name=f"flywheel-{environment.name}-{team.name}",
             description=team.description or f"Models of team {team.name}",
         )
+        # One key per team for its jobs' volumes and outputs (quarantined raw data included): teams never
+        # share the key that protects what their jobs write.
+        self.job_key = purpose_key(
+            self,
+            "JobKey",
+            purpose=f"{team.name} SageMaker job volumes and outputs",
+            removal_policy=removal_policy(environment),
+        )
         subnets = security.network.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnets
         self.pipelines = {}
         for template in team.pipelines:
@@ -47,7 +57,7 @@ class TeamWorkloadStack(Stack):
                 environment=environment,
                 team=team,
                 zone_keys=dict(lake.keys),
-                ml_key=security.ml_key,
+                job_key=self.job_key,
                 subnets=subnets,
                 security_group=security.network.workload_security_group,
                 model_package_group_name=self.registry.group_name,

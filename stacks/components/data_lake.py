@@ -14,7 +14,8 @@ from stacks.components.keys import purpose_key
 from stacks.components.secure_bucket import SecureBucket
 
 #: Prefix, in the raw zone, where batches that fail their data contract are copied (never deleted).
-#: Quarantined data may hold PII, so it stays under the raw zone's key and access controls.
+#: Quarantined data may hold PII, so it stays in the raw bucket (raw-zone access controls, trail data
+#: events), encrypted with the writing team's job key.
 QUARANTINE_PREFIX = "quarantine/"
 
 

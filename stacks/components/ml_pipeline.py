@@ -55,7 +55,7 @@ class TabularPipeline(Construct):
         environment: EnvironmentConfig,
         team: TeamConfig,
         zone_keys: dict[str, kms.IKey],
-        ml_key: kms.IKey,
+        job_key: kms.IKey,
         subnets: list[ec2.ISubnet],
         security_group: ec2.ISecurityGroup,
         model_package_group_name: str,
@@ -87,7 +87,7 @@ class TabularPipeline(Construct):
             description=f"Least privilege for the jobs of pipeline {name}",
             roles=[self.role],
             statements=self._statements(
-                environment.name, team.name, name, bucket_names, zone_keys, ml_key, model_package_group_name
+                environment.name, team.name, name, bucket_names, zone_keys, job_key, model_package_group_name
             ),
         )
         self._acknowledge_wildcards(environment.name, team.name, name)
@@ -96,7 +96,7 @@ class TabularPipeline(Construct):
             pipeline_name=name,
             region=stack.region,
             role_arn=self.role.role_arn,
-            kms_key_arn=ml_key.key_arn,
+            kms_key_arn=job_key.key_arn,
             subnet_ids=[s.subnet_id for s in subnets],
             security_group_ids=[security_group.security_group_id],
             buckets=bucket_names,
@@ -123,7 +123,7 @@ class TabularPipeline(Construct):
         name: str,
         buckets: dict[str, str],
         zone_keys: dict[str, kms.IKey],
-        ml_key: kms.IKey,
+        job_key: kms.IKey,
         group_name: str,
     ) -> list[iam.PolicyStatement]:
         """Least privilege for the pipeline's jobs: its own S3 prefixes, keys, images, logs and ENIs."""
@@ -168,13 +168,13 @@ class TabularPipeline(Construct):
             iam.PolicyStatement(
                 sid="UseZoneAndJobKeys",
                 actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=[ml_key.key_arn, *(zone_keys[z].key_arn for z in PIPELINE_ZONES)],
+                resources=[job_key.key_arn, *(zone_keys[z].key_arn for z in PIPELINE_ZONES)],
             ),
             # Grants let SageMaker use the keys for the job's volumes; only for AWS resources, never people.
             iam.PolicyStatement(
                 sid="GrantKeysToSageMakerResources",
                 actions=["kms:CreateGrant"],
-                resources=[ml_key.key_arn, *(zone_keys[z].key_arn for z in PIPELINE_ZONES)],
+                resources=[job_key.key_arn, *(zone_keys[z].key_arn for z in PIPELINE_ZONES)],
                 conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
             ),
             iam.PolicyStatement(

@@ -161,3 +161,22 @@ def test_gate_threshold_comes_from_team_config(stages):
             (gate,) = [p for p in document["Parameters"] if p["Name"] == "GateThreshold"]
             team = next(t for t in stage.stage.teams_config if t.name == name)
             assert gate["DefaultValue"] == team.metric_gate.threshold
+
+
+def test_each_team_has_its_own_rotating_job_key_used_by_every_job(dev):
+    keys = {}
+    for name, template in dev.teams.items():
+        key_id, key = _resource(template, "AWS::KMS::Key")
+        assert key["Properties"]["EnableKeyRotation"] is True
+        construct = dev.stage.teams[name].pipelines["tabular"]
+        document = json.loads(construct.definition_body)
+        key_arn = construct.definition_inputs.kms_key_arn
+        assert dev.stage.teams[name].resolve(key_arn) == {"Fn::GetAtt": [key_id, "Arn"]}  # the team stack's own key
+        keys[name] = key_arn
+        jobs = [s for s in document["Steps"] if s["Type"] == "Processing"] + [
+            x for s in document["Steps"] for x in s.get("Arguments", {}).get("IfSteps", []) if x["Type"] != "Condition"
+        ]
+        for job in jobs:
+            text = json.dumps(job["Arguments"])
+            assert key_arn in text, f"{name}/{job['Name']} does not use the team's job key"
+    assert len(set(keys.values())) == len(keys) >= 2  # no two teams share a job key
