@@ -187,7 +187,11 @@ def preprocess(
     multi_host = len(hosts) > 1
     files = list_input_files(input_dir)
     LOG.info("host %s: %d input file(s) under %s", host, len(files), input_dir)
-    result = validate_files(files, contract, root=input_dir)
+    result = validate_files(files, contract, root=input_dir, hosts=len(hosts))
+    if result.passed and not files:  # an empty shard of a sharded batch: nothing to do on this host
+        status = {"passed": True, "host": host, "rows": 0, "files": 0, "failures": [], "summary": "empty shard"}
+        write_status(output_dir, status, host)
+        return status
     if not result.passed:
         copied = quarantine(result, output_dir, host, multi_host)
         status = {

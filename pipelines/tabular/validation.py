@@ -347,17 +347,27 @@ def _redact_parser_error(exc: Exception) -> str:
     return text[:200]
 
 
-def validate_files(paths: list[Path], contract: DataContract, root: str | Path | None = None) -> ValidationResult:
-    """Validate every file, then the batch-level checks (``no_input``, ``min_rows``)."""
+def validate_files(
+    paths: list[Path], contract: DataContract, root: str | Path | None = None, hosts: int = 1
+) -> ValidationResult:
+    """Validate every file, then the batch-level checks (``no_input``, ``min_rows``).
+
+    With ``hosts`` > 1 (sharded input) a host only sees its shard: an empty shard is fine (the files went
+    to other hosts) and ``min_rows`` applies as each host's share, ``ceil(min_rows / hosts)``, since no
+    host sees the whole batch.
+    """
     base = Path(root) if root is not None else None
     files = [check_file(p, p.relative_to(base).as_posix() if base else p.name, contract) for p in paths]
     failures = [f for r in files for f in r.failures]
+    min_rows = -(-contract.min_rows // max(hosts, 1))
     if not paths:
-        failures.append(Failure("no_input", None, 0, "no CSV or parquet input files found"))
+        if hosts == 1:
+            failures.append(Failure("no_input", None, 0, "no CSV or parquet input files found"))
     elif all(r.frame is not None for r in files):  # row count unknown while a file is unreadable
         rows = sum(r.rows for r in files)
-        if rows < contract.min_rows:
-            msg = f"batch has {rows} rows, fewer than min_rows {contract.min_rows} (min_rows)"
+        if rows < min_rows:
+            share = "" if hosts == 1 else f" (this host's share of {contract.min_rows} over {hosts} hosts)"
+            msg = f"batch has {rows} rows, fewer than min_rows {min_rows}{share} (min_rows)"
             failures.append(Failure("min_rows", None, rows, msg))
     return ValidationResult(files, failures)
 

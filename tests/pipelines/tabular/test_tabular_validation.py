@@ -202,3 +202,12 @@ def test_data_like_extra_header_is_reported_by_position(tmp_path: Path, churn_co
     (failure,) = [f for f in result.failures if f.check == "unexpected_column"]
     assert failure.column == f"#{len(frame.columns)}"
     assert "jane.doe" not in json.dumps(result.report()) + result.summary()
+
+
+def test_sharded_hosts_accept_an_empty_shard_and_check_their_share_of_min_rows(tmp_path: Path, churn_contract) -> None:
+    assert validate_files([], churn_contract, hosts=3).passed  # files went to other hosts
+    assert not validate_files([], churn_contract, hosts=1).passed  # a lone host with nothing is a failure
+    small = _text_frame("churn").head(-(-churn_contract.min_rows // 3))
+    path = _write(small, tmp_path / "part.csv")
+    assert validate_files([path], churn_contract, root=tmp_path, hosts=3).passed
+    assert not validate_files([path], churn_contract, root=tmp_path, hosts=1).passed
