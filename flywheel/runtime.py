@@ -50,10 +50,11 @@ from flywheel.embedded import (
     split_s3_uri,
 )
 from flywheel.executor import ExecutionRecord, ExecutorError, PipelineExecutor
+from flywheel.executor.pipeline import jsonable
+from flywheel.lifecycle import DATA_SUFFIXES
 from flywheel.state import StateStore
 from pipelines.tabular.contract import merge_status
 
-DATA_SUFFIXES: Final = (".csv", ".csv.gz", ".csv.bz2", ".parquet", ".pq")
 SAMPLE_ROWS: Final = 200
 AWS_SERVER: Final = "aws"
 
@@ -194,7 +195,7 @@ class LocalRuntime:
     # (same versions, same approval status) into a fresh embedded AWS.
     def _snapshot_package(self, package_arn: str) -> None:
         sm, s3 = self.aws.client("sagemaker"), self.aws.client("s3")
-        package = _jsonable(sm.describe_model_package(ModelPackageName=package_arn))
+        package = jsonable(sm.describe_model_package(ModelPackageName=package_arn))
         group, version = str(package["ModelPackageGroupName"]), int(package["ModelPackageVersion"])
         folder = self.state.registry_dir(group) / f"{version:06d}"
         objects: dict[str, str] = {}
@@ -516,7 +517,7 @@ class LocalRuntime:
             outputs.update((step.metadata or {}).get("Outputs", {}))
             registered = (step.metadata or {}).get("RegisterModel")
             if registered:
-                outcome.package = _jsonable(sm.describe_model_package(ModelPackageName=registered["Arn"]))
+                outcome.package = jsonable(sm.describe_model_package(ModelPackageName=registered["Arn"]))
         with contextlib.suppress(ClientError, ValueError, KeyError):
             if "status" in outputs:
                 outcome.validation = _merged_validation(s3, outputs["status"])
@@ -559,7 +560,7 @@ class LocalRuntime:
                 "and register with `flywheel run` while it runs, or use `flywheel demo`)"
             )
             raise UnknownPackageError(f"no model package {ref!r} in group {group_name(team)}; {hint}") from None
-        return team, _jsonable(package)
+        return team, jsonable(package)
 
     def packages(self, team: str) -> list[dict[str, Any]]:
         """The team's model packages (all statuses), oldest first."""
@@ -567,7 +568,7 @@ class LocalRuntime:
         found: list[dict[str, Any]] = []
         try:
             for page in sm.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group_name(team)):
-                found.extend(_jsonable(page["ModelPackageSummaryList"]))
+                found.extend(jsonable(page["ModelPackageSummaryList"]))
         except ClientError:
             return []
         return sorted(found, key=lambda p: int(p.get("ModelPackageVersion", 0)))
@@ -935,16 +936,6 @@ def _duration(start: str | None, end: str | None) -> float | None:
         return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
     except ValueError:
         return None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items() if k != "ResponseMetadata"}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _s3_uris(value: Any) -> set[str]:

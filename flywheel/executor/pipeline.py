@@ -211,13 +211,14 @@ def _job_name(execution_id: str, step: str) -> str:
     return f"pipelines-{execution_id}-{clean}"[:63].rstrip("-")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """An AWS API response as plain JSON data: datetimes as ISO strings, ``ResponseMetadata`` dropped."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items() if k != "ResponseMetadata"}
+        return {k: jsonable(v) for k, v in value.items() if k != "ResponseMetadata"}
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
@@ -512,7 +513,7 @@ class PipelineExecutor:
         if "ModelPackageGroupName" not in arguments:
             raise StepFailed("ValidationException: RegisterModel needs ModelPackageGroupName")
         created = sm.create_model_package(**arguments)
-        described = _jsonable(sm.describe_model_package(ModelPackageName=created["ModelPackageArn"]))
+        described = jsonable(sm.describe_model_package(ModelPackageName=created["ModelPackageArn"]))
         scope.steps[step["Name"]] = described
         entry.metadata = {
             "RegisterModel": {

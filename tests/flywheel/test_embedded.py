@@ -159,7 +159,7 @@ def test_the_definition_inputs_are_mapped_from_config_exactly_as_the_stack_maps_
         environment=env,
         team=flywheel_config.team("churn"),
         zone_keys=dict(keys),
-        ml_key=kms.Key(stack, "Ml"),
+        job_key=kms.Key(stack, "Jobs"),
         subnets=vpc.isolated_subnets,
         security_group=ec2.SecurityGroup(stack, "Sg", vpc=vpc),
         model_package_group_name="flywheel-local-churn",
