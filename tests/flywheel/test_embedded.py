@@ -136,7 +136,6 @@ def test_provisioning_twice_is_idempotent(
     assert other != s3.get_object(Bucket=bucket, Key=key)["Body"].read()  # one key per team
 
 
-@pytest.mark.slow
 def test_the_definition_inputs_are_mapped_from_config_exactly_as_the_stack_maps_them(
     churn: emb.TeamResources, flywheel_config: FlywheelConfig
 ) -> None:
