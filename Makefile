@@ -44,8 +44,8 @@ test: $(VENV)/.installed ## the test suite (offline, sockets blocked); lint firs
 	$(VENV)/bin/ruff format --check .
 	CDK_VALIDATION=false $(VENV)/bin/pytest -n 2 -m "not slow" -q
 
-test-slow: $(VENV)/.installed ## the slow/large tests
-	CDK_VALIDATION=false $(VENV)/bin/pytest -m slow -q
+test-slow: $(VENV)/.installed ## the slow/large tests (marker `slow`; none is slow enough today)
+	CDK_VALIDATION=false $(VENV)/bin/pytest -m slow -q || [ $$? -eq 5 ]
 
 synth: install ## synthesize every environment into cdk.out (validating synth, cdk-nag on)
 	$(CDK) synth -c env=all --quiet
