@@ -24,7 +24,7 @@ help: ## list targets
 	.bootstrap/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --python $(PYTHON)
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
