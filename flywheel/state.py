@@ -27,7 +27,6 @@ the previous version. Claims use ``O_CREAT | O_EXCL`` so two processes cannot bo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -70,6 +69,24 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
+def _create_once(path: Path, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` (mode 0600) only if it does not exist; atomic: written to a temp
+    file, then hard-linked into place, so the file is never observed empty or half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        os.unlink(tmp)
+
+
 class StateStore:
     """JSON records of executions, event claims, deployments and servers under ``root``."""
 
@@ -94,22 +111,13 @@ class StateStore:
         return sorted(found, key=lambda r: (str(r.get("StartTime", "")), str(r.get("PipelineExecutionId"))))
 
     # Idempotency claims -----------------------------------------------------------------------------
-    @staticmethod
-    def event_key(*parts: str) -> str:
-        """A stable claim key for an event identified by ``parts`` (sha256, hex)."""
-        return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
-
     def claim(self, key: str, record: dict[str, Any]) -> bool:
-        """Claim ``key`` for ``record``; False (nothing written) if it was claimed before."""
+        """Claim ``key`` for ``record``; False (nothing written) if it was claimed before.
+
+        Created complete in one step, so a concurrent reader never sees an empty claim.
+        """
         path = self.root / "events" / f"{_check_name('event key', key)}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            return False
-        os.close(fd)
-        atomic_write_json(path, record)
-        return True
+        return _create_once(path, json.dumps(record, indent=2, sort_keys=True).encode("utf-8"))
 
     def claimed(self, key: str) -> dict[str, Any] | None:
         """The record of a claimed key, or None."""
@@ -157,14 +165,9 @@ class StateStore:
             return path.read_bytes()
         except FileNotFoundError:
             pass
-        path.parent.mkdir(parents=True, exist_ok=True)
         value = factory()
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
+        if not _create_once(path, value):
             return path.read_bytes()  # another process created it first: use theirs
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(value)
         return value
 
     def registry_dir(self, group: str) -> Path:

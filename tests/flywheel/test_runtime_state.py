@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def test_executions_are_listed_in_start_order(state: StateStore) -> None:
 
 
 def test_claims_are_granted_once_and_can_be_released(state: StateStore) -> None:
-    key = StateStore.event_key("bucket", "key", "etag")
+    key = hashlib.sha256(b"bucket/key/etag").hexdigest()
     assert state.claim(key, {"n": 1})
     assert not state.claim(key, {"n": 2})
     assert state.claimed(key) == {"n": 1}
@@ -83,3 +84,16 @@ def test_the_runtime_keeps_pii_keys_stable_across_embedded_aws_lifetimes(tmp_pat
             keys.append(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     assert keys[0] == keys[1]
     assert (tmp_path / "state/keys/churn-pii-hmac.key").read_bytes() == keys[0]
+
+
+def test_claims_and_secrets_are_never_seen_empty(tmp_path) -> None:
+    """Created whole in one step: a reader racing the writer sees nothing or everything."""
+    store = StateStore(tmp_path)
+    assert store.claim("a" * 64, {"state": "starting"})
+    assert store.claimed("a" * 64) == {"state": "starting"}
+    assert not store.claim("a" * 64, {"state": "other"})
+    assert store.secret("k", lambda: b"0123456789abcdef0123") == b"0123456789abcdef0123"
+    assert store.secret("k", lambda: b"different-value-xxxxx") == b"0123456789abcdef0123"
+    assert oct((tmp_path / "keys" / "k").stat().st_mode & 0o777) == "0o600"
+    leftovers = [p.name for p in tmp_path.rglob(".*") if p.is_file()]
+    assert leftovers == []  # no temp files left behind
