@@ -263,10 +263,30 @@ class _Downloads:
         link_or_copy(cached, dest_dir.joinpath(*obj.relative.split("/")))
 
 
+def _scrub(job_root: Path) -> None:
+    """Remove a job's container folders and download cache (raw data, PII key); logs stay for debugging."""
+    for path in [*job_root.glob("*/opt"), job_root / ".s3cache"]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def run_processing_job(
     runner: JobRunner, job_name: str, request: dict[str, Any], job_root: Path, *, keep_data: bool = False
 ) -> dict[str, Any]:
-    """Run a resolved ``CreateProcessingJob`` request; returns DescribeProcessingJob-shaped properties."""
+    """Run a resolved ``CreateProcessingJob`` request; returns DescribeProcessingJob-shaped properties.
+
+    Unless ``keep_data``, the job's local copies of its inputs are removed afterwards — also when it
+    fails, since they may hold raw data and the PII key.
+    """
+    try:
+        return _run_processing_job(runner, job_name, request, job_root, keep_data=keep_data)
+    finally:
+        if not keep_data:
+            _scrub(job_root)
+
+
+def _run_processing_job(
+    runner: JobRunner, job_name: str, request: dict[str, Any], job_root: Path, *, keep_data: bool
+) -> dict[str, Any]:
     started, clock = now(), time.perf_counter()
     app = _require(request, "AppSpecification", "Processing")
     entrypoint = list(app.get("ContainerEntrypoint") or [])
@@ -388,7 +408,20 @@ def _extract_tar(archive: Path, dest: Path) -> None:
 def run_training_job(
     runner: JobRunner, job_name: str, request: dict[str, Any], job_root: Path, *, keep_data: bool = False
 ) -> dict[str, Any]:
-    """Run a resolved ``CreateTrainingJob`` request in script mode; DescribeTrainingJob-shaped result."""
+    """Run a resolved ``CreateTrainingJob`` request in script mode; DescribeTrainingJob-shaped result.
+
+    Like processing, the job's input copies are removed afterwards (unless ``keep_data``), failed or not.
+    """
+    try:
+        return _run_training_job(runner, job_name, request, job_root, keep_data=keep_data)
+    finally:
+        if not keep_data:
+            _scrub(job_root)
+
+
+def _run_training_job(
+    runner: JobRunner, job_name: str, request: dict[str, Any], job_root: Path, *, keep_data: bool
+) -> dict[str, Any]:
     started, clock = now(), time.perf_counter()
     algorithm = _require(request, "AlgorithmSpecification", "Training")
     if algorithm.get("TrainingInputMode", "File") != "File":

@@ -253,6 +253,9 @@ def test_a_failing_step_stops_the_run_with_reason_and_log_tail(executor: Pipelin
     assert broken is not None and broken.status == FAILED
     assert "boom: the stub step broke on purpose" in (broken.log_tail or "")
     assert record.step("After") is None  # nothing runs after a failure
+    # The failed job's local input copies (raw data, PII key in real runs) are gone; its log stays.
+    assert not list(executor.work_dir.rglob("opt")) and not list(executor.work_dir.rglob(".s3cache"))
+    assert list(executor.work_dir.rglob("logs/algo-1.log"))
 
 
 def test_max_runtime_is_enforced(executor: PipelineExecutor) -> None:
