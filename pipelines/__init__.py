@@ -12,5 +12,5 @@ TEMPLATES_DIR = Path(__file__).resolve().parent
 
 #: Template name -> folder. Discovered, not imported: importing a definition pulls in the SageMaker SDK.
 TEMPLATES: dict[str, Path] = {
-    p.name: p for p in sorted(TEMPLATES_DIR.iterdir()) if p.is_dir() and (p / "contract.py").exists()
+    p.name: p for p in sorted(TEMPLATES_DIR.iterdir()) if p.is_dir() and (p / "definition.py").exists()
 }
