@@ -198,7 +198,8 @@ def make_plots(model: Model, y: np.ndarray, scores: np.ndarray, out: Path) -> li
         fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.2 * k + 2))
         ax.imshow(cm, cmap="Blues")
         for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, str(v), ha="center", va="center")
+            # white on the dark cells, black on the light ones: readable whatever the counts
+            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
         names = [str(c) for c in model.labels]
         ax.set(xticks=range(k), yticks=range(k), xticklabels=names, yticklabels=names)
         ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix")
