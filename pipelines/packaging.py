@@ -8,10 +8,13 @@ directories), sorted, with fixed mtime, owner and mode; the gzip header carries 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
+import os
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import Final
 
@@ -76,6 +79,22 @@ def sourcedir_bytes(template_dir: Path) -> bytes:
 def build_sourcedir(template_dir: Path, out_path: Path) -> str:
     """Write the template's ``sourcedir.tar.gz`` to ``out_path`` and return its sha256 (hex)."""
     data = sourcedir_bytes(template_dir)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_bytes(data)
+    write_atomically(out_path, data)
     return hashlib.sha256(data).hexdigest()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file + rename: concurrent synths (test workers, a CDK synth
+    next to a local run) never read a half-written archive; an unchanged file is left alone."""
+    if path.exists() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

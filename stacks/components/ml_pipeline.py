@@ -19,7 +19,7 @@ from constructs import Construct
 
 from config.models import EnvironmentConfig, TeamConfig
 from pipelines import TEMPLATES
-from pipelines.packaging import SOURCEDIR_NAME, build_sourcedir
+from pipelines.packaging import SOURCEDIR_NAME, build_sourcedir, write_atomically
 from stacks import PROJECT_ROOT
 from stacks.components.data_lake import bucket_export_name, imported_bucket_name
 from stacks.nag import acknowledge
@@ -36,11 +36,9 @@ def pipeline_name(env: EnvironmentConfig, team: TeamConfig, template: str) -> st
 
 
 def stage_file(relative: str, content: bytes) -> Path:
-    """Write ``content`` under the build dir (only if changed) and return its path."""
+    """Write ``content`` under the build dir (atomically, only if changed) and return its path."""
     path = BUILD_DIR / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_bytes() != content:
-        path.write_bytes(content)
+    write_atomically(path, content)
     return path
 
 
@@ -68,7 +66,6 @@ class TabularPipeline(Construct):
         self.pipeline_name = name
         self.model_package_group_name = model_package_group_name
         sourcedir = BUILD_DIR / "tabular" / SOURCEDIR_NAME
-        sourcedir.parent.mkdir(parents=True, exist_ok=True)
         build_sourcedir(TEMPLATES["tabular"], sourcedir)
         self.code_asset = s3_assets.Asset(self, "StepCode", path=str(sourcedir))
         contract = stage_file(f"{team.name}/contract.json", team.contract.to_json().encode())

@@ -106,3 +106,16 @@ def test_the_tabular_template_packages_without_its_definition() -> None:
     assert "contract.py" in names
     assert "definition.py" not in names and "__init__.py" not in names
     assert all(name.endswith(".py") or name == "requirements.txt" for name in names)
+
+
+def test_write_atomically_leaves_no_temp_files_and_skips_unchanged(tmp_path: Path) -> None:
+    from pipelines.packaging import write_atomically
+
+    target = tmp_path / "build" / "sourcedir.tar.gz"
+    write_atomically(target, b"one")
+    first = target.stat().st_mtime_ns
+    write_atomically(target, b"one")  # unchanged: not rewritten (concurrent readers keep their file)
+    assert target.stat().st_mtime_ns == first
+    write_atomically(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["sourcedir.tar.gz"]
