@@ -92,12 +92,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write ``bench/results/bench_demo.json``."""
-    args = common.parser(__doc__, rows=100_000).parse_args(argv)
-    with common.scratch(args.workdir) as scratch:
-        result = run(args.rows, args.repeat, scratch)
-    print_table(result)
-    common.write_result("bench_demo", result)
-    return 0
+    return common.standard_main("bench_demo", __doc__, rows=100_000, run=run, print_table=print_table, argv=argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +61,21 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def standard_main(
+    name: str,
+    doc: str | None,
+    *,
+    rows: int,
+    run: Callable[[int, int, Path], dict[str, Any]],
+    print_table: Callable[[dict[str, Any]], None],
+    argv: list[str] | None,
+) -> int:
+    """The ``main`` of a benchmark taking ``--rows/--repeat/--workdir``: run, print, write the result."""
+    args = parser(doc, rows=rows).parse_args(argv)
+    with scratch(args.workdir) as folder:
+        result = run(args.rows, args.repeat, folder)
+    print_table(result)
+    write_result(name, result)
+    return 0

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from stacks.stage import FlywheelStage
 from rich.table import Table
 
 
@@ -28,39 +32,37 @@ class EnvironmentReport:
 def build_reports() -> list[EnvironmentReport]:
     """Synthesize all configured environments in-process (no AWS call) and run nag + our rules."""
     os.environ.setdefault("CDK_VALIDATION", "false")
-    from aws_cdk import App, Stack
-    from aws_cdk.assertions import Template
+    from aws_cdk import App
 
     from config.loader import load_config
     from stacks import cdk_json_context
-    from stacks.nag import acknowledgments, findings
-    from stacks.policy_rules import check
     from stacks.stage import FlywheelStage
 
     config = load_config()
     app = App(context=cdk_json_context())
     stages = [FlywheelStage(app, f"Flywheel-{e.name}", environment=e, teams=config.teams) for e in config.environments]
-    app.synth()
-    all_findings = findings(app)
-    reports = []
-    for stage in stages:
-        report = EnvironmentReport(name=stage.environment.name)
-        templates = {}
-        for child in stage.node.children:
-            if isinstance(child, Stack):
-                template = Template.from_stack(child).to_json()
-                templates[child.node.id] = template
-                report.stacks[child.node.id] = Counter(r["Type"] for r in template.get("Resources", {}).values())
-        prefix = f"{stage.node.id}/"
-        report.nag_findings = [
-            f"{f.pack} {f.rule} {f.resource}"
-            for f in all_findings
-            if f.resource.startswith(prefix) or stage.node.id in f.resource
-        ]
-        report.acknowledgments = len(acknowledgments(stage))
-        report.rule_problems = check(templates)
-        reports.append(report)
-    return reports
+    return [report_stage(stage) for stage in stages]
+
+
+def report_stage(stage: FlywheelStage) -> EnvironmentReport:
+    """Stacks, resources by type, cdk-nag findings (run on this stage only) and policy-rule results."""
+    from aws_cdk import Stack
+    from aws_cdk.assertions import Template
+
+    from stacks.nag import acknowledgments, findings
+    from stacks.policy_rules import check
+
+    report = EnvironmentReport(name=stage.environment.name)
+    templates = {}
+    for child in stage.node.children:
+        if isinstance(child, Stack):
+            template = Template.from_stack(child).to_json()
+            templates[child.node.id] = template
+            report.stacks[child.node.id] = Counter(r["Type"] for r in template.get("Resources", {}).values())
+    report.nag_findings = [f"{f.pack} {f.rule} {f.resource}" for f in findings(stage)]
+    report.acknowledgments = len(acknowledgments(stage))
+    report.rule_problems = check(templates)
+    return report
 
 
 def print_reports(reports: list[EnvironmentReport], console: Console | None = None) -> bool:

@@ -17,7 +17,7 @@ from cdk_nag import (
     PCIDSS321Checks,
     ServerlessChecks,
 )
-from constructs import Construct, IConstruct
+from constructs import IConstruct
 
 MIN_REASON = 20
 ACK_METADATA = "flywheel:acknowledgment"
@@ -88,14 +88,3 @@ def acknowledgments(scope: IConstruct) -> list[dict[str, str]]:
                 path = node.node.path.split("/", 1)[-1]
                 out.append({"path": path, "id": data["id"], "reason": data["reason"]})
     return sorted(out, key=lambda a: (a["path"], a["id"]))
-
-
-def child(scope: Construct, *path: str) -> IConstruct:
-    """``scope``'s descendant at ``path`` (KeyError naming the missing part)."""
-    node: IConstruct = scope
-    for part in path:
-        found = node.node.try_find_child(part)
-        if found is None:
-            raise KeyError(f"{node.node.path}/{part} not found")
-        node = found
-    return node

@@ -264,7 +264,8 @@ class _Downloads:
 
 
 def _scrub(job_root: Path) -> None:
-    """Remove a job's container folders and download cache (raw data, PII key); logs stay for debugging."""
+    """Remove a job's container folders and download cache (raw data, PII key), succeeded or failed: the
+    single place local job data is cleaned up. Logs and the model archive stay for debugging/upload."""
     for path in [*job_root.glob("*/opt"), job_root / ".s3cache"]:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -274,19 +275,16 @@ def run_processing_job(
 ) -> dict[str, Any]:
     """Run a resolved ``CreateProcessingJob`` request; returns DescribeProcessingJob-shaped properties.
 
-    Unless ``keep_data``, the job's local copies of its inputs are removed afterwards — also when it
-    fails, since they may hold raw data and the PII key.
+    Unless ``keep_data``, the job's local copies of its inputs are removed afterwards (see :func:`_scrub`).
     """
     try:
-        return _run_processing_job(runner, job_name, request, job_root, keep_data=keep_data)
+        return _run_processing_job(runner, job_name, request, job_root)
     finally:
         if not keep_data:
             _scrub(job_root)
 
 
-def _run_processing_job(
-    runner: JobRunner, job_name: str, request: dict[str, Any], job_root: Path, *, keep_data: bool
-) -> dict[str, Any]:
+def _run_processing_job(runner: JobRunner, job_name: str, request: dict[str, Any], job_root: Path) -> dict[str, Any]:
     started, clock = now(), time.perf_counter()
     app = _require(request, "AppSpecification", "Processing")
     entrypoint = list(app.get("ContainerEntrypoint") or [])
@@ -365,10 +363,6 @@ def _run_processing_job(
             runner.transfers.upload_dir(
                 local_path(s3["LocalPath"], inst.root), _require(s3, "S3Uri", "output"), kms_key
             )
-    if not keep_data:
-        for inst in instances:
-            shutil.rmtree(inst.root / "opt", ignore_errors=True)
-        shutil.rmtree(root / ".s3cache", ignore_errors=True)
     timings["upload_s"] = time.perf_counter() - clock
     return {
         **request,
@@ -410,18 +404,16 @@ def run_training_job(
 ) -> dict[str, Any]:
     """Run a resolved ``CreateTrainingJob`` request in script mode; DescribeTrainingJob-shaped result.
 
-    Like processing, the job's input copies are removed afterwards (unless ``keep_data``), failed or not.
+    Unless ``keep_data``, the job's local copies of its inputs are removed afterwards (see :func:`_scrub`).
     """
     try:
-        return _run_training_job(runner, job_name, request, job_root, keep_data=keep_data)
+        return _run_training_job(runner, job_name, request, job_root)
     finally:
         if not keep_data:
             _scrub(job_root)
 
 
-def _run_training_job(
-    runner: JobRunner, job_name: str, request: dict[str, Any], job_root: Path, *, keep_data: bool
-) -> dict[str, Any]:
+def _run_training_job(runner: JobRunner, job_name: str, request: dict[str, Any], job_root: Path) -> dict[str, Any]:
     started, clock = now(), time.perf_counter()
     algorithm = _require(request, "AlgorithmSpecification", "Training")
     if algorithm.get("TrainingInputMode", "File") != "File":
@@ -560,8 +552,6 @@ def _run_training_job(
         bucket, _, key = f"{prefix}/output.tar.gz"[5:].partition("/")
         runner.transfers.upload_file(archive, bucket, key, kms_key)
     metrics = _metrics(algorithm.get("MetricDefinitions") or [], inst.log)
-    if not keep_data:
-        shutil.rmtree(inst.root / "opt", ignore_errors=True)
     timings["upload_s"] = time.perf_counter() - clock
     return {
         **request,

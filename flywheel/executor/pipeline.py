@@ -445,12 +445,9 @@ class PipelineExecutor:
         runner: JobRunner,
         transfers: S3Transfers,
     ) -> None:
-        request = resolve(step.get("Arguments", {}), scope)
-        job = _job_name(record.execution_id, step["Name"])
-        root = Path(record.work_dir) / step["Name"]
-        entry.log_path = str(root / "logs" / "algo-1.log")
+        request, job, root = self._job(step, scope, record, entry)
         props = run_processing_job(runner, job, request, root, keep_data=self.keep_job_data)
-        props["ProcessingJobArn"] = f"arn:aws:sagemaker:{self.region}:{self.account}:processing-job/{job.lower()}"
+        props["ProcessingJobArn"] = self._arn("processing-job", job)
         scope.steps[step["Name"]] = props
         outputs = {
             o["OutputName"]: o["S3Output"]["S3Uri"]
@@ -464,6 +461,20 @@ class PipelineExecutor:
             "Outputs": outputs,
             "LocalTimings": props["LocalTimings"],
         }
+
+    @staticmethod
+    def _job(
+        step: dict[str, Any], scope: Scope, record: ExecutionRecord, entry: StepRecord
+    ) -> tuple[dict[str, Any], str, Path]:
+        """What every job step starts with: its resolved request, job name and local root (log path set)."""
+        request = resolve(step.get("Arguments", {}), scope)
+        job = _job_name(record.execution_id, step["Name"])
+        root = Path(record.work_dir) / step["Name"]
+        entry.log_path = str(root / "logs" / "algo-1.log")
+        return request, job, root
+
+    def _arn(self, kind: str, job: str) -> str:
+        return f"arn:aws:sagemaker:{self.region}:{self.account}:{kind}/{job.lower()}"
 
     @staticmethod
     def _register_property_file(
@@ -491,12 +502,9 @@ class PipelineExecutor:
     def _training(
         self, step: dict[str, Any], scope: Scope, record: ExecutionRecord, entry: StepRecord, runner: JobRunner
     ) -> None:
-        request = resolve(step.get("Arguments", {}), scope)
-        job = _job_name(record.execution_id, step["Name"])
-        root = Path(record.work_dir) / step["Name"]
-        entry.log_path = str(root / "logs" / "algo-1.log")
+        request, job, root = self._job(step, scope, record, entry)
         props = run_training_job(runner, job, request, root, keep_data=self.keep_job_data)
-        props["TrainingJobArn"] = f"arn:aws:sagemaker:{self.region}:{self.account}:training-job/{job.lower()}"
+        props["TrainingJobArn"] = self._arn("training-job", job)
         scope.steps[step["Name"]] = props
         entry.metadata = {
             "TrainingJob": {"Arn": props["TrainingJobArn"], "Name": job},

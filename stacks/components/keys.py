@@ -18,7 +18,6 @@ def purpose_key(scope: Construct, construct_id: str, *, purpose: str, removal_po
         scope,
         construct_id,
         description=f"Flywheel {purpose} key",
-        alias=None,
         enable_key_rotation=True,
         rotation_period=Duration.days(365),
         removal_policy=removal_policy,

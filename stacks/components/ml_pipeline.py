@@ -83,9 +83,7 @@ class TabularPipeline(Construct):
             "ExecutionPolicy",
             description=f"Least privilege for the jobs of pipeline {name}",
             roles=[self.role],
-            statements=self._statements(
-                environment.name, team.name, name, bucket_names, zone_keys, job_key, model_package_group_name
-            ),
+            statements=self._statements(team.name, name, bucket_names, zone_keys, job_key, model_package_group_name),
         )
         self._acknowledge_wildcards(environment.name, team.name, name)
         self.definition_inputs = inputs_for_team(
@@ -115,7 +113,6 @@ class TabularPipeline(Construct):
 
     def _statements(
         self,
-        env_name: str,
         team_name: str,
         name: str,
         buckets: dict[str, str],

@@ -392,3 +392,14 @@ def test_an_unexpected_executor_error_is_recorded_as_failed(
     with pytest.raises(RuntimeError, match="boom"):
         executor.execute(definition([processing_step("Only", "inspect.py")]))
     assert seen[-1] == "Failed"
+
+
+def test_keep_job_data_keeps_the_container_folders_for_debugging(
+    embedded: EmbeddedAws, stub_bucket: str, tmp_path: Path
+) -> None:
+    kept = PipelineExecutor(embedded, tmp_path / "kept", keep_job_data=True)
+    assert kept.execute(definition([processing_step("Only", "inspect.py")])).succeeded
+    assert list((tmp_path / "kept").rglob("opt/ml/processing"))
+    scrubbed = PipelineExecutor(embedded, tmp_path / "scrubbed")
+    assert scrubbed.execute(definition([processing_step("Only", "inspect.py")])).succeeded
+    assert not list((tmp_path / "scrubbed").rglob("opt"))
