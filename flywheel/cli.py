@@ -64,7 +64,7 @@ def _expected_errors() -> Iterator[None]:
     from config.loader import ConfigError
     from flywheel.embedded import EmbeddedAwsError
     from flywheel.executor import ExecutorError
-    from flywheel.lifecycle import LifecycleEventError
+    from lambdas.lifecycle import LifecycleEventError
     from flywheel.runtime import FlywheelError
     from flywheel.serving import ModelLoadError
 

@@ -5,13 +5,13 @@ state directory (:mod:`flywheel.state`):
 
 * :meth:`~LocalRuntime.land` uploads a batch (a file, or generated rows) to
   ``s3://<raw>/<team>/incoming/<batch>/`` and returns the S3 ``Object Created`` event S3 would send;
-* :meth:`~LocalRuntime.trigger` hands the event to :func:`flywheel.lifecycle.on_data_arrival` — the
+* :meth:`~LocalRuntime.trigger` hands the event to :func:`lambdas.lifecycle.on_data_arrival` — the
   same code the data-arrival Lambda runs — which starts the pipeline through this runtime's
   :meth:`~LocalRuntime.start_pipeline` (``StartPipelineExecution`` in moto for the ARN);
 * :meth:`~LocalRuntime.execute` runs that execution's definition with the local executor, recording
   every step in the state store;
 * :meth:`~LocalRuntime.set_approval` updates the package in the registry and sends the state-change
-  event to :func:`flywheel.lifecycle.on_model_package_state_change`, whose deploy action copies the
+  event to :func:`lambdas.lifecycle.on_model_package_state_change`, whose deploy action copies the
   approved artifact next to the state (so ``flywheel serve`` works without the embedded AWS);
 * :meth:`~LocalRuntime.demo` runs the whole loop and writes the HTML report.
 
@@ -37,7 +37,7 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from flywheel import lifecycle
+from lambdas import lifecycle
 from flywheel.embedded import (
     ACCOUNT,
     EmbeddedAws,
@@ -51,7 +51,7 @@ from flywheel.embedded import (
 )
 from flywheel.executor import ExecutionRecord, ExecutorError, PipelineExecutor
 from flywheel.executor.pipeline import jsonable
-from flywheel.lifecycle import DATA_SUFFIXES
+from lambdas.lifecycle import DATA_SUFFIXES
 from flywheel.state import StateStore
 from pipelines.tabular.contract import merge_status
 

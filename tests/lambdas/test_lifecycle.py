@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from flywheel import lifecycle
+from lambdas import lifecycle
 from flywheel.embedded import EmbeddedAws
-from flywheel.lifecycle import LifecycleContext, LifecycleEventError, TeamTarget
+from lambdas.lifecycle import LifecycleContext, LifecycleEventError, TeamTarget
 from flywheel.state import StateStore
 
 ACCOUNT = "123456789012"

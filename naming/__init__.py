@@ -1,0 +1,149 @@
+"""Every physical name and S3 layout Flywheel derives, in one place (standard library only).
+
+Stacks, Lambdas, pipeline definition builders and the local runtime all import this module, so a
+name the CDK gives a deployed resource is, by construction, the name the local runtime provisions and
+the Lambdas look for. Nothing here reads config or the environment: callers pass the environment and
+team names (already validated by ``config``).
+
+Names (per environment, :class:`Names`)
+    ``flywheel-<env>-<zone>``              local zone bucket (deployed buckets get generated names and
+                                           are exported as ``flywheel-<env>-<zone>-bucket``)
+    ``flywheel_<env>_<zone>``              Glue database of a zone
+    ``flywheel-<env>-<team>``              the team's model package group and endpoint
+    ``flywheel-<env>-<team>-<template>``   a team's pipeline (and its own S3 prefix in each zone)
+    ``flywheel-boundary-<env>``            the permissions boundary every Flywheel role carries
+
+S3 layout (per team / pipeline, module functions)
+    raw:        ``<team>/incoming/<batch>/<file>`` (landed batches), ``<team>/_keys/pii-hmac.key``
+                (the team's PII HMAC key), ``quarantine/<pipeline>/<execution>/`` (failed batches)
+    features, artifacts, reports: ``<pipeline>/<execution>/...``
+    capture:    ``<endpoint>/datacapture/...``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+PREFIX: Final = "flywheel"
+
+#: The data-lake zones, in the order the lake builds them.
+ZONES: Final[tuple[str, ...]] = ("raw", "curated", "features", "artifacts", "capture", "reports")
+#: The zones a training pipeline reads or writes.
+PIPELINE_ZONES: Final[tuple[str, ...]] = ("raw", "features", "artifacts", "reports")
+#: The zones in which a pipeline owns the prefix ``<pipeline>/``.
+PIPELINE_OWNED_ZONES: Final[tuple[str, ...]] = ("features", "artifacts", "reports")
+
+INCOMING: Final = "incoming"
+QUARANTINE: Final = "quarantine"
+KEYS: Final = "_keys"
+PII_KEY_FILE: Final = "pii-hmac.key"
+CAPTURE: Final = "datacapture"
+S3_SCHEME: Final = "s3://"
+
+
+def _require_zone(zone: str) -> str:
+    if zone not in ZONES:
+        raise ValueError(f"unknown zone {zone!r}; zones: {', '.join(ZONES)}")
+    return zone
+
+
+@dataclass(frozen=True)
+class Names:
+    """The physical names of one environment (``dev``, ``prod``, ``local``, ...)."""
+
+    env: str
+
+    def bucket(self, zone: str) -> str:
+        """A zone's bucket as the local runtime names it (deployed buckets use generated names)."""
+        return f"{PREFIX}-{self.env}-{_require_zone(zone)}"
+
+    def bucket_export(self, zone: str) -> str:
+        """The CloudFormation export of a zone bucket's (generated) name."""
+        return f"{PREFIX}-{self.env}-{_require_zone(zone)}-bucket"
+
+    def glue_database(self, zone: str) -> str:
+        """The Glue database of a zone (underscores: Glue names are lower-case identifiers)."""
+        return f"{PREFIX}_{self.env}_{_require_zone(zone)}"
+
+    def key_alias(self, purpose: str) -> str:
+        """The KMS alias of a key (a zone name, or ``<team>-jobs`` for a team's job key)."""
+        return f"alias/{PREFIX}-{self.env}-{purpose}"
+
+    def job_key_purpose(self, team: str) -> str:
+        """The purpose (alias suffix) of a team's SageMaker job key."""
+        return f"{team}-jobs"
+
+    def model_package_group(self, team: str) -> str:
+        """The team's model registry."""
+        return f"{PREFIX}-{self.env}-{team}"
+
+    def pipeline(self, team: str, template: str) -> str:
+        """A team's pipeline of one template; also its prefix in the pipeline-owned zones."""
+        return f"{PREFIX}-{self.env}-{team}-{template}"
+
+    def execution_role(self, team: str) -> str:
+        """The local runtime's name for a team's pipeline execution role (deployed roles: generated)."""
+        return f"{PREFIX}-{self.env}-{team}-execution"
+
+    def endpoint(self, team: str) -> str:
+        """The team's serving endpoint."""
+        return f"{PREFIX}-{self.env}-{team}"
+
+    @property
+    def boundary(self) -> str:
+        """The permissions boundary's managed-policy name."""
+        return f"{PREFIX}-boundary-{self.env}"
+
+
+# S3 layout -------------------------------------------------------------------------------------------
+
+
+def team_raw_prefix(team: str) -> str:
+    """``<team>/``: everything of a team in the raw zone (batches and its PII key)."""
+    return f"{team}/"
+
+
+def incoming_prefix(team: str) -> str:
+    """``<team>/incoming/``: where a team's raw batches land (``<batch>/<file>`` below it)."""
+    return f"{team}/{INCOMING}/"
+
+
+def pii_key_prefix(team: str) -> str:
+    """``<team>/_keys/``: the folder of the team's PII HMAC key in the raw zone."""
+    return f"{team}/{KEYS}/"
+
+
+def pii_key_object(team: str) -> str:
+    """``<team>/_keys/pii-hmac.key``: the team's PII HMAC key object in the raw zone."""
+    return f"{pii_key_prefix(team)}{PII_KEY_FILE}"
+
+
+def quarantine_prefix(pipeline: str) -> str:
+    """``quarantine/<pipeline>/``: where a pipeline copies batches that fail their contract (raw zone)."""
+    return f"{QUARANTINE}/{pipeline}/"
+
+
+def pipeline_prefix(pipeline: str) -> str:
+    """``<pipeline>/``: a pipeline's own prefix in the features, artifacts and reports zones."""
+    return f"{pipeline}/"
+
+
+def capture_prefix(endpoint: str) -> str:
+    """``<endpoint>/datacapture/``: an endpoint's inference capture in the capture zone."""
+    return f"{endpoint}/{CAPTURE}/"
+
+
+def s3_uri(bucket: str, key: str = "") -> str:
+    """``s3://<bucket>/<key>``."""
+    return f"{S3_SCHEME}{bucket}/{key}"
+
+
+def split_s3_uri(uri: object) -> tuple[str, str]:
+    """``s3://bucket/key`` -> ``(bucket, key)``; ValueError naming the value for anything else."""
+    if not isinstance(uri, str) or not uri.startswith(S3_SCHEME):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[len(S3_SCHEME) :].partition("/")
+    if not bucket:
+        raise ValueError(f"no bucket in {uri!r}")
+    return bucket, key
