@@ -20,9 +20,10 @@ from typing import Final
 
 SOURCEDIR_NAME: Final = "sourcedir.tar.gz"
 REQUIREMENTS_FILE: Final = "requirements.txt"
-# Modules that never run inside a container: the SDK-importing definition, the repo's package
-# marker (the step scripts import each other flat: ``from contract import ...``), pytest's conftest.
-EXCLUDED_FILES: Final[frozenset[str]] = frozenset({"definition.py", "__init__.py", "conftest.py"})
+# Modules that never run inside a container: the SDK-importing definition, the template contract
+# (``template.py``, imported by config, stacks and the runtime), the repo's package marker (the step
+# scripts import each other flat: ``from contract import ...``), pytest's conftest.
+EXCLUDED_FILES: Final[frozenset[str]] = frozenset({"definition.py", "template.py", "__init__.py", "conftest.py"})
 _FIXED_MTIME: Final = 0
 _FILE_MODE: Final = 0o644
 

@@ -1,0 +1,145 @@
+"""The ``tabular`` template's contract (:class:`pipelines.template.PipelineTemplate`): settings, steps, access.
+
+Settings (validated by :class:`TabularSettings` when config is loaded): the team's data contract
+(``contract``: :class:`pipelines.tabular.contract.DataContract`), its quality gate (``metric_gate``: a
+metric ``evaluate`` reports for the contract's objective, with a threshold in the metric's range) and
+the instance settings the definition uses (``instances.processing``, ``processing_count``,
+``training``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipelines.tabular import definition as d
+from pipelines.tabular.contract import METRICS, UNIT_INTERVAL_METRICS, DataContract, contract_problems
+from pipelines.template import (
+    DeploymentValues,
+    ExecutionAccess,
+    PipelineSteps,
+    PipelineTemplate,
+    PreprocessOutputs,
+    TeamFile,
+)
+
+FOLDER = Path(__file__).resolve().parent
+
+
+class GateSettings(BaseModel):
+    """The quality gate: a metric ``evaluate`` reports and the threshold it must meet."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    metric: str
+    threshold: float
+
+
+class InstanceSettings(BaseModel):
+    """The instance settings the definition uses (the endpoint type is the platform's)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    processing: str = "ml.m5.xlarge"
+    processing_count: int = Field(default=1, ge=1, le=20)
+    training: str = "ml.m5.xlarge"
+
+
+class TabularSettings(BaseModel):
+    """A team's ``tabular`` settings: data contract, gate (fitting the objective), instances."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    contract: DataContract
+    metric_gate: GateSettings
+    instances: InstanceSettings = InstanceSettings()
+
+    @field_validator("contract")
+    @classmethod
+    def _contract(cls, v: DataContract) -> DataContract:
+        problems = contract_problems(v)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
+
+    @model_validator(mode="after")
+    def _gate_fits_objective(self) -> TabularSettings:
+        objective = self.contract.objective
+        metric, threshold = self.metric_gate.metric, self.metric_gate.threshold
+        if metric not in METRICS[objective]:
+            raise ValueError(
+                f"metric_gate.metric: {metric!r} is not reported for objective {objective!r}; "
+                f"choose from {sorted(METRICS[objective])}"
+            )
+        if metric in UNIT_INTERVAL_METRICS and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"metric_gate.threshold: {threshold} is outside [0, 1] for {metric}")
+        if metric == "r2" and threshold > 1.0:
+            raise ValueError(f"metric_gate.threshold: {threshold} is above 1, the maximum of r2")
+        if metric in ("rmse", "mae", "log_loss") and threshold <= 0:
+            raise ValueError(f"metric_gate.threshold: {threshold} must be positive for {metric}")
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Direction of the gate metric."""
+        return METRICS[self.contract.objective][self.metric_gate.metric]
+
+
+def definition_inputs(team: Any, values: DeploymentValues) -> d.TabularPipelineInputs:
+    """The definition inputs of ``team`` (a ``config.models.TeamConfig``) for ``values``."""
+    return d.inputs_for_team(
+        team,
+        pipeline_name=values.pipeline_name,
+        region=values.region,
+        role_arn=values.role_arn,
+        kms_key_arn=values.kms_key_arn,
+        subnet_ids=values.subnet_ids,
+        security_group_ids=values.security_group_ids,
+        buckets=values.buckets,
+        source_uri=values.source_uri,
+        contract_uri=values.file_uris["contract"],
+        model_package_group_name=values.model_package_group_name,
+    )
+
+
+def team_files(team: Any) -> tuple[TeamFile, ...]:
+    """The team's data contract as ``contract.json`` (the step scripts read it)."""
+    return (TeamFile("contract", d.CONTRACT_FILE_NAME, team.contract.to_json().encode(), "DataContract"),)
+
+
+TEMPLATE = PipelineTemplate(
+    name="tabular",
+    folder=FOLDER,
+    settings_model=TabularSettings,
+    contract_model=DataContract,
+    definition_inputs=definition_inputs,
+    build_definition=d.build_pipeline_definition,
+    team_files=team_files,
+    describe=lambda team: f"{team.name}: tabular training pipeline ({team.contract.objective})",
+    access=ExecutionAccess(
+        reads_team_raw=True,
+        writes_quarantine=True,
+        job_kinds=("Processing", "Training"),
+        registers_models=True,
+    ),
+    steps=PipelineSteps(
+        input_data_parameter=d.PARAM_INPUT_DATA_URI,
+        register_step=d.STEP_REGISTER_MODEL,
+        parameters=d.PARAMETER_NAMES,
+        pii_key_parameter=d.PARAM_PII_KEY_URI,
+        gate_parameter=d.PARAM_GATE_THRESHOLD,
+        champion_parameter=d.PARAM_CHAMPION_METRIC,
+        preprocess_step=d.STEP_PREPROCESS,
+        preprocess_outputs=PreprocessOutputs(
+            status="status", quarantine="quarantine", test="test", baseline="baseline"
+        ),
+        evaluate_step=d.STEP_EVALUATE,
+        evaluation_output="evaluation",
+        evaluation_file="evaluation.json",
+        evaluation_property_file=d.PROPERTY_FILE_EVALUATION,
+        gate_step=d.STEP_QUALITY_GATE,
+        fail_steps=(d.STEP_DATA_CONTRACT_FAILED, d.STEP_QUALITY_GATE_FAILED),
+    ),
+)
