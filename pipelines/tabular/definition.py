@@ -1,7 +1,7 @@
 """The SageMaker pipeline definition of the ``tabular`` template.
 
-This is the only module in the project that imports the SageMaker Python SDK (v3). It turns a frozen
-:class:`TabularPipelineInputs` into the pipeline definition JSON that the CDK puts into
+This is the ``tabular`` template's SageMaker Python SDK (v3) importer (built through :mod:`pipelines.sdk_offline`).
+It turns a frozen :class:`TabularPipelineInputs` into the pipeline definition JSON that the CDK puts into
 ``AWS::SageMaker::Pipeline`` and that the local executor runs step by step: one definition, two places.
 
 Parameters (names are a contract with the Lambdas and the local runtime)
@@ -38,28 +38,9 @@ Code
     ``source_code``, which would upload its drivers to S3).
 
 Why the build is offline and deterministic
-    The SDK is chatty with AWS while it builds (IAM role lookups, default-bucket probing, telemetry over
-    HTTPS, config files from ``~/.config/sagemaker``) and needs a region even to be imported (it creates
-    boto3 clients at import time). So :func:`build_pipeline_definition`, under a module lock:
-
-    * hands the SDK *sentinels* instead of the caller's account-specific strings and substitutes the
-      real values into the finished JSON, so any string (a placeholder, or a raw CDK token) is safe,
-      and nothing the SDK does can depend on it;
-    * runs with a scrubbed environment (no ``AWS_*``/``SAGEMAKER_*`` variables but a fixed region,
-      dummy credentials, ``/dev/null`` AWS and SDK config files, IMDS disabled,
-      ``SAGEMAKER_VALIDATE_ROLE=false``), with logging below ERROR disabled and warnings ignored, and
-      restores all of it, ``boto3.DEFAULT_SESSION`` and the root logger afterwards (importing the SDK
-      calls ``logging.basicConfig``). This state is process-global for the build's duration (well
-      under a second), which is fine for CDK synth and the CLI; do not build from a thread while
-      another one depends on ``AWS_*`` variables;
-    * builds on a ``PipelineSession`` (also installed as ``boto3.DEFAULT_SESSION``) whose botocore
-      event hook refuses every request, with an explicit SDK config (telemetry opted out) and explicit
-      S3 locations everywhere, so an attempted AWS call fails loudly with :class:`OfflineBuildError`
-      instead of leaking;
-    * memoizes the SDK's validation of that constant config against its JSON schema, which the SDK
-      repeats on each of ~45 config lookups (about 1.2 s per build otherwise);
-    * serializes with ``json.dumps(sort_keys=True, separators=(",", ":"))``: same inputs,
-      byte-identical JSON, whatever the machine, the environment or the clock.
+    :func:`build_pipeline_definition` builds through the shared harness :mod:`pipelines.sdk_offline`
+    (sentinels for every account-specific value, a scrubbed environment, a refusing boto session,
+    memoized SDK config validation, canonical JSON); only the pipeline composition is this module's.
 
     Measured (dev container, Python 3.11): the first build in a process takes ~2.1 s, 1.5 s of it
     importing the SDK; later builds take ~0.5 s.
@@ -67,21 +48,27 @@ Why the build is offline and deterministic
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import functools
-import json
-import logging
 import math
-import os
 import re
-import threading
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from naming import KEYS, PII_KEY_FILE, QUARANTINE, S3_SCHEME, pii_key_prefix
 from pipelines.packaging import SOURCEDIR_NAME
+from pipelines.sdk_offline import (  # OfflineBuildError, object_name: re-exported for callers
+    OfflineBuildError,
+    build_offline,
+    image_uri,
+    object_name,
+    pipeline_session,
+    role_sentinel,
+    sentinel,
+    sequence_sentinels,
+    uri_sentinel,
+)
+
+__all__ = ["OfflineBuildError", "TabularPipelineInputs", "build_pipeline_definition", "inputs_for_team", "object_name"]
 
 Objective = Literal["binary", "multiclass", "regression"]
 OBJECTIVES: Final[tuple[str, ...]] = ("binary", "multiclass", "regression")
@@ -127,15 +114,10 @@ PROPERTY_FILE_EVALUATION: Final = "EvaluationReport"
 
 # The container contract of the step scripts.
 CONTRACT_FILE_NAME: Final = "contract.json"
-PII_KEY_FILE_NAME: Final = "pii-hmac.key"
+PII_KEY_FILE_NAME: Final = PII_KEY_FILE
 PROCESSING_CODE_DIR: Final = "/opt/ml/processing/input/code"
 PROCESSING_UNPACK_DIR: Final = "/opt/ml/processing/code"
 TRAINING_CODE_DIR: Final = "/opt/ml/input/data/code"
-
-
-def object_name(uri: str) -> str:
-    """The file name a container sees for the S3 object ``uri`` (its last key segment)."""
-    return uri.rsplit("/", 1)[-1]
 
 
 def processing_entrypoint(code_file: str = SOURCEDIR_NAME) -> tuple[str, ...]:
@@ -155,17 +137,12 @@ def processing_entrypoint(code_file: str = SOURCEDIR_NAME) -> tuple[str, ...]:
 
 PROCESSING_ENTRYPOINT: Final[tuple[str, ...]] = processing_entrypoint()
 """The entrypoint prefix for a code archive named ``sourcedir.tar.gz``."""
-TRAINING_SUBMIT_DIRECTORY: Final = f"{TRAINING_CODE_DIR}/{SOURCEDIR_NAME}"
 INFERENCE_SUBMIT_DIRECTORY: Final = "/opt/ml/model/code"
 CONTENT_TYPES: Final[tuple[str, ...]] = ("text/csv", "application/json")
 REGISTRATION_STATUS: Final = "PendingManualApproval"
 
 _PREPROCESS_OUTPUTS: Final = ("train", "validation", "test", "baseline", "status", "quarantine")
 _METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-class OfflineBuildError(RuntimeError):
-    """The SageMaker SDK tried to reach AWS while the definition was being built."""
 
 
 @dataclass(frozen=True)
@@ -210,7 +187,7 @@ class TabularPipelineInputs:
     volume_size_gb: int = 30
     max_runtime_seconds: int = 3600
     # Key prefix, in the raw bucket, of the PII HMAC key object (per team, e.g. "churn/_keys/").
-    pii_key_prefix: str = "_keys/"
+    pii_key_prefix: str = f"{KEYS}/"
 
     def __post_init__(self) -> None:
         """Normalize sequences to tuples and reject bad values with a message naming the field."""
@@ -309,7 +286,7 @@ def inputs_for_team(
         training_instance_type=team.instances.training,
         evaluation_instance_type=team.instances.processing,
         preprocess_instance_count=team.instances.processing_count,
-        pii_key_prefix=f"{team.name}/_keys/",  # the team's own prefix: only its jobs can read the key
+        pii_key_prefix=pii_key_prefix(team.name),  # the team's own prefix: only its jobs can read the key
     )
 
 
@@ -353,194 +330,26 @@ def build_pipeline_definition(inputs: TabularPipelineInputs) -> str:
         ValueError: ``region`` or a framework version is unknown to the SDK's image registry.
         OfflineBuildError: the SDK tried to call AWS (a bug to fix here, never a fallback).
     """
-    sentinels = _sentinel_values(inputs)
-    with _BUILD_LOCK, _isolated_sdk_environment(inputs.region):
-        raw = _build_with_sdk(dataclasses.replace(inputs, **sentinels))
-    replacements = _replacements(sentinels, inputs)
-    document = _substitute(json.loads(raw), replacements)
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
-    if _SENTINEL_MARK in text:
-        raise RuntimeError("the SageMaker SDK altered a sentinel value; cannot substitute inputs")
-    return text
-
-
-# --------------------------------------------------------------------------------------------
-# Sentinels: the SDK only ever sees these well-formed stand-ins for account-specific values.
-
-_SENTINEL_MARK: Final = "flywheel-sentinel-"
-
-
-def _sentinel(label: str) -> str:
-    # The trailing "-x" keeps one sentinel from being a prefix of another ("subnet-1" vs "subnet-10").
-    return f"{_SENTINEL_MARK}{label}-x"
+    return build_offline(inputs, region=inputs.region, sentinels=_sentinel_values(inputs), build=_build_with_sdk)
 
 
 def _sentinel_values(inputs: TabularPipelineInputs) -> dict[str, Any]:
+    """Stand-ins for every account-specific field (see :mod:`pipelines.sdk_offline`)."""
     return {
-        "pipeline_name": _sentinel("pipeline-name"),
-        "role_arn": f"arn:aws:iam::000000000000:role/{_sentinel('role')}",
-        "kms_key_arn": _sentinel("kms-key"),
-        "subnet_ids": tuple(_sentinel(f"subnet-{i}") for i in range(len(inputs.subnet_ids))),
-        "security_group_ids": tuple(_sentinel(f"security-group-{i}") for i in range(len(inputs.security_group_ids))),
-        "raw_bucket": _sentinel("raw-bucket"),
-        "features_bucket": _sentinel("features-bucket"),
-        "artifacts_bucket": _sentinel("artifacts-bucket"),
-        "reports_bucket": _sentinel("reports-bucket"),
+        "pipeline_name": sentinel("pipeline-name"),
+        "role_arn": role_sentinel(),
+        "kms_key_arn": sentinel("kms-key"),
+        "subnet_ids": sequence_sentinels("subnet", inputs.subnet_ids),
+        "security_group_ids": sequence_sentinels("security-group", inputs.security_group_ids),
+        "raw_bucket": sentinel("raw-bucket"),
+        "features_bucket": sentinel("features-bucket"),
+        "artifacts_bucket": sentinel("artifacts-bucket"),
+        "reports_bucket": sentinel("reports-bucket"),
         # Object names are kept: the containers address the files by them.
-        "source_uri": f"s3://{_sentinel('source-uri')}/{object_name(inputs.source_uri)}",
-        "contract_uri": f"s3://{_sentinel('contract-uri')}/{object_name(inputs.contract_uri)}",
-        "model_package_group_name": _sentinel("model-package-group"),
+        "source_uri": uri_sentinel("source-uri", inputs.source_uri),
+        "contract_uri": uri_sentinel("contract-uri", inputs.contract_uri),
+        "model_package_group_name": sentinel("model-package-group"),
     }
-
-
-def _replacements(sentinels: Mapping[str, Any], inputs: TabularPipelineInputs) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for name, stand_in in sentinels.items():
-        real = getattr(inputs, name)
-        if isinstance(stand_in, tuple):
-            pairs.extend(zip(stand_in, real, strict=True))
-        else:
-            pairs.append((stand_in, real))
-    return pairs
-
-
-def _substitute(node: Any, replacements: Sequence[tuple[str, str]]) -> Any:
-    if isinstance(node, str):
-        if _SENTINEL_MARK in node:
-            for stand_in, real in replacements:
-                node = node.replace(stand_in, real)
-        return node
-    if isinstance(node, list):
-        return [_substitute(item, replacements) for item in node]
-    if isinstance(node, dict):
-        return {key: _substitute(value, replacements) for key, value in node.items()}
-    return node
-
-
-# --------------------------------------------------------------------------------------------
-# Isolation of the SDK from the process: environment, network, logging, config validation.
-
-_BUILD_LOCK = threading.Lock()
-_DUMMY_CREDENTIAL: Final = "flywheel-offline-build"
-# Telemetry off; a non-empty config also stops the SDK from reading ~/.config/sagemaker/config.yaml.
-_SDK_CONFIG: Final[dict[str, Any]] = {
-    "SchemaVersion": "1.0",
-    "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}},
-}
-
-
-def _offline_environment(region: str) -> dict[str, str]:
-    return {
-        "AWS_DEFAULT_REGION": region,
-        "AWS_REGION": region,
-        # Importing the SDK creates boto3 clients (sagemaker.ai_registry): keep the credential chain
-        # away from profiles, credential_process, SSO caches and the instance metadata service.
-        "AWS_ACCESS_KEY_ID": _DUMMY_CREDENTIAL,
-        "AWS_SECRET_ACCESS_KEY": _DUMMY_CREDENTIAL,
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        # ModelTrainer otherwise validates the role through iam:SimulatePrincipalPolicy.
-        "SAGEMAKER_VALIDATE_ROLE": "false",
-        # Sessions the SDK creates on its own (ProcessingStep builds a local-mode session just to
-        # read a method name) would otherwise load ~/.config/sagemaker and /etc/xdg/sagemaker.
-        "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": os.devnull,
-        "SAGEMAKER_USER_CONFIG_OVERRIDE": os.devnull,
-    }
-
-
-@contextlib.contextmanager
-def _isolated_sdk_environment(region: str) -> Iterator[None]:
-    """Run the SDK with a scrubbed environment and restore the process state afterwards."""
-    import boto3
-
-    saved_env = {key: value for key, value in os.environ.items() if key.startswith(("AWS_", "SAGEMAKER_"))}
-    root = logging.getLogger()
-    saved_root = (root.level, list(root.handlers))
-    saved_disable = logging.root.manager.disable
-    saved_default_session = boto3.DEFAULT_SESSION
-    for key in saved_env:
-        del os.environ[key]
-    os.environ.update(_offline_environment(region))
-    # SDK code that falls back to the default boto3 session (the sagemaker.ai_registry clients created
-    # at import, config loading) gets the refusing session too.
-    boto3.DEFAULT_SESSION = _offline_boto_session(region)
-    logging.disable(logging.WARNING)  # the SDK logs INFO/WARNING chatter for every step
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for key in [key for key in os.environ if key.startswith(("AWS_", "SAGEMAKER_"))]:
-            del os.environ[key]
-        os.environ.update(saved_env)
-        root.setLevel(saved_root[0])
-        root.handlers[:] = saved_root[1]
-        logging.disable(saved_disable)
-        boto3.DEFAULT_SESSION = saved_default_session
-
-
-@contextlib.contextmanager
-def _memoized_sdk_config_validation() -> Iterator[None]:
-    """Validate each distinct SDK config once instead of on every lookup (same result, ~5x faster)."""
-    from sagemaker.core.config.config_manager import SageMakerConfig
-
-    original = SageMakerConfig.__dict__["validate_sagemaker_config"]
-    validated: set[str] = set()
-
-    def validate(sagemaker_config: dict[str, Any] | None = None) -> None:
-        key = json.dumps(sagemaker_config, sort_keys=True, default=repr)
-        if key not in validated:
-            original.__func__(sagemaker_config)
-            validated.add(key)
-
-    SageMakerConfig.validate_sagemaker_config = staticmethod(validate)
-    try:
-        yield
-    finally:
-        SageMakerConfig.validate_sagemaker_config = original
-
-
-def _refuse_request(event_name: str = "", request: Any = None, **_: Any) -> None:
-    url = getattr(request, "url", "?")
-    raise OfflineBuildError(
-        f"the SageMaker SDK tried to call AWS ({event_name.removeprefix('before-send.')} {url}) while "
-        "building the pipeline definition; give it the value explicitly instead"
-    )
-
-
-@functools.cache
-def _offline_boto_session(region: str) -> Any:
-    """A boto3 session with dummy credentials whose every request raises :class:`OfflineBuildError`.
-
-    Cached per region: botocore caches the service models it loads (~0.3 s per fresh session).
-    """
-    import boto3
-
-    boto_session = boto3.Session(
-        aws_access_key_id=_DUMMY_CREDENTIAL,
-        aws_secret_access_key=_DUMMY_CREDENTIAL,
-        region_name=region,
-    )
-    boto_session.events.register("before-send", _refuse_request)
-    return boto_session
-
-
-def _image_uri(framework: str, version: str, region: str, scope: str) -> str:
-    """Look the framework image up in the SDK's bundled registry (offline)."""
-    from sagemaker.core import image_uris
-
-    field = f"{framework}_framework_version"
-    known = image_uris.list_versions(framework, scope)
-    if version not in known:
-        raise ValueError(f"{field}: the SDK knows no {framework} {scope} image {version!r}; known: {known}")
-    try:
-        uri = image_uris.retrieve(
-            framework, region=region, version=version, image_scope=scope, instance_type="ml.m5.large"
-        )
-    except ValueError as error:
-        raise ValueError(f"region: no {framework} {version} image in {region!r}: {error}") from error
-    return str(uri)
 
 
 # --------------------------------------------------------------------------------------------
@@ -571,383 +380,372 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
     from sagemaker.core.workflow.functions import Join, JsonGet
     from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
-    from sagemaker.core.workflow.pipeline_context import PipelineSession
     from sagemaker.core.workflow.properties import PropertyFile
     from sagemaker.mlops.workflow import ConditionStep, FailStep, ModelStep, Pipeline, ProcessingStep, TrainingStep
     from sagemaker.serve.model_builder import ModelBuilder
     from sagemaker.train.model_trainer import ModelTrainer
 
-    with _memoized_sdk_config_validation():
-        sklearn_image = _image_uri("sklearn", inputs.sklearn_framework_version, inputs.region, "training")
-        xgboost_image = _image_uri("xgboost", inputs.xgboost_framework_version, inputs.region, "training")
-        xgboost_inference_image = _image_uri("xgboost", inputs.xgboost_framework_version, inputs.region, "inference")
-        session = PipelineSession(boto_session=_offline_boto_session(inputs.region), sagemaker_config=_SDK_CONFIG)
+    sklearn_image = image_uri("sklearn", inputs.sklearn_framework_version, inputs.region, "training")
+    xgboost_image = image_uri("xgboost", inputs.xgboost_framework_version, inputs.region, "training")
+    xgboost_inference_image = image_uri("xgboost", inputs.xgboost_framework_version, inputs.region, "inference")
+    session = pipeline_session(inputs.region)
 
-        # Parameters ------------------------------------------------------------------------
-        input_data_uri = ParameterString(name=PARAM_INPUT_DATA_URI)
-        pii_key_uri = ParameterString(
-            name=PARAM_PII_KEY_URI, default_value=f"s3://{inputs.raw_bucket}/{inputs.pii_key_prefix}{PII_KEY_FILE_NAME}"
-        )
-        processing_instance_type = ParameterString(
-            name=PARAM_PROCESSING_INSTANCE_TYPE, default_value=inputs.processing_instance_type
-        )
-        # Fixed at synth, not a runtime parameter: the contract check reads one status file per host,
-        # so the number of hosts must be known when the condition is built.
-        processing_instance_count = inputs.preprocess_instance_count
-        training_instance_type = ParameterString(
-            name=PARAM_TRAINING_INSTANCE_TYPE, default_value=inputs.training_instance_type
-        )
-        evaluation_instance_type = ParameterString(
-            name=PARAM_EVALUATION_INSTANCE_TYPE, default_value=inputs.evaluation_instance_type
-        )
-        gate_threshold = ParameterFloat(name=PARAM_GATE_THRESHOLD, default_value=float(inputs.gate_threshold))
-        champion_metric = ParameterString(name=PARAM_CHAMPION_METRIC, default_value="none")
-        num_round = ParameterInteger(name=PARAM_NUM_ROUND, default_value=inputs.num_round)
-        max_depth = ParameterInteger(name=PARAM_MAX_DEPTH, default_value=inputs.max_depth)
-        eta = ParameterFloat(name=PARAM_ETA, default_value=float(inputs.eta))
-        early_stopping_rounds = ParameterInteger(
-            name=PARAM_EARLY_STOPPING_ROUNDS, default_value=inputs.early_stopping_rounds
-        )
-        parameters = [
-            input_data_uri,
-            pii_key_uri,
-            processing_instance_type,
-            training_instance_type,
-            evaluation_instance_type,
-            gate_threshold,
-            champion_metric,
-            num_round,
-            max_depth,
-            eta,
-            early_stopping_rounds,
-        ]
+    # Parameters ------------------------------------------------------------------------
+    input_data_uri = ParameterString(name=PARAM_INPUT_DATA_URI)
+    pii_key_uri = ParameterString(
+        name=PARAM_PII_KEY_URI,
+        default_value=f"{S3_SCHEME}{inputs.raw_bucket}/{inputs.pii_key_prefix}{PII_KEY_FILE_NAME}",
+    )
+    processing_instance_type = ParameterString(
+        name=PARAM_PROCESSING_INSTANCE_TYPE, default_value=inputs.processing_instance_type
+    )
+    # Fixed at synth, not a runtime parameter: the contract check reads one status file per host,
+    # so the number of hosts must be known when the condition is built.
+    processing_instance_count = inputs.preprocess_instance_count
+    training_instance_type = ParameterString(
+        name=PARAM_TRAINING_INSTANCE_TYPE, default_value=inputs.training_instance_type
+    )
+    evaluation_instance_type = ParameterString(
+        name=PARAM_EVALUATION_INSTANCE_TYPE, default_value=inputs.evaluation_instance_type
+    )
+    gate_threshold = ParameterFloat(name=PARAM_GATE_THRESHOLD, default_value=float(inputs.gate_threshold))
+    champion_metric = ParameterString(name=PARAM_CHAMPION_METRIC, default_value="none")
+    num_round = ParameterInteger(name=PARAM_NUM_ROUND, default_value=inputs.num_round)
+    max_depth = ParameterInteger(name=PARAM_MAX_DEPTH, default_value=inputs.max_depth)
+    eta = ParameterFloat(name=PARAM_ETA, default_value=float(inputs.eta))
+    early_stopping_rounds = ParameterInteger(
+        name=PARAM_EARLY_STOPPING_ROUNDS, default_value=inputs.early_stopping_rounds
+    )
+    parameters = [
+        input_data_uri,
+        pii_key_uri,
+        processing_instance_type,
+        training_instance_type,
+        evaluation_instance_type,
+        gate_threshold,
+        champion_metric,
+        num_round,
+        max_depth,
+        eta,
+        early_stopping_rounds,
+    ]
 
-        # Helpers -----------------------------------------------------------------------------
-        execution_id = ExecutionVariables.PIPELINE_EXECUTION_ID
+    # Helpers -----------------------------------------------------------------------------
+    execution_id = ExecutionVariables.PIPELINE_EXECUTION_ID
 
-        def execution_uri(bucket: str, name: str) -> Any:
-            return Join(on="/", values=["s3:/", bucket, inputs.pipeline_name, execution_id, name])
+    def execution_uri(bucket: str, name: str) -> Any:
+        return Join(on="/", values=["s3:/", bucket, inputs.pipeline_name, execution_id, name])
 
-        def processing_input(name: str, uri: Any, local_dir: str, distribution: str = "FullyReplicated") -> Any:
-            return ProcessingInput(
-                input_name=name,
-                s3_input=ProcessingS3Input(
-                    s3_uri=uri,
-                    local_path=local_dir,
-                    s3_data_type="S3Prefix",
-                    s3_input_mode="File",
-                    s3_data_distribution_type=distribution,
-                    s3_compression_type="None",
-                ),
-            )
-
-        def processing_output(name: str, uri: Any, local_dir: str) -> Any:
-            return ProcessingOutput(
-                output_name=name,
-                s3_output=ProcessingS3Output(s3_uri=uri, local_path=local_dir, s3_upload_mode="EndOfJob"),
-            )
-
-        def processor(script: str, instance_type: Any, instance_count: Any, image_uri: str) -> Any:
-            return Processor(
-                role=inputs.role_arn,
-                image_uri=image_uri,
-                entrypoint=[*processing_entrypoint(object_name(inputs.source_uri)), script],
-                instance_type=instance_type,
-                instance_count=instance_count,
-                volume_size_in_gb=inputs.volume_size_gb,
-                volume_kms_key=inputs.kms_key_arn,
-                output_kms_key=inputs.kms_key_arn,
-                max_runtime_in_seconds=inputs.max_runtime_seconds,
-                base_job_name=f"flywheel-{script.removesuffix('.py')}",
-                network_config=NetworkConfig(
-                    enable_network_isolation=True,
-                    security_group_ids=list(inputs.security_group_ids),
-                    subnets=list(inputs.subnet_ids),
-                    encrypt_inter_container_traffic=True,
-                ),
-                sagemaker_session=session,
-            )
-
-        code_input = processing_input("code", inputs.source_uri, PROCESSING_CODE_DIR)
-        contract_input = processing_input("contract", inputs.contract_uri, "/opt/ml/processing/input/contract")
-        contract_path = f"/opt/ml/processing/input/contract/{object_name(inputs.contract_uri)}"
-
-        # Preprocess --------------------------------------------------------------------------
-        preprocess_destinations = {
-            "train": execution_uri(inputs.features_bucket, "train"),
-            "validation": execution_uri(inputs.features_bucket, "validation"),
-            "test": execution_uri(inputs.features_bucket, "test"),
-            "baseline": execution_uri(inputs.artifacts_bucket, "baseline"),
-            "status": execution_uri(inputs.reports_bucket, "status"),
-            "quarantine": Join(
-                on="/", values=["s3:/", inputs.raw_bucket, "quarantine", inputs.pipeline_name, execution_id]
+    def processing_input(name: str, uri: Any, local_dir: str, distribution: str = "FullyReplicated") -> Any:
+        return ProcessingInput(
+            input_name=name,
+            s3_input=ProcessingS3Input(
+                s3_uri=uri,
+                local_path=local_dir,
+                s3_data_type="S3Prefix",
+                s3_input_mode="File",
+                s3_data_distribution_type=distribution,
+                s3_compression_type="None",
             ),
-        }
-        # Every preprocessing host validates its own shard and writes status/validation-<host>.json; the
-        # batch passes only if every host passed (a single validation.json would be last-writer-wins).
-        hosts = [f"algo-{i}" for i in range(1, inputs.preprocess_instance_count + 1)]
-        validation_status = [
-            PropertyFile(
-                name=f"{PROPERTY_FILE_VALIDATION}Algo{i}", output_name="status", path=f"validation-{host}.json"
-            )
-            for i, host in enumerate(hosts, start=1)
-        ]
-        preprocess = ProcessingStep(
-            name=STEP_PREPROCESS,
-            description="Validate the batch against the data contract, pseudonymize PII, split.",
-            step_args=processor(
-                "preprocess.py", processing_instance_type, processing_instance_count, sklearn_image
-            ).run(
-                inputs=[
-                    processing_input(
-                        "raw", input_data_uri, "/opt/ml/processing/input/raw", distribution="ShardedByS3Key"
-                    ),
-                    contract_input,
-                    processing_input("pii-key", pii_key_uri, "/opt/ml/processing/input/pii-key"),
-                    code_input,
-                ],
-                outputs=[
-                    processing_output(name, preprocess_destinations[name], f"/opt/ml/processing/output/{name}")
-                    for name in _PREPROCESS_OUTPUTS
-                ],
-                arguments=[
-                    "--contract",
-                    contract_path,
-                    "--input-dir",
-                    "/opt/ml/processing/input/raw",
-                    "--output-dir",
-                    "/opt/ml/processing/output",
-                    "--pii-key-file",
-                    f"/opt/ml/processing/input/pii-key/{PII_KEY_FILE_NAME}",
-                ],
-            ),
-            property_files=validation_status,
         )
 
-        def preprocess_output(name: str) -> Any:
-            return preprocess.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
+    def processing_output(name: str, uri: Any, local_dir: str) -> Any:
+        return ProcessingOutput(
+            output_name=name,
+            s3_output=ProcessingS3Output(s3_uri=uri, local_path=local_dir, s3_upload_mode="EndOfJob"),
+        )
 
-        # Train ---------------------------------------------------------------------------------
-        def channel(name: str, uri: Any) -> Any:
-            return Channel(
-                channel_name=name,
-                data_source=DataSource(
-                    s3_data_source=S3DataSource(
-                        s3_data_type="S3Prefix", s3_uri=uri, s3_data_distribution_type="FullyReplicated"
-                    )
-                ),
-                input_mode="File",
-            )
-
-        trainer = ModelTrainer(
-            training_image=xgboost_image,
+    def processor(script: str, instance_type: Any, instance_count: Any, image_uri: str) -> Any:
+        return Processor(
             role=inputs.role_arn,
-            base_job_name="flywheel-train",
-            sagemaker_session=session,
-            compute=Compute(
-                instance_type=training_instance_type,
-                instance_count=1,
-                volume_size_in_gb=inputs.volume_size_gb,
-                volume_kms_key_id=inputs.kms_key_arn,
-            ),
-            networking=Networking(
-                subnets=list(inputs.subnet_ids),
-                security_group_ids=list(inputs.security_group_ids),
+            image_uri=image_uri,
+            entrypoint=[*processing_entrypoint(object_name(inputs.source_uri)), script],
+            instance_type=instance_type,
+            instance_count=instance_count,
+            volume_size_in_gb=inputs.volume_size_gb,
+            volume_kms_key=inputs.kms_key_arn,
+            output_kms_key=inputs.kms_key_arn,
+            max_runtime_in_seconds=inputs.max_runtime_seconds,
+            base_job_name=f"flywheel-{script.removesuffix('.py')}",
+            network_config=NetworkConfig(
                 enable_network_isolation=True,
-                enable_inter_container_traffic_encryption=True,
+                security_group_ids=list(inputs.security_group_ids),
+                subnets=list(inputs.subnet_ids),
+                encrypt_inter_container_traffic=True,
             ),
-            stopping_condition=StoppingCondition(max_runtime_in_seconds=inputs.max_runtime_seconds),
-            output_data_config=OutputDataConfig(
-                s3_output_path=execution_uri(inputs.artifacts_bucket, "model"),
-                kms_key_id=inputs.kms_key_arn,
-                compression_type="GZIP",
-            ),
-            hyperparameters={
-                # Script mode of the framework container, with the code as a channel: the way the
-                # SDK's framework estimators run user code under network isolation.
-                "sagemaker_program": "train.py",
-                "sagemaker_submit_directory": f"{TRAINING_CODE_DIR}/{object_name(inputs.source_uri)}",
-                # CreateTrainingJob takes string values only: render the typed parameters as strings.
-                "num_round": num_round.to_string(),
-                "max_depth": max_depth.to_string(),
-                "eta": eta.to_string(),
-                "early_stopping_rounds": early_stopping_rounds.to_string(),
-                "seed": str(inputs.seed),
-            },
+            sagemaker_session=session,
         )
-        train = TrainingStep(
-            name=STEP_TRAIN,
-            description="Train an XGBoost model in script mode (train.py) under network isolation.",
-            step_args=trainer.train(
-                input_data_config=[
-                    channel("train", preprocess_output("train")),
-                    channel("validation", preprocess_output("validation")),
-                    channel("contract", inputs.contract_uri),
-                    channel("code", inputs.source_uri),
-                ]
-            ),
-        )
-        model_artifacts = train.properties.ModelArtifacts.S3ModelArtifacts
 
-        # Evaluate ------------------------------------------------------------------------------
-        evaluation_report = PropertyFile(
-            name=PROPERTY_FILE_EVALUATION, output_name="evaluation", path="evaluation.json"
+    code_input = processing_input("code", inputs.source_uri, PROCESSING_CODE_DIR)
+    contract_input = processing_input("contract", inputs.contract_uri, "/opt/ml/processing/input/contract")
+    contract_path = f"/opt/ml/processing/input/contract/{object_name(inputs.contract_uri)}"
+
+    # Preprocess --------------------------------------------------------------------------
+    preprocess_destinations = {
+        "train": execution_uri(inputs.features_bucket, "train"),
+        "validation": execution_uri(inputs.features_bucket, "validation"),
+        "test": execution_uri(inputs.features_bucket, "test"),
+        "baseline": execution_uri(inputs.artifacts_bucket, "baseline"),
+        "status": execution_uri(inputs.reports_bucket, "status"),
+        "quarantine": Join(on="/", values=["s3:/", inputs.raw_bucket, QUARANTINE, inputs.pipeline_name, execution_id]),
+    }
+    # Every preprocessing host validates its own shard and writes status/validation-<host>.json; the
+    # batch passes only if every host passed (a single validation.json would be last-writer-wins).
+    hosts = [f"algo-{i}" for i in range(1, inputs.preprocess_instance_count + 1)]
+    validation_status = [
+        PropertyFile(name=f"{PROPERTY_FILE_VALIDATION}Algo{i}", output_name="status", path=f"validation-{host}.json")
+        for i, host in enumerate(hosts, start=1)
+    ]
+    preprocess = ProcessingStep(
+        name=STEP_PREPROCESS,
+        description="Validate the batch against the data contract, pseudonymize PII, split.",
+        step_args=processor("preprocess.py", processing_instance_type, processing_instance_count, sklearn_image).run(
+            inputs=[
+                processing_input("raw", input_data_uri, "/opt/ml/processing/input/raw", distribution="ShardedByS3Key"),
+                contract_input,
+                processing_input("pii-key", pii_key_uri, "/opt/ml/processing/input/pii-key"),
+                code_input,
+            ],
+            outputs=[
+                processing_output(name, preprocess_destinations[name], f"/opt/ml/processing/output/{name}")
+                for name in _PREPROCESS_OUTPUTS
+            ],
+            arguments=[
+                "--contract",
+                contract_path,
+                "--input-dir",
+                "/opt/ml/processing/input/raw",
+                "--output-dir",
+                "/opt/ml/processing/output",
+                "--pii-key-file",
+                f"/opt/ml/processing/input/pii-key/{PII_KEY_FILE_NAME}",
+            ],
+        ),
+        property_files=validation_status,
+    )
+
+    def preprocess_output(name: str) -> Any:
+        return preprocess.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
+
+    # Train ---------------------------------------------------------------------------------
+    def channel(name: str, uri: Any) -> Any:
+        return Channel(
+            channel_name=name,
+            data_source=DataSource(
+                s3_data_source=S3DataSource(
+                    s3_data_type="S3Prefix", s3_uri=uri, s3_data_distribution_type="FullyReplicated"
+                )
+            ),
+            input_mode="File",
         )
-        evaluate = ProcessingStep(
-            name=STEP_EVALUATE,
-            description="Score the test split, compare with the champion, write baseline statistics.",
-            # Evaluate loads the XGBoost model, so it runs on the XGBoost image (which also ships
-            # scikit-learn, pandas and pyarrow) — the same image that trained and will serve the model.
-            step_args=processor("evaluate.py", evaluation_instance_type, 1, xgboost_image).run(
-                inputs=[
-                    processing_input("model", model_artifacts, "/opt/ml/processing/input/model"),
-                    processing_input("test", preprocess_output("test"), "/opt/ml/processing/input/test"),
-                    processing_input("baseline", preprocess_output("baseline"), "/opt/ml/processing/input/baseline"),
-                    contract_input,
-                    code_input,
-                ],
-                outputs=[
-                    processing_output(
-                        "evaluation",
-                        execution_uri(inputs.reports_bucket, "evaluation"),
-                        "/opt/ml/processing/output/evaluation",
-                    )
-                ],
-                arguments=[
-                    "--model-dir",
-                    "/opt/ml/processing/input/model",
-                    "--test-dir",
-                    "/opt/ml/processing/input/test",
-                    "--baseline-dir",
-                    "/opt/ml/processing/input/baseline",
-                    "--contract",
-                    contract_path,
-                    "--output-dir",
+
+    trainer = ModelTrainer(
+        training_image=xgboost_image,
+        role=inputs.role_arn,
+        base_job_name="flywheel-train",
+        sagemaker_session=session,
+        compute=Compute(
+            instance_type=training_instance_type,
+            instance_count=1,
+            volume_size_in_gb=inputs.volume_size_gb,
+            volume_kms_key_id=inputs.kms_key_arn,
+        ),
+        networking=Networking(
+            subnets=list(inputs.subnet_ids),
+            security_group_ids=list(inputs.security_group_ids),
+            enable_network_isolation=True,
+            enable_inter_container_traffic_encryption=True,
+        ),
+        stopping_condition=StoppingCondition(max_runtime_in_seconds=inputs.max_runtime_seconds),
+        output_data_config=OutputDataConfig(
+            s3_output_path=execution_uri(inputs.artifacts_bucket, "model"),
+            kms_key_id=inputs.kms_key_arn,
+            compression_type="GZIP",
+        ),
+        hyperparameters={
+            # Script mode of the framework container, with the code as a channel: the way the
+            # SDK's framework estimators run user code under network isolation.
+            "sagemaker_program": "train.py",
+            "sagemaker_submit_directory": f"{TRAINING_CODE_DIR}/{object_name(inputs.source_uri)}",
+            # CreateTrainingJob takes string values only: render the typed parameters as strings.
+            "num_round": num_round.to_string(),
+            "max_depth": max_depth.to_string(),
+            "eta": eta.to_string(),
+            "early_stopping_rounds": early_stopping_rounds.to_string(),
+            "seed": str(inputs.seed),
+        },
+    )
+    train = TrainingStep(
+        name=STEP_TRAIN,
+        description="Train an XGBoost model in script mode (train.py) under network isolation.",
+        step_args=trainer.train(
+            input_data_config=[
+                channel("train", preprocess_output("train")),
+                channel("validation", preprocess_output("validation")),
+                channel("contract", inputs.contract_uri),
+                channel("code", inputs.source_uri),
+            ]
+        ),
+    )
+    model_artifacts = train.properties.ModelArtifacts.S3ModelArtifacts
+
+    # Evaluate ------------------------------------------------------------------------------
+    evaluation_report = PropertyFile(name=PROPERTY_FILE_EVALUATION, output_name="evaluation", path="evaluation.json")
+    evaluate = ProcessingStep(
+        name=STEP_EVALUATE,
+        description="Score the test split, compare with the champion, write baseline statistics.",
+        # Evaluate loads the XGBoost model, so it runs on the XGBoost image (which also ships
+        # scikit-learn, pandas and pyarrow) — the same image that trained and will serve the model.
+        step_args=processor("evaluate.py", evaluation_instance_type, 1, xgboost_image).run(
+            inputs=[
+                processing_input("model", model_artifacts, "/opt/ml/processing/input/model"),
+                processing_input("test", preprocess_output("test"), "/opt/ml/processing/input/test"),
+                processing_input("baseline", preprocess_output("baseline"), "/opt/ml/processing/input/baseline"),
+                contract_input,
+                code_input,
+            ],
+            outputs=[
+                processing_output(
+                    "evaluation",
+                    execution_uri(inputs.reports_bucket, "evaluation"),
                     "/opt/ml/processing/output/evaluation",
-                    "--gate-metric",
-                    inputs.gate_metric,
-                    "--champion-metric",
-                    champion_metric,
-                ],
+                )
+            ],
+            arguments=[
+                "--model-dir",
+                "/opt/ml/processing/input/model",
+                "--test-dir",
+                "/opt/ml/processing/input/test",
+                "--baseline-dir",
+                "/opt/ml/processing/input/baseline",
+                "--contract",
+                contract_path,
+                "--output-dir",
+                "/opt/ml/processing/output/evaluation",
+                "--gate-metric",
+                inputs.gate_metric,
+                "--champion-metric",
+                champion_metric,
+            ],
+        ),
+        property_files=[evaluation_report],
+    )
+    evaluation_prefix = evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
+
+    def evaluation_file(*parts: str) -> Any:
+        return Join(on="/", values=[evaluation_prefix, *parts])
+
+    # RegisterModel -------------------------------------------------------------------------
+    model_builder = ModelBuilder(
+        image_uri=xgboost_inference_image,
+        s3_model_data_url=model_artifacts,
+        role_arn=inputs.role_arn,
+        sagemaker_session=session,
+        env_vars={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": INFERENCE_SUBMIT_DIRECTORY},
+        instance_type=inputs.evaluation_instance_type,  # skips the SDK's instance-type detection
+        dependencies=None,  # the default {"auto": False} would make register() stage code in S3
+        log_level=None,  # the default sets the SDK's module logger to DEBUG, process-wide
+    )
+    register = ModelStep(
+        name=STEP_REGISTER_MODEL,
+        description="Register the model package for manual approval.",
+        step_args=model_builder.register(
+            model_package_group_name=inputs.model_package_group_name,
+            content_types=list(CONTENT_TYPES),
+            response_types=list(CONTENT_TYPES),
+            # Fixed, never a parameter: whoever can start an execution must not be able to
+            # register an already-approved package (approval is a separate, audited action).
+            approval_status=REGISTRATION_STATUS,
+            model_metrics=ModelMetrics(
+                model_statistics=MetricsSource(
+                    content_type="application/json", s3_uri=evaluation_file("evaluation.json")
+                )
             ),
-            property_files=[evaluation_report],
-        )
-        evaluation_prefix = evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
-
-        def evaluation_file(*parts: str) -> Any:
-            return Join(on="/", values=[evaluation_prefix, *parts])
-
-        # RegisterModel -------------------------------------------------------------------------
-        model_builder = ModelBuilder(
-            image_uri=xgboost_inference_image,
-            s3_model_data_url=model_artifacts,
-            role_arn=inputs.role_arn,
-            sagemaker_session=session,
-            env_vars={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": INFERENCE_SUBMIT_DIRECTORY},
-            instance_type=inputs.evaluation_instance_type,  # skips the SDK's instance-type detection
-            dependencies=None,  # the default {"auto": False} would make register() stage code in S3
-            log_level=None,  # the default sets the SDK's module logger to DEBUG, process-wide
-        )
-        register = ModelStep(
-            name=STEP_REGISTER_MODEL,
-            description="Register the model package for manual approval.",
-            step_args=model_builder.register(
-                model_package_group_name=inputs.model_package_group_name,
-                content_types=list(CONTENT_TYPES),
-                response_types=list(CONTENT_TYPES),
-                # Fixed, never a parameter: whoever can start an execution must not be able to
-                # register an already-approved package (approval is a separate, audited action).
-                approval_status=REGISTRATION_STATUS,
-                model_metrics=ModelMetrics(
-                    model_statistics=MetricsSource(
-                        content_type="application/json", s3_uri=evaluation_file("evaluation.json")
-                    )
+            drift_check_baselines=DriftCheckBaselines(
+                model_data_statistics=MetricsSource(
+                    content_type="application/json", s3_uri=evaluation_file("baseline", "statistics.json")
                 ),
-                drift_check_baselines=DriftCheckBaselines(
-                    model_data_statistics=MetricsSource(
-                        content_type="application/json", s3_uri=evaluation_file("baseline", "statistics.json")
-                    ),
-                    model_data_constraints=MetricsSource(
-                        content_type="application/json", s3_uri=evaluation_file("baseline", "constraints.json")
-                    ),
+                model_data_constraints=MetricsSource(
+                    content_type="application/json", s3_uri=evaluation_file("baseline", "constraints.json")
                 ),
-                customer_metadata_properties={
-                    "flywheel:template": "tabular",
-                    "flywheel:objective": inputs.objective,
-                    "flywheel:gate-metric": inputs.gate_metric,
-                    "flywheel:higher-is-better": str(inputs.higher_is_better).lower(),
-                },
             ),
-        )
+            customer_metadata_properties={
+                "flywheel:template": "tabular",
+                "flywheel:objective": inputs.objective,
+                "flywheel:gate-metric": inputs.gate_metric,
+                "flywheel:higher-is-better": str(inputs.higher_is_better).lower(),
+            },
+        ),
+    )
 
-        # Conditions and failures -----------------------------------------------------------
-        gate_value = JsonGet(step_name=STEP_EVALUATE, property_file=evaluation_report, json_path="gate.value")
-        not_worse = JsonGet(
-            step_name=STEP_EVALUATE, property_file=evaluation_report, json_path="champion.challenger_not_worse"
-        )
-        comparison = ConditionGreaterThanOrEqualTo if inputs.higher_is_better else ConditionLessThanOrEqualTo
-        quality_gate = ConditionStep(
-            name=STEP_QUALITY_GATE,
-            description="Register only if the gate metric meets the threshold and beats the champion.",
-            conditions=[comparison(left=gate_value, right=gate_threshold), ConditionEquals(left=not_worse, right=1)],
-            if_steps=[register],
-            else_steps=[
-                FailStep(
-                    name=STEP_QUALITY_GATE_FAILED,
-                    error_message=Join(
-                        on="",
-                        values=[
-                            f"Quality gate failed: {inputs.gate_metric}=",
-                            gate_value,
-                            " (required ",
-                            ">=" if inputs.higher_is_better else "<=",
-                            " ",
-                            gate_threshold,
-                            "), challenger_not_worse=",
-                            not_worse,
-                        ],
-                    ),
-                )
-            ],
-        )
-        data_contract_check = ConditionStep(
-            name=STEP_DATA_CONTRACT_CHECK,
-            description="Continue only with a batch that passed the data contract.",
-            conditions=[
-                ConditionEquals(
-                    left=JsonGet(step_name=STEP_PREPROCESS, property_file=status, json_path="passed"),
-                    right=True,
-                )
-                for status in validation_status
-            ],
-            if_steps=[train, evaluate, quality_gate],
-            else_steps=[
-                FailStep(
-                    name=STEP_DATA_CONTRACT_FAILED,
-                    error_message=Join(
-                        on="",
-                        values=[
-                            "Data contract failed: ",
-                            *_interleave(
-                                [
-                                    JsonGet(step_name=STEP_PREPROCESS, property_file=status, json_path="summary")
-                                    for status in validation_status
-                                ],
-                                " | ",
-                            ),
-                            ". The batch is quarantined at ",
-                            preprocess_output("quarantine"),
-                        ],
-                    ),
-                )
-            ],
-        )
+    # Conditions and failures -----------------------------------------------------------
+    gate_value = JsonGet(step_name=STEP_EVALUATE, property_file=evaluation_report, json_path="gate.value")
+    not_worse = JsonGet(
+        step_name=STEP_EVALUATE, property_file=evaluation_report, json_path="champion.challenger_not_worse"
+    )
+    comparison = ConditionGreaterThanOrEqualTo if inputs.higher_is_better else ConditionLessThanOrEqualTo
+    quality_gate = ConditionStep(
+        name=STEP_QUALITY_GATE,
+        description="Register only if the gate metric meets the threshold and beats the champion.",
+        conditions=[comparison(left=gate_value, right=gate_threshold), ConditionEquals(left=not_worse, right=1)],
+        if_steps=[register],
+        else_steps=[
+            FailStep(
+                name=STEP_QUALITY_GATE_FAILED,
+                error_message=Join(
+                    on="",
+                    values=[
+                        f"Quality gate failed: {inputs.gate_metric}=",
+                        gate_value,
+                        " (required ",
+                        ">=" if inputs.higher_is_better else "<=",
+                        " ",
+                        gate_threshold,
+                        "), challenger_not_worse=",
+                        not_worse,
+                    ],
+                ),
+            )
+        ],
+    )
+    data_contract_check = ConditionStep(
+        name=STEP_DATA_CONTRACT_CHECK,
+        description="Continue only with a batch that passed the data contract.",
+        conditions=[
+            ConditionEquals(
+                left=JsonGet(step_name=STEP_PREPROCESS, property_file=status, json_path="passed"),
+                right=True,
+            )
+            for status in validation_status
+        ],
+        if_steps=[train, evaluate, quality_gate],
+        else_steps=[
+            FailStep(
+                name=STEP_DATA_CONTRACT_FAILED,
+                error_message=Join(
+                    on="",
+                    values=[
+                        "Data contract failed: ",
+                        *_interleave(
+                            [
+                                JsonGet(step_name=STEP_PREPROCESS, property_file=status, json_path="summary")
+                                for status in validation_status
+                            ],
+                            " | ",
+                        ),
+                        ". The batch is quarantined at ",
+                        preprocess_output("quarantine"),
+                    ],
+                ),
+            )
+        ],
+    )
 
-        pipeline = Pipeline(
-            name=inputs.pipeline_name,
-            parameters=parameters,
-            steps=[preprocess, data_contract_check],
-            pipeline_experiment_config=None,  # no Experiments trial per execution
-            sagemaker_session=session,
-        )
-        return str(pipeline.definition())
+    pipeline = Pipeline(
+        name=inputs.pipeline_name,
+        parameters=parameters,
+        steps=[preprocess, data_contract_check],
+        pipeline_experiment_config=None,  # no Experiments trial per execution
+        sagemaker_session=session,
+    )
+    return str(pipeline.definition())

@@ -24,6 +24,7 @@ from typing import Any
 import boto3  # imported at collection: urllib3 probes IPv6 with a socket on first import
 import pytest
 
+from pipelines import sdk_offline
 from pipelines.tabular import definition as d
 from pipelines.tabular.definition import TabularPipelineInputs, build_pipeline_definition
 
@@ -755,8 +756,8 @@ def test_build_restores_process_state(definition_text: str) -> None:
 
 
 def test_the_offline_session_refuses_every_request() -> None:
-    with pytest.raises(d.OfflineBuildError, match="ListBuckets"):
-        d._offline_boto_session("eu-west-1").client("s3").list_buckets()
+    with pytest.raises(sdk_offline.OfflineBuildError, match="ListBuckets"):
+        sdk_offline.offline_boto_session("eu-west-1").client("s3").list_buckets()
 
 
 def test_a_fresh_process_builds_the_same_json_with_no_aws_setup_and_no_network(
