@@ -1,0 +1,113 @@
+"""Data arrival: an S3 ``Object Created`` event for a team's batch starts the team's pipeline, once per batch.
+
+``s3://<raw bucket>/<team>/incoming/<batch>/<file>`` starts the team's pipeline with ``InputDataUri`` =
+the batch folder and ``ChampionMetric`` = the gate value of the latest approved package (``none`` before
+the first approval). Idempotent on the batch folder: later events for that folder (more files,
+redeliveries, new versions) start nothing and return the first execution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import naming
+
+from .events import LifecycleEventError, parse_object_created_event
+from .ports import LifecycleContext, TeamTarget
+from .registry import champion_metric
+
+DATA_SUFFIXES: Final[tuple[str, ...]] = (".csv", ".csv.gz", ".csv.bz2", ".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class ArrivalResult:
+    """Outcome of a data-arrival event."""
+
+    team: str
+    bucket: str
+    key: str
+    input_data_uri: str
+    parameters: dict[str, str]
+    execution_arn: str | None
+    duplicate: bool = False
+    skipped: str | None = None
+
+
+def parse_object_created(event: Any, context: LifecycleContext) -> tuple[TeamTarget, str, str, str, str]:
+    """``(team, bucket, key, etag, sequencer)`` of a valid ``Object Created`` event for a team's batch."""
+    parsed = parse_object_created_event(event, account=context.account)
+    bucket, key = parsed.bucket, parsed.key
+    team_name = key.split("/", 1)[0]
+    target = context.teams.get(team_name)
+    if target is None:
+        raise LifecycleEventError(
+            f"object key {key!r} does not start with a known team ({', '.join(sorted(context.teams)) or 'none'})"
+        )
+    if bucket != target.raw_bucket:
+        raise LifecycleEventError(
+            f"bucket {bucket!r} is not the raw bucket of team {team_name} ({target.raw_bucket!r}): foreign bucket"
+        )
+    if not key.startswith(target.incoming_prefix):
+        raise LifecycleEventError(f"object key {key!r} is not under {target.incoming_prefix!r}")
+    if key.count("/") < 3:
+        raise LifecycleEventError(
+            f"object key {key!r}: land each batch in its own folder, {target.incoming_prefix}<batch>/<file>, "
+            "so that the pipeline reads exactly that batch"
+        )
+    return target, bucket, key, parsed.etag, parsed.sequencer
+
+
+def on_data_arrival(event: Any, context: LifecycleContext) -> ArrivalResult:
+    """Start the team's pipeline on a newly landed batch, once per batch folder.
+
+    ``InputDataUri`` is the batch folder, so the first data file of a folder starts the run and later
+    events for that folder (more files, redeliveries, new versions) are duplicates: one batch, one
+    execution. Land a batch's files together; a corrected batch is landed as a new folder.
+    """
+    target, bucket, key, _etag, _sequencer = parse_object_created(event, context)  # validated, not keyed on
+    folder, _, name = key.rpartition("/")
+    input_uri = naming.s3_uri(bucket, f"{folder}/")
+    if name.startswith((".", "_")) or not name.lower().endswith(DATA_SUFFIXES):
+        # Markers (_SUCCESS), hidden files and other objects are legitimate, just not batches.
+        return ArrivalResult(target.team, bucket, key, input_uri, {}, None, skipped=f"{name} is not a data file")
+    claim_key = _claim_key("batch", bucket, input_uri)
+    previous = context.store.claimed(claim_key)
+    if previous is not None:
+        return _duplicate_arrival(target, bucket, key, input_uri, previous)
+    parameters = {
+        "InputDataUri": input_uri,
+        "ChampionMetric": champion_metric(context.sagemaker, context.s3, target.group_name),
+    }
+    if not context.store.claim(claim_key, {"bucket": bucket, "key": key, "state": "starting"}):
+        return _duplicate_arrival(target, bucket, key, input_uri, context.store.claimed(claim_key) or {})
+    try:
+        arn = context.actions.start_pipeline(target, parameters, claim_key[:64])
+    except BaseException:
+        context.store.release(claim_key)  # the start failed: a retry of the event must be able to act
+        raise
+    context.store.update_claim(
+        claim_key, {"bucket": bucket, "key": key, "state": "started", "execution_arn": arn, "parameters": parameters}
+    )
+    return ArrivalResult(target.team, bucket, key, input_uri, parameters, arn)
+
+
+def _duplicate_arrival(
+    target: TeamTarget, bucket: str, key: str, input_uri: str, previous: Mapping[str, Any]
+) -> ArrivalResult:
+    return ArrivalResult(
+        target.team,
+        bucket,
+        key,
+        input_uri,
+        dict(previous.get("parameters") or {}),
+        previous.get("execution_arn"),
+        duplicate=True,
+    )
+
+
+def _claim_key(*parts: str) -> str:
+    """The idempotency key of an event's effect (sha256 hex: a valid file name and DynamoDB key)."""
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
