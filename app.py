@@ -14,7 +14,7 @@ from aws_cdk import App, Validations
 
 from config.loader import ConfigError, load_config, sandbox_environment
 from stacks.nag import packs
-from stacks.stage import FlywheelStage
+from stacks.stage import add_stages
 
 
 def build_app(app: App) -> App:
@@ -27,8 +27,7 @@ def build_app(app: App) -> App:
         envs = list(config.environments)
     else:
         envs = [config.environment(selected)]
-    for env in envs:
-        FlywheelStage(app, f"Flywheel-{env.name}", environment=env, teams=config.teams)
+    add_stages(app, envs, config.teams)
     if str(app.node.try_get_context("nag") or "true").lower() != "false":
         Validations.of(app).add_plugins(*packs(app))
     return app

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from config.models import EnvironmentConfig, FlywheelConfig, TeamConfig
-from pipelines.tabular.contract import DataContract
+from config.models import TEMPLATE_DIRS, EnvironmentConfig, FlywheelConfig, TeamConfig
+from pipelines import load_template
 
 CONFIG_DIR = Path(__file__).resolve().parent
 
@@ -44,7 +45,8 @@ def _read_yaml(path: Path, key: str) -> list[Any]:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         raise ConfigError(f"{path}: expected a top-level '{key}:' list")
-    return data[key]
+    items: list[Any] = data[key]
+    return items
 
 
 def _load_contract(config_dir: Path, team_index: int, ref: Any) -> tuple[Path, Any]:
@@ -81,31 +83,52 @@ def load_environments(config_dir: Path = CONFIG_DIR) -> tuple[EnvironmentConfig,
     return envs
 
 
-def load_teams(config_dir: Path = CONFIG_DIR) -> tuple[TeamConfig, ...]:
-    """The teams of ``teams.yaml`` with their data contracts, validated."""
+def _check_contract_file(path: Path, contract: Any, templates: Any, template_dirs: tuple[Path, ...]) -> None:
+    """Validate the contract file with the contract model of each of the team's templates (errors name
+    the file); unknown templates are left to the team's own validation."""
+    names = templates if isinstance(templates, list | tuple) else TeamConfig.model_fields["pipelines"].default
+    for name in names:
+        try:
+            model = load_template(str(name), search_path=template_dirs).contract_model
+        except KeyError:
+            continue
+        if model is None:
+            continue
+        try:
+            TypeAdapter(model).validate_python(contract)
+        except ValidationError as exc:
+            raise ConfigError(_format(path, "contract", exc)) from exc
+
+
+def load_teams(config_dir: Path = CONFIG_DIR, *, template_dirs: Iterable[Path] = ()) -> tuple[TeamConfig, ...]:
+    """The teams of ``teams.yaml`` with their data contracts, validated.
+
+    ``template_dirs``: extra directories searched for pipeline templates (after ``pipelines/``).
+    """
     path = config_dir / "teams.yaml"
+    dirs = tuple(Path(d) for d in template_dirs)
     raw = _read_yaml(path, "teams")
     teams = []
     for i, entry in enumerate(raw):
         if not isinstance(entry, dict):
             raise ConfigError(f"{path}: teams[{i}]: expected a mapping")
         contract_path, contract = _load_contract(config_dir, i, entry.get("contract"))
+        _check_contract_file(contract_path, contract, entry.get("pipelines"), dirs)
         try:
-            TypeAdapter(DataContract).validate_python(contract)
-        except ValidationError as exc:
-            raise ConfigError(_format(contract_path, "contract", exc)) from exc
-        try:
-            teams.append(TeamConfig.model_validate({**entry, "contract": contract}))
+            teams.append(TeamConfig.model_validate({**entry, "contract": contract}, context={TEMPLATE_DIRS: dirs}))
         except ValidationError as exc:
             raise ConfigError(_format(path, f"teams[{i}]", exc)) from exc
     _refuse_duplicates(path, "team", [t.name for t in teams])
     return tuple(teams)
 
 
-def load_config(config_dir: Path = CONFIG_DIR) -> FlywheelConfig:
-    """Environments and teams of ``config_dir``; raises ConfigError naming file, field and problem."""
+def load_config(config_dir: Path = CONFIG_DIR, *, template_dirs: Iterable[Path] = ()) -> FlywheelConfig:
+    """Environments and teams of ``config_dir``; raises ConfigError naming file, field and problem.
+
+    ``template_dirs``: extra directories searched for pipeline templates (after ``pipelines/``).
+    """
     config_dir = Path(config_dir)
-    envs, teams = load_environments(config_dir), load_teams(config_dir)
+    envs, teams = load_environments(config_dir), load_teams(config_dir, template_dirs=template_dirs)
     try:
         return FlywheelConfig(environments=envs, teams=teams)
     except ValidationError as exc:

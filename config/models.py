@@ -7,11 +7,24 @@ frozen models and never reads files or the process environment itself.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from pipelines.tabular.contract import METRICS, UNIT_INTERVAL_METRICS, DataContract, contract_problems
+from pipelines import load_template
+from pipelines.template import PipelineTemplate
+
+#: Validation-context key: extra directories searched for pipeline templates (``load_config(template_dirs=)``).
+TEMPLATE_DIRS = "template_dirs"
 
 # Commercial regions where SageMaker pipelines, the model registry and the endpoints we use all exist.
 KNOWN_REGIONS = frozenset(
@@ -128,18 +141,29 @@ class InstanceSettings(_Frozen):
         return v
 
 
+def _template_dirs(info: ValidationInfo) -> tuple[Path, ...]:
+    return tuple((info.context or {}).get(TEMPLATE_DIRS, ()))
+
+
 class TeamConfig(_Frozen):
-    """One ML team: its data contract, pipelines, gate, instances and deploy target."""
+    """One ML team: its pipelines and their settings (data contract, gate, instances) and deploy target.
+
+    Template-specific settings are validated by each of the team's templates
+    (``PipelineTemplate.settings_model``); ``contract`` is then the template's typed data contract
+    (``pipelines.tabular.contract.DataContract`` for ``tabular``).
+    """
 
     name: str
     description: str = ""
     pipelines: tuple[str, ...] = ("tabular",)
-    contract: DataContract
+    contract: Any
     metric_gate: MetricGate
     instances: InstanceSettings = InstanceSettings()
     deploy_target: Literal["serverless", "realtime", "batch"] = "realtime"
     monthly_budget_usd: float = Field(default=500, gt=0)
     tags: dict[str, str] = Field(default_factory=dict)
+    _templates: dict[str, PipelineTemplate] = PrivateAttr(default_factory=dict)
+    _settings: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -153,45 +177,60 @@ class TeamConfig(_Frozen):
 
     @field_validator("pipelines")
     @classmethod
-    def _pipelines(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from pipelines import TEMPLATES  # the registry of pipeline template folders
+    def _pipelines(cls, v: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        from pipelines import discover_templates
 
-        unknown = sorted(set(v) - set(TEMPLATES))
+        available = discover_templates(*_known_template_roots(_template_dirs(info)))
+        unknown = sorted(set(v) - set(available))
         if unknown:
-            raise ValueError(f"unknown pipeline template(s) {unknown}; available: {sorted(TEMPLATES)}")
+            raise ValueError(f"unknown pipeline template(s) {unknown}; available: {sorted(available)}")
         if not v:
             raise ValueError("a team needs at least one pipeline template")
         return v
 
-    @field_validator("contract")
-    @classmethod
-    def _contract(cls, v: DataContract) -> DataContract:
-        problems = contract_problems(v)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return v
-
     @model_validator(mode="after")
-    def _gate_fits_objective(self) -> TeamConfig:
-        objective = self.contract.objective
-        metric, threshold = self.metric_gate.metric, self.metric_gate.threshold
-        if metric not in METRICS[objective]:
-            raise ValueError(
-                f"metric_gate.metric: {metric!r} is not reported for objective {objective!r}; "
-                f"choose from {sorted(METRICS[objective])}"
-            )
-        if metric in UNIT_INTERVAL_METRICS and not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"metric_gate.threshold: {threshold} is outside [0, 1] for {metric}")
-        if metric == "r2" and threshold > 1.0:
-            raise ValueError(f"metric_gate.threshold: {threshold} is above 1, the maximum of r2")
-        if metric in ("rmse", "mae", "log_loss") and threshold <= 0:
-            raise ValueError(f"metric_gate.threshold: {threshold} must be positive for {metric}")
+    def _template_settings(self, info: ValidationInfo) -> TeamConfig:
+        values = {"contract": self.contract, "metric_gate": self.metric_gate.model_dump(),
+                  "instances": self.instances.model_dump()}  # fmt: skip
+        for name in self.pipelines:
+            template = load_template(name, search_path=_template_dirs(info))
+            settings = template.validate_settings(values)
+            self._templates[name] = template
+            self._settings[name] = settings
+            if "contract" in type(settings).model_fields:
+                # The template's typed contract replaces the raw mapping (validated, not re-parsed).
+                object.__setattr__(self, "contract", settings.contract)  # type: ignore[attr-defined]
         return self
+
+    def template(self, name: str) -> PipelineTemplate:
+        """The contract of one of the team's templates (found where config validation found it)."""
+        if name not in self._templates:
+            raise KeyError(f"team {self.name!r} has no pipeline {name!r}; it has: {', '.join(self.pipelines)}")
+        return self._templates[name]
+
+    def templates(self) -> dict[str, PipelineTemplate]:
+        """Template name → contract, in the order of ``pipelines``."""
+        return {name: self.template(name) for name in self.pipelines}
+
+    def template_settings(self, name: str) -> BaseModel:
+        """The team's settings for template ``name``, as validated by its ``settings_model``."""
+        self.template(name)
+        return self._settings[name]
 
     @property
     def higher_is_better(self) -> bool:
-        """Direction of the gate metric."""
-        return METRICS[self.contract.objective][self.metric_gate.metric]
+        """Direction of the gate metric (decided by the first template whose settings know it)."""
+        for name in self.pipelines:
+            direction = getattr(self._settings.get(name), "higher_is_better", None)
+            if isinstance(direction, bool):
+                return direction
+        return True
+
+
+def _known_template_roots(extra: tuple[Path, ...]) -> tuple[Path, ...]:
+    from pipelines import TEMPLATES_DIR
+
+    return (TEMPLATES_DIR, *extra)
 
 
 class FlywheelConfig(_Frozen):

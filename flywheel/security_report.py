@@ -36,12 +36,12 @@ def build_reports() -> list[EnvironmentReport]:
 
     from config.loader import load_config
     from stacks import cdk_json_context
-    from stacks.stage import FlywheelStage
+    from stacks.stage import add_stages
 
     config = load_config()
     app = App(context=cdk_json_context())
-    stages = [FlywheelStage(app, f"Flywheel-{e.name}", environment=e, teams=config.teams) for e in config.environments]
-    return [report_stage(stage) for stage in stages]
+    stages = add_stages(app, config.environments, config.teams)
+    return [report_stage(stage) for stage in stages.values()]
 
 
 def report_stage(stage: FlywheelStage) -> EnvironmentReport:

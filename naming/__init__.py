@@ -39,6 +39,8 @@ QUARANTINE: Final = "quarantine"
 KEYS: Final = "_keys"
 PII_KEY_FILE: Final = "pii-hmac.key"
 CAPTURE: Final = "datacapture"
+#: Start of every permissions boundary's name (``Names.boundary``: ``flywheel-boundary-<env>``).
+BOUNDARY_PREFIX: Final = f"{PREFIX}-boundary-"
 S3_SCHEME: Final = "s3://"
 
 
@@ -93,7 +95,7 @@ class Names:
     @property
     def boundary(self) -> str:
         """The permissions boundary's managed-policy name."""
-        return f"{PREFIX}-boundary-{self.env}"
+        return f"{BOUNDARY_PREFIX}{self.env}"
 
 
 # S3 layout -------------------------------------------------------------------------------------------

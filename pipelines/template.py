@@ -23,16 +23,17 @@ What a template declares
     ``contract_model``  the type of the team's data-contract file (``config/contracts/<team>.json``), or
                         ``None`` if the template reads none; the loader validates the file with it so an
                         error names the file
-    ``definition_inputs(team, values)``  the definition's frozen inputs for a ``config.models.TeamConfig``
-                        and the account-specific :class:`DeploymentValues` (CDK tokens or local names)
+    ``definition_inputs(team_name, settings, values)``  the definition's frozen inputs for a team
+                        (its name and its validated ``settings_model`` instance) and the account-specific
+                        :class:`DeploymentValues` (CDK tokens or local names)
     ``build_definition(inputs)``  the canonical pipeline definition JSON (offline, deterministic)
-    ``team_files(team)``  per-team files uploaded next to the code (:class:`TeamFile`; ``tabular``:
+    ``team_files(settings)``  per-team files uploaded next to the code (:class:`TeamFile`; ``tabular``:
                         ``contract.json``); their URIs reach the inputs as ``DeploymentValues.file_uris``
     ``steps``           :class:`PipelineSteps`: step, output, property-file and parameter names the
                         runtime and the run report read (never literals outside the template)
     ``access``          :class:`ExecutionAccess`: what the execution role needs (zones and prefixes it
                         reads/writes, job kinds, registration); the construct turns it into IAM statements
-    ``describe(team)``  the pipeline's description
+    ``describe(team_name, settings)``  the pipeline's description
 
 Adding a template = adding a folder with ``template.py`` (+ ``definition.py`` and step code); a team
 names it in ``config/teams.yaml`` ``pipelines:``.
@@ -151,12 +152,12 @@ class PipelineTemplate:
     name: str
     folder: Path
     settings_model: type[BaseModel]
-    definition_inputs: Callable[[Any, DeploymentValues], Any]
+    definition_inputs: Callable[[str, Any, DeploymentValues], Any]
     build_definition: Callable[[Any], str]
     steps: PipelineSteps
     access: ExecutionAccess = ExecutionAccess()
-    team_files: Callable[[Any], Sequence[TeamFile]] = lambda team: ()
-    describe: Callable[[Any], str] = lambda team: f"{team.name}: training pipeline"
+    team_files: Callable[[Any], Sequence[TeamFile]] = lambda settings: ()
+    describe: Callable[[str, Any], str] = lambda team_name, settings: f"{team_name}: training pipeline"
     contract_model: type | None = None
 
     def __post_init__(self) -> None:
@@ -175,9 +176,9 @@ class PipelineTemplate:
         except ValidationError as exc:
             raise ValueError("; ".join(_problem(err) for err in exc.errors())) from None
 
-    def definition(self, team: Any, values: DeploymentValues) -> tuple[Any, str]:
-        """``(inputs, definition JSON)`` for ``team`` given the account-specific ``values``."""
-        inputs = self.definition_inputs(team, values)
+    def definition(self, team_name: str, settings: Any, values: DeploymentValues) -> tuple[Any, str]:
+        """``(inputs, definition JSON)`` for a team's validated ``settings`` and the account-specific ``values``."""
+        inputs = self.definition_inputs(team_name, settings, values)
         return inputs, self.build_definition(inputs)
 
     def sourcedir_bytes(self) -> bytes:

@@ -11,6 +11,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from naming import BOUNDARY_PREFIX
+
 Templates = Mapping[str, Mapping[str, Any]]
 Rule = Callable[[Templates], list[str]]
 
@@ -118,7 +120,7 @@ def passrole_scoped_to_service(templates: Templates) -> list[str]:
     problems = []
     for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
         for stack, lid, res in _resources(templates, kind):
-            if str(res["Properties"].get("ManagedPolicyName", "")).startswith("flywheel-boundary-"):
+            if str(res["Properties"].get("ManagedPolicyName", "")).startswith(BOUNDARY_PREFIX):
                 continue  # the boundary is a ceiling, not a grant
             for stmt in res["Properties"]["PolicyDocument"]["Statement"]:
                 actions = stmt.get("Action", [])

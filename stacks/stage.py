@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aws_cdk import Environment, Stage, Tags
 from aws_cdk import aws_iam as iam
 from constructs import Construct
@@ -65,3 +67,18 @@ class FlywheelStage(Stage):
                 iam.PermissionsBoundary.of(stack).apply(
                     boundary_from_name(stack, "PermissionsBoundary", env_name=environment.name)
                 )
+
+
+def stage_id(environment: EnvironmentConfig) -> str:
+    """``Flywheel-<env>``: the stage's construct id (and its stacks' name prefix)."""
+    return f"Flywheel-{environment.name}"
+
+
+def add_stages(
+    scope: Construct, environments: Iterable[EnvironmentConfig], teams: tuple[TeamConfig, ...]
+) -> dict[str, FlywheelStage]:
+    """One :class:`FlywheelStage` per environment (with every team) in ``scope``, by environment name.
+
+    The one way a stage is built: ``app.py``, the security report and the test fixtures all call this.
+    """
+    return {env.name: FlywheelStage(scope, stage_id(env), environment=env, teams=tuple(teams)) for env in environments}

@@ -11,7 +11,7 @@ from aws_cdk.assertions import Template
 from config.loader import load_config
 from config.models import EnvironmentConfig
 from stacks import cdk_json_context
-from stacks.stage import FlywheelStage
+from stacks.stage import FlywheelStage, add_stages
 
 
 @dataclass
@@ -39,9 +39,9 @@ def synthesize_all() -> tuple[App, dict[str, SynthesizedStage]]:
     config = load_config()
     app = App(context=cdk_json_context())
     out = {}
-    for env in config.environments:
-        stage = FlywheelStage(app, f"Flywheel-{env.name}", environment=env, teams=config.teams)
-        out[env.name] = SynthesizedStage(
+    for name, stage in add_stages(app, config.environments, config.teams).items():
+        env = stage.environment
+        out[name] = SynthesizedStage(
             environment=env,
             stage=stage,
             security=Template.from_stack(stage.security),

@@ -68,7 +68,14 @@ from pipelines.sdk_offline import (  # OfflineBuildError, object_name: re-export
     uri_sentinel,
 )
 
-__all__ = ["OfflineBuildError", "TabularPipelineInputs", "build_pipeline_definition", "inputs_for_team", "object_name"]
+__all__ = [
+    "OfflineBuildError",
+    "TabularPipelineInputs",
+    "build_pipeline_definition",
+    "inputs_for_settings",
+    "inputs_for_team",
+    "object_name",
+]
 
 Objective = Literal["binary", "multiclass", "regression"]
 OBJECTIVES: Final[tuple[str, ...]] = ("binary", "multiclass", "regression")
@@ -259,7 +266,41 @@ def inputs_for_team(
     contract_uri: str,
     model_package_group_name: str,
 ) -> TabularPipelineInputs:
-    """The definition inputs for a team (a ``config.models.TeamConfig``), given account-specific values.
+    """:func:`inputs_for_settings` for a ``config.models.TeamConfig`` (which carries the same fields)."""
+    return inputs_for_settings(
+        team.name,
+        team,
+        pipeline_name=pipeline_name,
+        region=region,
+        role_arn=role_arn,
+        kms_key_arn=kms_key_arn,
+        subnet_ids=subnet_ids,
+        security_group_ids=security_group_ids,
+        buckets=buckets,
+        source_uri=source_uri,
+        contract_uri=contract_uri,
+        model_package_group_name=model_package_group_name,
+    )
+
+
+def inputs_for_settings(
+    team_name: str,
+    settings: Any,
+    *,
+    pipeline_name: str,
+    region: str,
+    role_arn: str,
+    kms_key_arn: str,
+    subnet_ids: Sequence[str],
+    security_group_ids: Sequence[str],
+    buckets: Mapping[str, str],
+    source_uri: str,
+    contract_uri: str,
+    model_package_group_name: str,
+) -> TabularPipelineInputs:
+    """The definition inputs for a team's ``tabular`` settings (``contract``, ``metric_gate``,
+    ``instances``, ``higher_is_better``: a ``pipelines.tabular.template.TabularSettings``), given
+    account-specific values.
 
     The CDK construct (with tokens) and the local runtime (with embedded-AWS names) both call this, so
     everything taken from the team's config is mapped in exactly one place.
@@ -278,15 +319,15 @@ def inputs_for_team(
         source_uri=source_uri,
         contract_uri=contract_uri,
         model_package_group_name=model_package_group_name,
-        objective=team.contract.objective,
-        gate_metric=team.metric_gate.metric,
-        gate_threshold=team.metric_gate.threshold,
-        higher_is_better=team.higher_is_better,
-        processing_instance_type=team.instances.processing,
-        training_instance_type=team.instances.training,
-        evaluation_instance_type=team.instances.processing,
-        preprocess_instance_count=team.instances.processing_count,
-        pii_key_prefix=pii_key_prefix(team.name),  # the team's own prefix: only its jobs can read the key
+        objective=settings.contract.objective,
+        gate_metric=settings.metric_gate.metric,
+        gate_threshold=settings.metric_gate.threshold,
+        higher_is_better=settings.higher_is_better,
+        processing_instance_type=settings.instances.processing,
+        training_instance_type=settings.instances.training,
+        evaluation_instance_type=settings.instances.processing,
+        preprocess_instance_count=settings.instances.processing_count,
+        pii_key_prefix=pii_key_prefix(team_name),  # the team's own prefix: only its jobs can read the key
     )
 
 

@@ -10,7 +10,6 @@ the instance settings the definition uses (``instances.processing``, ``processin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -87,10 +86,11 @@ class TabularSettings(BaseModel):
         return METRICS[self.contract.objective][self.metric_gate.metric]
 
 
-def definition_inputs(team: Any, values: DeploymentValues) -> d.TabularPipelineInputs:
-    """The definition inputs of ``team`` (a ``config.models.TeamConfig``) for ``values``."""
-    return d.inputs_for_team(
-        team,
+def definition_inputs(team_name: str, settings: TabularSettings, values: DeploymentValues) -> d.TabularPipelineInputs:
+    """The definition inputs of team ``team_name`` with ``settings`` for ``values``."""
+    return d.inputs_for_settings(
+        team_name,
+        settings,
         pipeline_name=values.pipeline_name,
         region=values.region,
         role_arn=values.role_arn,
@@ -104,9 +104,14 @@ def definition_inputs(team: Any, values: DeploymentValues) -> d.TabularPipelineI
     )
 
 
-def team_files(team: Any) -> tuple[TeamFile, ...]:
+def team_files(settings: TabularSettings) -> tuple[TeamFile, ...]:
     """The team's data contract as ``contract.json`` (the step scripts read it)."""
-    return (TeamFile("contract", d.CONTRACT_FILE_NAME, team.contract.to_json().encode(), "DataContract"),)
+    return (TeamFile("contract", d.CONTRACT_FILE_NAME, settings.contract.to_json().encode(), "DataContract"),)
+
+
+def describe(team_name: str, settings: TabularSettings) -> str:
+    """The pipeline's description."""
+    return f"{team_name}: tabular training pipeline ({settings.contract.objective})"
 
 
 TEMPLATE = PipelineTemplate(
@@ -117,7 +122,7 @@ TEMPLATE = PipelineTemplate(
     definition_inputs=definition_inputs,
     build_definition=d.build_pipeline_definition,
     team_files=team_files,
-    describe=lambda team: f"{team.name}: tabular training pipeline ({team.contract.objective})",
+    describe=describe,
     access=ExecutionAccess(
         reads_team_raw=True,
         writes_quarantine=True,

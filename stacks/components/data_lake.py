@@ -10,13 +10,14 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+import naming
+from naming import Names
 from stacks.components.keys import purpose_key
 from stacks.components.secure_bucket import SecureBucket
 
-#: Prefix, in the raw zone, where batches that fail their data contract are copied (never deleted).
-#: Quarantined data may hold PII, so it stays in the raw bucket (raw-zone access controls, trail data
-#: events), encrypted with the writing team's job key.
-QUARANTINE_PREFIX = "quarantine/"
+# Batches that fail their data contract are copied (never deleted) to ``naming.quarantine_prefix``
+# in the raw zone: quarantined data may hold PII, so it stays in the raw bucket (raw-zone access
+# controls, trail data events), encrypted with the writing team's job key.
 
 
 @dataclass(frozen=True)
@@ -31,27 +32,39 @@ class Zone:
     object_lock: bool = False
 
 
-ZONES: tuple[Zone, ...] = (
-    Zone("raw", "Raw", "landed source data, may hold PII; quarantine/ prefix", transition_after_days=30),
-    Zone("curated", "Curated", "validated, pseudonymized data"),
-    Zone("features", "Features", "train/validation/test splits"),
-    Zone(
-        "artifacts",
-        "Artifacts",
-        "model artifacts and baselines (object lock)",
-        noncurrent_days=365,
-        object_lock=True,
-    ),
-    Zone("capture", "Capture", "endpoint inference capture", transition_after_days=30),
-    Zone("reports", "Reports", "evaluation reports, validation status, drift reports"),
-)
+# Metadata per zone; the zone names (and their order) are naming.ZONES.
+_ZONE_METADATA: dict[str, Zone] = {
+    zone.name: zone
+    for zone in (
+        Zone(
+            "raw",
+            "Raw",
+            f"landed source data, may hold PII; {naming.QUARANTINE}/ prefix",
+            transition_after_days=30,
+        ),
+        Zone("curated", "Curated", "validated, pseudonymized data"),
+        Zone("features", "Features", "train/validation/test splits"),
+        Zone(
+            "artifacts",
+            "Artifacts",
+            "model artifacts and baselines (object lock)",
+            noncurrent_days=365,
+            object_lock=True,
+        ),
+        Zone("capture", "Capture", "endpoint inference capture", transition_after_days=30),
+        Zone("reports", "Reports", "evaluation reports, validation status, drift reports"),
+    )
+}
+if tuple(_ZONE_METADATA) != naming.ZONES:
+    raise RuntimeError(f"data_lake zone metadata {tuple(_ZONE_METADATA)} does not match naming.ZONES")
+ZONES: tuple[Zone, ...] = tuple(_ZONE_METADATA[name] for name in naming.ZONES)
 
 
 def bucket_export_name(env_name: str, zone: str) -> str:
     """Export name of a zone bucket's name. Team stacks import it so that IAM resources built from it
     read as ``arn:aws:s3:::flywheel-dev-raw-bucket/...`` to reviewers and cdk-nag (a stable, named
     reference instead of an opaque generated one)."""
-    return f"flywheel-{env_name}-{zone}-bucket"
+    return Names(env_name).bucket_export(zone)
 
 
 def imported_bucket_name(env_name: str, zone: str) -> str:
@@ -105,7 +118,7 @@ class DataLake(Construct):
                 f"{zone.construct_id}Database",
                 catalog_id=account,
                 database_input=glue.CfnDatabase.DatabaseInputProperty(
-                    name=f"flywheel_{env_name}_{zone.name}",
+                    name=Names(env_name).glue_database(zone.name),
                     description=f"Flywheel {zone.name} zone: {zone.holds}",
                     location_uri=f"s3://{bucket.bucket_name}/",
                 ),

@@ -6,6 +6,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from naming import Names
 from stacks.nag import acknowledge
 
 # SageMaker actions that start compute reading or writing data; each needs its encryption/VPC keys.
@@ -71,12 +72,10 @@ class Guardrails(Construct):
     escalation, audit tampering, key destruction and unencrypted/unisolated SageMaker compute.
     """
 
-    BOUNDARY_NAME_PREFIX = "flywheel-boundary-"
-
     def __init__(self, scope: Construct, construct_id: str, *, env_name: str) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        self.boundary_name = f"{self.BOUNDARY_NAME_PREFIX}{env_name}"
+        self.boundary_name = Names(env_name).boundary
         boundary_arn = f"arn:{stack.partition}:iam::{stack.account}:policy/{self.boundary_name}"
         self.boundary = iam.ManagedPolicy(
             self,
@@ -205,6 +204,4 @@ class Guardrails(Construct):
 
 def boundary_from_name(scope: Construct, construct_id: str, *, env_name: str) -> iam.IManagedPolicy:
     """Reference the boundary from another stack by its fixed name (no export, no lookup)."""
-    return iam.ManagedPolicy.from_managed_policy_name(
-        scope, construct_id, f"{Guardrails.BOUNDARY_NAME_PREFIX}{env_name}"
-    )
+    return iam.ManagedPolicy.from_managed_policy_name(scope, construct_id, Names(env_name).boundary)

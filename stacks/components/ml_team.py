@@ -1,0 +1,90 @@
+"""The unit a team gets in an environment: its job key, model registry and one pipeline per template.
+
+Later issues add the team's roles, Lambda wiring, endpoints and dashboards here. Props are keyword-only
+and narrower than the config objects (names, the templates with their validated settings, the keys,
+subnets and security group the team's jobs use); everything built is exposed as a typed attribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from naming import Names
+from pipelines.template import PipelineTemplate
+from stacks.components.keys import purpose_key
+from stacks.components.ml_pipeline import MlPipeline
+from stacks.components.model_registry import ModelRegistry
+
+
+@dataclass(frozen=True)
+class TeamPipeline:
+    """One of the team's templates and the team's settings for it (validated by its ``settings_model``)."""
+
+    template: PipelineTemplate
+    settings: Any
+
+
+class MlTeam(Construct):
+    """``job_key`` (kms.Key), ``registry`` (ModelRegistry), ``pipelines`` (template name → MlPipeline)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env_name: str,
+        team_name: str,
+        description: str,
+        pipelines: Sequence[TeamPipeline],
+        zone_keys: Mapping[str, kms.IKey],
+        subnets: Sequence[ec2.ISubnet],
+        security_group: ec2.ISecurityGroup,
+        removal_policy: RemovalPolicy,
+        buckets: Mapping[str, str] | None = None,
+    ) -> None:
+        """``buckets``: zone → bucket name (default: the environment's exported zone buckets)."""
+        super().__init__(scope, construct_id)
+        names = Names(env_name)
+        self.team_name = team_name
+        self.registry = ModelRegistry(
+            self,
+            "Registry",
+            group_name=names.model_package_group(team_name),
+            description=description or f"Models of team {team_name}",
+        )
+        # One key per team for its jobs' volumes and outputs (quarantined raw data included): teams never
+        # share the key that protects what their jobs write.
+        self.job_key: kms.Key = purpose_key(
+            self,
+            "JobKey",
+            purpose=f"{team_name} SageMaker job volumes and outputs",
+            removal_policy=removal_policy,
+        )
+        self.pipelines: dict[str, MlPipeline] = {}
+        for item in pipelines:
+            name = item.template.name
+            if name in self.pipelines:
+                raise ValueError(f"team {team_name!r}: pipeline template {name!r} listed twice")
+            pipeline = MlPipeline(
+                self,
+                f"{name.title().replace('-', '').replace('_', '')}Pipeline",
+                env_name=env_name,
+                team_name=team_name,
+                template=item.template,
+                settings=item.settings,
+                zone_keys=dict(zone_keys),
+                job_key=self.job_key,
+                subnets=list(subnets),
+                security_group=security_group,
+                model_package_group_name=self.registry.group_name,
+                buckets=buckets,
+            )
+            pipeline.pipeline.node.add_dependency(self.registry.model_package_group)
+            self.pipelines[name] = pipeline
