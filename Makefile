@@ -10,6 +10,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CDK := ./node_modules/.bin/cdk
 ENV ?= dev
+# What mypy checks (pyproject: strict on lambdas.*).
+TYPED := stacks lambdas pipelines flywheel config naming
 export UV_COMPILE_BYTECODE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
@@ -39,9 +41,7 @@ demo: $(VENV)/.installed ## the main job: the whole ML loop offline on an embedd
 security-report: $(VENV)/.installed ## synthesize every environment in-process; nag + policy-rule summary
 	$(PY) -m flywheel security-report
 
-test: $(VENV)/.installed ## the test suite (offline, sockets blocked); lint first
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+test: lint $(VENV)/.installed ## the gate: lint (ruff, mypy, layer contract), then the tests (offline, sockets blocked)
 	CDK_VALIDATION=false $(VENV)/bin/pytest -n 2 -m "not slow" -q
 
 test-slow: $(VENV)/.installed ## the slow/large tests (marker `slow`; none is slow enough today)
@@ -50,17 +50,18 @@ test-slow: $(VENV)/.installed ## the slow/large tests (marker `slow`; none is sl
 synth: install ## synthesize every environment into cdk.out (validating synth, cdk-nag on)
 	$(CDK) synth -c env=all --quiet
 
-lint: $(VENV)/.installed ## ruff lint + format check + mypy
+lint: $(VENV)/.installed ## ruff lint + format check, mypy (strict on lambdas/), the layer contract (lint-imports)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy stacks lambdas pipelines flywheel config
+	$(VENV)/bin/mypy $(TYPED)
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 format: $(VENV)/.installed ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
 typecheck: $(VENV)/.installed ## mypy
-	$(VENV)/bin/mypy stacks lambdas pipelines flywheel config
+	$(VENV)/bin/mypy $(TYPED)
 
 bench: $(VENV)/.installed ## benchmarks (ratios against baselines measured in the same run)
 	$(PY) -m bench
