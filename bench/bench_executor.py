@@ -21,7 +21,6 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,11 +102,7 @@ def executor(csv: Path, work: Path) -> tuple[float, dict[str, float], str, dict[
             pipeline_name=res.pipeline_name,
         )
         total = time.perf_counter() - started
-    steps = {
-        s.name: (datetime.fromisoformat(s.end_time) - datetime.fromisoformat(s.start_time)).total_seconds()
-        for s in record.steps
-        if s.end_time
-    }
+    steps = {s.name: seconds for s in record.steps if (seconds := s.duration_s) is not None}
     timings = {s.name: s.metadata["LocalTimings"] for s in record.steps if "LocalTimings" in s.metadata}
     return total, steps, record.status, timings
 

@@ -83,6 +83,8 @@ def build_artifact(rows: int, workdir: Path) -> tuple[Path, pd.DataFrame, dict[s
 
 def _latencies(fn: Callable[[int], object], n: int) -> dict[str, float]:
     """Call ``fn(i)`` ``n`` times after a warm-up; p50/p99/mean in milliseconds."""
+    from flywheel.serving import percentile
+
     for i in range(WARMUP):
         fn(i)
     times = []
@@ -92,8 +94,8 @@ def _latencies(fn: Callable[[int], object], n: int) -> dict[str, float]:
         times.append((time.perf_counter() - t) * 1000)
     times.sort()
     return {
-        "p50_ms": times[len(times) // 2],
-        "p99_ms": times[min(len(times) - 1, int(0.99 * len(times)))],
+        "p50_ms": percentile(times, 0.5),
+        "p99_ms": percentile(times, 0.99),
         "mean_ms": statistics.fmean(times),
     }
 

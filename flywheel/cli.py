@@ -58,19 +58,18 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 @contextlib.contextmanager
 def _expected_errors() -> Iterator[None]:
-    """Turn the runtime's expected errors into a message and exit code 1 (no stack trace)."""
+    """Turn expected errors into ``Error: <message>`` and exit code 1 (no stack trace): every
+    :class:`flywheel.errors.FlywheelError`, a rejected lifecycle event, invalid config, and a refused
+    embedded-AWS call (named by its operation and code only)."""
     from botocore.exceptions import ClientError
 
     from config.loader import ConfigError
-    from flywheel.embedded import EmbeddedAwsError
-    from flywheel.executor import ExecutorError
+    from flywheel.errors import FlywheelError
     from lambdas.lifecycle import LifecycleEventError
-    from flywheel.runtime import FlywheelError
-    from flywheel.serving import ModelLoadError
 
     try:
         yield
-    except (FlywheelError, EmbeddedAwsError, LifecycleEventError, ConfigError, ExecutorError, ModelLoadError) as exc:
+    except (FlywheelError, LifecycleEventError, ConfigError) as exc:
         raise _fail(str(exc)) from None
     except ClientError as exc:
         # The service's own message can carry ARNs and request details: name the call and the code only.
@@ -97,11 +96,11 @@ def _runtime(
     from config.loader import load_config
     from flywheel.embedded import EmbeddedAws
     from flywheel.runtime import AWS_SERVER, LocalRuntime, open_aws
-    from flywheel.state import StateStore
+    from flywheel.state import StateStore, pid_alive
 
     state = StateStore(state_dir)
     record = state.server(AWS_SERVER)
-    if serve_port is not None and not endpoint_url and not (record and _alive(record)):
+    if serve_port is not None and not endpoint_url and not (record and pid_alive(record.get("pid"))):
         aws = EmbeddedAws.serve(serve_port)
     else:
         aws = open_aws(state, endpoint_url)
@@ -109,14 +108,6 @@ def _runtime(
         yield LocalRuntime(aws, state, load_config(), on_update=on_update, keep_job_data=keep_job_data)
     finally:
         aws.close()
-
-
-def _alive(record: dict[str, Any]) -> bool:
-    try:
-        os.kill(int(record.get("pid", -1)), 0)
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 def _wait(duration: float | None) -> None:
@@ -141,7 +132,7 @@ class _Progress:
             if step.status != "Executing" and step.name not in self.done:
                 self.done.add(step.name)
                 mark = "[green]✓[/]" if step.status == "Succeeded" else "[red]✗[/]"
-                seconds = _seconds(step.start_time, step.end_time)
+                seconds = "-" if step.duration_s is None else f"{step.duration_s:.1f} s"
                 detail = ""
                 if step.type == "Condition":
                     detail = f" → {step.metadata.get('Condition', {}).get('Outcome')}"
@@ -151,14 +142,6 @@ class _Progress:
                 console.print(f"  {mark} {step.name} [dim]({step.type}, {seconds})[/]{detail}")
                 if step.status != "Succeeded" and step.failure_reason:
                     console.print(f"    [red]{step.failure_reason}[/]")
-
-
-def _seconds(start: str | None, end: str | None) -> str:
-    from datetime import datetime
-
-    if not start or not end:
-        return "-"
-    return f"{(datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds():.1f} s"
 
 
 @contextlib.contextmanager
@@ -261,12 +244,12 @@ def up(
     from config.loader import load_config
     from flywheel.embedded import EmbeddedAws
     from flywheel.runtime import AWS_SERVER, LocalRuntime
-    from flywheel.state import StateStore
+    from flywheel.state import StateStore, pid_alive
 
     state = StateStore(state_dir)
     existing = state.server(AWS_SERVER)
     with _expected_errors():
-        if existing and _alive(existing) and existing.get("pid") != os.getpid():
+        if existing and pid_alive(existing.get("pid")) and existing.get("pid") != os.getpid():
             raise _fail(
                 f"an embedded AWS from this state dir already runs at {existing['url']} (pid {existing['pid']}); "
                 "stop it with Ctrl-C in its terminal, or use another --state-dir"
@@ -413,13 +396,13 @@ def invoke(
 ) -> None:
     """Send rows to a running endpoint and print the predictions."""
     from flywheel import serving
-    from flywheel.state import StateStore
+    from flywheel.state import StateStore, pid_alive
 
     state = StateStore(state_dir)
     if team is not None:
         with _expected_errors():
             from config.loader import load_config
-            from flywheel.runtime import UnknownTeamError
+            from flywheel.errors import UnknownTeamError
 
             known = [t.name for t in load_config().teams]
             if team not in known:
@@ -428,7 +411,7 @@ def invoke(
         if team is None:
             raise _fail("give --team (its running endpoint) or --url")
         record = state.server(f"endpoint-{team}")
-        if not record or not _alive(record):
+        if not record or not pid_alive(record.get("pid")):
             raise _fail(f"no endpoint of team {team} is running: start one with `flywheel serve --team {team}`")
         url = str(record["url"])
     if (data is None) == (sample is None):
@@ -483,7 +466,7 @@ def status(
     for t in data["teams"]:
         teams.add_row(t["team"], t["objective"], t["gate"], t["pipeline"], t["group"])
     console.print(teams)
-    executions = _table("execution", "pipeline", "status", "started", "steps", title="Executions")
+    executions = _table("execution", "pipeline", "status", "started", "gate", "steps", title="Executions")
     for record in data["executions"][-limit:]:
         steps = " ".join(f"{_MARKS.get(s['StepStatus'], '…')}{s['StepName']}" for s in record.get("Steps", []))
         if record.get("FailureReason"):
@@ -493,6 +476,7 @@ def status(
             record.get("PipelineName", ""),
             record.get("PipelineExecutionStatus", ""),
             str(record.get("StartTime", ""))[:19],
+            f"{gate['metric']} {gate['operator']} {gate['threshold']}" if (gate := record.get("Gate")) else "",
             steps,
         )
     console.print(executions if data["executions"] else "No executions yet: try `flywheel demo`.")
@@ -529,10 +513,13 @@ def demo(
     """
     started = time.perf_counter()
     progress = _Progress()
+    from flywheel.demo import run_demo
+
     with _expected_errors(), _runtime(state_dir, endpoint_url, serve_port=port, on_update=progress) as rt:
         console.print(f"[bold]Flywheel demo[/]: embedded AWS at {rt.aws.endpoint_url or 'in-process'}")
         with _spinner(progress, "Working…"):
-            result = rt.demo(
+            result = run_demo(
+                rt,
                 team=team,
                 rows=rows,
                 seed=seed,

@@ -33,7 +33,7 @@ import logging
 import secrets
 import socket
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -41,20 +41,23 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+import naming
+from flywheel.errors import LOCALHOST, EmbeddedAwsError, PortInUseError
+from naming import ZONES, Names
+
 if TYPE_CHECKING:
-    from config.models import FlywheelConfig, TeamConfig
+    from config.models import TeamConfig
     from pipelines.tabular.definition import TabularPipelineInputs
 
 ENV_NAME: Final = "local"
+#: The physical names of the local environment (the same module names the deployed resources).
+NAMES: Final = Names(ENV_NAME)
 REGION: Final = "eu-west-1"
 #: moto's default account id: ARNs of the embedded resources carry it.
 ACCOUNT: Final = "123456789012"
-LOCALHOST: Final = "127.0.0.1"
-#: The data-lake zones (same names as ``stacks.components.data_lake.ZONES``).
-ZONES: Final[tuple[str, ...]] = ("raw", "curated", "features", "artifacts", "capture", "reports")
 TEMPLATE: Final = "tabular"
-PII_KEY_NAME: Final = "pii-hmac.key"
-INCOMING: Final = "incoming"
+#: The KMS key of the jobs' volumes and outputs (alias ``alias/flywheel-local-ml``).
+ML_KEY_PURPOSE: Final = "ml"
 #: Stand-ins for the VPC the stack creates: the definition requires them; nothing local uses them.
 LOCAL_SUBNETS: Final[tuple[str, ...]] = ("subnet-0f1a0c0a1000000a1",)
 LOCAL_SECURITY_GROUPS: Final[tuple[str, ...]] = ("sg-0f1a0c0a1000000a1",)
@@ -63,66 +66,6 @@ _SAGEMAKER_TRUST: Final = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
-
-
-class EmbeddedAwsError(RuntimeError):
-    """The embedded AWS could not be started or reached; the message names the fix."""
-
-
-class PortInUseError(EmbeddedAwsError):
-    """The requested port is taken."""
-
-    def __init__(self, port: int, what: str = "the embedded AWS") -> None:
-        super().__init__(
-            f"port {port} on {LOCALHOST} is already in use, so {what} cannot listen on it: stop the process "
-            f"using it or choose another port (e.g. --port 0 for a free one)"
-        )
-        self.port = port
-
-
-# Names ------------------------------------------------------------------------------------------------
-
-
-def bucket_name(zone: str) -> str:
-    """The local bucket of a data-lake zone: ``flywheel-local-<zone>``."""
-    if zone not in ZONES:
-        raise ValueError(f"unknown zone {zone!r}; zones: {', '.join(ZONES)}")
-    return f"flywheel-{ENV_NAME}-{zone}"
-
-
-def key_alias(purpose: str) -> str:
-    """KMS alias of the key of a zone (or ``ml`` for the jobs' volume/output key)."""
-    return f"alias/flywheel-{ENV_NAME}-{purpose}"
-
-
-def pipeline_name(team: str, template: str = TEMPLATE) -> str:
-    """``flywheel-local-<team>-<template>``, as ``stacks.components.ml_pipeline.pipeline_name``."""
-    return f"flywheel-{ENV_NAME}-{team}-{template}"
-
-
-def group_name(team: str) -> str:
-    """The team's model package group, ``flywheel-local-<team>`` (as the team stack names it)."""
-    return f"flywheel-{ENV_NAME}-{team}"
-
-
-def role_name(team: str) -> str:
-    """The team's pipeline execution role."""
-    return f"flywheel-{ENV_NAME}-{team}-execution"
-
-
-def incoming_prefix(team: str) -> str:
-    """Where a team's raw batches land in the raw bucket: ``<team>/incoming/``."""
-    return f"{team}/{INCOMING}/"
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> ``(bucket, key)``; ValueError for anything else."""
-    if not isinstance(uri, str) or not uri.startswith("s3://"):
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket:
-        raise ValueError(f"no bucket in {uri!r}")
-    return bucket, key
 
 
 # The embedded AWS -----------------------------------------------------------------------------------
@@ -323,7 +266,7 @@ class TeamResources:
     @property
     def incoming_prefix(self) -> str:
         """``<team>/incoming/``: where raw batches land."""
-        return incoming_prefix(self.team)
+        return naming.incoming_prefix(self.team)
 
 
 def _error_code(exc: ClientError) -> str:
@@ -332,7 +275,7 @@ def _error_code(exc: ClientError) -> str:
 
 def _ensure_key(aws: EmbeddedAws, purpose: str) -> str:
     kms = aws.client("kms")
-    alias = key_alias(purpose)
+    alias = NAMES.key_alias(purpose)
     for page in kms.get_paginator("list_aliases").paginate():
         for entry in page["Aliases"]:
             if entry["AliasName"] == alias and entry.get("TargetKeyId"):
@@ -376,10 +319,10 @@ def _ensure_bucket(aws: EmbeddedAws, name: str, key_arn: str) -> None:
 def provision_platform(aws: EmbeddedAws) -> PlatformResources:
     """Create (or find) the zone keys and buckets and the jobs' KMS key."""
     keys = {zone: _ensure_key(aws, zone) for zone in ZONES}
-    buckets = {zone: bucket_name(zone) for zone in ZONES}
+    buckets = {zone: NAMES.bucket(zone) for zone in ZONES}
     for zone in ZONES:
         _ensure_bucket(aws, buckets[zone], keys[zone])
-    return PlatformResources(buckets=buckets, keys=keys, ml_key_arn=_ensure_key(aws, "ml"))
+    return PlatformResources(buckets=buckets, keys=keys, ml_key_arn=_ensure_key(aws, ML_KEY_PURPOSE))
 
 
 def object_exists(aws: EmbeddedAws, bucket: str, key: str) -> bool:
@@ -404,7 +347,7 @@ def put_object(aws: EmbeddedAws, bucket: str, key: str, body: bytes, key_arn: st
 
 def _ensure_role(aws: EmbeddedAws, team: str) -> str:
     iam = aws.client("iam")
-    name = role_name(team)
+    name = NAMES.execution_role(team)
     try:
         return str(iam.get_role(RoleName=name)["Role"]["Arn"])
     except ClientError as exc:
@@ -413,14 +356,14 @@ def _ensure_role(aws: EmbeddedAws, team: str) -> str:
     role = iam.create_role(
         RoleName=name,
         AssumeRolePolicyDocument=json.dumps(_SAGEMAKER_TRUST),
-        Description=f"SageMaker execution role of pipeline {pipeline_name(team)} (local)",
+        Description=f"SageMaker execution role of pipeline {NAMES.pipeline(team, TEMPLATE)} (local)",
     )
     return str(role["Role"]["Arn"])
 
 
 def _ensure_group(aws: EmbeddedAws, team: TeamConfig) -> None:
     sm = aws.client("sagemaker")
-    name = group_name(team.name)
+    name = NAMES.model_package_group(team.name)
     try:
         sm.describe_model_package_group(ModelPackageGroupName=name)
         return
@@ -447,7 +390,7 @@ def definition_inputs(
 
     return inputs_for_team(
         team,
-        pipeline_name=pipeline_name(team.name),
+        pipeline_name=NAMES.pipeline(team.name, TEMPLATE),
         region=region,
         role_arn=role_arn,
         kms_key_arn=platform.ml_key_arn,
@@ -456,7 +399,7 @@ def definition_inputs(
         buckets=platform.buckets,
         source_uri=source_uri,
         contract_uri=contract_uri,
-        model_package_group_name=group_name(team.name),
+        model_package_group_name=NAMES.model_package_group(team.name),
     )
 
 
@@ -473,7 +416,7 @@ def _upload_code(aws: EmbeddedAws, platform: PlatformResources, team: TeamConfig
     for key, body in ((code_key, code), (contract_key, contract)):
         if not object_exists(aws, bucket, key):
             put_object(aws, bucket, key, body, key_arn)
-    return f"s3://{bucket}/{code_key}", f"s3://{bucket}/{contract_key}"
+    return naming.s3_uri(bucket, code_key), naming.s3_uri(bucket, contract_key)
 
 
 def new_pii_key() -> bytes:
@@ -482,11 +425,11 @@ def new_pii_key() -> bytes:
 
 
 def _ensure_pii_key(aws: EmbeddedAws, platform: PlatformResources, team: str, pii_key: bytes | None) -> str:
-    bucket, key = platform.buckets["raw"], f"{team}/_keys/{PII_KEY_NAME}"
+    bucket, key = platform.buckets["raw"], naming.pii_key_object(team)
     if not object_exists(aws, bucket, key):
         # The caller's key (kept by the runtime so tokens stay stable across runs) or a random one.
         put_object(aws, bucket, key, pii_key or new_pii_key(), platform.keys["raw"])
-    return f"s3://{bucket}/{key}"
+    return naming.s3_uri(bucket, key)
 
 
 def _ensure_pipeline(aws: EmbeddedAws, name: str, definition: str, role_arn: str, description: str) -> str:
@@ -550,13 +493,6 @@ def provision_team(
         inputs=inputs,
         platform=platform,
     )
-
-
-def provision(aws: EmbeddedAws, config: FlywheelConfig, teams: Iterable[str] | None = None) -> dict[str, TeamResources]:
-    """Provision the platform and the named teams (all teams by default)."""
-    names = list(teams) if teams is not None else [t.name for t in config.teams]
-    platform = provision_platform(aws)
-    return {name: provision_team(aws, config.team(name), platform) for name in names}
 
 
 @contextlib.contextmanager

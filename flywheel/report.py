@@ -1,6 +1,7 @@
 """The HTML report of one pipeline run: a single self-contained file (inline CSS, plots as base64 PNG).
 
-The CLI fills a :class:`RunReport` dict and calls :func:`write_report`. Every key but ``team``,
+:func:`run_report` shapes the :class:`RunReport` dict of a local run (its outcome, the deployment and
+the serving figures); :func:`write_report` renders it. Every key but ``team``,
 ``execution_id`` and ``status`` is optional; a section without data says so instead of disappearing,
 so a reader can tell "not run" from "forgot to report". Everything that comes from data is
 HTML-escaped; the file references nothing outside itself (no scripts, fonts, styles or images).
@@ -19,7 +20,7 @@ Schema (``run``)::
     evaluation       dict            the content of evaluate.py's evaluation.json
     evaluation_dir   str | Path      alternative: evaluation.json (+ plots/*.png) is read from here
     plots            list[str | Path]     PNG files (default: <evaluation_dir>/plots/<evaluation["plots"]>)
-    gate_threshold   float           the team's metric gate (the pipeline's condition threshold)
+    gate_threshold   float           the metric gate the run used (its GateThreshold parameter)
     gate_passed      bool            the condition step's outcome if known (else computed from the threshold)
     lineage          Lineage         data -> execution -> model package -> endpoint
     serving          ServingFigures  p50_ms, p99_ms, rows_per_s, ... (any extra key is shown too)
@@ -39,7 +40,11 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Required, TypedDict
+from typing import TYPE_CHECKING, Any, Required, TypedDict
+
+if TYPE_CHECKING:
+    from flywheel.outcome import RunOutcome
+    from flywheel.templates import RunReading
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DASH = "\u2013"  # shown for a value that is absent
@@ -535,3 +540,100 @@ def write_report(path: Path, *, run: RunReport | Mapping[str, Any]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+# --- a local run's report ------------------------------------------------------------------------------
+
+
+def run_report(
+    outcome: RunOutcome,
+    reading: RunReading,
+    *,
+    objective: str,
+    default_gate_threshold: float,
+    deployment: Mapping[str, Any] | None = None,
+    serving: Mapping[str, Any] | None = None,
+    endpoint_name: str = "",
+    evaluation_dir: Path | None = None,
+) -> RunReport:
+    """The report of one run: its steps, the parameters it used, its lineage, contract and serving figures.
+
+    The gate threshold is the one the run used (its recorded parameters); ``default_gate_threshold``
+    (the team's configured gate) only for a run that recorded none. ``endpoint_name`` is shown when the
+    run's model was served (``serving``).
+    """
+    record = outcome.execution
+    steps: list[StepRecord] = [
+        {
+            "name": s.name,
+            "status": s.status,
+            "type": s.type,
+            "duration_s": s.duration_s,
+            "message": s.failure_reason or "; ".join((s.metadata.get("Condition") or {}).get("Evaluations", [])) or "",
+        }
+        for s in record.steps
+    ]
+    deployment = deployment or {}
+    package = outcome.package or {}
+    lineage = {
+        "data_uri": outcome.raw_uri,
+        "execution_arn": record.execution_arn,
+        "model_data_uri": ((package.get("InferenceSpecification") or {}).get("Containers") or [{}])[0].get(
+            "ModelDataUrl", ""
+        ),
+        "model_package_arn": package.get("ModelPackageArn", ""),
+        "model_package_version": package.get("ModelPackageVersion"),
+        "approval_status": (
+            "Approved"
+            if deployment.get("ModelPackageArn") == package.get("ModelPackageArn") and package
+            else package.get("ModelApprovalStatus", "")
+        ),
+        "endpoint_name": endpoint_name if serving else "",
+        "endpoint_url": (serving or {}).get("endpoint_url", ""),
+    }
+    threshold = reading.gate_threshold(record.parameters)
+    run: RunReport = {
+        "team": outcome.team,
+        "objective": objective,
+        "pipeline": record.pipeline_name,
+        "execution_id": record.execution_arn,
+        "status": record.status,
+        "started_at": record.start_time,
+        "finished_at": record.end_time or "",
+        "steps": steps,
+        "gate_threshold": default_gate_threshold if threshold is None else threshold,
+        "lineage": {k: v for k, v in lineage.items() if v not in (None, "")},  # type: ignore[typeddict-item]
+        "artifacts": {
+            "raw batch": outcome.raw_uri,
+            **{f"{k} output": v for s in record.steps for k, v in (s.metadata.get("Outputs") or {}).items()},
+            "job logs": str(Path(record.work_dir)),
+        },
+    }
+    gate = record.step(reading.quality_gate_step)
+    if gate is not None and gate.metadata.get("Condition"):
+        run["gate_passed"] = gate.metadata["Condition"]["Outcome"] == "True"
+    if evaluation_dir is not None:
+        run["evaluation_dir"] = evaluation_dir
+    validation = outcome.validation
+    if validation is not None:
+        contract: ContractResult = {
+            "passed": bool(validation.get("passed")),
+            "summary": str(validation.get("summary", "")),
+            "rows": int(validation.get("rows", 0) or 0),
+            "failures": list(validation.get("failures", [])),
+            "quarantined_files": list(validation.get("quarantined_files", [])),
+        }
+        if outcome.quarantine_uri:
+            contract["quarantine_uri"] = outcome.quarantine_uri
+        run["contract"] = contract
+    if serving:
+        run["serving"] = ServingFigures(
+            p50_ms=serving["p50_ms"],
+            p99_ms=serving["p99_ms"],
+            rows_per_s=serving["rows_per_s"],
+            requests=serving["requests"],
+            batch_rows=serving["batch_rows"],
+        )
+    if record.failure_reason:
+        run["extra_sections"] = [{"title": "Failure", "rows": [("reason", record.failure_reason)]}]
+    return run

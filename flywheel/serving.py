@@ -49,6 +49,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -59,6 +60,7 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 from flywheel.capture import CaptureSink, capture_record, check_name
+from flywheel.errors import ModelLoadError, PortInUseError
 
 LOG = logging.getLogger("flywheel.serving")
 JSON = "application/json"
@@ -74,10 +76,6 @@ DEFAULT_ACCEPT_TYPES = (JSON, CSV)
 _IMPORT_LOCK = threading.Lock()
 
 
-class ModelLoadError(Exception):
-    """The artifact cannot be served (not a tar, no inference code, ``model_fn`` failed, ...)."""
-
-
 class InvocationError(Exception):
     """A request the model refuses, with the HTTP status a server answers with."""
 
@@ -85,10 +83,6 @@ class InvocationError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-class PortInUseError(OSError):
-    """The requested port is taken."""
 
 
 def _media_type(value: str | None) -> str:
@@ -178,7 +172,7 @@ class LoadedModel:
             if not callable(getattr(module, fn, None)):
                 raise ModelLoadError(f"{module.__file__} does not define {fn}()")
         self.content_types = tuple(getattr(module, "CONTENT_TYPES", DEFAULT_TYPES))
-        self.accept_types = tuple(getattr(module, "ACCEPT_TYPES", DEFAULT_ACCEPT_TYPES))
+        self.accept_types: tuple[str, ...] = tuple(getattr(module, "ACCEPT_TYPES", DEFAULT_ACCEPT_TYPES))
         try:
             self.model = module.model_fn(str(model_dir))
         except Exception as exc:
@@ -279,6 +273,21 @@ def load_model(
 # --- HTTP server -------------------------------------------------------------------------------------
 
 
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ascending ``ordered`` values, interpolated between the closest ranks.
+
+    ``percentile(v, 0.5)`` is the median; the same estimator as ``numpy.percentile``'s default.
+    """
+    if not ordered:
+        raise ValueError("percentile of no values")
+    if not 0 <= q <= 1:
+        raise ValueError(f"quantile must be within 0..1, got {q}")
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
 @dataclass
 class ServerStats:
     """Request counts by status and recent invocation latencies (for the report and the CLI)."""
@@ -303,10 +312,12 @@ class ServerStats:
             lat = sorted(self.latencies_ms)
             counts = dict(self.by_status)
 
-        def pct(q: float) -> float | None:
-            return lat[min(len(lat) - 1, round(q * (len(lat) - 1)))] if lat else None
-
-        return {"requests": sum(counts.values()), "by_status": counts, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}
+        return {
+            "requests": sum(counts.values()),
+            "by_status": counts,
+            "p50_ms": percentile(lat, 0.5) if lat else None,
+            "p99_ms": percentile(lat, 0.99) if lat else None,
+        }
 
 
 class _Server(ThreadingHTTPServer):
@@ -575,9 +586,7 @@ def serve(
         server = _Server((host, port), model, capture, endpoint_name, variant, max_payload_bytes, sampling_percentage)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise PortInUseError(
-                exc.errno, f"cannot serve on {host}:{port}: port {port} is already in use (pick another, or 0)"
-            ) from exc
+            raise PortInUseError(port, f"endpoint {endpoint_name}", host) from exc
         raise OSError(exc.errno, f"cannot serve on {host}:{port}: {exc.strerror}") from exc
     actual_port = int(server.server_address[1])
     thread = threading.Thread(

@@ -7,21 +7,24 @@ each team's deployment (the approved package the local endpoint serves) and runn
 Layout::
 
     <state>/executions/<execution-id>.json   one execution: status, parameters, steps
+    <state>/pending/<execution-id>.json      a started run no process has taken yet (team, parameters)
     <state>/events/<sha256>.json             idempotency claims of lifecycle events
     <state>/deployments/<team>.json          the team's deployed (approved) model package
     <state>/deployments/<team>/<version>/    the deployed model.tar.gz (copied at deploy time)
     <state>/servers/<name>.json              running local servers (embedded AWS, endpoints)
-    <state>/registry/<group>/<version>.json  snapshots of registered model packages (+ their S3 objects)
+    <state>/registry/<group>/<version>.json  snapshots of registered model packages (+ their S3 objects
+                                             and the execution that registered them)
     <state>/keys/<name>                      the teams' PII HMAC keys (mode 0600), stable across runs
     <state>/jobs/, data/, reports/           job folders and logs, generated data, HTML reports
 
 The embedded AWS lives as long as one process (or one ``flywheel up``); what must outlive it is kept
 here: the registry (snapshots replayed into a fresh embedded AWS with the same versions and approval
-statuses, see :mod:`flywheel.runtime`) and the teams' PII keys (so tokens stay stable across runs).
+statuses, see :mod:`flywheel.registry_mirror`) and the teams' PII keys (so tokens stay stable across runs).
 
 Every write goes to a temporary file in the same folder and is renamed over the target
 (``os.replace`` is atomic on POSIX and Windows), so a reader never sees half a file, and a crash leaves
-the previous version. Claims use ``O_CREAT | O_EXCL`` so two processes cannot both claim one event.
+the previous version. Claims use ``O_CREAT | O_EXCL`` so two processes cannot both claim one event;
+a pending run is taken by renaming it away, so two processes cannot both execute one run.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import json
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -87,6 +91,15 @@ def _create_once(path: Path, data: bytes) -> bool:
         os.unlink(tmp)
 
 
+def pid_alive(pid: Any) -> bool:
+    """Whether a process ``pid`` runs on this machine (servers record their pid)."""
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
 class StateStore:
     """JSON records of executions, event claims, deployments and servers under ``root``."""
 
@@ -109,6 +122,34 @@ class StateStore:
         records = [read_json(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
         found = [r for r in records if r and (pipeline_name is None or r.get("PipelineName") == pipeline_name)]
         return sorted(found, key=lambda r: (str(r.get("StartTime", "")), str(r.get("PipelineExecutionId"))))
+
+    # Pending runs ----------------------------------------------------------------------------------
+    # StartPipelineExecution and the run are separate calls (and may be separate processes, as the
+    # data-arrival Lambda and SageMaker are): the start records what the run needs, any process takes it.
+    def save_pending_run(self, execution_id: str, run: dict[str, Any]) -> None:
+        """Record a started run (``team``, ``parameters``, ...) for whichever process executes it."""
+        atomic_write_json(self.root / "pending" / f"{_check_name('execution id', execution_id)}.json", run)
+
+    def pending_run(self, execution_id: str) -> dict[str, Any] | None:
+        """A started run no process has taken yet, or None."""
+        return read_json(self.root / "pending" / f"{_check_name('execution id', execution_id)}.json")
+
+    def take_pending_run(self, execution_id: str) -> dict[str, Any] | None:
+        """Remove and return a pending run; None if there is none (never started, or already taken).
+
+        The file is renamed away first (atomic): of several processes taking one run, exactly one gets it.
+        """
+        path = self.root / "pending" / f"{_check_name('execution id', execution_id)}.json"
+        taken = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.taken")
+        try:
+            os.rename(path, taken)
+        except FileNotFoundError:
+            return None
+        try:
+            record: dict[str, Any] = json.loads(taken.read_text(encoding="utf-8"))
+            return record
+        finally:
+            os.unlink(taken)
 
     # Idempotency claims -----------------------------------------------------------------------------
     def claim(self, key: str, record: dict[str, Any]) -> bool:
@@ -177,6 +218,10 @@ class StateStore:
     def save_package(self, group: str, version: int, record: dict[str, Any]) -> None:
         """Snapshot one model package (DescribeModelPackage + local copies of its S3 objects)."""
         atomic_write_json(self.registry_dir(group) / f"{int(version):06d}.json", record)
+
+    def package(self, group: str, version: int) -> dict[str, Any] | None:
+        """One package snapshot (``package``, ``objects``, ``execution_arn``), or None."""
+        return read_json(self.registry_dir(group) / f"{int(version):06d}.json")
 
     def packages(self, group: str) -> list[dict[str, Any]]:
         """The group's package snapshots, by version."""

@@ -28,6 +28,7 @@ from flywheel.datasets.samples import LOADERS, load_diabetes, load_diagnostics, 
 __all__ = [
     "CONTRACTS",
     "FIXTURE_ROWS",
+    "LOADERS",
     "churn_frame",
     "contract_path",
     "iter_churn",
@@ -35,8 +36,10 @@ __all__ = [
     "load_diabetes",
     "load_diagnostics",
     "load_wine",
+    "sample",
     "write_churn_csv",
     "write_churn_shards",
+    "write_csv",
     "write_fixtures",
 ]
 

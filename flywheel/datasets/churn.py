@@ -189,13 +189,15 @@ def _zip_weights() -> np.ndarray:
     """A fixed, uneven population over 3-digit ZIP prefixes 010..999 (denser in a few metros)."""
     prefixes = np.arange(10, 1000)
     weights = 1.0 + 30.0 * np.isin(prefixes, (100, 112, 200, 606, 900, 941, 981, 21, 303, 770))
-    return weights / weights.sum()
+    normalised: np.ndarray = weights / weights.sum()
+    return normalised
 
 
 def _choose(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     """One categorical draw per row from row-specific probabilities."""
     cum = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
-    return (rng.random(len(probs))[:, None] > cum[:, :-1]).sum(axis=1)
+    chosen: np.ndarray = (rng.random(len(probs))[:, None] > cum[:, :-1]).sum(axis=1)
+    return chosen
 
 
 def iter_churn_tables(n_rows: int, seed: int = 0, chunk_rows: int = 100_000, start: int = 0) -> Iterator[pa.Table]:

@@ -5,7 +5,7 @@ definition JSON that the CDK deploys: Processing and Training jobs as local proc
 container contract, Condition and Fail steps, RegisterModel into the embedded registry.
 """
 
-from flywheel.executor.errors import (
+from flywheel.errors import (
     DefinitionError,
     ExecutorError,
     ParameterError,

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from flywheel.executor.errors import DefinitionError, ParameterError, ResolutionError
+from flywheel.errors import DefinitionError, ParameterError, ResolutionError
 
 PARAMETER_TYPES: Final[tuple[str, ...]] = ("String", "Integer", "Float", "Boolean")
 EXECUTION_VARIABLES: Final[tuple[str, ...]] = (

@@ -33,8 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from flywheel.executor.errors import StepFailed
-from flywheel.executor.s3io import S3Object, S3Transfers, link_or_copy
+from flywheel.errors import StepFailed
+from flywheel.executor.s3io import S3Object, S3Transfers, link_or_copy, split_uri
+from naming import S3_SCHEME
 
 OPT_ML: Final = "/opt/ml"
 # "/opt/ml" as a path of its own: not inside a longer path or word (e.g. /x/opt/ml, /opt/mlx).
@@ -466,7 +467,7 @@ def _run_training_job(runner: JobRunner, job_name: str, request: dict[str, Any],
 
     code_dir = ml / "code"
     submit = str(decoded.get("sagemaker_submit_directory") or "")
-    if submit.startswith("s3://"):
+    if submit.startswith(S3_SCHEME):
         objects = runner.transfers.list_prefix(submit)
         if not objects:
             raise StepFailed(f"ClientError: sagemaker_submit_directory {submit} does not exist")
@@ -542,14 +543,14 @@ def _run_training_job(runner: JobRunner, job_name: str, request: dict[str, Any],
     else:
         archive = root / "model.tar.gz"
         _tar_dir(ml / "model", archive)
-        bucket, _, key = f"{prefix}/model.tar.gz"[5:].partition("/")
+        bucket, key = split_uri(f"{prefix}/model.tar.gz")
         runner.transfers.upload_file(archive, bucket, key, kms_key)
         model_uri = f"{prefix}/model.tar.gz"
     data_dir = ml / "output" / "data"
     if any(p.is_file() for p in data_dir.rglob("*")):
         archive = root / "output.tar.gz"
         _tar_dir(data_dir, archive)
-        bucket, _, key = f"{prefix}/output.tar.gz"[5:].partition("/")
+        bucket, key = split_uri(f"{prefix}/output.tar.gz")
         runner.transfers.upload_file(archive, bucket, key, kms_key)
     metrics = _metrics(algorithm.get("MetricDefinitions") or [], inst.log)
     timings["upload_s"] = time.perf_counter() - clock

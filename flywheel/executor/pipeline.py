@@ -19,14 +19,14 @@ import re
 import sys
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from flywheel.executor.errors import DefinitionError, ResolutionError, StepFailed, UnsupportedStepError
+from flywheel.errors import DefinitionError, ResolutionError, StepFailed, UnsupportedStepError
 from flywheel.executor.expressions import (
     Scope,
     evaluate_condition,
@@ -66,6 +66,16 @@ class Clients(Protocol):
         ...
 
 
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    """Seconds between two ISO-8601 timestamps; None if either is missing or malformed."""
+    if not start or not end:
+        return None
+    try:
+        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    except ValueError:
+        return None
+
+
 @dataclass
 class StepRecord:
     """One step of an execution, shaped like ``ListPipelineExecutionSteps``."""
@@ -79,6 +89,11 @@ class StepRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     log_path: str | None = None
     log_tail: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end; None while it runs (or if a time is not ISO-8601)."""
+        return seconds_between(self.start_time, self.end_time)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for the state store."""
@@ -530,10 +545,3 @@ class PipelineExecutor:
                 "ApprovalStatus": described.get("ModelApprovalStatus"),
             }
         }
-
-
-def execution_summary(record: ExecutionRecord) -> dict[str, Any]:
-    """A compact dict of an execution (for logs and tests)."""
-    data = asdict(record)
-    data["steps"] = [(s.name, s.status) for s in record.steps]
-    return data

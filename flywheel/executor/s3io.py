@@ -11,15 +11,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from flywheel.executor.errors import StepFailed
+from flywheel.errors import StepFailed
+from naming import split_s3_uri
 
 
 def split_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> ``(bucket, key)``; StepFailed for anything else."""
-    if not isinstance(uri, str) or not uri.startswith("s3://") or not uri[5:].split("/", 1)[0]:
-        raise StepFailed(f"ClientError: {uri!r} is not an s3:// URI")
-    bucket, _, key = uri[5:].partition("/")
-    return bucket, key
+    """``s3://bucket/key`` -> ``(bucket, key)``; StepFailed (as the job would fail) for anything else."""
+    try:
+        return split_s3_uri(uri)
+    except ValueError:
+        raise StepFailed(f"ClientError: {uri!r} is not an s3:// URI") from None
 
 
 @dataclass(frozen=True)

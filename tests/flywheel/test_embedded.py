@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import naming
 from config.loader import load_config
 from config.models import FlywheelConfig
 from flywheel import embedded as emb
@@ -28,15 +29,21 @@ def embedded() -> Iterator[EmbeddedAws]:
         yield aws
 
 
+def provision(aws: EmbeddedAws, config: FlywheelConfig, teams: list[str]) -> dict[str, emb.TeamResources]:
+    """The platform and the named teams, as the runtime provisions them (without its state dir)."""
+    platform = emb.provision_platform(aws)
+    return {name: emb.provision_team(aws, config.team(name), platform) for name in teams}
+
+
 @pytest.fixture(scope="module")
 def churn(embedded: EmbeddedAws, flywheel_config: FlywheelConfig) -> emb.TeamResources:
-    return emb.provision(embedded, flywheel_config, ["churn"])["churn"]
+    return provision(embedded, flywheel_config, ["churn"])["churn"]
 
 
 def test_zones_have_their_own_keys_and_default_sse_kms(embedded: EmbeddedAws, churn: emb.TeamResources) -> None:
     s3 = embedded.client("s3")
     platform = churn.platform
-    assert set(platform.buckets) == set(emb.ZONES) and len(set(platform.keys.values())) == len(emb.ZONES)
+    assert set(platform.buckets) == set(naming.ZONES) and len(set(platform.keys.values())) == len(naming.ZONES)
     assert platform.ml_key_arn not in platform.keys.values()
     for zone, bucket in platform.buckets.items():
         assert bucket == f"flywheel-local-{zone}"
@@ -109,14 +116,14 @@ def test_code_contract_and_pii_key_are_uploaded(embedded: EmbeddedAws, churn: em
     s3 = embedded.client("s3")
 
     def body(uri: str) -> bytes:
-        bucket, key = emb.split_s3_uri(uri)
+        bucket, key = naming.split_s3_uri(uri)
         return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
     assert body(churn.source_uri) == sourcedir_bytes(TEMPLATES["tabular"])
     assert json.loads(body(churn.contract_uri))["target"] == "churned"
     key = body(churn.pii_key_uri)
     assert len(key) == 64 and key not in Path(emb.__file__).read_bytes()
-    bucket, object_key = emb.split_s3_uri(churn.pii_key_uri)
+    bucket, object_key = naming.split_s3_uri(churn.pii_key_uri)
     head = s3.head_object(Bucket=bucket, Key=object_key)
     assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == churn.platform.keys["raw"]
 
@@ -124,14 +131,14 @@ def test_code_contract_and_pii_key_are_uploaded(embedded: EmbeddedAws, churn: em
 def test_provisioning_twice_is_idempotent(
     embedded: EmbeddedAws, churn: emb.TeamResources, flywheel_config: FlywheelConfig
 ) -> None:
-    again = emb.provision(embedded, flywheel_config, ["churn", "diagnostics"])
+    again = provision(embedded, flywheel_config, ["churn", "diagnostics"])
     assert again["churn"].platform == churn.platform
     assert again["churn"].pii_key_uri == churn.pii_key_uri and again["churn"].definition == churn.definition
     s3 = embedded.client("s3")
-    bucket, key = emb.split_s3_uri(churn.pii_key_uri)
+    bucket, key = naming.split_s3_uri(churn.pii_key_uri)
     versions = s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]
     assert len(versions) == 1  # the key was not replaced
-    assert len(embedded.client("kms").list_keys()["Keys"]) == len(emb.ZONES) + 1
+    assert len(embedded.client("kms").list_keys()["Keys"]) == len(naming.ZONES) + 1
     other = s3.get_object(Bucket=bucket, Key="diagnostics/_keys/pii-hmac.key")["Body"].read()
     assert other != s3.get_object(Bucket=bucket, Key=key)["Body"].read()  # one key per team
 

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from flywheel import embedded as emb
-from flywheel.runtime import LocalRuntime, UnknownPackageError
+from flywheel.demo import measure
+from flywheel.errors import UnknownPackageError
+from flywheel.runtime import LocalRuntime
 from flywheel.state import StateStore
 
 ROWS = 2000
@@ -58,7 +60,7 @@ def test_land_trigger_run_register_approve_serve_report_and_retrain(tmp_path: Pa
         # The served model answers the sample rows of its own test split.
         server, _, capture = runtime.start_endpoint("churn")
         try:
-            figures = runtime.measure(server.url, Path(deployment["Samples"]), requests=5, batch_rows=4)
+            figures = measure(server.url, Path(deployment["Samples"]), requests=5, batch_rows=4)
         finally:
             server.stop()
         assert figures["errors"] == 0 and figures["requests"] == 5

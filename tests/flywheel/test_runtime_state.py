@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import naming
 from flywheel import embedded as emb
 from flywheel.state import StateStore, atomic_write_json, read_json
 
@@ -80,7 +81,7 @@ def test_the_runtime_keeps_pii_keys_stable_across_embedded_aws_lifetimes(tmp_pat
         with emb.in_process() as aws:
             runtime = LocalRuntime(aws, StateStore(tmp_path / "state"))
             res = runtime.provision(["churn"])["churn"]
-            bucket, key = emb.split_s3_uri(res.pii_key_uri)
+            bucket, key = naming.split_s3_uri(res.pii_key_uri)
             keys.append(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
     assert keys[0] == keys[1]
     assert (tmp_path / "state/keys/churn-pii-hmac.key").read_bytes() == keys[0]

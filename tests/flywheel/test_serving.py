@@ -334,7 +334,7 @@ def test_two_models_side_by_side_do_not_interfere(
 @pytest.mark.enable_socket
 @pytest.mark.network_local
 def test_port_in_use_is_a_clear_error(server: RunningServer, model: LoadedModel) -> None:
-    with pytest.raises(PortInUseError, match=f"port {server.port} is already in use"):
+    with pytest.raises(PortInUseError, match=f"port {server.port} on 127.0.0.1 is already in use"):
         serve(model, port=server.port)
     assert ping(server.url)
 

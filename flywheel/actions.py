@@ -1,0 +1,172 @@
+"""The local runtime's lifecycle actions: what the lifecycle handlers (``lambdas.lifecycle``) make happen.
+
+:class:`LocalActions` implements :class:`lambdas.lifecycle.LifecycleActions` on the embedded AWS and
+the state dir:
+
+* ``start_pipeline`` is ``StartPipelineExecution`` in the embedded AWS (for the ARN) plus a *pending
+  run* in the state store: the run itself is :meth:`flywheel.runtime.LocalRuntime.execute`, in this
+  process or any other on the same state dir;
+* ``deploy`` copies the approved package's ``model.tar.gz`` next to the state (so ``flywheel serve``
+  works without the embedded AWS), with sample rows from the test split of the run that registered it;
+* ``undeploy`` clears the team's deployment record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tarfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from botocore.exceptions import ClientError
+
+from flywheel.embedded import EmbeddedAws
+from flywheel.registry_mirror import RegistryMirror
+from flywheel.state import StateStore
+from flywheel.templates import RunReading
+from lambdas import lifecycle
+from naming import split_s3_uri
+
+#: Sample rows kept with a deployment (``flywheel invoke --sample``, the demo's measurements).
+SAMPLE_ROWS: Final = 200
+
+
+def now() -> str:
+    """The current time, ISO-8601 in UTC (as the executor stamps its records)."""
+    return datetime.now(UTC).isoformat()
+
+
+class LocalActions:
+    """:class:`lambdas.lifecycle.LifecycleActions` on the embedded AWS and the state dir."""
+
+    def __init__(self, aws: EmbeddedAws, state: StateStore, registry: RegistryMirror, reading: RunReading) -> None:
+        self.aws = aws
+        self.state = state
+        self.registry = registry
+        self.reading = reading
+        #: Team -> pipeline parameters that override the lifecycle's (``flywheel run --param``).
+        self.parameter_overrides: dict[str, dict[str, str]] = {}
+
+    def start_pipeline(self, target: lifecycle.TeamTarget, parameters: Mapping[str, str], client_token: str) -> str:
+        """``StartPipelineExecution`` in the embedded AWS, and the run recorded as pending in the state store."""
+        merged = {**parameters, **self.parameter_overrides.get(target.team, {})}
+        response = self.aws.client("sagemaker").start_pipeline_execution(
+            PipelineName=target.pipeline_name,
+            PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in merged.items()],
+            ClientRequestToken=client_token[:64],
+        )
+        arn = str(response["PipelineExecutionArn"])
+        execution_id = arn.rsplit("/", 1)[-1]
+        started = now()
+        self.state.save_execution(
+            {
+                "PipelineExecutionId": execution_id,
+                "PipelineExecutionArn": arn,
+                "PipelineName": target.pipeline_name,
+                "PipelineExecutionStatus": "Executing",
+                "StartTime": started,
+                "Parameters": merged,
+                "Tags": {"team": target.team},
+                "Steps": [],
+            }
+        )
+        self.state.save_pending_run(
+            execution_id,
+            {
+                "execution_arn": arn,
+                "team": target.team,
+                "pipeline_name": target.pipeline_name,
+                "parameters": merged,
+                "started": started,
+            },
+        )
+        return arn
+
+    def deployed_package(self, target: lifecycle.TeamTarget) -> str | None:
+        """ARN of the package the team's local endpoint serves."""
+        record = self.state.deployment(target.team)
+        return str(record["ModelPackageArn"]) if record else None
+
+    def deploy(self, target: lifecycle.TeamTarget, package_arn: str) -> None:
+        """Local deployment: copy the package's model.tar.gz next to the state and record it."""
+        sm, s3 = self.aws.client("sagemaker"), self.aws.client("s3")
+        package = sm.describe_model_package(ModelPackageName=package_arn)
+        version = int(package["ModelPackageVersion"])
+        model_uri = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+        folder = self.state.deployment_dir(target.team, version)
+        folder.mkdir(parents=True, exist_ok=True)
+        bucket, key = split_s3_uri(model_uri)
+        s3.download_file(bucket, key, str(folder / "model.tar.gz"))
+        evaluation_uri = lifecycle.evaluation_uri(package)
+        gate = None
+        if evaluation_uri:
+            with contextlib.suppress(ClientError, ValueError):
+                gate = (lifecycle.read_s3_json(s3, evaluation_uri).get("gate") or {}).get("value")
+        samples = self._write_samples(target.group_name, version, folder)
+        self.state.save_deployment(
+            target.team,
+            {
+                "team": target.team,
+                "ModelPackageArn": package_arn,
+                "ModelPackageVersion": version,
+                "ModelDataUrl": model_uri,
+                "EvaluationUri": evaluation_uri,
+                "GateMetricValue": gate,
+                "LocalModel": str(folder / "model.tar.gz"),
+                "Samples": str(samples) if samples else None,
+                "DeployedAt": now(),
+            },
+        )
+
+    def undeploy(self, target: lifecycle.TeamTarget) -> None:
+        """Remove the team's deployment record (no approved package left)."""
+        self.state.save_deployment(target.team, None)
+
+    def _write_samples(self, group: str, version: int, folder: Path) -> Path | None:
+        """Serving-ready sample rows (CSV, no header) from the test split of the run that made the package."""
+        record = self.registry.execution_of(group, version)
+        test_uri = None
+        for step in (record or {}).get("Steps", []):
+            test_uri = test_uri or (step.get("Metadata") or {}).get("Outputs", {}).get(self.reading.test_split_output)
+        if not test_uri:
+            return None
+        try:
+            rows = self._test_rows(test_uri, folder / "model.tar.gz", SAMPLE_ROWS)
+        except (ClientError, OSError, ValueError, KeyError):
+            return None
+        path = folder / "samples.csv"
+        path.write_text(rows, encoding="utf-8")
+        return path
+
+    def _test_rows(self, test_uri: str, model_tar: Path, limit: int) -> str:
+        """Up to ``limit`` rows of the curated test split as request CSV (the model's feature columns)."""
+        import pyarrow.parquet as pq
+
+        features = model_metadata(model_tar)["feature_names"]
+        s3 = self.aws.client("s3")
+        bucket, prefix = split_s3_uri(test_uri)
+        keys = sorted(
+            o["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix.rstrip("/") + "/")
+            for o in page.get("Contents", [])
+            if o["Key"].endswith(".parquet")
+        )
+        if not keys:
+            raise ValueError(f"no test data under {test_uri}")
+        body = s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read()
+        frame = pq.read_table(io.BytesIO(body), columns=list(features)).to_pandas().head(limit)
+        return str(frame.to_csv(header=False, index=False, lineterminator="\n"))
+
+
+def model_metadata(model_tar: Path) -> dict[str, Any]:
+    """``metadata.json`` from a ``model.tar.gz`` written by the tabular train step."""
+    with tarfile.open(model_tar, "r:gz") as tar:
+        member = tar.extractfile("metadata.json")
+        if member is None:
+            raise ValueError(f"{model_tar} has no metadata.json")
+        data: dict[str, Any] = json.loads(member.read())
+        return data
