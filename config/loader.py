@@ -128,9 +128,10 @@ def load_config(config_dir: Path = CONFIG_DIR, *, template_dirs: Iterable[Path] 
     ``template_dirs``: extra directories searched for pipeline templates (after ``pipelines/``).
     """
     config_dir = Path(config_dir)
-    envs, teams = load_environments(config_dir), load_teams(config_dir, template_dirs=template_dirs)
+    dirs = tuple(Path(d) for d in template_dirs)
+    envs, teams = load_environments(config_dir), load_teams(config_dir, template_dirs=dirs)
     try:
-        return FlywheelConfig(environments=envs, teams=teams)
+        return FlywheelConfig.model_validate({"environments": envs, "teams": teams}, context={TEMPLATE_DIRS: dirs})
     except ValidationError as exc:
         raise ConfigError(_format(config_dir, "config", exc).replace(": config: ", ": ")) from exc
 

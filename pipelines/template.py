@@ -95,12 +95,12 @@ class PreprocessOutputs:
 class PipelineSteps:
     """Names the local runtime and the run report read from a template's runs.
 
-    Every field but ``input_data_parameter`` and ``register_step`` may be ``None`` when the template
-    has no such step, output or parameter.
+    Every field but ``input_data_parameter`` may be ``None`` when the template has no such step,
+    output or parameter.
     """
 
     input_data_parameter: str  # String parameter: the S3 prefix of the landed batch
-    register_step: str  # the RegisterModel step
+    register_step: str | None = None  # the RegisterModel step
     parameters: tuple[str, ...] = ()  # every parameter the definition declares, in order
     pii_key_parameter: str | None = None  # String parameter: S3 URI of the team's PII HMAC key
     gate_parameter: str | None = None  # Float parameter: the quality gate threshold
