@@ -275,6 +275,14 @@ class LocalRuntime:
                 self.registry.snapshot(registered["Arn"], execution_arn=record.execution_arn)
         return record
 
+    def execution(self, execution_arn: str) -> ExecutionRecord | None:
+        """A run's record as the state store keeps it (whichever process executed it), or None."""
+        try:
+            stored = self.state.execution(execution_arn.rsplit("/", 1)[-1])
+        except ValueError:
+            return None
+        return ExecutionRecord.from_dict(stored) if stored else None
+
     def _not_pending(self, execution_arn: str, execution_id: str) -> str:
         try:
             stored = self.state.execution(execution_id)

@@ -109,6 +109,21 @@ class StepRecord:
             "LogTail": self.log_tail,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StepRecord:
+        """The record of :meth:`to_dict` (as the state store keeps it)."""
+        return cls(
+            name=str(data["StepName"]),
+            type=str(data.get("StepType", "")),
+            status=str(data.get("StepStatus", RUNNING)),
+            start_time=str(data.get("StartTime") or ""),
+            end_time=data.get("EndTime"),
+            failure_reason=data.get("FailureReason"),
+            metadata=dict(data.get("Metadata") or {}),
+            log_path=data.get("LogPath"),
+            log_tail=data.get("LogTail"),
+        )
+
 
 @dataclass
 class ExecutionRecord:
@@ -154,6 +169,25 @@ class ExecutionRecord:
             "Tags": self.tags,
             "Steps": [s.to_dict() for s in self.steps],
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExecutionRecord:
+        """The record of :meth:`to_dict` (as the state store keeps it, e.g. written by another process)."""
+        return cls(
+            execution_id=str(data["PipelineExecutionId"]),
+            execution_arn=str(data.get("PipelineExecutionArn", "")),
+            pipeline_name=str(data.get("PipelineName", "")),
+            pipeline_arn=str(data.get("PipelineArn", "")),
+            parameters=dict(data.get("Parameters") or {}),
+            work_dir=str(data.get("WorkDir", "")),
+            status=str(data.get("PipelineExecutionStatus", RUNNING)),
+            start_time=str(data.get("StartTime") or ""),
+            end_time=data.get("EndTime"),
+            failure_reason=data.get("FailureReason"),
+            failed_step=data.get("FailedStep"),
+            steps=[StepRecord.from_dict(s) for s in data.get("Steps") or []],
+            tags=dict(data.get("Tags") or {}),
+        )
 
 
 class _Stop(Exception):
