@@ -83,7 +83,7 @@ def collect_outcome(
                 s3, outcome.quarantine_uri + reading.quarantine_report_file
             )
     with contextlib.suppress(ClientError, ValueError, KeyError):
-        if reading.evaluation_output in outputs:
+        if reading.evaluation_output in outputs and reading.evaluation_file:
             outcome.evaluation = lifecycle.read_s3_json(
                 s3, outputs[reading.evaluation_output].rstrip("/") + "/" + reading.evaluation_file
             )
@@ -110,7 +110,7 @@ def merged_validation(s3: Any, reading: RunReading, status_uri: str) -> dict[str
 
 def download_evaluation(aws: EmbeddedAws, reading: RunReading, record: ExecutionRecord, folder: Path) -> Path | None:
     """Download a run's evaluation output (evaluation.json, plots) into ``folder``; None if it has none."""
-    uri = step_outputs(record).get(reading.evaluation_output)
+    uri = step_outputs(record).get(reading.evaluation_output) if reading.evaluation_output else None
     if not uri:
         return None
     s3 = aws.client("s3")

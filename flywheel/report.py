@@ -609,7 +609,7 @@ def run_report(
             "job logs": str(Path(record.work_dir)),
         },
     }
-    gate = record.step(reading.quality_gate_step)
+    gate = record.step(reading.quality_gate_step) if reading.quality_gate_step else None
     if gate is not None and gate.metadata.get("Condition"):
         run["gate_passed"] = gate.metadata["Condition"]["Outcome"] == "True"
     if evaluation_dir is not None:

@@ -146,12 +146,12 @@ def test_provisioning_twice_is_idempotent(
 def test_the_definition_inputs_are_mapped_from_config_exactly_as_the_stack_maps_them(
     churn: emb.TeamResources, flywheel_config: FlywheelConfig
 ) -> None:
-    """Build the stack's TabularPipeline construct and compare its inputs with ours, account values aside."""
+    """Build the stack's pipeline construct and compare its inputs with ours, account values aside."""
     from aws_cdk import App, Stack
     from aws_cdk import aws_ec2 as ec2
     from aws_cdk import aws_kms as kms
 
-    from stacks.components.ml_pipeline import TabularPipeline
+    from stacks.components.ml_pipeline import MlPipeline
 
     env = flywheel_config.environment("dev").model_copy(update={"name": "local"})
     stack = Stack(App(), "Probe", env={"account": env.account, "region": env.region})
@@ -159,11 +159,14 @@ def test_the_definition_inputs_are_mapped_from_config_exactly_as_the_stack_maps_
         ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
     ])  # fmt: skip
     keys = {zone: kms.Key(stack, f"Key{zone}") for zone in ("raw", "features", "artifacts", "reports")}
-    construct = TabularPipeline(
+    team = flywheel_config.team("churn")
+    construct = MlPipeline(
         stack,
         "Tabular",
-        environment=env,
-        team=flywheel_config.team("churn"),
+        env_name=env.name,
+        team_name=team.name,
+        template=team.template("tabular"),
+        settings=team.template_settings("tabular"),
         zone_keys=dict(keys),
         job_key=kms.Key(stack, "Jobs"),
         subnets=vpc.isolated_subnets,
