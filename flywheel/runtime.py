@@ -419,7 +419,7 @@ class LocalRuntime:
                 self.aws.client("s3"), bucket, naming.CAPTURE, kms_key_id=res.platform.keys["capture"], max_seconds=2.0
             )
             # SageMaker's layout under the capture destination: <destination>/<endpoint>/<variant>/yyyy/...
-            where = naming.s3_uri(bucket, f"{naming.CAPTURE}/{endpoint}/")
+            where = naming.s3_uri(bucket, naming.capture_prefix(endpoint))
         else:
             folder = self.state.root / "capture"
             capture = LocalCaptureSink(folder)

@@ -17,7 +17,7 @@ S3 layout (per team / pipeline, module functions)
     raw:        ``<team>/incoming/<batch>/<file>`` (landed batches), ``<team>/_keys/pii-hmac.key``
                 (the team's PII HMAC key), ``quarantine/<pipeline>/<execution>/`` (failed batches)
     features, artifacts, reports: ``<pipeline>/<execution>/...``
-    capture:    ``<endpoint>/datacapture/...``
+    capture:    ``datacapture/<endpoint>/<variant>/<yyyy>/<mm>/<dd>/<hh>/...``
 """
 
 from __future__ import annotations
@@ -132,8 +132,12 @@ def pipeline_prefix(pipeline: str) -> str:
 
 
 def capture_prefix(endpoint: str) -> str:
-    """``<endpoint>/datacapture/``: an endpoint's inference capture in the capture zone."""
-    return f"{endpoint}/{CAPTURE}/"
+    """``datacapture/<endpoint>/``: an endpoint's inference capture in the capture zone.
+
+    SageMaker writes ``<DestinationS3Uri>/<endpoint>/<variant>/<yyyy>/<mm>/<dd>/<hh>/...`` below the
+    data-capture destination, which Flywheel sets to ``s3://<capture bucket>/datacapture``.
+    """
+    return f"{CAPTURE}/{endpoint}/"
 
 
 def s3_uri(bucket: str, key: str = "") -> str:
