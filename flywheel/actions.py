@@ -5,9 +5,11 @@ the state dir:
 
 * ``start_pipeline`` is ``StartPipelineExecution`` in the embedded AWS (for the ARN) plus a *pending
   run* in the state store: the run itself is :meth:`flywheel.runtime.LocalRuntime.execute`, in this
-  process or any other on the same state dir;
+  process or any other on the same state dir. Of the lifecycle's parameters, only those the target
+  pipeline's template declares are passed (``--param`` overrides are passed as given);
 * ``deploy`` copies the approved package's ``model.tar.gz`` next to the state (so ``flywheel serve``
-  works without the embedded AWS), with sample rows from the test split of the run that registered it;
+  works without the embedded AWS), with sample rows from the test split of the run that registered it
+  (when its template declares the split and the model's metadata file, :mod:`flywheel.templates`);
 * ``undeploy`` clears the team's deployment record.
 """
 
@@ -17,7 +19,7 @@ import contextlib
 import io
 import json
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -43,7 +45,14 @@ def now() -> str:
 class LocalActions:
     """:class:`lambdas.lifecycle.LifecycleActions` on the embedded AWS and the state dir."""
 
-    def __init__(self, aws: EmbeddedAws, state: StateStore, registry: RegistryMirror, reading: RunReading) -> None:
+    def __init__(
+        self,
+        aws: EmbeddedAws,
+        state: StateStore,
+        registry: RegistryMirror,
+        reading: Callable[[str], RunReading | None],
+    ) -> None:
+        """``reading``: pipeline name -> how its runs are read (its template's declared names), or None."""
         self.aws = aws
         self.state = state
         self.registry = registry
@@ -53,7 +62,9 @@ class LocalActions:
 
     def start_pipeline(self, target: lifecycle.TeamTarget, parameters: Mapping[str, str], client_token: str) -> str:
         """``StartPipelineExecution`` in the embedded AWS, and the run recorded as pending in the state store."""
-        merged = {**parameters, **self.parameter_overrides.get(target.team, {})}
+        reading = self.reading(target.pipeline_name)
+        accepted = reading.accepted(parameters) if reading is not None else dict(parameters)
+        merged = {**accepted, **self.parameter_overrides.get(target.team, {})}
         response = self.aws.client("sagemaker").start_pipeline_execution(
             PipelineName=target.pipeline_name,
             PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in merged.items()],
@@ -129,24 +140,28 @@ class LocalActions:
     def _write_samples(self, group: str, version: int, folder: Path) -> Path | None:
         """Serving-ready sample rows (CSV, no header) from the test split of the run that made the package."""
         record = self.registry.execution_of(group, version)
+        reading = self.reading(str((record or {}).get("PipelineName") or ""))
+        if reading is None or not (reading.test_split_output and reading.model_metadata_file):
+            return None  # the template declares no test split or no model metadata: no sample rows
         test_uri = None
         for step in (record or {}).get("Steps", []):
-            test_uri = test_uri or (step.get("Metadata") or {}).get("Outputs", {}).get(self.reading.test_split_output)
+            test_uri = test_uri or (step.get("Metadata") or {}).get("Outputs", {}).get(reading.test_split_output)
         if not test_uri:
             return None
         try:
-            rows = self._test_rows(test_uri, folder / "model.tar.gz", SAMPLE_ROWS)
+            rows = self._test_rows(test_uri, folder / "model.tar.gz", reading, SAMPLE_ROWS)
         except (ClientError, OSError, ValueError, KeyError):
             return None
         path = folder / "samples.csv"
         path.write_text(rows, encoding="utf-8")
         return path
 
-    def _test_rows(self, test_uri: str, model_tar: Path, limit: int) -> str:
+    def _test_rows(self, test_uri: str, model_tar: Path, reading: RunReading, limit: int) -> str:
         """Up to ``limit`` rows of the curated test split as request CSV (the model's feature columns)."""
         import pyarrow.parquet as pq
 
-        features = model_metadata(model_tar)["feature_names"]
+        metadata = model_metadata(model_tar, str(reading.model_metadata_file))
+        features = metadata[reading.feature_names_field] if reading.feature_names_field else None
         s3 = self.aws.client("s3")
         bucket, prefix = split_s3_uri(test_uri)
         keys = sorted(
@@ -158,15 +173,16 @@ class LocalActions:
         if not keys:
             raise ValueError(f"no test data under {test_uri}")
         body = s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read()
-        frame = pq.read_table(io.BytesIO(body), columns=list(features)).to_pandas().head(limit)
+        columns = list(features) if features is not None else None
+        frame = pq.read_table(io.BytesIO(body), columns=columns).to_pandas().head(limit)
         return str(frame.to_csv(header=False, index=False, lineterminator="\n"))
 
 
-def model_metadata(model_tar: Path) -> dict[str, Any]:
-    """``metadata.json`` from a ``model.tar.gz`` written by the tabular train step."""
+def model_metadata(model_tar: Path, name: str) -> dict[str, Any]:
+    """The JSON file ``name`` (a template's ``model_metadata_file``) from a ``model.tar.gz``."""
     with tarfile.open(model_tar, "r:gz") as tar:
-        member = tar.extractfile("metadata.json")
+        member = tar.extractfile(name)
         if member is None:
-            raise ValueError(f"{model_tar} has no metadata.json")
+            raise ValueError(f"{model_tar} has no {name}")
         data: dict[str, Any] = json.loads(member.read())
         return data

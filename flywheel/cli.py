@@ -4,6 +4,14 @@ Every command that touches the embedded AWS finds it the same way: ``--endpoint-
 the server a running ``flywheel up`` recorded in the state dir, else a private in-process one for the
 duration of the command (the model registry and PII keys persist in the state dir either way).
 Expected problems print what is wrong and how to fix it, without a stack trace, and exit with 1.
+
+Config and templates: every command reads ``config/`` of the repository and the templates under
+``pipelines/``, unless told otherwise before the command name: ``--config-dir DIR``
+(``$FLYWHEEL_CONFIG_DIR``) reads the environments, teams and contracts from ``DIR``, and
+``--templates-dir DIR`` (repeatable; ``$FLYWHEEL_TEMPLATES_DIR``, ``os.pathsep``-separated) also searches
+``DIR`` for template folders, so a template kept outside the repository runs locally::
+
+    flywheel --config-dir my/config --templates-dir my/templates run --team counter --data batch.csv
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,6 +49,50 @@ EndpointUrl = Annotated[
     typer.Option("--endpoint-url", help="Embedded AWS to use (default: a running `flywheel up`, else in-process)."),
 ]
 DEFAULT_STATE_DIR = Path(".flywheel/state")
+
+
+@dataclass
+class _Sources:
+    """Where this invocation reads config and templates from (the app's options, before the command)."""
+
+    config_dir: Path | None = None
+    template_dirs: tuple[Path, ...] = ()
+
+
+_SOURCES = _Sources()
+
+
+@app.callback()
+def _main(
+    config_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--config-dir",
+            envvar="FLYWHEEL_CONFIG_DIR",
+            help="Config directory (environments.yaml, teams.yaml, contracts/); default: the repository's config/.",
+        ),
+    ] = None,
+    templates_dir: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--templates-dir",
+            envvar="FLYWHEEL_TEMPLATES_DIR",
+            help="Extra directory of pipeline template folders, searched after pipelines/ (repeatable; the "
+            "variable takes several, separated by the path separator).",
+        ),
+    ] = None,
+) -> None:
+    _SOURCES.config_dir = config_dir
+    _SOURCES.template_dirs = tuple(templates_dir or ())
+
+
+def _load_config() -> Any:
+    """The config this invocation uses (``--config-dir``, ``--templates-dir``)."""
+    from config.loader import CONFIG_DIR, load_config
+
+    return load_config(_SOURCES.config_dir or CONFIG_DIR, template_dirs=_SOURCES.template_dirs)
+
+
 _MARKS = {"Succeeded": "[green]✓[/]", "Failed": "[red]✗[/]"}
 
 
@@ -93,7 +146,6 @@ def _runtime(
 
     With ``serve_port`` set and no running embedded AWS, this command starts its own server on it.
     """
-    from config.loader import load_config
     from flywheel.embedded import EmbeddedAws
     from flywheel.runtime import AWS_SERVER, LocalRuntime, open_aws
     from flywheel.state import StateStore, pid_alive
@@ -105,7 +157,7 @@ def _runtime(
     else:
         aws = open_aws(state, endpoint_url)
     try:
-        yield LocalRuntime(aws, state, load_config(), on_update=on_update, keep_job_data=keep_job_data)
+        yield LocalRuntime(aws, state, _load_config(), on_update=on_update, keep_job_data=keep_job_data)
     finally:
         aws.close()
 
@@ -201,6 +253,10 @@ def _show_outcome(outcome: Any, runtime: Any) -> str | None:
             f"  {gate.get('metric')} = {gate.get('value')}  (champion: {champion.get('metric_value')}, "
             f"not worse: {bool(champion.get('challenger_not_worse'))})"
         )
+    if not outcome.package:
+        for step in record.steps:
+            for name, uri in (step.metadata.get("Outputs") or {}).items():
+                console.print(f"  {step.name} output {name}: {uri}", highlight=False)
     if outcome.package:
         pkg = outcome.package
         version, approval = pkg["ModelPackageVersion"], pkg["ModelApprovalStatus"]
@@ -241,7 +297,6 @@ def up(
     state_dir: StateDir = DEFAULT_STATE_DIR,
 ) -> None:
     """Start the embedded AWS on localhost, provision every team and keep it running until Ctrl-C."""
-    from config.loader import load_config
     from flywheel.embedded import EmbeddedAws
     from flywheel.runtime import AWS_SERVER, LocalRuntime
     from flywheel.state import StateStore, pid_alive
@@ -257,12 +312,13 @@ def up(
         aws = EmbeddedAws.serve(port)
         try:
             with console.status("Provisioning every team…"):
-                resources = LocalRuntime(aws, state, load_config()).provision()
+                resources = LocalRuntime(aws, state, _load_config()).provision()
             state.save_server(AWS_SERVER, {"url": aws.endpoint_url, "pid": os.getpid(), "port": aws.port})
             console.print(f"[bold green]Embedded AWS running at {aws.endpoint_url}[/] (state: {state_dir})")
             for name, res in resources.items():
+                pipelines = ", ".join(p.pipeline_name for p in res.pipelines.values())
                 console.print(
-                    f"  team [bold]{name}[/]: pipeline {res.pipeline_name}, registry {res.group_name}, "
+                    f"  team [bold]{name}[/]: pipeline {pipelines}, registry {res.group_name}, "
                     f"batches land in s3://{res.raw_bucket}/{res.incoming_prefix}<batch>/",
                     highlight=False,
                 )
@@ -287,6 +343,9 @@ def run(
     data: Annotated[Path | None, typer.Option(help="CSV or parquet file to land as the batch.")] = None,
     rows: Annotated[int | None, typer.Option(help="Generate this many rows of the team's example data.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 0,
+    template: Annotated[
+        str | None, typer.Option(help="Which of the team's pipeline templates runs (default: its first).")
+    ] = None,
     param: Annotated[
         list[str] | None, typer.Option(help="Pipeline parameter override NAME=VALUE (repeatable).")
     ] = None,
@@ -307,7 +366,7 @@ def run(
                 "(the registry is kept in the state dir).[/]"
             )
         with _spinner(progress, f"Running the {team} pipeline…"):
-            outcome = rt.run(team, data=data, rows=rows, seed=seed, parameters=params)
+            outcome = rt.run(team, data=data, rows=rows, seed=seed, parameters=params, template=template)
         problem = _show_outcome(outcome, rt)
     if problem:
         raise _fail(problem)
@@ -401,10 +460,9 @@ def invoke(
     state = StateStore(state_dir)
     if team is not None:
         with _expected_errors():
-            from config.loader import load_config
             from flywheel.errors import UnknownTeamError
 
-            known = [t.name for t in load_config().teams]
+            known = [t.name for t in _load_config().teams]
             if team not in known:
                 raise UnknownTeamError(f"unknown team {team!r}: known teams are {', '.join(known)}")
     if url is None:

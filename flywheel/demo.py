@@ -60,7 +60,7 @@ def run_demo(
     with timed("provision"):
         runtime.provision([team])
     res = runtime.resources(team)
-    say(f"Provisioned team {team}: pipeline {res.pipeline_name}, registry group {res.group_name}")
+    say(f"Provisioned team {team}: pipeline {res.primary.pipeline_name}, registry group {res.group_name}")
     with timed("generate"):
         folder = runtime.state.root / "data" / f"{team}-{uuid.uuid4().hex[:8]}"
         source = runtime.generate(team, rows, seed, folder)

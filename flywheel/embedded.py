@@ -11,11 +11,13 @@
 
 :func:`provision_team` creates what one team's runtime needs, with the names and settings the CDK
 stacks use where they can be the same: one bucket per data-lake zone, each with its own KMS key and
-default SSE-KMS (bucket key on, versioning on, public access blocked), the step code and the data
-contract in the artifacts bucket, a random per-team PII HMAC key at
-``s3://<raw>/<team>/_keys/pii-hmac.key`` (generated here, never in code, kept when it exists), an
-execution role, the model package group and the pipeline created from the same definition JSON the
-stack deploys. Provisioning is idempotent.
+default SSE-KMS (bucket key on, versioning on, public access blocked), a random per-team PII HMAC key
+at ``s3://<raw>/<team>/_keys/pii-hmac.key`` (generated here, never in code, kept when it exists), an
+execution role, the model package group and, for each of the team's templates, through the template
+contract (:class:`pipelines.template.PipelineTemplate`, wherever its folder is): its step code and the
+team's files (``team_files``: ``contract.json`` for ``tabular``) in the artifacts bucket and the
+pipeline created from the same definition JSON the stack deploys (``definition`` with the local
+:class:`~pipelines.template.DeploymentValues`). Provisioning is idempotent.
 
 What is deliberately not reproduced: the ``aws:SecureTransport`` Deny bucket policy (moto ignores the
 condition and would refuse every request), object lock on the artifacts bucket, and IAM policies (moto
@@ -33,7 +35,7 @@ import logging
 import secrets
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -44,10 +46,10 @@ from botocore.exceptions import ClientError
 import naming
 from flywheel.errors import LOCALHOST, EmbeddedAwsError, PortInUseError
 from naming import ZONES, Names
+from pipelines.template import DeploymentValues, PipelineTemplate
 
 if TYPE_CHECKING:
     from config.models import TeamConfig
-    from pipelines.tabular.definition import TabularPipelineInputs
 
 ENV_NAME: Final = "local"
 #: The physical names of the local environment (the same module names the deployed resources).
@@ -55,7 +57,6 @@ NAMES: Final = Names(ENV_NAME)
 REGION: Final = "eu-west-1"
 #: moto's default account id: ARNs of the embedded resources carry it.
 ACCOUNT: Final = "123456789012"
-TEMPLATE: Final = "tabular"
 #: The KMS key of the jobs' volumes and outputs (alias ``alias/flywheel-local-ml``).
 ML_KEY_PURPOSE: Final = "ml"
 #: Stand-ins for the VPC the stack creates: the definition requires them; nothing local uses them.
@@ -243,20 +244,44 @@ class PlatformResources:
 
 
 @dataclass(frozen=True)
-class TeamResources:
-    """One team's resources in the embedded AWS and the pipeline definition deployed for it."""
+class PipelineResources:
+    """One pipeline of a team (one template) in the embedded AWS, and the definition deployed for it."""
 
-    team: str
+    template: PipelineTemplate = field(repr=False)
     pipeline_name: str
     pipeline_arn: str
-    group_name: str
     role_arn: str
     source_uri: str
-    contract_uri: str
-    pii_key_uri: str
+    #: :attr:`pipelines.template.TeamFile.key` -> URI of the uploaded per-team file (tabular: ``contract``).
+    file_uris: dict[str, str]
     definition: str = field(repr=False)
-    inputs: TabularPipelineInputs = field(repr=False)
+    inputs: Any = field(repr=False)
+
+
+@dataclass(frozen=True)
+class TeamResources:
+    """One team's resources in the embedded AWS: its registry, PII key and one pipeline per template."""
+
+    team: str
+    group_name: str
+    role_arn: str
+    pii_key_uri: str
+    #: Template name -> the team's pipeline of that template, in the order of the team's ``pipelines``.
+    pipelines: dict[str, PipelineResources] = field(repr=False)
     platform: PlatformResources = field(repr=False)
+
+    @property
+    def primary(self) -> PipelineResources:
+        """The team's first pipeline (``pipelines:`` order): the one a landed batch starts."""
+        return next(iter(self.pipelines.values()))
+
+    def pipeline(self, template: str | None = None) -> PipelineResources:
+        """The team's pipeline of ``template`` (default: :attr:`primary`); KeyError naming the team's templates."""
+        if template is None:
+            return self.primary
+        if template not in self.pipelines:
+            raise KeyError(f"team {self.team!r} has no pipeline {template!r}; it has: {', '.join(self.pipelines)}")
+        return self.pipelines[template]
 
     @property
     def raw_bucket(self) -> str:
@@ -356,7 +381,7 @@ def _ensure_role(aws: EmbeddedAws, team: str) -> str:
     role = iam.create_role(
         RoleName=name,
         AssumeRolePolicyDocument=json.dumps(_SAGEMAKER_TRUST),
-        Description=f"SageMaker execution role of pipeline {NAMES.pipeline(team, TEMPLATE)} (local)",
+        Description=f"SageMaker execution role of the pipelines of team {team} (local)",
     )
     return str(role["Role"]["Arn"])
 
@@ -376,47 +401,55 @@ def _ensure_group(aws: EmbeddedAws, team: TeamConfig) -> None:
     )
 
 
-def definition_inputs(
-    team: TeamConfig,
+def deployment_values(
+    template: PipelineTemplate,
+    team: str,
     platform: PlatformResources,
     *,
     role_arn: str,
     source_uri: str,
-    contract_uri: str,
+    file_uris: Mapping[str, str],
     region: str = REGION,
-) -> TabularPipelineInputs:
-    """The definition inputs for ``team``, field for field as ``stacks.components.ml_pipeline`` fills them."""
-    from pipelines.tabular.definition import inputs_for_team
-
-    return inputs_for_team(
-        team,
-        pipeline_name=NAMES.pipeline(team.name, TEMPLATE),
+) -> DeploymentValues:
+    """The account-specific values of ``team``'s pipeline of ``template``, as ``stacks.components.ml_pipeline``
+    fills them (local names instead of CDK tokens)."""
+    return DeploymentValues(
+        pipeline_name=NAMES.pipeline(team, template.name),
         region=region,
         role_arn=role_arn,
         kms_key_arn=platform.ml_key_arn,
         subnet_ids=LOCAL_SUBNETS,
         security_group_ids=LOCAL_SECURITY_GROUPS,
-        buckets=platform.buckets,
+        buckets={zone: platform.buckets[zone] for zone in ZONES},
         source_uri=source_uri,
-        contract_uri=contract_uri,
-        model_package_group_name=NAMES.model_package_group(team.name),
+        model_package_group_name=NAMES.model_package_group(team),
+        file_uris=dict(file_uris),
     )
 
 
-def _upload_code(aws: EmbeddedAws, platform: PlatformResources, team: TeamConfig) -> tuple[str, str]:
-    """Upload the step code and the contract (content-addressed, like CDK assets); returns their URIs."""
-    from pipelines import TEMPLATES
-    from pipelines.packaging import SOURCEDIR_NAME, sourcedir_bytes
-
+def _upload_once(aws: EmbeddedAws, platform: PlatformResources, key: str, body: bytes) -> str:
     bucket, key_arn = platform.buckets["artifacts"], platform.keys["artifacts"]
-    code = sourcedir_bytes(TEMPLATES[TEMPLATE])
-    code_key = f"_code/{TEMPLATE}/{hashlib.sha256(code).hexdigest()[:16]}/{SOURCEDIR_NAME}"
-    contract = (team.contract.to_json() + "\n").encode()
-    contract_key = f"_code/{team.name}/{hashlib.sha256(contract).hexdigest()[:16]}/contract.json"
-    for key, body in ((code_key, code), (contract_key, contract)):
-        if not object_exists(aws, bucket, key):
-            put_object(aws, bucket, key, body, key_arn)
-    return naming.s3_uri(bucket, code_key), naming.s3_uri(bucket, contract_key)
+    if not object_exists(aws, bucket, key):
+        put_object(aws, bucket, key, body, key_arn)
+    return naming.s3_uri(bucket, key)
+
+
+def _upload_code(
+    aws: EmbeddedAws, platform: PlatformResources, team: str, template: PipelineTemplate, settings: Any
+) -> tuple[str, dict[str, str]]:
+    """Upload the template's step code and the team's files (content-addressed, like CDK assets); returns
+    the code's URI and :attr:`~pipelines.template.TeamFile.key` -> file URI."""
+    from pipelines.packaging import SOURCEDIR_NAME
+
+    code = template.sourcedir_bytes()
+    source_uri = _upload_once(
+        aws, platform, f"_code/{template.name}/{hashlib.sha256(code).hexdigest()[:16]}/{SOURCEDIR_NAME}", code
+    )
+    file_uris = {}
+    for item in template.team_files(settings):
+        digest = hashlib.sha256(item.content).hexdigest()[:16]
+        file_uris[item.key] = _upload_once(aws, platform, f"_code/{team}/{digest}/{item.file_name}", item.content)
+    return source_uri, file_uris
 
 
 def new_pii_key() -> bytes:
@@ -453,6 +486,37 @@ def _ensure_pipeline(aws: EmbeddedAws, name: str, definition: str, role_arn: str
     return str(current["PipelineArn"])
 
 
+def provision_pipeline(
+    aws: EmbeddedAws,
+    team: TeamConfig,
+    template: PipelineTemplate,
+    platform: PlatformResources,
+    *,
+    role_arn: str,
+) -> PipelineResources:
+    """Create (or update) ``team``'s pipeline of ``template`` through the template contract: code and
+    team files uploaded, definition built from :class:`~pipelines.template.DeploymentValues`."""
+    settings = team.template_settings(template.name)
+    source_uri, file_uris = _upload_code(aws, platform, team.name, template, settings)
+    values = deployment_values(
+        template, team.name, platform, role_arn=role_arn, source_uri=source_uri, file_uris=file_uris, region=aws.region
+    )
+    inputs, definition = template.definition(team.name, settings, values)
+    arn = _ensure_pipeline(
+        aws, values.pipeline_name, definition, role_arn, template.describe(team.name, settings)[:3072]
+    )
+    return PipelineResources(
+        template=template,
+        pipeline_name=values.pipeline_name,
+        pipeline_arn=arn,
+        role_arn=role_arn,
+        source_uri=source_uri,
+        file_uris=file_uris,
+        definition=definition,
+        inputs=inputs,
+    )
+
+
 def provision_team(
     aws: EmbeddedAws,
     team: TeamConfig,
@@ -460,37 +524,24 @@ def provision_team(
     *,
     pii_key: bytes | None = None,
 ) -> TeamResources:
-    """Create (or update) everything ``team``'s runtime needs; safe to call again.
+    """Create (or update) everything ``team``'s runtime needs, one pipeline per template; safe to call again.
 
     ``pii_key`` is uploaded as the team's PII HMAC key if none exists yet (default: a random key).
     """
-    from pipelines.tabular.definition import build_pipeline_definition
-
     platform = platform or provision_platform(aws)
     role_arn = _ensure_role(aws, team.name)
-    source_uri, contract_uri = _upload_code(aws, platform, team)
     pii_key_uri = _ensure_pii_key(aws, platform, team.name, pii_key)
     _ensure_group(aws, team)
-    inputs = definition_inputs(team, platform, role_arn=role_arn, source_uri=source_uri, contract_uri=contract_uri)
-    definition = build_pipeline_definition(inputs)
-    arn = _ensure_pipeline(
-        aws,
-        inputs.pipeline_name,
-        definition,
-        role_arn,
-        f"{team.name}: {TEMPLATE} training pipeline ({team.contract.objective})",
-    )
+    pipelines = {
+        name: provision_pipeline(aws, team, template, platform, role_arn=role_arn)
+        for name, template in team.templates().items()
+    }
     return TeamResources(
         team=team.name,
-        pipeline_name=inputs.pipeline_name,
-        pipeline_arn=arn,
-        group_name=inputs.model_package_group_name,
+        group_name=NAMES.model_package_group(team.name),
         role_arn=role_arn,
-        source_uri=source_uri,
-        contract_uri=contract_uri,
         pii_key_uri=pii_key_uri,
-        definition=definition,
-        inputs=inputs,
+        pipelines=pipelines,
         platform=platform,
     )
 

@@ -8,6 +8,7 @@ exit code 1 and no stack trace; anything else is a bug and keeps its trace.
 
     FlywheelError
     ├── UnknownTeamError          the team is not in config/teams.yaml
+    ├── UnknownTemplateError      the team has no pipeline of that template
     ├── UnknownPackageError       a model package reference names nothing in the registry
     ├── DataError                 the data to land cannot be used
     ├── NotDeployedError          the team has no approved, deployed package
@@ -38,6 +39,10 @@ class FlywheelError(Exception):
 
 class UnknownTeamError(FlywheelError):
     """The team is not in ``config/teams.yaml``."""
+
+
+class UnknownTemplateError(FlywheelError):
+    """A pipeline template the team does not have."""
 
 
 class UnknownPackageError(FlywheelError):

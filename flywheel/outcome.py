@@ -76,7 +76,7 @@ def collect_outcome(
     with contextlib.suppress(ClientError, ValueError, KeyError):
         if reading.validation_output in outputs:
             outcome.validation = merged_validation(s3, reading, outputs[reading.validation_output])
-    if outcome.contract_failed and reading.quarantine_output in outputs:
+    if outcome.contract_failed and reading.quarantine_output in outputs and reading.quarantine_report_file:
         outcome.quarantine_uri = outputs[reading.quarantine_output].rstrip("/") + "/"
         with contextlib.suppress(ClientError, ValueError):
             outcome.quarantine_report = lifecycle.read_s3_json(
@@ -90,19 +90,27 @@ def collect_outcome(
     return outcome
 
 
-def merged_validation(s3: Any, reading: RunReading, status_uri: str) -> dict[str, Any]:
-    """Every preprocessing host's status merged (passes only if all passed), as the pipeline decides.
+def merged_validation(s3: Any, reading: RunReading, status_uri: str) -> dict[str, Any] | None:
+    """Every preprocessing host's status merged (passes only if all passed), as the pipeline decides;
+    None when the template declares no status file to read.
 
     The single validation file alone is last-writer-wins when several hosts share the output prefix.
     """
     bucket, prefix = split_s3_uri(status_uri.rstrip("/") + "/")
-    keys = [
-        item["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for item in page.get("Contents", [])
-        if Path(item["Key"]).name.startswith(reading.validation_file_prefix)
-    ]
+    per_host = reading.validation_file_prefix
+    keys = (
+        [
+            item["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for item in page.get("Contents", [])
+            if Path(item["Key"]).name.startswith(per_host)
+        ]
+        if per_host
+        else []
+    )
     if not keys:
+        if not reading.validation_file:
+            return None
         return dict(lifecycle.read_s3_json(s3, s3_uri(bucket, prefix + reading.validation_file)))
     statuses = [lifecycle.read_s3_json(s3, s3_uri(bucket, key)) for key in sorted(keys)]
     return reading.merge_status(statuses)

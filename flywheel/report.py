@@ -549,8 +549,8 @@ def run_report(
     outcome: RunOutcome,
     reading: RunReading,
     *,
-    objective: str,
-    default_gate_threshold: float,
+    objective: str | None,
+    default_gate_threshold: float | None,
     deployment: Mapping[str, Any] | None = None,
     serving: Mapping[str, Any] | None = None,
     endpoint_name: str = "",
@@ -559,8 +559,9 @@ def run_report(
     """The report of one run: its steps, the parameters it used, its lineage, contract and serving figures.
 
     The gate threshold is the one the run used (its recorded parameters); ``default_gate_threshold``
-    (the team's configured gate) only for a run that recorded none. ``endpoint_name`` is shown when the
-    run's model was served (``serving``).
+    (the team's configured gate) only for a run that recorded none; a template without a gate (no
+    threshold either way) gets no gate in its report, one without a data contract (``objective`` None) no
+    objective. ``endpoint_name`` is shown when the run's model was served (``serving``).
     """
     record = outcome.execution
     steps: list[StepRecord] = [
@@ -592,16 +593,15 @@ def run_report(
         "endpoint_url": (serving or {}).get("endpoint_url", ""),
     }
     threshold = reading.gate_threshold(record.parameters)
+    threshold = default_gate_threshold if threshold is None else threshold
     run: RunReport = {
         "team": outcome.team,
-        "objective": objective,
         "pipeline": record.pipeline_name,
         "execution_id": record.execution_arn,
         "status": record.status,
         "started_at": record.start_time,
         "finished_at": record.end_time or "",
         "steps": steps,
-        "gate_threshold": default_gate_threshold if threshold is None else threshold,
         "lineage": {k: v for k, v in lineage.items() if v not in (None, "")},  # type: ignore[typeddict-item]
         "artifacts": {
             "raw batch": outcome.raw_uri,
@@ -609,6 +609,12 @@ def run_report(
             "job logs": str(Path(record.work_dir)),
         },
     }
+    if objective is not None:
+        run["objective"] = objective
+    if threshold is not None:
+        run["gate_threshold"] = threshold
+    if outcome.evaluation is not None:
+        run["evaluation"] = outcome.evaluation  # read as the template declares (its evaluation file)
     gate = record.step(reading.quality_gate_step) if reading.quality_gate_step else None
     if gate is not None and gate.metadata.get("Condition"):
         run["gate_passed"] = gate.metadata["Condition"]["Outcome"] == "True"

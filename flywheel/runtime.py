@@ -30,7 +30,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -42,8 +42,8 @@ from flywheel.actions import LocalActions, now
 from flywheel.embedded import (
     ACCOUNT,
     NAMES,
-    TEMPLATE,
     EmbeddedAws,
+    PipelineResources,
     TeamResources,
     new_pii_key,
     provision_platform,
@@ -59,13 +59,14 @@ from flywheel.errors import (
     RunNotPendingError,
     UnknownPackageError,
     UnknownTeamError,
+    UnknownTemplateError,
 )
 from flywheel.executor import ExecutionRecord, PipelineExecutor
 from flywheel.executor.pipeline import jsonable
 from flywheel.outcome import RunOutcome, collect_outcome, download_evaluation
 from flywheel.registry_mirror import RegistryMirror, list_packages
 from flywheel.state import StateStore, pid_alive
-from flywheel.templates import reading
+from flywheel.templates import RunReading
 from lambdas import lifecycle
 from lambdas.lifecycle import DATA_SUFFIXES
 
@@ -106,20 +107,23 @@ class LocalRuntime:
         *,
         on_update: Callable[[ExecutionRecord], None] | None = None,
         keep_job_data: bool = False,
+        template_dirs: Iterable[Path] = (),
     ) -> None:
+        """``config``: the loaded config (default: ``config/``, templates searched in ``pipelines/`` and
+        ``template_dirs``, e.g. a team's own templates outside the repository)."""
         if config is None:
             from config.loader import load_config
 
-            config = load_config()
+            config = load_config(template_dirs=tuple(Path(d) for d in template_dirs))
         self.aws = aws
         self.state = state
         self.config = config
         self.on_update = on_update
         self.keep_job_data = keep_job_data
-        self.reading = reading(TEMPLATE)
         self.registry = RegistryMirror(aws, state)
-        self.actions = LocalActions(aws, state, self.registry, self.reading)
+        self.actions = LocalActions(aws, state, self.registry, self.reading_of_pipeline)
         self._resources: dict[str, TeamResources] = {}
+        self._readings: dict[tuple[str, str], RunReading] = {}
 
     # Teams and resources ------------------------------------------------------------------------------
     @property
@@ -154,14 +158,51 @@ class LocalRuntime:
             self.provision([team])
         return self._resources[team]
 
-    def target(self, team: str) -> lifecycle.TeamTarget:
-        """The lifecycle's view of a team."""
-        res = self.resources(team)
-        return lifecycle.TeamTarget(team, res.raw_bucket, res.pipeline_name, res.group_name)
+    def templates(self, team: str) -> list[str]:
+        """The team's pipeline templates, in ``pipelines:`` order (the first is the one a batch starts)."""
+        return list(self.team_config(team).pipelines)
 
-    def lifecycle_context(self) -> lifecycle.LifecycleContext:
-        """The context for lifecycle events: provisioned teams, clients, the local actions."""
-        teams = {name: self.target(name) for name in self._resources}
+    def reading(self, team: str, template: str | None = None) -> RunReading:
+        """How runs of ``team``'s pipeline of ``template`` (default: its first) are read (its contract)."""
+        config = self.team_config(team)
+        name = template or config.pipelines[0]
+        if (team, name) not in self._readings:
+            try:
+                contract = config.template(name)
+            except KeyError as exc:
+                raise UnknownTemplateError(str(exc.args[0])) from None
+            self._readings[(team, name)] = RunReading.of(contract)
+        return self._readings[(team, name)]
+
+    def pipeline_template(self, pipeline_name: str) -> tuple[str, str] | None:
+        """``(team, template)`` of a pipeline name of this environment, or None."""
+        for team in self.config.teams:
+            for template in team.pipelines:
+                if NAMES.pipeline(team.name, template) == pipeline_name:
+                    return team.name, template
+        return None
+
+    def reading_of_pipeline(self, pipeline_name: str) -> RunReading | None:
+        """How runs of the pipeline ``pipeline_name`` are read; None if no configured team has it."""
+        found = self.pipeline_template(pipeline_name)
+        return self.reading(*found) if found else None
+
+    def target(self, team: str, template: str | None = None) -> lifecycle.TeamTarget:
+        """The lifecycle's view of a team (its pipeline of ``template``, default: its first)."""
+        res = self.resources(team)
+        try:
+            pipeline = res.pipeline(template)
+        except KeyError as exc:
+            raise UnknownTemplateError(str(exc.args[0])) from None
+        return lifecycle.TeamTarget(team, res.raw_bucket, pipeline.pipeline_name, res.group_name)
+
+    def lifecycle_context(self, pipelines: Mapping[str, str] | None = None) -> lifecycle.LifecycleContext:
+        """The context for lifecycle events: provisioned teams, clients, the local actions.
+
+        ``pipelines``: team -> the template whose pipeline a landed batch starts (default: the team's first).
+        """
+        pipelines = pipelines or {}
+        teams = {name: self.target(name, pipelines.get(name)) for name in self._resources}
         return lifecycle.LifecycleContext(
             teams=teams,
             sagemaker=self.aws.client("sagemaker"),
@@ -219,11 +260,14 @@ class LocalRuntime:
             account=ACCOUNT,
         )
 
-    def trigger(self, event: dict[str, Any]) -> lifecycle.ArrivalResult:
-        """Deliver an S3 event to the data-arrival handler (as EventBridge would)."""
+    def trigger(self, event: dict[str, Any], *, pipelines: Mapping[str, str] | None = None) -> lifecycle.ArrivalResult:
+        """Deliver an S3 event to the data-arrival handler (as EventBridge would).
+
+        ``pipelines``: team -> the template whose pipeline the batch starts (default: the team's first).
+        """
         if not self._resources:
             self.provision()
-        return lifecycle.on_data_arrival(event, self.lifecycle_context())
+        return lifecycle.on_data_arrival(event, self.lifecycle_context(pipelines))
 
     # Executions ---------------------------------------------------------------------------------------
     def execute(self, execution_arn: str) -> ExecutionRecord:
@@ -240,7 +284,7 @@ class LocalRuntime:
         if run is None:
             raise RunNotPendingError(self._not_pending(execution_arn, execution_id))
         team, parameters = str(run["team"]), dict(run["parameters"])
-        res = self.resources(team)
+        pipeline = self._pipeline_of_run(team, str(run.get("pipeline_name") or ""))
 
         def update(record: ExecutionRecord) -> None:
             self.state.save_execution(record.to_dict())
@@ -257,12 +301,12 @@ class LocalRuntime:
         )
         try:
             record = executor.execute(
-                res.definition,
+                pipeline.definition,
                 parameters,
-                pipeline_name=res.pipeline_name,
-                pipeline_arn=res.pipeline_arn,
+                pipeline_name=pipeline.pipeline_name,
+                pipeline_arn=pipeline.pipeline_arn,
                 execution_arn=execution_arn,
-                tags={"team": team},
+                tags={"team": team, "template": pipeline.template.name},
             )
         except ExecutorError as exc:
             stored = self.state.execution(execution_id) or {}
@@ -274,6 +318,19 @@ class LocalRuntime:
             if registered and step.status == "Succeeded":
                 self.registry.snapshot(registered["Arn"], execution_arn=record.execution_arn)
         return record
+
+    def _pipeline_of_run(self, team: str, pipeline_name: str) -> PipelineResources:
+        """The team's provisioned pipeline a pending run was started on (its first for an unnamed one)."""
+        res = self.resources(team)
+        for pipeline in res.pipelines.values():
+            if pipeline.pipeline_name == pipeline_name:
+                return pipeline
+        if not pipeline_name:
+            return res.primary
+        raise FlywheelError(
+            f"the run was started on pipeline {pipeline_name}, which team {team} no longer has "
+            f"(its pipelines: {', '.join(p.pipeline_name for p in res.pipelines.values())})"
+        )
 
     def execution(self, execution_arn: str) -> ExecutionRecord | None:
         """A run's record as the state store keeps it (whichever process executed it), or None."""
@@ -306,9 +363,13 @@ class LocalRuntime:
         rows: int | None = None,
         seed: int = 0,
         parameters: Mapping[str, str] | None = None,
+        template: str | None = None,
     ) -> RunOutcome:
-        """Land a batch (a file or ``rows`` generated rows), trigger and run the pipeline."""
+        """Land a batch (a file or ``rows`` generated rows), trigger and run the team's pipeline of
+        ``template`` (default: its first)."""
         self.team_config(team)
+        if template is not None:
+            self.reading(team, template)  # an unknown template is an error before anything lands
         if (data is None) == (rows is None):
             raise DataError("give either a data file (--data) or a number of rows to generate (--rows)")
         if not self._resources:
@@ -322,7 +383,7 @@ class LocalRuntime:
                 event = self.land(team, source)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)  # generated data is seeded: the raw zone has the copy
-            arrival = self.trigger(event)
+            arrival = self.trigger(event, pipelines={team: template} if template else None)
             if arrival.execution_arn is None:
                 raise FlywheelError(f"the landed object did not start the pipeline: {arrival.skipped}")
             record = self.execute(arrival.execution_arn)
@@ -333,8 +394,12 @@ class LocalRuntime:
     def outcome(
         self, team: str, event: dict[str, Any], arrival: lifecycle.ArrivalResult, record: ExecutionRecord
     ) -> RunOutcome:
-        """Collect a run's results from the embedded AWS (validation, quarantine, evaluation, package)."""
-        return collect_outcome(self.aws, self.reading, team, event, arrival, record)
+        """Collect a run's results from the embedded AWS (what its template declares: validation,
+        quarantine, evaluation, package)."""
+        return collect_outcome(self.aws, self._reading_of(team, record), team, event, arrival, record)
+
+    def _reading_of(self, team: str, record: ExecutionRecord) -> RunReading:
+        return self.reading_of_pipeline(record.pipeline_name) or self.reading(team)
 
     # Registry -----------------------------------------------------------------------------------------
     def resolve_package(self, ref: str) -> tuple[str, dict[str, Any]]:
@@ -445,35 +510,52 @@ class LocalRuntime:
         return server, record, where
 
     # Status and reports ---------------------------------------------------------------------------------
-    def gate(self, team: str, parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The metric gate of a run with ``parameters`` (its own threshold), else the team's configured one."""
+    def gate(
+        self, team: str, parameters: Mapping[str, Any] | None = None, template: str | None = None
+    ) -> dict[str, Any] | None:
+        """The metric gate of a run with ``parameters`` (its own threshold), else the team's configured one;
+        None for a template without a gate."""
         config = self.team_config(team)
-        threshold = self.reading.gate_threshold(parameters or {})
+        reading = self.reading(team, template)
+        if not reading.has_gate:
+            return None
+        threshold = reading.gate_threshold(parameters or {})
         return {
             "metric": config.metric_gate.metric,
             "operator": ">=" if config.higher_is_better else "<=",
             "threshold": config.metric_gate.threshold if threshold is None else threshold,
         }
 
+    def objective(self, team: str, template: str | None = None) -> str | None:
+        """The objective of the team's data contract for ``template``, None if the template reads no contract."""
+        config = self.team_config(team)
+        settings = config.template_settings(template or config.pipelines[0])
+        objective = getattr(getattr(settings, "contract", None), "objective", None)
+        return str(objective) if objective is not None else None
+
     def status(self) -> dict[str, Any]:
-        """Teams, executions with their steps and gates, registry contents, deployments and running servers."""
+        """Teams' pipelines, executions with their steps and gates, registry contents, deployments and servers."""
         teams = []
         for team in self.config.teams:
-            gate = self.gate(team.name)
-            teams.append(
-                {
-                    "team": team.name,
-                    "objective": team.contract.objective,
-                    "gate": f"{gate['metric']} {gate['operator']} {gate['threshold']}",
-                    "pipeline": NAMES.pipeline(team.name, TEMPLATE),
-                    "group": NAMES.model_package_group(team.name),
-                }
-            )
+            for template in team.pipelines:
+                gate = self.gate(team.name, template=template)
+                teams.append(
+                    {
+                        "team": team.name,
+                        "template": template,
+                        "objective": self.objective(team.name, template) or "",
+                        "gate": f"{gate['metric']} {gate['operator']} {gate['threshold']}" if gate else "",
+                        "pipeline": NAMES.pipeline(team.name, template),
+                        "group": NAMES.model_package_group(team.name),
+                    }
+                )
         executions = []
         for record in self.state.executions():
-            team_name = str((record.get("Tags") or {}).get("team", ""))
-            if team_name in self.team_names:
-                record = {**record, "Gate": self.gate(team_name, record.get("Parameters") or {})}
+            found = self.pipeline_template(str(record.get("PipelineName") or ""))
+            if found is not None:
+                gate = self.gate(found[0], record.get("Parameters") or {}, template=found[1])
+                if gate is not None:
+                    record = {**record, "Gate": gate}
             executions.append(record)
         registry = {}
         for team_name in self.team_names:
@@ -499,14 +581,17 @@ class LocalRuntime:
         from flywheel.report import run_report
 
         team = self.team_config(outcome.team)
+        found = self.pipeline_template(outcome.execution.pipeline_name)
+        template = found[1] if found else None
+        reading = self.reading(outcome.team, template)
         evaluation_dir = (
-            download_evaluation(self.aws, self.reading, outcome.execution, folder) if folder is not None else None
+            download_evaluation(self.aws, reading, outcome.execution, folder) if folder is not None else None
         )
         return run_report(
             outcome,
-            self.reading,
-            objective=team.contract.objective,
-            default_gate_threshold=team.metric_gate.threshold,
+            reading,
+            objective=self.objective(outcome.team, template),
+            default_gate_threshold=team.metric_gate.threshold if reading.has_gate else None,
             deployment=self.state.deployment(outcome.team),
             serving=serving,
             endpoint_name=NAMES.endpoint(outcome.team),

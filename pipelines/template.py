@@ -34,6 +34,7 @@ What a template declares
     ``access``          :class:`ExecutionAccess`: what the execution role needs (zones and prefixes it
                         reads/writes, job kinds, registration); the construct turns it into IAM statements
     ``describe(team_name, settings)``  the pipeline's description
+    ``merge_status``    optional: merges per-host validation statuses (the local runtime's run outcome)
 
 Adding a template = adding a folder with ``template.py`` (+ ``definition.py`` and step code); a team
 names it in ``config/teams.yaml`` ``pipelines:``.
@@ -89,6 +90,12 @@ class PreprocessOutputs:
     quarantine: str | None = None  # where a failing batch is copied
     test: str | None = None  # the test split (serving samples come from it)
     baseline: str | None = None  # baseline statistics
+    #: Files in the ``status`` output: per-host ``<status_file_prefix><host>.json`` (merged with
+    #: :attr:`PipelineTemplate.merge_status`), else the single ``status_file``; the quarantine report in
+    #: the ``quarantine`` output. ``None``: the runtime reads no such file.
+    status_file_prefix: str | None = None
+    status_file: str | None = None
+    quarantine_report_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,10 @@ class PipelineSteps:
     evaluation_property_file: str | None = None
     gate_step: str | None = None  # the Condition step of the quality gate
     fail_steps: tuple[str, ...] = ()
+    #: A JSON file inside the registered ``model.tar.gz`` and its field listing the model's input columns
+    #: (the local deployment's sample request rows are those columns of the ``test`` output).
+    model_metadata_file: str | None = None
+    feature_names_field: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +170,9 @@ class PipelineTemplate:
     team_files: Callable[[Any], Sequence[TeamFile]] = lambda settings: ()
     describe: Callable[[str, Any], str] = lambda team_name, settings: f"{team_name}: training pipeline"
     contract_model: type | None = None
+    #: Merges the per-host validation statuses of the ``status`` output into the batch's status (a batch
+    #: passes only if every host passed); ``None``: the runtime reads a single status file only.
+    merge_status: Callable[[Sequence[Mapping[str, Any]]], Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.folder.name != self.name:

@@ -14,7 +14,13 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.tabular import definition as d
-from pipelines.tabular.contract import METRICS, UNIT_INTERVAL_METRICS, DataContract, contract_problems
+from pipelines.tabular.contract import (
+    METRICS,
+    UNIT_INTERVAL_METRICS,
+    DataContract,
+    contract_problems,
+    merge_status,
+)
 from pipelines.template import (
     DeploymentValues,
     ExecutionAccess,
@@ -123,6 +129,7 @@ TEMPLATE = PipelineTemplate(
     build_definition=d.build_pipeline_definition,
     team_files=team_files,
     describe=describe,
+    merge_status=merge_status,
     access=ExecutionAccess(
         reads_team_raw=True,
         writes_quarantine=True,
@@ -138,7 +145,13 @@ TEMPLATE = PipelineTemplate(
         champion_parameter=d.PARAM_CHAMPION_METRIC,
         preprocess_step=d.STEP_PREPROCESS,
         preprocess_outputs=PreprocessOutputs(
-            status="status", quarantine="quarantine", test="test", baseline="baseline"
+            status="status",
+            quarantine="quarantine",
+            test="test",
+            baseline="baseline",
+            status_file_prefix="validation-",
+            status_file="validation.json",
+            quarantine_report_file="report.json",
         ),
         evaluate_step=d.STEP_EVALUATE,
         evaluation_output="evaluation",
@@ -146,5 +159,7 @@ TEMPLATE = PipelineTemplate(
         evaluation_property_file=d.PROPERTY_FILE_EVALUATION,
         gate_step=d.STEP_QUALITY_GATE,
         fail_steps=(d.STEP_DATA_CONTRACT_FAILED, d.STEP_QUALITY_GATE_FAILED),
+        model_metadata_file="metadata.json",
+        feature_names_field="feature_names",
     ),
 )

@@ -63,14 +63,18 @@ def test_zones_have_their_own_keys_and_default_sse_kms(embedded: EmbeddedAws, ch
 
 def test_team_resources_use_the_stack_names(embedded: EmbeddedAws, churn: emb.TeamResources) -> None:
     sm = embedded.client("sagemaker")
-    assert churn.pipeline_name == "flywheel-local-churn-tabular"
+    assert list(churn.pipelines) == ["tabular"] and churn.primary is churn.pipeline("tabular")
+    tabular = churn.pipeline("tabular")
+    assert tabular.pipeline_name == "flywheel-local-churn-tabular"
     assert churn.group_name == "flywheel-local-churn"
     assert sm.describe_model_package_group(ModelPackageGroupName="flywheel-local-churn")
-    pipeline = sm.describe_pipeline(PipelineName=churn.pipeline_name)
-    assert pipeline["PipelineDefinition"] == churn.definition and pipeline["RoleArn"] == churn.role_arn
+    pipeline = sm.describe_pipeline(PipelineName=tabular.pipeline_name)
+    assert pipeline["PipelineDefinition"] == tabular.definition and pipeline["RoleArn"] == churn.role_arn
+    assert tabular.role_arn == churn.role_arn
     assert churn.role_arn.endswith(":role/flywheel-local-churn-execution")
-    assert churn.source_uri.startswith("s3://flywheel-local-artifacts/_code/tabular/")
-    assert churn.source_uri.endswith("/sourcedir.tar.gz") and churn.contract_uri.endswith("/contract.json")
+    assert tabular.source_uri.startswith("s3://flywheel-local-artifacts/_code/tabular/")
+    assert tabular.source_uri.endswith("/sourcedir.tar.gz")
+    assert list(tabular.file_uris) == ["contract"] and tabular.file_uris["contract"].endswith("/contract.json")
     assert churn.pii_key_uri == "s3://flywheel-local-raw/churn/_keys/pii-hmac.key"
 
 
@@ -79,7 +83,8 @@ def test_the_local_definition_is_the_one_the_stack_builds(
 ) -> None:
     """Same inputs, same JSON: the stack calls build_pipeline_definition with the inputs mapped the same way."""
     team = flywheel_config.team("churn")
-    assert churn.definition == build_pipeline_definition(churn.inputs)
+    tabular = churn.pipeline("tabular")
+    assert tabular.definition == build_pipeline_definition(tabular.inputs)
     expected = TabularPipelineInputs(
         pipeline_name="flywheel-local-churn-tabular",
         region=emb.REGION,
@@ -91,8 +96,8 @@ def test_the_local_definition_is_the_one_the_stack_builds(
         features_bucket="flywheel-local-features",
         artifacts_bucket="flywheel-local-artifacts",
         reports_bucket="flywheel-local-reports",
-        source_uri=churn.source_uri,
-        contract_uri=churn.contract_uri,
+        source_uri=tabular.source_uri,
+        contract_uri=tabular.file_uris["contract"],
         model_package_group_name="flywheel-local-churn",
         objective=team.contract.objective,
         gate_metric=team.metric_gate.metric,
@@ -104,8 +109,8 @@ def test_the_local_definition_is_the_one_the_stack_builds(
         preprocess_instance_count=team.instances.processing_count,
         pii_key_prefix="churn/_keys/",
     )
-    assert dataclasses.asdict(churn.inputs) == dataclasses.asdict(expected)
-    doc = json.loads(churn.definition)
+    assert dataclasses.asdict(tabular.inputs) == dataclasses.asdict(expected)
+    doc = json.loads(tabular.definition)
     assert [s["Name"] for s in doc["Steps"]] == ["Preprocess", "DataContractCheck"]
 
 
@@ -119,8 +124,9 @@ def test_code_contract_and_pii_key_are_uploaded(embedded: EmbeddedAws, churn: em
         bucket, key = naming.split_s3_uri(uri)
         return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
-    assert body(churn.source_uri) == sourcedir_bytes(TEMPLATES["tabular"])
-    assert json.loads(body(churn.contract_uri))["target"] == "churned"
+    tabular = churn.pipeline("tabular")
+    assert body(tabular.source_uri) == sourcedir_bytes(TEMPLATES["tabular"])
+    assert json.loads(body(tabular.file_uris["contract"]))["target"] == "churned"
     key = body(churn.pii_key_uri)
     assert len(key) == 64 and key not in Path(emb.__file__).read_bytes()
     bucket, object_key = naming.split_s3_uri(churn.pii_key_uri)
@@ -133,7 +139,8 @@ def test_provisioning_twice_is_idempotent(
 ) -> None:
     again = provision(embedded, flywheel_config, ["churn", "diagnostics"])
     assert again["churn"].platform == churn.platform
-    assert again["churn"].pii_key_uri == churn.pii_key_uri and again["churn"].definition == churn.definition
+    assert again["churn"].pii_key_uri == churn.pii_key_uri
+    assert again["churn"].pipeline("tabular").definition == churn.pipeline("tabular").definition
     s3 = embedded.client("s3")
     bucket, key = naming.split_s3_uri(churn.pii_key_uri)
     versions = s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]
@@ -185,5 +192,6 @@ def test_the_definition_inputs_are_mapped_from_config_exactly_as_the_stack_maps_
         "source_uri",
         "contract_uri",
     )
-    same = {f: getattr(churn.inputs, f) for f in account_specific}
-    assert dataclasses.replace(construct.definition_inputs, **same) == churn.inputs
+    inputs = churn.pipeline("tabular").inputs
+    same = {f: getattr(inputs, f) for f in account_specific}
+    assert dataclasses.replace(construct.definition_inputs, **same) == inputs
