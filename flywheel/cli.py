@@ -69,6 +69,8 @@ def _main(
         typer.Option(
             "--config-dir",
             envvar="FLYWHEEL_CONFIG_DIR",
+            exists=True,
+            file_okay=False,
             help="Config directory (environments.yaml, teams.yaml, contracts/); default: the repository's config/.",
         ),
     ] = None,
@@ -77,6 +79,8 @@ def _main(
         typer.Option(
             "--templates-dir",
             envvar="FLYWHEEL_TEMPLATES_DIR",
+            exists=True,
+            file_okay=False,
             help="Extra directory of pipeline template folders, searched after pipelines/ (repeatable; the "
             "variable takes several, separated by the path separator).",
         ),

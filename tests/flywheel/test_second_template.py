@@ -108,6 +108,12 @@ def test_the_cli_runs_a_template_of_another_directory(tmp_path: Path) -> None:
     assert "✓ Fit" in result.output and "succeeded" in result.output
     assert f"Fit output summary: s3://flywheel-local-reports/{PIPELINE}/" in result.output
 
-    # Without the options, the repository's config has no such team.
+    # The same through the environment variables.
+    env = {"FLYWHEEL_CONFIG_DIR": str(config_dir), "FLYWHEEL_TEMPLATES_DIR": str(templates)}
+    status = CliRunner().invoke(app, ["status", "--json", "--state-dir", str(tmp_path / "state")], env=env)
+    assert status.exit_code == 0, status.output
+    assert [t["pipeline"] for t in json.loads(status.output)["teams"]] == [PIPELINE]
+
+    # Without them, the repository's config has no such team.
     unknown = CliRunner().invoke(app, [*command, "--state-dir", str(tmp_path / "state")])
     assert unknown.exit_code == 1 and "unknown team 'counter'" in unknown.output
