@@ -60,17 +60,36 @@ def parse_object_created(event: Any, context: LifecycleContext) -> tuple[TeamTar
     return target, bucket, key, parsed.etag, parsed.sequencer
 
 
-def on_data_arrival(event: Any, context: LifecycleContext) -> ArrivalResult:
+def on_data_arrival(
+    event: Any,
+    context: LifecycleContext,
+    *,
+    complete_marker: str | None = None,
+    client_token: str | None = None,
+) -> ArrivalResult:
     """Start the team's pipeline on a newly landed batch, once per batch folder.
 
-    ``InputDataUri`` is the batch folder, so the first data file of a folder starts the run and later
-    events for that folder (more files, redeliveries, new versions) are duplicates: one batch, one
-    execution. Land a batch's files together; a corrected batch is landed as a new folder.
+    ``InputDataUri`` is the batch folder. Without ``complete_marker`` the first data file of a folder
+    starts the run and later events for that folder (more files, redeliveries, new versions) are
+    duplicates: one batch, one execution. With ``complete_marker`` (e.g. ``_SUCCESS``, what the deployed
+    Lambda uses) only that object, landed after the batch's data files, starts the run, and only if the
+    folder holds a data file; data files alone start nothing. A corrected batch is landed as a new folder.
+
+    ``client_token``: the ``ClientRequestToken`` to start with (default: derived from the batch folder).
     """
     target, bucket, key, _etag, _sequencer = parse_object_created(event, context)  # validated, not keyed on
     folder, _, name = key.rpartition("/")
     input_uri = naming.s3_uri(bucket, f"{folder}/")
-    if name.startswith((".", "_")) or not name.lower().endswith(DATA_SUFFIXES):
+    if complete_marker is not None:
+        if name != complete_marker:
+            return ArrivalResult(
+                target.team, bucket, key, input_uri, {}, None, skipped=f"waiting for the batch's {complete_marker}"
+            )
+        if not _holds_data(context.s3, bucket, f"{folder}/"):
+            return ArrivalResult(
+                target.team, bucket, key, input_uri, {}, None, skipped=f"no data file next to {complete_marker}"
+            )
+    elif _is_marker_or_other(name):
         # Markers (_SUCCESS), hidden files and other objects are legitimate, just not batches.
         return ArrivalResult(target.team, bucket, key, input_uri, {}, None, skipped=f"{name} is not a data file")
     claim_key = _claim_key("batch", bucket, input_uri)
@@ -84,7 +103,7 @@ def on_data_arrival(event: Any, context: LifecycleContext) -> ArrivalResult:
     if not context.store.claim(claim_key, {"bucket": bucket, "key": key, "state": "starting"}):
         return _duplicate_arrival(target, bucket, key, input_uri, context.store.claimed(claim_key) or {})
     try:
-        arn = context.actions.start_pipeline(target, parameters, claim_key[:64])
+        arn = context.actions.start_pipeline(target, parameters, client_token or claim_key[:64])
     except BaseException:
         context.store.release(claim_key)  # the start failed: a retry of the event must be able to act
         raise
@@ -92,6 +111,19 @@ def on_data_arrival(event: Any, context: LifecycleContext) -> ArrivalResult:
         claim_key, {"bucket": bucket, "key": key, "state": "started", "execution_arn": arn, "parameters": parameters}
     )
     return ArrivalResult(target.team, bucket, key, input_uri, parameters, arn)
+
+
+def _is_marker_or_other(name: str) -> bool:
+    """True for markers (``_SUCCESS``), hidden files and anything without a data suffix."""
+    return name.startswith((".", "_")) or not name.lower().endswith(DATA_SUFFIXES)
+
+
+def _holds_data(s3: Any, bucket: str, folder: str) -> bool:
+    """True if ``s3://bucket/folder`` holds at least one data file (directly in the folder)."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder, Delimiter="/"):
+        if any(not _is_marker_or_other(obj["Key"][len(folder) :]) for obj in page.get("Contents", [])):
+            return True
+    return False
 
 
 def _duplicate_arrival(

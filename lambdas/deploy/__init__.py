@@ -1,0 +1,1 @@
+"""The deploy Lambda: model-package approval → endpoint (realtime canary / serverless) or batch model."""

@@ -1,0 +1,57 @@
+"""Lambda entry point of deploy (thin: Powertools, config once per execution environment, logic).
+
+Environment: see ``lambdas/README.md``. The configuration is read at import (cold start); if it is
+invalid every invocation raises :class:`~lambdas.common.env.ConfigError` naming the variable. Clients
+are created on the first invocation, so tests start moto before any client exists.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+from lambdas.common.env import ConfigError
+
+from .config import DeployConfig
+from .logic import DeployRuntime
+
+logger = Logger(service="flywheel-deploy")
+tracer = Tracer(service="flywheel-deploy")
+metrics = Metrics(namespace="Flywheel", service="flywheel-deploy")
+
+_config: DeployConfig | ConfigError
+_runtime: DeployRuntime | None = None
+
+
+def configure(environ: Any = None) -> None:
+    """(Re)read the configuration (at import; tests call it after setting the environment)."""
+    global _config, _runtime
+    try:
+        _config = DeployConfig.from_environ(os.environ if environ is None else environ)
+    except ConfigError as exc:
+        _config = exc
+    _runtime = None
+
+
+def runtime() -> DeployRuntime:
+    """The execution environment's runtime (built on first use)."""
+    global _runtime
+    if isinstance(_config, ConfigError):
+        logger.error("invalid configuration", extra={"error": str(_config)})
+        raise ConfigError(str(_config))
+    if _runtime is None:
+        _runtime = DeployRuntime(_config, logger, metrics)
+    return _runtime
+
+
+configure()
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    """Package approval → deployment; endpoint deployment state change → rollout outcome (see ``logic``)."""
+    return runtime().handle(event, context)
