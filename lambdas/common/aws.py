@@ -13,7 +13,7 @@ from botocore.config import Config
 
 MAX_ATTEMPTS: Final = 5
 RETRY_CONFIG: Final = Config(
-    retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+    retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},  # total, including the first
     connect_timeout=5,
     read_timeout=30,
 )

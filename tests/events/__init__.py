@@ -9,7 +9,15 @@ it), with this project's names (raw bucket ``flywheel-local-raw``, team ``churn`
 * ``s3_object_created_multipart`` — a multipart upload (CompleteMultipartUpload, no ``version-id``, a
   multipart ETag, requester an assumed role);
 * ``sagemaker_model_package_state_change`` — ``Approved`` package version 1 of ``flywheel-local-churn``;
-  ``..._rejected`` and ``..._pending`` (``PendingManualApproval``, as registered) of the same package.
+  ``..._rejected`` and ``..._pending`` (``PendingManualApproval``, as registered) of the same package;
+* ``s3_object_created_marker`` — the ``_SUCCESS`` marker that completes ``churn/incoming/batch-1/``
+  (size 0, the empty-object ETag), which starts the deployed data-arrival Lambda;
+* ``sagemaker_endpoint_deployment_state_change`` — endpoint ``flywheel-local-churn`` back ``IN_SERVICE``
+  (``detail.EndpointConfigName``: the config serving now; ``EndpointStatus`` upper snake case as the
+  events spell it; ``ProductionVariants`` current/desired weights and counts; no pending deployment);
+  ``..._baking`` — the same endpoint ``UPDATING`` during a canary rollout:
+  ``PendingDeploymentSummary.EndpointConfigName`` is the config being rolled out and its variant's
+  ``VariantStatus`` is ``Baking`` (the shape of the AWS documentation's blue/green canary example).
 
 Parsers are tested against these files, not against the module's own event builders.
 """

@@ -6,6 +6,7 @@ own clients and store.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,9 @@ import pytest
 from moto import mock_aws
 
 REGION = "eu-west-1"
+
+# The handlers' Powertools Tracer is created at import: no X-Ray daemon here.
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 
 class MemoryStore:
