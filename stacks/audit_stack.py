@@ -9,6 +9,7 @@ from constructs import Construct
 from config.models import EnvironmentConfig
 from stacks.components.audit_trail import AuditTrail
 from stacks.components.data_lake import DataLake
+from stacks.components.secure_bucket import ObjectLockMode
 from stacks.settings import log_retention, removal_policy
 
 
@@ -34,4 +35,8 @@ class AuditStack(Stack):
             log_retention=log_retention(environment),
             removal_policy=removal_policy(environment),
             object_lock_days=environment.object_lock_days,
+            # Production audit logs cannot be shortened or deleted by anyone, root included, until the
+            # retention ends; elsewhere governance mode lets an administrator clean up test trails.
+            object_lock_mode=ObjectLockMode.COMPLIANCE if environment.is_production else ObjectLockMode.GOVERNANCE,
+            env_name=environment.name,
         )

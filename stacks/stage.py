@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aws_cdk import Environment, Stage, Tags
+from aws_cdk import Aspects, Environment, Stage, Tags
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from config.models import EnvironmentConfig, TeamConfig
 from stacks.audit_stack import AuditStack
-from stacks.components.guardrails import boundary_from_name
+from stacks.components.guardrails import RolePath, boundary_from_name, role_path
 from stacks.data_lake_stack import DataLakeStack
 from stacks.security_stack import SecurityFoundationStack
 from stacks.team_stack import TeamWorkloadStack
@@ -29,8 +29,13 @@ class FlywheelStage(Stage):
     ) -> None:
         super().__init__(scope, construct_id, env=Environment(account=environment.account, region=environment.region))
         self.environment = environment
-        self.security = SecurityFoundationStack(self, "Security", environment=environment)
+        lake_stack_name = f"{construct_id}-DataLake"
+        self.security = SecurityFoundationStack(
+            self, "Security", environment=environment, lake_stack_name=lake_stack_name
+        )
         self.data_lake = DataLakeStack(self, "DataLake", environment=environment)
+        if self.data_lake.stack_name != lake_stack_name:
+            raise RuntimeError(f"data-lake stack is named {self.data_lake.stack_name}, not {lake_stack_name}")
         self.audit = None
         if environment.trail:
             self.audit = AuditStack(
@@ -59,6 +64,8 @@ class FlywheelStage(Stage):
             Tags.of(stack).add("flywheel:environment", environment.name)
             if stack is not self.security:
                 stack.add_stack_dependency(self.security)
+        # Every role of this stage lives under /flywheel/<env>/: the boundary lets roles pass only those.
+        Aspects.of(self).add(RolePath(role_path(environment.name)))
         # Every role any stack of this stage creates carries the permissions boundary. Other stacks name
         # it by its fixed ARN (they deploy after Security) instead of importing a cross-stack export.
         iam.PermissionsBoundary.of(self.security).apply(self.security.guardrails.boundary)

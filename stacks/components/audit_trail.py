@@ -10,8 +10,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.components.guardrails import audit_log_group_name
 from stacks.components.keys import purpose_key
-from stacks.components.secure_bucket import SecureBucket
+from stacks.components.secure_bucket import ObjectLockMode, SecureBucket
 from stacks.nag import acknowledge
 
 
@@ -29,6 +30,8 @@ class AuditTrail(Construct):
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
         object_lock_days: int,
+        object_lock_mode: ObjectLockMode,
+        env_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -55,9 +58,16 @@ class AuditTrail(Construct):
             removal_policy=removal_policy,
             noncurrent_days=365,
             object_lock_days=object_lock_days,
+            object_lock_mode=object_lock_mode,
         ).bucket
         self.log_group = logs.LogGroup(
-            self, "TrailLogs", encryption_key=logs_key, retention=log_retention, removal_policy=removal_policy
+            self,
+            "TrailLogs",
+            # A fixed name under the audit prefix: the boundary denies deleting or shortening it.
+            log_group_name=audit_log_group_name(env_name, "cloudtrail"),
+            encryption_key=logs_key,
+            retention=log_retention,
+            removal_policy=removal_policy,
         )
         self.trail = cloudtrail.Trail(
             self,
@@ -71,7 +81,13 @@ class AuditTrail(Construct):
             cloud_watch_log_group=self.log_group,
             management_events=cloudtrail.ReadWriteType.ALL,
         )
-        logs_policy = self.trail.node.find_child("LogsRole").node.find_child("DefaultPolicy")
+        logs_role = self.trail.node.find_child("LogsRole")
+        # Confused-deputy guard: only trails of this account may assume the log-delivery role.
+        logs_role.node.default_child.add_property_override(
+            "AssumeRolePolicyDocument.Statement.0.Condition",
+            {"StringEquals": {"aws:SourceAccount": stack.account}, "ArnLike": {"aws:SourceArn": trail_arn}},
+        )
+        logs_policy = logs_role.node.find_child("DefaultPolicy")
         for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321"):
             acknowledge(
                 logs_policy,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import CfnResource, DefaultStackSynthesizer, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from stacks.components.guardrails import audit_log_group_name
 from stacks.nag import acknowledge
 
 # Config service name -> CDK endpoint service. Each interface endpoint costs ~$8/month per AZ.
@@ -29,13 +31,22 @@ ENDPOINT_IDS = {name: "Endpoint" + name.title().replace(".", "") for name in _SE
 
 
 class IsolatedNetwork(Construct):
-    """``vpc`` with isolated subnets only; ``endpoint_security_group`` admits HTTPS from the VPC only."""
+    """``vpc`` with isolated subnets only; ``endpoint_security_group`` admits HTTPS from the VPC only.
+
+    Endpoint policies: the S3 gateway endpoint reaches only the lake buckets (``lake_bucket_prefix``:
+    CloudFormation names them ``<lake stack name>-<logical id>-<suffix>``, lower case), the CDK asset
+    bucket and the region's ECR layer bucket, for this account's principals; interface endpoints serve
+    this account's principals only. So a job cannot move data to a bucket or service of another account
+    through the VPC, even with credentials of that account.
+    """
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
+        env_name: str,
+        lake_bucket_prefix: str,
         region: str,
         max_azs: int,
         interface_endpoints: tuple[str, ...],
@@ -58,10 +69,20 @@ class IsolatedNetwork(Construct):
             restrict_default_security_group=True,
             gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
         )
+        # CDK's provider role for the RestrictDefaultSG handler: only Lambda functions of this account.
+        provider = Stack.of(self).node.find_child("Custom::VpcRestrictDefaultSGCustomResourceProvider")
+        provider_role = provider.node.find_child("Role")
+        assert isinstance(provider_role, CfnResource)
+        provider_role.add_property_override(
+            "AssumeRolePolicyDocument.Statement.0.Condition",
+            {"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+        )
         if flow_logs:
             self.flow_log_group = logs.LogGroup(
                 self,
                 "FlowLogs",
+                # A fixed name under the audit prefix: the boundary denies deleting or shortening it.
+                log_group_name=audit_log_group_name(env_name, "vpc-flow-logs"),
                 encryption_key=logs_key,
                 retention=log_retention,
                 removal_policy=removal_policy,
@@ -72,6 +93,17 @@ class IsolatedNetwork(Construct):
                 traffic_type=ec2.FlowLogTrafficType.ALL,
             )
             flow_log_role = self.vpc.node.find_child("FlowLog").node.find_child("IAMRole")
+            account = Stack.of(self).account
+            # Confused-deputy guard: only flow logs of this account may assume the delivery role.
+            flow_log_role.node.default_child.add_property_override(
+                "AssumeRolePolicyDocument.Statement.0.Condition",
+                {
+                    "StringEquals": {"aws:SourceAccount": account},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{Stack.of(self).partition}:ec2:{region}:{account}:vpc-flow-log/*"
+                    },
+                },
+            )
             for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321"):
                 acknowledge(
                     flow_log_role.node.find_child("DefaultPolicy"),
@@ -111,7 +143,65 @@ class IsolatedNetwork(Construct):
                 subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
             )
 
+        self._restrict_endpoints(region, lake_bucket_prefix)
+
+    def _restrict_endpoints(self, region: str, lake_bucket_prefix: str) -> None:
+        stack = Stack.of(self)
+        account, partition = stack.account, stack.partition
+        this_account = {"StringEquals": {"aws:PrincipalAccount": account, "aws:ResourceAccount": account}}
+        s3_gateway = self.vpc.node.find_child("S3")
+        assert isinstance(s3_gateway, ec2.GatewayVpcEndpoint)
+        buckets = [f"{lake_bucket_prefix}*", cdk_assets_bucket(stack)]
+        s3_gateway.add_to_policy(
+            iam.PolicyStatement(
+                sid="FlywheelBucketsOfThisAccount",
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:*"],
+                resources=[
+                    arn for b in buckets for arn in (f"arn:{partition}:s3:::{b}", f"arn:{partition}:s3:::{b}/*")
+                ],
+                conditions=this_account,
+            )
+        )
+        # ECR serves image layers from this AWS-owned bucket through presigned URLs (so no principal
+        # condition: the URL's signer is ECR's, not ours); read-only, one bucket.
+        s3_gateway.add_to_policy(
+            iam.PolicyStatement(
+                sid="EcrImageLayers",
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:GetObject"],
+                resources=[f"arn:{partition}:s3:::{ecr_layer_bucket(region)}/*"],
+            )
+        )
+        for endpoint in self.endpoints.values():
+            endpoint.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ThisAccountsPrincipalsOnly",
+                    principals=[iam.AnyPrincipal()],
+                    actions=["*"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"aws:PrincipalAccount": account}},
+                )
+            )
+
     @property
     def isolated_subnet_ids(self) -> list[str]:
         """Subnets for SageMaker jobs, models and Lambdas."""
         return self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED).subnet_ids
+
+
+def ecr_layer_bucket(region: str) -> str:
+    """The AWS-owned bucket ECR serves image layers from (AWS PrivateLink for ECR, S3 gateway policy)."""
+    return f"prod-{region}-starport-layer-bucket"
+
+
+def cdk_assets_bucket(stack: Stack) -> str:
+    """The CDK bootstrap asset bucket of ``stack``'s account and region (step code, team files)."""
+    qualifier = stack.node.try_get_context("@aws-cdk/core:bootstrapQualifier") or (
+        DefaultStackSynthesizer.DEFAULT_QUALIFIER
+    )
+    return (
+        DefaultStackSynthesizer.DEFAULT_FILE_ASSETS_BUCKET_NAME.replace("${Qualifier}", qualifier)
+        .replace("${AWS::AccountId}", stack.account)
+        .replace("${AWS::Region}", stack.region)
+    )

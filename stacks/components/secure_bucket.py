@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -14,6 +16,13 @@ from stacks.nag import acknowledge
 BASE_LIFECYCLE = (
     s3.LifecycleRule(id="AbortIncompleteUploads", abort_incomplete_multipart_upload_after=Duration.days(7)),
 )
+
+
+class ObjectLockMode(enum.Enum):
+    """Default retention mode of a locked bucket: governance (privileged bypass) or compliance (none)."""
+
+    GOVERNANCE = "GOVERNANCE"
+    COMPLIANCE = "COMPLIANCE"
 
 
 class SecureBucket(Construct):
@@ -35,9 +44,11 @@ class SecureBucket(Construct):
         noncurrent_days: int = 90,
         transition_after_days: int | None = None,
         object_lock_days: int | None = None,
+        object_lock_mode: ObjectLockMode = ObjectLockMode.GOVERNANCE,
         extra_lifecycle: tuple[s3.LifecycleRule, ...] = (),
     ) -> None:
         super().__init__(scope, construct_id)
+        """``object_lock_mode`` applies with ``object_lock_days``: COMPLIANCE for production audit logs."""
         rules = [
             *BASE_LIFECYCLE,
             s3.LifecycleRule(id="ExpireNoncurrent", noncurrent_version_expiration=Duration.days(noncurrent_days)),
@@ -72,7 +83,7 @@ class SecureBucket(Construct):
             lifecycle_rules=rules,
             object_lock_enabled=object_lock_days is not None,
             object_lock_default_retention=(
-                s3.ObjectLockRetention.governance(Duration.days(object_lock_days)) if object_lock_days else None
+                _retention(object_lock_mode, Duration.days(object_lock_days)) if object_lock_days else None
             ),
             removal_policy=removal_policy,
         )
@@ -91,3 +102,9 @@ class SecureBucket(Construct):
                     "S3 server access log delivery rejects SSE-KMS target buckets, so the access-log bucket "
                     "uses SSE-S3; it holds request metadata only, never data-lake objects",
                 )
+
+
+def _retention(mode: ObjectLockMode, days: Duration) -> s3.ObjectLockRetention:
+    if mode is ObjectLockMode.COMPLIANCE:
+        return s3.ObjectLockRetention.compliance(days)
+    return s3.ObjectLockRetention.governance(days)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 from aws_cdk.assertions import Match
 
 from stacks.components.network import ENDPOINT_IDS, VPC_CIDR
+from tests.security.iam_eval import Request, evaluate
+from tests.security.stage_policies import stack_name, templates_of
 
 
 def test_every_key_rotates(dev):
@@ -33,119 +34,8 @@ def test_logs_key_admits_cloudwatch_logs_only_for_this_account(dev):
     assert "kms:EncryptionContext:aws:logs:arn" in stmt["Condition"]["ArnLike"]
 
 
-def test_boundary_denies_escalation_and_tampering(dev):
-    (policy,) = dev.security.find_resources(
-        "AWS::IAM::ManagedPolicy", {"Properties": {"ManagedPolicyName": "flywheel-boundary-dev"}}
-    ).values()
-    sids = {s.get("Sid"): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
-    for sid in (
-        "DenyIdentityEscalation",
-        "DenyBoundaryTampering",
-        "DenyRemovingBoundaryFromRoles",
-        "DenyAuditAndKeyTampering",
-    ):
-        assert sids[sid]["Effect"] == "Deny"
-    assert "cloudtrail:StopLogging" in sids["DenyAuditAndKeyTampering"]["Action"]
-    assert "kms:ScheduleKeyDeletion" in sids["DenyAuditAndKeyTampering"]["Action"]
-    # overwriting the TLS-only bucket policy is as bad as deleting it
-    assert {"s3:PutBucketPolicy", "s3:DeleteBucketPolicy"} <= set(sids["DenyAuditAndKeyTampering"]["Action"])
-
-
-def _guardrail_statements(template):
-    (policy,) = template.find_resources(
-        "AWS::IAM::ManagedPolicy",
-        {"Properties": {"Description": Match.string_like_regexp("^Deny SageMaker compute")}},
-    ).values()
-    return {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
-
-
-def test_guardrail_denies_jobs_without_volume_and_output_keys(dev):
-    s = _guardrail_statements(dev.security)
-    assert s["DenyJobsWithoutVolumeKmsKey"]["Condition"] == {"Null": {"sagemaker:VolumeKmsKey": "true"}}
-    assert "sagemaker:CreateEndpointConfig" in s["DenyJobsWithoutVolumeKmsKey"]["Action"]
-    assert s["DenyJobsWithoutOutputKmsKey"]["Condition"] == {"Null": {"sagemaker:OutputKmsKey": "true"}}
-    for action in (
-        "sagemaker:CreateProcessingJob",
-        "sagemaker:CreateTrainingJob",
-        "sagemaker:CreateTransformJob",
-    ):
-        assert action in s["DenyJobsWithoutOutputKmsKey"]["Action"]
-
-
-def test_guardrail_denies_jobs_and_models_outside_vpc(dev):
-    s = _guardrail_statements(dev.security)["DenyJobsAndModelsOutsideVpc"]
-    assert s["Effect"] == "Deny" and s["Condition"] == {"Null": {"sagemaker:VpcSubnets": "true"}}
-    assert "sagemaker:CreateModel" in s["Action"]
-
-
-def _condition_matches(condition: dict, request: dict) -> bool:
-    """IAM semantics for the operators the guardrails use (all keys must match)."""
-    for operator, tests in condition.items():
-        for key, expected in tests.items():
-            present = key in request
-            if operator == "Null":
-                if (not present) != (expected == "true"):
-                    return False
-            elif operator == "Bool":
-                if not present or str(request[key]).lower() != expected:
-                    return False
-            elif operator == "BoolIfExists":
-                if present and str(request[key]).lower() != expected:
-                    return False
-            else:
-                raise AssertionError(f"evaluator does not know {operator}")
-    return True
-
-
-def _denied(statements: dict, action: str, request: dict) -> list[str]:
-    return [
-        sid
-        for sid, stmt in statements.items()
-        if stmt["Effect"] == "Deny" and action in stmt["Action"] and _condition_matches(stmt["Condition"], request)
-    ]
-
-
-COMPLIANT_JOB = {
-    "sagemaker:VolumeKmsKey": "arn:aws:kms:eu-west-1:111111111111:key/1",
-    "sagemaker:OutputKmsKey": "arn:aws:kms:eu-west-1:111111111111:key/1",
-    "sagemaker:VpcSubnets": ["subnet-1"],
-    "sagemaker:NetworkIsolation": True,
-    "sagemaker:InterContainerTrafficEncryption": True,
-}
-
-
-def test_guardrails_allow_a_compliant_job(dev):
-    s = _guardrail_statements(dev.security)
-    for action in ("sagemaker:CreateTrainingJob", "sagemaker:CreateProcessingJob"):
-        assert _denied(s, action, COMPLIANT_JOB) == []
-
-
-@pytest.mark.parametrize("missing", sorted(COMPLIANT_JOB))
-def test_guardrails_deny_a_job_that_omits_any_control(dev, missing):
-    """Omitting a setting must be denied, not only setting it off: the API defaults are insecure."""
-    s = _guardrail_statements(dev.security)
-    request = {k: v for k, v in COMPLIANT_JOB.items() if k != missing}
-    assert _denied(s, "sagemaker:CreateTrainingJob", request), f"a training job without {missing} is allowed"
-
-
-@pytest.mark.parametrize("key", ["sagemaker:NetworkIsolation", "sagemaker:InterContainerTrafficEncryption"])
-def test_guardrails_deny_a_job_that_turns_a_control_off(dev, key):
-    s = _guardrail_statements(dev.security)
-    assert _denied(s, "sagemaker:CreateProcessingJob", {**COMPLIANT_JOB, key: False})
-
-
-def test_guardrails_do_not_block_transform_jobs_for_a_key_they_lack(dev):
-    s = _guardrail_statements(dev.security)
-    transform = {k: COMPLIANT_JOB[k] for k in ("sagemaker:VolumeKmsKey", "sagemaker:OutputKmsKey")}
-    assert _denied(s, "sagemaker:CreateTransformJob", transform) == []
-
-
-def test_boundary_carries_the_sagemaker_guardrails(dev):
-    (policy,) = dev.security.find_resources(
-        "AWS::IAM::ManagedPolicy", {"Properties": {"ManagedPolicyName": "flywheel-boundary-dev"}}
-    ).values()
-    sids = {s.get("Sid") for s in policy["Properties"]["PolicyDocument"]["Statement"]}
-    assert set(_guardrail_statements(dev.security)) <= sids
+# The boundary (and the SageMaker guardrails it carries) is evaluated statement by statement in
+# tests/security/test_boundary.py.
 
 
 def test_vpc_has_no_internet_path(stages):
@@ -195,7 +85,79 @@ def test_flow_logs_go_to_encrypted_log_group(dev):
 
 
 def test_default_security_group_is_closed(dev):
-    dev.security.resource_count_is("Custom::VpcRestrictDefaultSG", 1)
+    """CDK's handler strips the default group's rules, and its role can do so through the boundary."""
+    t = templates_of(dev)
+    sec = stack_name(dev, "Security")
+    (vpc_lid,) = dev.security.find_resources("AWS::EC2::VPC")
+    (resource,) = dev.security.find_resources("Custom::VpcRestrictDefaultSG").values()
+    assert resource["Properties"]["DefaultSecurityGroupId"] == {"Fn::GetAtt": [vpc_lid, "DefaultSecurityGroup"]}
+    handler = t.resource(sec, resource["Properties"]["ServiceToken"]["Fn::GetAtt"][0])
+    role = t.role(sec, handler["Properties"]["Role"]["Fn::GetAtt"][0])
+    group = t.get_att(sec, vpc_lid, "DefaultSecurityGroup")
+    arn = f"arn:aws:ec2:eu-west-1:111111111111:security-group/{group}"
+    context = {"ec2:Vpc": f"arn:aws:ec2:eu-west-1:111111111111:vpc/{t.ref(sec, vpc_lid)}"}
+    for action in (
+        "ec2:RevokeSecurityGroupIngress",
+        "ec2:RevokeSecurityGroupEgress",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:AuthorizeSecurityGroupEgress",
+    ):
+        assert role.can(Request(action, arn, context)).allowed, f"the handler's role cannot {action}"
+
+
+def _endpoint_policy(stage, endpoint_type):
+    t = templates_of(stage)
+    sec = stack_name(stage, "Security")
+    return {
+        lid: t.resolve(sec, res["Properties"]["PolicyDocument"])
+        for lid, res in t.templates[sec]["Resources"].items()
+        if res["Type"] == "AWS::EC2::VPCEndpoint" and res["Properties"]["VpcEndpointType"] == endpoint_type
+    }
+
+
+def _via(policy, action, resource, account):
+    context = {"aws:PrincipalAccount": account, "aws:ResourceAccount": resource_account(resource, account)}
+    principal = {"AWS": f"arn:aws:iam::{account}:role/flywheel/dev/job"}
+    return evaluate([policy], Request(action, resource, context, principal)).allowed
+
+
+def resource_account(resource, account):
+    """Buckets named ``foreign-*`` belong to another account in these tests."""
+    return "999999999999" if ":::foreign-" in resource else account
+
+
+def test_s3_gateway_endpoint_reaches_only_lake_asset_and_image_buckets(stages):
+    for stage in stages.values():
+        env = stage.environment
+        (policy,) = _endpoint_policy(stage, "Gateway").values()
+        t = templates_of(stage)
+        lake = stack_name(stage, "DataLake")
+        buckets = [t.ref(lake, lid) for lid in stage.data_lake.find_resources("AWS::S3::Bucket")]
+        assert len(buckets) == 7
+        for bucket in buckets:
+            assert _via(policy, "s3:GetObject", f"arn:aws:s3:::{bucket}/k", env.account), bucket
+            assert _via(policy, "s3:ListBucket", f"arn:aws:s3:::{bucket}", env.account), bucket
+        assets = f"cdk-hnb659fds-assets-{env.account}-{env.region}"
+        assert _via(policy, "s3:GetObject", f"arn:aws:s3:::{assets}/code.tar.gz", env.account)
+        assert _via(policy, "s3:GetObject", f"arn:aws:s3:::prod-{env.region}-starport-layer-bucket/l", env.account)
+        assert not _via(policy, "s3:PutObject", f"arn:aws:s3:::prod-{env.region}-starport-layer-bucket/l", env.account)
+        # exfiltration: another bucket, a look-alike bucket of another account, another account's principal
+        assert not _via(policy, "s3:PutObject", "arn:aws:s3:::attacker-bucket/x", env.account)
+        assert not _via(policy, "s3:PutObject", f"arn:aws:s3:::foreign-{buckets[0]}/x", env.account)
+        assert not _via(policy, "s3:GetObject", f"arn:aws:s3:::{buckets[0]}/k", "999999999999")
+        # the buckets really get generated names under the lake stack's name (the pattern relies on it)
+        for lid in stage.data_lake.find_resources("AWS::S3::Bucket"):
+            assert "BucketName" not in stage.data_lake.find_resources("AWS::S3::Bucket")[lid]["Properties"]
+        assert len(lake) <= 30, "CloudFormation would truncate the stack-name part of generated bucket names"
+
+
+def test_interface_endpoints_serve_this_accounts_principals_only(stages):
+    for stage in stages.values():
+        policies = _endpoint_policy(stage, "Interface")
+        assert len(policies) == len(stage.environment.interface_endpoints)
+        for lid, policy in policies.items():
+            assert _via(policy, "sagemaker:CreateProcessingJob", "*", stage.environment.account), lid
+            assert not _via(policy, "sagemaker:CreateProcessingJob", "*", "999999999999"), lid
 
 
 def test_endpoints_are_configurable_down_to_none():
