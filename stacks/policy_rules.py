@@ -80,18 +80,95 @@ def buckets_use_distinct_customer_keys(templates: Templates) -> list[str]:
     return problems
 
 
+def _stack(templates: Templates, name: str) -> str | None:
+    """The key of the template deployed as stack ``name`` (keys may be short ids: ``DataLake``)."""
+    return next((k for k in templates if name == k or name.endswith(f"-{k}")), None)
+
+
+def _referenced_bucket(templates: Templates, stack: str, value: Any) -> tuple[str, str] | None:
+    """``(stack, bucket logical id)`` when ``value`` is a bucket's ARN or name: a ``Ref``/``GetAtt``, or
+    one reached through ``Fn::ImportValue``/``Fn::GetStackOutput`` of another stack's output."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    ((fn, arg),) = value.items()
+    resources = templates.get(stack, {}).get("Resources", {})
+    if fn in ("Ref", "Fn::GetAtt"):
+        lid = arg if fn == "Ref" else arg[0]
+        if fn == "Fn::GetAtt" and arg[1] != "Arn":
+            return None
+        if resources.get(lid, {}).get("Type") == "AWS::S3::Bucket":
+            return stack, lid
+        return None
+    if fn == "Fn::GetStackOutput":
+        source = _stack(templates, arg.get("StackName", ""))
+        output = templates.get(source or "", {}).get("Outputs", {}).get(arg.get("OutputName"))
+        return _referenced_bucket(templates, source, output["Value"]) if source and output else None
+    if fn == "Fn::ImportValue":
+        for source, template in templates.items():
+            for output in template.get("Outputs", {}).values():
+                export = output.get("Export", {}).get("Name")
+                if export == arg or (
+                    isinstance(export, dict) and export.get("Fn::Join") and json.dumps(export) == json.dumps(arg)
+                ):
+                    return _referenced_bucket(templates, source, output["Value"])
+    return None
+
+
+def _whole_bucket_selector(templates: Templates, stack: str, value: Any) -> tuple[str, str] | None:
+    """The bucket whose every object ``value`` (an S3 data-resource value) selects: ``<bucket ARN>/``."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        sep, parts = value["Fn::Join"]
+        if sep == "" and len(parts) == 2 and parts[1] == "/":
+            return _referenced_bucket(templates, stack, parts[0])
+        if sep == "" and len(parts) == 5 and parts[2] == ":s3:::" and parts[4] == "/":
+            return _referenced_bucket(templates, stack, parts[3])
+    return None
+
+
+def lake_buckets(templates: Templates) -> list[tuple[str, str]]:
+    """The data-lake buckets: those a Glue zone database is located in (``s3://<bucket>/``)."""
+    out = []
+    for stack, _, res in _resources(templates, "AWS::Glue::Database"):
+        location = res["Properties"].get("DatabaseInput", {}).get("LocationUri")
+        if isinstance(location, dict) and "Fn::Join" in location:
+            for part in location["Fn::Join"][1]:
+                bucket = _referenced_bucket(templates, stack, part)
+                if bucket:
+                    out.append(bucket)
+    return sorted(set(out))
+
+
 def trail_covers_lake_buckets(templates: Templates) -> list[str]:
-    """Data events of the trail cover every data-lake bucket (those with a Glue zone database)."""
-    lake_buckets = [
-        lid
-        for _, lid, _ in _resources(templates, "AWS::S3::Bucket")
-        if lid.startswith("Lake") and not lid.startswith("LakeAccessLogs")
-    ]
+    """A trail logs read *and* write data events on every object of every data-lake bucket."""
+    lake = lake_buckets(templates)
     trails = _resources(templates, "AWS::CloudTrail::Trail")
     if not trails:
-        return ["no CloudTrail trail in this environment"] if lake_buckets else []
-    selectors = json.dumps([t[2]["Properties"].get("EventSelectors", []) for t in trails])
-    return [f"{lid}: no trail data events cover this lake bucket" for lid in lake_buckets if lid not in selectors]
+        return ["no CloudTrail trail in this environment"] if lake else []
+    covered: set[tuple[str, str]] = set()
+    for stack, _, trail in trails:
+        if trail["Properties"].get("IsLogging") is False:
+            continue
+        for selector in trail["Properties"].get("EventSelectors", []):
+            if selector.get("ReadWriteType", "All") != "All":
+                continue
+            for data in selector.get("DataResources", []):
+                if data.get("Type") == "AWS::S3::Object":
+                    covered |= {b for v in data.get("Values", []) if (b := _whole_bucket_selector(templates, stack, v))}
+    return [f"{stack}/{lid}: no trail logs all (read and write) data events of this lake bucket"
+            for stack, lid in lake if (stack, lid) not in covered]  # fmt: skip
+
+
+def managed_policies_are_attached(templates: Templates) -> list[str]:
+    """Every customer-managed policy is a boundary or attached to a role, group or user: a policy that
+    binds nobody reads like a control and is none."""
+    problems = []
+    for stack, lid, res in _resources(templates, "AWS::IAM::ManagedPolicy"):
+        props = res.get("Properties", {})
+        if str(props.get("ManagedPolicyName", "")).startswith(BOUNDARY_PREFIX):
+            continue
+        if not (props.get("Roles") or props.get("Groups") or props.get("Users")):
+            problems.append(f"{stack}/{lid}: managed policy attached to nothing")
+    return problems
 
 
 def log_groups_encrypted_and_retained(templates: Templates) -> list[str]:
@@ -116,18 +193,33 @@ def keys_rotate(templates: Templates) -> list[str]:
 
 
 def passrole_scoped_to_service(templates: Templates) -> list[str]:
-    """``iam:PassRole`` in our policies is always scoped with ``iam:PassedToService``."""
+    """``iam:PassRole`` in our policies names its roles (no ``*``) and pins ``iam:PassedToService`` to
+    named services with ``StringEquals`` (a ``StringLike`` of ``*`` is no scope)."""
     problems = []
     for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
         for stack, lid, res in _resources(templates, kind):
             if str(res["Properties"].get("ManagedPolicyName", "")).startswith(BOUNDARY_PREFIX):
-                continue  # the boundary is a ceiling, not a grant
+                continue  # the boundary is a ceiling, not a grant (tests/security/test_boundary.py)
             for stmt in res["Properties"]["PolicyDocument"]["Statement"]:
                 actions = stmt.get("Action", [])
                 actions = [actions] if isinstance(actions, str) else actions
-                passes = stmt.get("Effect") == "Allow" and any(a in ("iam:PassRole", "iam:*", "*") for a in actions)
-                if passes and "iam:PassedToService" not in json.dumps(stmt.get("Condition", {})):
-                    problems.append(f"{stack}/{lid}: iam:PassRole without iam:PassedToService")
+                if stmt.get("Effect") != "Allow" or "NotAction" in stmt:
+                    if stmt.get("Effect") == "Allow":
+                        problems.append(f"{stack}/{lid}: Allow with NotAction may grant iam:PassRole")
+                    continue
+                if not any(a.lower() in ("iam:passrole", "iam:*", "*", "iam:pass*") for a in actions):
+                    continue
+                services = stmt.get("Condition", {}).get("StringEquals", {}).get("iam:PassedToService")
+                services = [services] if isinstance(services, str) else services or []
+                if not services or any("*" in str(s) for s in services):
+                    problems.append(f"{stack}/{lid}: iam:PassRole without StringEquals iam:PassedToService")
+                resources = stmt.get("Resource", [])
+                resources = [resources] if not isinstance(resources, list) else resources
+                if (
+                    any(isinstance(r, str) and r.endswith("*") and ":role/" not in r for r in resources)
+                    or "*" in resources
+                ):
+                    problems.append(f"{stack}/{lid}: iam:PassRole on any role")
     return problems
 
 
@@ -139,6 +231,7 @@ RULES: dict[str, Rule] = {
     "log-groups-encrypted-and-retained": log_groups_encrypted_and_retained,
     "keys-rotate": keys_rotate,
     "passrole-scoped-to-service": passrole_scoped_to_service,
+    "managed-policies-are-attached": managed_policies_are_attached,
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import CfnResource, RemovalPolicy, Stack
 from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -83,7 +83,9 @@ class AuditTrail(Construct):
         )
         logs_role = self.trail.node.find_child("LogsRole")
         # Confused-deputy guard: only trails of this account may assume the log-delivery role.
-        logs_role.node.default_child.add_property_override(
+        cfn_role = logs_role.node.default_child
+        assert isinstance(cfn_role, CfnResource)
+        cfn_role.add_property_override(
             "AssumeRolePolicyDocument.Statement.0.Condition",
             {"StringEquals": {"aws:SourceAccount": stack.account}, "ArnLike": {"aws:SourceArn": trail_arn}},
         )

@@ -95,7 +95,9 @@ class IsolatedNetwork(Construct):
             flow_log_role = self.vpc.node.find_child("FlowLog").node.find_child("IAMRole")
             account = Stack.of(self).account
             # Confused-deputy guard: only flow logs of this account may assume the delivery role.
-            flow_log_role.node.default_child.add_property_override(
+            cfn_role = flow_log_role.node.default_child
+            assert isinstance(cfn_role, CfnResource)
+            cfn_role.add_property_override(
                 "AssumeRolePolicyDocument.Statement.0.Condition",
                 {
                     "StringEquals": {"aws:SourceAccount": account},
