@@ -74,7 +74,8 @@ class LocalActions:
         execution_id = arn.rsplit("/", 1)[-1]
         started = now()
         self.state.save_execution(
-            {
+            create=True,
+            record={
                 "PipelineExecutionId": execution_id,
                 "PipelineExecutionArn": arn,
                 "PipelineName": target.pipeline_name,
@@ -83,7 +84,7 @@ class LocalActions:
                 "Parameters": merged,
                 "Tags": {"team": target.team},
                 "Steps": [],
-            }
+            },
         )
         self.state.save_pending_run(
             execution_id,
@@ -103,13 +104,18 @@ class LocalActions:
         return str(record["ModelPackageArn"]) if record else None
 
     def deploy(self, target: lifecycle.TeamTarget, package_arn: str) -> None:
-        """Local deployment: copy the package's model.tar.gz next to the state and record it."""
+        """Local deployment: copy the package's model.tar.gz next to the state and record it (under the
+        team's deployment lock, so two approvals never interleave their copies and records)."""
+        with self.state.lock(f"deploy-{target.team}"):
+            self._deploy(target, package_arn)
+
+    def _deploy(self, target: lifecycle.TeamTarget, package_arn: str) -> None:
         sm, s3 = self.aws.client("sagemaker"), self.aws.client("s3")
         package = sm.describe_model_package(ModelPackageName=package_arn)
         version = int(package["ModelPackageVersion"])
         model_uri = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
         folder = self.state.deployment_dir(target.team, version)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         bucket, key = split_s3_uri(model_uri)
         s3.download_file(bucket, key, str(folder / "model.tar.gz"))
         evaluation_uri = lifecycle.evaluation_uri(package)

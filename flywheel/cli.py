@@ -88,6 +88,10 @@ def _main(
 ) -> None:
     _SOURCES.config_dir = config_dir
     _SOURCES.template_dirs = tuple(templates_dir or ())
+    # Whatever this invocation writes (state, job folders, reports) is private to the user.
+    from flywheel.state import private_umask
+
+    private_umask()
 
 
 def _load_config() -> Any:
@@ -306,8 +310,8 @@ def up(
     from flywheel.state import StateStore, pid_alive
 
     state = StateStore(state_dir)
-    existing = state.server(AWS_SERVER)
     with _expected_errors():
+        existing = state.server(AWS_SERVER)
         if existing and pid_alive(existing.get("pid")) and existing.get("pid") != os.getpid():
             raise _fail(
                 f"an embedded AWS from this state dir already runs at {existing['url']} (pid {existing['pid']}); "
@@ -422,12 +426,25 @@ def serve(
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: run until Ctrl-C).")
     ] = None,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(help="Allow a --host other machines can reach (the endpoint has no authentication)."),
+    ] = False,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     endpoint_url: EndpointUrl = None,
 ) -> None:
     """Serve the team's deployed model (GET /ping, POST /invocations) with data capture."""
+    from flywheel.embedded import is_loopback_host
+
+    if not is_loopback_host(host) and not allow_remote:
+        raise _fail(
+            f"refusing to serve on {host}: other machines could reach it and the endpoint has no authentication; "
+            "keep --host 127.0.0.1, or pass --allow-remote if you mean it"
+        )
     with _expected_errors(), _runtime(state_dir, endpoint_url) as rt:
-        server, record, capture = rt.start_endpoint(team, host, port, capture_to_s3=rt.aws.mode != "in-process")
+        server, record, capture = rt.start_endpoint(
+            team, host, port, capture_to_s3=rt.aws.mode != "in-process", allow_remote=allow_remote
+        )
         try:
             console.print(
                 f"[bold green]Serving {team} version {record['ModelPackageVersion']}[/] at {server.url} "
@@ -455,10 +472,16 @@ def invoke(
     sample: Annotated[int | None, typer.Option(help="Send this many sample rows of the deployed model.")] = None,
     content_type: Annotated[str | None, typer.Option(help="text/csv or application/json (default: by file).")] = None,
     accept: Annotated[str, typer.Option(help="Response type.")] = "application/json",
+    allow_remote: Annotated[
+        bool, typer.Option(help="Allow a --url on another machine (default: only this machine's endpoints).")
+    ] = False,
     state_dir: StateDir = DEFAULT_STATE_DIR,
 ) -> None:
     """Send rows to a running endpoint and print the predictions."""
+    from urllib.parse import urlsplit
+
     from flywheel import serving
+    from flywheel.embedded import is_loopback_host
     from flywheel.state import StateStore, pid_alive
 
     state = StateStore(state_dir)
@@ -472,10 +495,13 @@ def invoke(
     if url is None:
         if team is None:
             raise _fail("give --team (its running endpoint) or --url")
-        record = state.server(f"endpoint-{team}")
+        with _expected_errors():
+            record = state.server(f"endpoint-{team}")
         if not record or not pid_alive(record.get("pid")):
             raise _fail(f"no endpoint of team {team} is running: start one with `flywheel serve --team {team}`")
         url = str(record["url"])
+    if not is_loopback_host(urlsplit(url).hostname) and not allow_remote:
+        raise _fail(f"{url} is not on this machine: pass --allow-remote to send rows to another host")
     if (data is None) == (sample is None):
         raise _fail("give either --data FILE or --sample N")
     if data is not None:
@@ -486,7 +512,8 @@ def invoke(
     else:
         if team is None:
             raise _fail("--sample sends the deployed model's sample rows: give --team too")
-        deployment = state.deployment(team)
+        with _expected_errors():
+            deployment = state.deployment(team)
         samples = Path(str((deployment or {}).get("Samples") or ""))
         if not deployment or not samples.is_file():
             raise _fail(f"team {team} has no deployed model with sample rows: pass --data FILE")
@@ -553,6 +580,8 @@ def status(
         endpoint = f"{server['url']} ({'running' if server['alive'] else 'stale'})" if server else "not serving"
         deployments.add_row(team, str(record["ModelPackageVersion"]), str(record.get("GateMetricValue")), endpoint)
     console.print(deployments if deployments.row_count else "No approved model is deployed.")
+    for problem in data.get("problems", []):
+        console.print(f"[bold yellow]Warning:[/] skipped {problem}", highlight=False)
 
 
 @app.command()

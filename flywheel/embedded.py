@@ -30,21 +30,24 @@ import contextlib
 import errno
 import functools
 import hashlib
+import ipaddress
 import json
 import logging
 import secrets
 import socket
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import naming
-from flywheel.errors import LOCALHOST, EmbeddedAwsError, PortInUseError
+from flywheel.errors import LOCALHOST, EmbeddedAwsError, OfflineViolationError, PortInUseError
 from naming import ZONES, Names
 from pipelines.template import DeploymentValues, PipelineTemplate
 
@@ -97,12 +100,68 @@ def _stop_mock() -> None:
 
 
 @functools.cache
-def _boto3_session(region: str) -> boto3.session.Session:
-    """One boto3 session per process and region: it caches service models (~0.2 s per client otherwise).
+def _boto3_session(region: str, mocked: bool) -> boto3.session.Session:
+    """One boto3 session per process, region and kind: it caches service models (~0.2 s per client otherwise).
 
-    Credentials are passed per client, so nothing of the host's credential chain is read.
+    A session registers botocore's built-in event handlers when it is created, and moto's in-process mock
+    is one of them only if moto was imported before: a session made earlier sends its clients' requests to
+    the real endpoints even while the mock runs. In-process sessions are therefore made after moto is
+    imported, and never shared with server-mode ones. Credentials are passed per client, so nothing of the
+    host's credential chain is read.
     """
+    if mocked:
+        import moto.core.models  # noqa: F401 - registers the stubber among botocore's built-in handlers
     return boto3.session.Session(region_name=region)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether ``host`` (a name or address) is this machine's loopback: ``localhost``, 127.0.0.0/8, ::1."""
+    if not host:
+        return False
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _mock_stubber() -> Any:
+    """moto's botocore stubber (the in-process mock's interceptor), or None if moto is not imported."""
+    models = sys.modules.get("moto.core.models")
+    return getattr(models, "botocore_stubber", None)
+
+
+def _mock_active() -> bool:
+    stubber = _mock_stubber()
+    return _MOCK is not None and stubber is not None and bool(stubber.enabled)
+
+
+class _LoopbackOnly:
+    """Wraps a client's HTTP sender (the one place botocore opens connections): any request that is about
+    to leave for a host other than the loopback is refused before a connection (or a DNS lookup) is made.
+
+    In-process, moto answers every request before it reaches the sender; one that gets here anyway (the
+    mock stopped, or a service moto does not intercept) would go to the real AWS endpoint: refused.
+    """
+
+    def __init__(self, inner: Any, service: str) -> None:
+        self._inner = inner
+        self._service = service
+
+    def send(self, request: Any) -> Any:
+        host = urlsplit(str(request.url)).hostname
+        if not is_loopback_host(host):
+            raise OfflineViolationError(
+                f"refused a {self._service} request to {host}: the local runtime never calls real AWS "
+                "(every request must go to the embedded AWS on 127.0.0.1 or to the in-process mock); "
+                "this is a bug of the local runtime, please report it"
+            )
+        return self._inner.send(request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 def port_is_free(port: int, host: str = LOCALHOST) -> bool:
@@ -127,7 +186,15 @@ class EmbeddedAws:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._session = _boto3_session(region)
+        if endpoint_url is None:
+            if mode != "in-process":
+                raise OfflineViolationError(f"an embedded AWS in mode {mode!r} needs a loopback endpoint URL")
+        elif not is_loopback_host(urlsplit(endpoint_url).hostname):
+            raise OfflineViolationError(
+                f"{endpoint_url} is not on this machine: the embedded AWS listens on 127.0.0.1 only "
+                "(the local runtime never calls real AWS); use the URL `flywheel up` prints"
+            )
+        self._session = _boto3_session(region, endpoint_url is None)
 
     @classmethod
     def in_process(cls, region: str = REGION) -> EmbeddedAws:
@@ -193,7 +260,8 @@ class EmbeddedAws:
                 config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=300)
                 if service == "s3":
                     config = config.merge(Config(s3={"addressing_style": "path"}))
-                self._clients[service] = self._session.client(  # type: ignore[call-overload]
+                self._check_offline(service)
+                client = self._session.client(  # type: ignore[call-overload]
                     service,
                     endpoint_url=self.endpoint_url,
                     region_name=self.region,
@@ -201,7 +269,32 @@ class EmbeddedAws:
                     aws_access_key_id=_DUMMY_CREDENTIAL,
                     aws_secret_access_key=_DUMMY_CREDENTIAL,
                 )
+                if self.endpoint_url is None:
+                    self._check_intercepted(client, service)
+                client._endpoint.http_session = _LoopbackOnly(client._endpoint.http_session, service)
+                self._clients[service] = client
             return self._clients[service]
+
+    def _check_offline(self, service: str) -> None:
+        """Refuse to build a client that could reach anything but the embedded AWS."""
+        if self._closed:
+            raise OfflineViolationError(f"the embedded AWS was closed: no {service} client can be made from it")
+        if self.endpoint_url is None and not _mock_active():
+            raise OfflineViolationError(
+                f"no in-process embedded AWS is active: a {service} client without an endpoint URL would call "
+                "real AWS (start it with EmbeddedAws.in_process(), or connect to `flywheel up`)"
+            )
+
+    @staticmethod
+    def _check_intercepted(client: Any, service: str) -> None:
+        """An in-process client must carry moto's interceptor among its handlers (see :func:`_boto3_session`)."""
+        event = f"before-send.{client.meta.service_model.service_id.hyphenize()}"
+        handlers = list(client.meta.events._emitter._handlers.prefix_search(event))
+        if _mock_stubber() not in handlers:
+            raise OfflineViolationError(
+                f"the in-process {service} client is not intercepted by the embedded AWS (its boto3 session "
+                "predates moto's import): refusing it, it would call real AWS"
+            )
 
     def is_alive(self) -> bool:
         """Whether the embedded AWS answers a cheap call."""
@@ -409,14 +502,20 @@ def deployment_values(
     role_arn: str,
     source_uri: str,
     file_uris: Mapping[str, str],
+    source_sha256: str,
     region: str = REGION,
 ) -> DeploymentValues:
     """The account-specific values of ``team``'s pipeline of ``template``, as ``stacks.components.ml_pipeline``
-    fills them (local names instead of CDK tokens)."""
+    fills them (local names instead of CDK tokens). Locally every step kind runs as the team's one local
+    role (the embedded AWS enforces no IAM), and the build may expose local-only override parameters
+    (``local_overrides``: e.g. ``tabular``'s ``GateThreshold``, labelled in the run report)."""
     return DeploymentValues(
         pipeline_name=NAMES.pipeline(team, template.name),
         region=region,
         role_arn=role_arn,
+        role_arns={kind: role_arn for kind in template.access.role_kinds},
+        source_sha256=source_sha256,
+        local_overrides=True,
         kms_key_arn=platform.ml_key_arn,
         subnet_ids=LOCAL_SUBNETS,
         security_group_ids=LOCAL_SECURITY_GROUPS,
@@ -436,20 +535,20 @@ def _upload_once(aws: EmbeddedAws, platform: PlatformResources, key: str, body: 
 
 def _upload_code(
     aws: EmbeddedAws, platform: PlatformResources, team: str, template: PipelineTemplate, settings: Any
-) -> tuple[str, dict[str, str]]:
+) -> tuple[str, dict[str, str], str]:
     """Upload the template's step code and the team's files (content-addressed, like CDK assets); returns
-    the code's URI and :attr:`~pipelines.template.TeamFile.key` -> file URI."""
+    the code's URI, :attr:`~pipelines.template.TeamFile.key` -> file URI and the code's sha256."""
     from pipelines.packaging import SOURCEDIR_NAME
 
     code = template.sourcedir_bytes()
-    source_uri = _upload_once(
-        aws, platform, f"_code/{template.name}/{hashlib.sha256(code).hexdigest()[:16]}/{SOURCEDIR_NAME}", code
-    )
+    sha256 = hashlib.sha256(code).hexdigest()
+    code_dir = naming.code_prefix()
+    source_uri = _upload_once(aws, platform, f"{code_dir}{template.name}/{sha256[:16]}/{SOURCEDIR_NAME}", code)
     file_uris = {}
     for item in template.team_files(settings):
         digest = hashlib.sha256(item.content).hexdigest()[:16]
-        file_uris[item.key] = _upload_once(aws, platform, f"_code/{team}/{digest}/{item.file_name}", item.content)
-    return source_uri, file_uris
+        file_uris[item.key] = _upload_once(aws, platform, f"{code_dir}{team}/{digest}/{item.file_name}", item.content)
+    return source_uri, file_uris, sha256
 
 
 def new_pii_key() -> bytes:
@@ -497,9 +596,16 @@ def provision_pipeline(
     """Create (or update) ``team``'s pipeline of ``template`` through the template contract: code and
     team files uploaded, definition built from :class:`~pipelines.template.DeploymentValues`."""
     settings = team.template_settings(template.name)
-    source_uri, file_uris = _upload_code(aws, platform, team.name, template, settings)
+    source_uri, file_uris, sha256 = _upload_code(aws, platform, team.name, template, settings)
     values = deployment_values(
-        template, team.name, platform, role_arn=role_arn, source_uri=source_uri, file_uris=file_uris, region=aws.region
+        template,
+        team.name,
+        platform,
+        role_arn=role_arn,
+        source_uri=source_uri,
+        file_uris=file_uris,
+        source_sha256=sha256,
+        region=aws.region,
     )
     inputs, definition = template.definition(team.name, settings, values)
     arn = _ensure_pipeline(

@@ -15,6 +15,10 @@ exit code 1 and no stack trace; anything else is a bug and keeps its trace.
     ├── RunNotPendingError        ``execute`` of a run that was never started or already ran
     ├── PortInUseError            a port the embedded AWS or an endpoint should listen on is taken
     ├── EmbeddedAwsError          the embedded AWS cannot be started or reached
+    │   └── OfflineViolationError a client or request that could reach real AWS (refused)
+    ├── StateCorruptError         a state-dir file cannot be read: names the file and the fix
+    ├── StateLockError            a state-dir lock could not be taken in time
+    ├── RemoteBindError           serving on a non-loopback address without --allow-remote
     ├── ModelLoadError            a model artifact cannot be loaded for serving
     └── ExecutorError             the local pipeline executor (flywheel.executor)
         ├── DefinitionError       the definition cannot run locally (before any step runs)
@@ -74,6 +78,28 @@ class PortInUseError(FlywheelError):
 
 class EmbeddedAwsError(FlywheelError):
     """The embedded AWS could not be started or reached; the message names the fix."""
+
+
+class OfflineViolationError(EmbeddedAwsError):
+    """A boto3 client or request of the local runtime that could reach real AWS: refused before it is sent."""
+
+
+class StateCorruptError(FlywheelError):
+    """A file of the state dir cannot be used; ``path`` names it, the message says what to do."""
+
+    def __init__(self, path: object, problem: str, fix: str) -> None:
+        super().__init__(f"state file {path} {problem}: {fix}")
+        self.path = str(path)
+        self.problem = problem
+        self.fix = fix
+
+
+class StateLockError(FlywheelError):
+    """A lock of the state dir stayed taken longer than the wait allows; the message names the lock file."""
+
+
+class RemoteBindError(FlywheelError):
+    """A local server asked to listen on a non-loopback address without the explicit opt-in."""
 
 
 class ModelLoadError(FlywheelError):

@@ -56,16 +56,19 @@ from flywheel.errors import (
     FlywheelError,
     NotDeployedError,
     PortInUseError,
+    RemoteBindError,
     RunNotPendingError,
+    StateCorruptError,
     UnknownPackageError,
     UnknownTeamError,
     UnknownTemplateError,
 )
 from flywheel.executor import ExecutionRecord, PipelineExecutor
+from flywheel.executor.jobs import sweep_stale_jobs
 from flywheel.executor.pipeline import jsonable
 from flywheel.outcome import RunOutcome, collect_outcome, download_evaluation
-from flywheel.registry_mirror import RegistryMirror, list_packages
-from flywheel.state import StateStore, pid_alive
+from flywheel.registry_mirror import RegistryMirror, is_placeholder, list_packages
+from flywheel.state import StateStore, pid_alive, private_umask
 from flywheel.templates import RunReading
 from lambdas import lifecycle
 from lambdas.lifecycle import DATA_SUFFIXES
@@ -118,12 +121,38 @@ class LocalRuntime:
         self.aws = aws
         self.state = state
         self.config = config
+        self.swept = self.start_clean()
         self.on_update = on_update
         self.keep_job_data = keep_job_data
         self.registry = RegistryMirror(aws, state)
         self.actions = LocalActions(aws, state, self.registry, self.reading_of_pipeline)
         self._resources: dict[str, TeamResources] = {}
         self._readings: dict[tuple[str, str], RunReading] = {}
+
+    def start_clean(self) -> list[Path]:
+        """What every runtime does first: private permissions (umask 077; the state dir made 0700/0600),
+        and the leftovers of processes that died mid-run swept — their job processes killed, the input
+        copies of their job folders (raw data, PII key) and their generated data removed, their
+        executions marked failed. Returns the execution folders swept."""
+        private_umask()
+        self.state.harden()
+        with self.state.lock("sweep"):
+            swept = sweep_stale_jobs(self.state.root / "jobs")
+            for folder in sorted((self.state.root / "data").glob("*-p*-*")):
+                owner = folder.name.rsplit("-", 2)[-2].removeprefix("p")
+                if owner.isdigit() and not pid_alive(int(owner)):
+                    shutil.rmtree(folder, ignore_errors=True)
+            for execution_dir in swept:
+                with contextlib.suppress(ValueError, FlywheelError):
+                    stored = self.state.execution(execution_dir.name)
+                    if stored and stored.get("PipelineExecutionStatus") == "Executing":
+                        stored.update(
+                            PipelineExecutionStatus="Failed",
+                            FailureReason="the process running it died; its job folders were scrubbed",
+                            EndTime=now(),
+                        )
+                        self.state.save_execution(stored)
+        return swept
 
     # Teams and resources ------------------------------------------------------------------------------
     @property
@@ -298,6 +327,7 @@ class LocalRuntime:
             keep_job_data=self.keep_job_data,
             region=self.aws.region,
             account=ACCOUNT,
+            register=lambda arguments: self.registry.register(arguments, execution_arn=execution_arn),
         )
         try:
             record = executor.execute(
@@ -313,10 +343,7 @@ class LocalRuntime:
             stored.update(PipelineExecutionStatus="Failed", FailureReason=str(exc), EndTime=now())
             self.state.save_execution(stored)
             raise FlywheelError(f"the pipeline of team {team} cannot run: {exc}") from exc
-        for step in record.steps:
-            registered = (step.metadata or {}).get("RegisterModel")
-            if registered and step.status == "Succeeded":
-                self.registry.snapshot(registered["Arn"], execution_arn=record.execution_arn)
+        # Registered packages were snapshotted when they were created (RegistryMirror.register).
         return record
 
     def _pipeline_of_run(self, team: str, pipeline_name: str) -> PipelineResources:
@@ -377,7 +404,8 @@ class LocalRuntime:
         self.resources(team)
         self.actions.parameter_overrides[team] = {k: str(v) for k, v in (parameters or {}).items()}
         try:
-            folder = self.state.root / "data" / f"{team}-{uuid.uuid4().hex[:8]}"
+            # Named after this process, so a sweep can remove it if the process dies before cleaning up.
+            folder = self.state.root / "data" / f"{team}-p{os.getpid()}-{uuid.uuid4().hex[:8]}"
             source = Path(data) if data is not None else self.generate(team, int(rows or 0), seed, folder)
             try:
                 event = self.land(team, source)
@@ -445,6 +473,13 @@ class LocalRuntime:
         if status not in ("Approved", "Rejected"):
             raise FlywheelError(f"approval status must be Approved or Rejected, got {status!r}")
         _, package = self.resolve_package(ref)
+        if is_placeholder(package):
+            group, version = package["ModelPackageGroupName"], package["ModelPackageVersion"]
+            raise StateCorruptError(
+                self.state.package_path(group, int(version)),
+                "cannot be read, so this version is a placeholder",
+                "restore the file from a backup to approve or reject it; the group's other versions are usable",
+            )
         sm = self.aws.client("sagemaker")
         arguments: dict[str, Any] = {"ModelPackageArn": package["ModelPackageArn"], "ModelApprovalStatus": status}
         if description:
@@ -468,9 +503,24 @@ class LocalRuntime:
         return record
 
     def start_endpoint(
-        self, team: str, host: str = "127.0.0.1", port: int = 0, *, capture_to_s3: bool = True
+        self,
+        team: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        capture_to_s3: bool = True,
+        allow_remote: bool = False,
     ) -> tuple[Any, dict[str, Any], str]:
-        """Serve the team's deployed package; returns ``(server, deployment record, capture location)``."""
+        """Serve the team's deployed package; returns ``(server, deployment record, capture location)``.
+
+        A non-loopback ``host`` is refused (:class:`~flywheel.errors.RemoteBindError`) unless ``allow_remote``."""
+        from flywheel.serving import _is_loopback
+
+        if not _is_loopback(host) and not allow_remote:
+            raise RemoteBindError(
+                f"refusing to serve team {team} on {host}: it is reachable from other machines and the endpoint "
+                "has no authentication; keep --host 127.0.0.1, or pass --allow-remote if you mean it"
+            )
         from flywheel import serving
         from flywheel.capture import LocalCaptureSink, S3CaptureSink
 
@@ -490,7 +540,9 @@ class LocalRuntime:
             capture = LocalCaptureSink(folder)
             where = str(folder / endpoint)
         try:
-            server = serving.serve(model, host, port, capture=capture, endpoint_name=endpoint)
+            server = serving.serve(
+                model, host, port, capture=capture, endpoint_name=endpoint, allow_remote=allow_remote
+            )
         except PortInUseError as exc:
             model.close()
             capture.close()
@@ -517,7 +569,7 @@ class LocalRuntime:
         None for a template without a gate."""
         config = self.team_config(team)
         reading = self.reading(team, template)
-        if not reading.has_gate:
+        if not reading.has_gate or config.metric_gate is None:
             return None
         threshold = reading.gate_threshold(parameters or {})
         return {
@@ -574,6 +626,8 @@ class LocalRuntime:
             "registry": registry,
             "deployments": self.state.deployments(),
             "servers": servers,
+            # Corrupt state files skipped above: each names the file and what to do.
+            "problems": [str(problem) for problem in self.state.problems],
         }
 
     def report(self, outcome: RunOutcome, serving: dict[str, Any] | None, folder: Path | None = None) -> Any:
@@ -591,7 +645,7 @@ class LocalRuntime:
             outcome,
             reading,
             objective=self.objective(outcome.team, template),
-            default_gate_threshold=team.metric_gate.threshold if reading.has_gate else None,
+            default_gate_threshold=team.metric_gate.threshold if reading.has_gate and team.metric_gate else None,
             deployment=self.state.deployment(outcome.team),
             serving=serving,
             endpoint_name=NAMES.endpoint(outcome.team),

@@ -14,6 +14,14 @@ Errors are JSON ``{"status", "error", "message"}`` and never carry a stack trace
 ``Accept`` → 406, body over ``max_payload_bytes`` (6 MB, SageMaker's limit) → 413, unknown path → 404,
 wrong method → 405, anything else → 500 with a generic message (the trace goes to the
 ``flywheel.serving`` log).
+Bounded under load: the listen backlog holds :data:`REQUEST_QUEUE_SIZE` connections; at most
+``max_concurrency`` invocations (default :data:`MAX_CONCURRENT_INVOCATIONS`) read their body and run the
+model at a time, the others wait up to ``queue_timeout`` seconds for a slot and are then answered 503
+(JSON, ``Retry-After``), so memory stays within a few payloads however many clients send at once; bodies
+are read in 64 KB chunks up to ``max_payload_bytes``. Every refused request is answered in JSON, never an
+HTML page (``send_error`` is overridden, for malformed request lines and headers too): a body that is not
+UTF-8 → 400, JSON nested deeper than :data:`MAX_JSON_DEPTH` → 400, a CSV field over the ``csv`` module's
+limit → 400. A non-loopback ``host`` is refused unless ``allow_remote`` (``flywheel serve --allow-remote``).
 Successful invocations (only: a refused request has no prediction to monitor) are captured in
 SageMaker's data-capture format (:mod:`flywheel.capture`); the record's ``eventId`` is the response's
 ``X-Amzn-RequestId``, and a caller's ``X-Amzn-SageMaker-Inference-Id`` is kept as ``inferenceId``.
@@ -30,13 +38,16 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import importlib
 import io
 import ipaddress
 import json
 import logging
+import os
 import random
+import re
 import shutil
 import socket
 import socketserver
@@ -60,7 +71,7 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 from flywheel.capture import CaptureSink, capture_record, check_name
-from flywheel.errors import ModelLoadError, PortInUseError
+from flywheel.errors import ModelLoadError, PortInUseError, RemoteBindError
 
 LOG = logging.getLogger("flywheel.serving")
 JSON = "application/json"
@@ -70,6 +81,17 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 #: Oversized bodies up to this size are read and dropped so the client gets its 413 (beyond: connection closed).
 DISCARD_LIMIT_BYTES = 64 * 1024 * 1024
 DEFAULT_TYPES = (CSV, JSON)
+#: Connections the kernel queues before ``accept`` (socketserver's default of 5 resets bursts of clients).
+REQUEST_QUEUE_SIZE = 256
+#: Invocations that run (read a body, call the model) at once; the rest wait for a slot.
+MAX_CONCURRENT_INVOCATIONS = max(4, os.cpu_count() or 1)
+#: How long a request waits for an invocation slot before it is answered 503.
+QUEUE_TIMEOUT_S = 30.0
+#: Deepest JSON nesting a request may have (rows of instances need 3; recursion must never be reached).
+MAX_JSON_DEPTH = 64
+_CHUNK = 1 << 16
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
 #: The first accept type answers ``*/*`` or a missing ``Accept`` (JSON, like the template's ``negotiate``).
 DEFAULT_ACCEPT_TYPES = (JSON, CSV)
 #: Serialises imports of artifact code: sibling modules are briefly visible under their plain names.
@@ -320,8 +342,36 @@ class ServerStats:
         }
 
 
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` in a JSON text (brackets inside strings ignored); no recursion."""
+    if text.count("[") + text.count("{") <= 1:
+        return min(1, text.count("[") + text.count("{"))
+    depth = deepest = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def check_body(body: bytes, content_type: str) -> None:
+    """Refuse, before the model sees it, a body no inference code should parse: not UTF-8 text, or JSON
+    nested deeper than :data:`MAX_JSON_DEPTH` (:class:`InvocationError` 400)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvocationError(
+            400, f"request body is not UTF-8 text (byte {exc.start}): send {content_type or 'text/csv'} as UTF-8"
+        ) from None
+    if _media_type(content_type) == JSON and json_depth(text) > MAX_JSON_DEPTH:
+        raise InvocationError(400, f"JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # stop() closes and joins connections itself; see RunningServer.stop
+    request_queue_size = REQUEST_QUEUE_SIZE
 
     def __init__(
         self,
@@ -332,7 +382,13 @@ class _Server(ThreadingHTTPServer):
         variant: str,
         max_payload_bytes: int,
         sampling_percentage: float,
+        max_concurrency: int = MAX_CONCURRENT_INVOCATIONS,
+        queue_timeout: float = QUEUE_TIMEOUT_S,
     ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self.slots = threading.BoundedSemaphore(max_concurrency)
+        self.queue_timeout = queue_timeout
         self.model = model
         self.capture = capture
         self.endpoint_name = endpoint_name
@@ -373,6 +429,13 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with self.server.connections_lock:
                 self.server.connections.pop(threading.current_thread(), None)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The base class's HTML error page (malformed request line, headers, unsupported method) as JSON."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            body = {"status": code, "error": _phrase(code), "message": message or explain or _phrase(code)}
+            self._send(code, json.dumps(body).encode(), JSON)
 
     def log_message(self, format: str, *args: Any) -> None:
         LOG.debug("%s - " + format, self.address_string(), *args)
@@ -418,8 +481,10 @@ class _Handler(BaseHTTPRequestHandler):
         # Keep-alive needs the request body consumed; when we cannot (or will not) read it, close.
         if drain and not self._drain():
             self.close_connection = True
-        body = {"status": status, "error": HTTPStatus(status).phrase, "message": message}
+        body = {"status": status, "error": _phrase(status), "message": message}
         headers = {"Allow": allow} if allow else None
+        if status == 503:
+            headers = {**(headers or {}), "Retry-After": "1"}
         self._send(status, json.dumps(body).encode(), JSON, headers)
 
     def _drain(self) -> bool:
@@ -469,8 +534,29 @@ class _Handler(BaseHTTPRequestHandler):
                 drain=False,
             )
             return
-        body = self.rfile.read(length)
-        if len(body) != length:
+        # A slot first, then the body: only max_concurrency bodies are in memory at once.
+        if not server.slots.acquire(timeout=server.queue_timeout):
+            self._error(503, "the endpoint is saturated: retry shortly (Retry-After)")
+            return
+        try:
+            self._invoke_with_slot(length)
+        finally:
+            server.slots.release()
+
+    def _read_body(self, length: int) -> bytes | None:
+        """Exactly ``length`` body bytes, read in bounded chunks; None if the client went away."""
+        body = bytearray()
+        while len(body) < length:
+            chunk = self.rfile.read(min(_CHUNK, length - len(body)))
+            if not chunk:
+                return None
+            body += chunk
+        return bytes(body)
+
+    def _invoke_with_slot(self, length: int) -> None:
+        server = self.server
+        body = self._read_body(length)
+        if body is None:
             self.close_connection = True
             return  # the client went away mid-body
         inference_id = self.headers.get("X-Amzn-SageMaker-Inference-Id")
@@ -481,9 +567,16 @@ class _Handler(BaseHTTPRequestHandler):
         event_id = str(uuid.uuid4())
         start = time.perf_counter()
         try:
+            check_body(body, content_type)
             out, out_type = server.model.invoke(body, content_type, self.headers.get("Accept"))
         except InvocationError as exc:
             self._error(exc.status, exc.message, drain=False)
+            return
+        except csv.Error as exc:  # e.g. a field over csv.field_size_limit(): the request, not the model
+            self._error(400, f"request body is not usable CSV: {exc}", drain=False)
+            return
+        except RecursionError:
+            self._error(400, "request body is nested too deeply", drain=False)
             return
         except Exception:
             LOG.exception("invocation %s failed", event_id)
@@ -569,6 +662,9 @@ def serve(
     variant: str = "AllTraffic",
     max_payload_bytes: int = MAX_PAYLOAD_BYTES,
     sampling_percentage: float = 100.0,
+    max_concurrency: int = MAX_CONCURRENT_INVOCATIONS,
+    queue_timeout: float = QUEUE_TIMEOUT_S,
+    allow_remote: bool = False,
 ) -> RunningServer:
     """Serve ``model`` on ``host:port`` (0 = a free port) in a background thread.
 
@@ -581,9 +677,24 @@ def serve(
     if not 0 <= sampling_percentage <= 100:
         raise ValueError(f"sampling_percentage must be within 0..100, got {sampling_percentage}")
     if not _is_loopback(host):
+        if not allow_remote:
+            raise RemoteBindError(
+                f"refusing to serve on {host}: it is reachable from other machines and the endpoint has no "
+                "authentication; keep 127.0.0.1, or pass --allow-remote (allow_remote=True) if you mean it"
+            )
         LOG.warning("serving on %s: reachable from other machines, and there is no authentication", host)
     try:
-        server = _Server((host, port), model, capture, endpoint_name, variant, max_payload_bytes, sampling_percentage)
+        server = _Server(
+            (host, port),
+            model,
+            capture,
+            endpoint_name,
+            variant,
+            max_payload_bytes,
+            sampling_percentage,
+            max_concurrency,
+            queue_timeout,
+        )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise PortInUseError(port, f"endpoint {endpoint_name}", host) from exc
@@ -595,6 +706,13 @@ def serve(
     thread.start()
     LOG.info("serving %s/%s on http://%s:%d", endpoint_name, variant, host, actual_port)
     return RunningServer(host, actual_port, endpoint_name, variant, server, thread)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def _is_loopback(host: str) -> bool:

@@ -7,6 +7,13 @@ executor (a wrapper script first on ``PATH``; a wrapper rather than a symlink be
 interpreter loses its venv). The containers run network-isolated in the definition, so the processes
 get no AWS credentials.
 
+Job folders hold raw data and the PII key while a job runs, so everything is private (umask 077 for
+the job processes; folders 0700) and never outlives its owner: each job process runs in its own session
+and gets SIGKILL when the executor that started it dies (``PR_SET_PDEATHSIG`` on Linux); each execution
+folder records its owner (``.owner.json``: pid and a token every job process carries in its environment),
+and :func:`sweep_stale_jobs` — run when a runtime starts — kills what is left of a dead owner's jobs and
+scrubs their input copies (:func:`_scrub`, the single clean-up point).
+
 * Processing: inputs downloaded to their ``LocalPath``; ``ShardedByS3Key`` inputs are split across
   the ``InstanceCount`` instances, which run in parallel, each with its own
   ``/opt/ml/config/resourceconfig.json``; every instance's outputs are uploaded (``algo-1`` first, so a
@@ -19,12 +26,18 @@ get no AWS credentials.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +57,92 @@ LOG_TAIL_LINES: Final = 25
 # Variables that must not reach a network-isolated container (credentials, endpoints).
 _SCRUBBED_PREFIXES: Final = ("AWS_", "SM_", "SAGEMAKER_")
 _SAFE_ROOT = re.compile(r"^[A-Za-z0-9_./+-]+$")
+#: The environment variable that marks a job process with its execution's owner token.
+JOB_MARKER_ENV: Final = "FLYWHEEL_JOB_MARKER"
+OWNER_FILE: Final = ".owner.json"
+JOB_UMASK: Final = 0o077
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def _load_prctl() -> Any:
+    """libc's ``prctl`` (Linux), resolved before any fork so the child only calls it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def _die_with_parent() -> None:
+    """In the forked job process, before exec: SIGKILL when the process (thread) that started it dies."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def write_owner(execution_dir: Path) -> str:
+    """Record this process as the owner of an execution's job folder; returns the token its jobs carry."""
+    execution_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    token = secrets.token_hex(16)
+    path = execution_dir / OWNER_FILE
+    path.write_text(json.dumps({"pid": os.getpid(), "token": token}), encoding="utf-8")
+    path.chmod(0o600)
+    return token
+
+
+def _processes_with_token(token: str) -> list[int]:
+    """Pids of live processes whose environment carries ``token`` (Linux /proc; [] elsewhere)."""
+    marker = f"{JOB_MARKER_ENV}={token}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+    return found
+
+
+def _owner_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except PermissionError:
+        return True  # someone else's process: not ours to judge dead
+    except (OSError, ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
+def sweep_stale_jobs(work_dir: Path) -> list[Path]:
+    """Clean the execution folders under ``work_dir`` whose owner process is dead: kill their leftover job
+    processes, scrub every job's input copies (raw data, PII key) and drop the owner record. Returns the
+    execution folders swept."""
+    swept: list[Path] = []
+    if not work_dir.is_dir():
+        return swept
+    for owner in sorted(work_dir.glob(f"*/{OWNER_FILE}")):
+        try:
+            record = json.loads(owner.read_text(encoding="utf-8"))
+            pid, token = record["pid"], str(record["token"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pid, token = None, ""
+        if pid is not None and _owner_alive(pid):
+            continue
+        if token:
+            for job_pid in _processes_with_token(token):
+                with contextlib.suppress(OSError):
+                    os.killpg(job_pid, signal.SIGKILL)  # each job leads its own session / process group
+                with contextlib.suppress(OSError):
+                    os.kill(job_pid, signal.SIGKILL)
+        execution_dir = owner.parent
+        for job_root in [p for p in execution_dir.iterdir() if p.is_dir()]:
+            _scrub(job_root)
+        with contextlib.suppress(FileNotFoundError):
+            owner.unlink()
+        swept.append(execution_dir)
+    return swept
 
 
 def map_opt_ml(value: str, instance_root: Path) -> str:
@@ -84,7 +183,7 @@ def safe_root(root: Path) -> Path:
     Entrypoints such as ``bash -c "... tar -xzf /opt/ml/... "`` are not quoted for paths with spaces;
     the rewritten paths must therefore contain no characters a shell would split or expand.
     """
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     root = root.resolve()
     if _SAFE_ROOT.match(str(root)):
         return root
@@ -127,9 +226,11 @@ class Instance:
 class JobRunner:
     """Runs jobs' processes: environment, ``python3`` shim, logs, timeouts."""
 
-    def __init__(self, transfers: S3Transfers, bin_dir: Path, interpreter: str) -> None:
+    def __init__(self, transfers: S3Transfers, bin_dir: Path, interpreter: str, token: str = "") -> None:
         self.transfers = transfers
         self.bin_dir = python_shim(bin_dir, interpreter)
+        #: Carried by every job process (``$FLYWHEEL_JOB_MARKER``), so a sweep can find it if its owner dies.
+        self.token = token
 
     def base_environment(self, instances: int = 1) -> dict[str, str]:
         """The host environment minus AWS/SageMaker variables, ``python3`` shim first on PATH.
@@ -146,6 +247,9 @@ class JobRunner:
         if instances > 1:
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // instances)))
         env.pop("PYTHONPATH", None)  # the container has its own; the host's must not leak in
+        env.pop(JOB_MARKER_ENV, None)
+        if self.token:
+            env[JOB_MARKER_ENV] = self.token
         return env
 
     def run_instances(
@@ -169,20 +273,31 @@ class JobRunner:
                         stdin=subprocess.DEVNULL,
                         env=environment(inst),
                         cwd=cwd(inst),
+                        # Its own session (signals to the executor's group do not reach it, and it can
+                        # be killed as a group), private files, and killed when the executor dies.
+                        start_new_session=True,
+                        umask=JOB_UMASK,
+                        preexec_fn=_die_with_parent if _PRCTL is not None else None,
                     )
                 except OSError as exc:
                     self._stop(instances)
                     raise StepFailed(f"ClientError: cannot start the container command on {inst.host}: {exc}") from exc
         timed_out = False
-        for inst in instances:
-            assert inst.process is not None
-            remaining = max(0.0, timeout - (time.monotonic() - started))
-            try:
-                inst.returncode = inst.process.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                self._stop(instances)
-                break
+        try:
+            for inst in instances:
+                assert inst.process is not None
+                remaining = max(0.0, timeout - (time.monotonic() - started))
+                try:
+                    inst.returncode = inst.process.wait(timeout=remaining)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                    self._stop(instances)
+                    break
+        except BaseException:
+            # Ctrl-C (the jobs run in their own sessions: the terminal's SIGINT does not reach them) or
+            # any other way out: no job outlives the wait.
+            self._stop(instances)
+            raise
         if timed_out:
             first = instances[0]
             raise StepFailed(
@@ -201,6 +316,8 @@ class JobRunner:
     def _stop(instances: Sequence[Instance]) -> None:
         for inst in instances:
             if inst.process is not None and inst.process.poll() is None:
+                with contextlib.suppress(OSError):
+                    os.killpg(inst.process.pid, signal.SIGKILL)  # the job and anything it started
                 inst.process.kill()
                 inst.returncode = inst.process.wait()
 

@@ -15,6 +15,7 @@ Supported step types: ``Processing`` and ``Training`` (local processes, see :mod
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import uuid
@@ -34,7 +35,7 @@ from flywheel.executor.expressions import (
     resolve,
     resolve_parameters,
 )
-from flywheel.executor.jobs import JobRunner, now, run_processing_job, run_training_job
+from flywheel.executor.jobs import OWNER_FILE, JobRunner, now, run_processing_job, run_training_job, write_owner
 from flywheel.executor.s3io import S3Transfers
 
 SUPPORTED_STEP_TYPES: Final[tuple[str, ...]] = ("Processing", "Training", "Condition", "RegisterModel", "Fail")
@@ -284,8 +285,13 @@ class PipelineExecutor:
         keep_job_data: bool = False,
         region: str = "eu-west-1",
         account: str = "123456789012",
+        register: Callable[[dict[str, Any]], str] | None = None,
     ) -> None:
+        """``register``: creates a model package from CreateModelPackage arguments and returns its ARN
+        (default: ``create_model_package`` on the clients); the runtime passes one that allocates the
+        version under the state dir's lock and snapshots the package."""
         self.clients = clients
+        self.register = register
         self.work_dir = Path(work_dir)
         self.interpreter = interpreter
         self.on_update = on_update
@@ -375,7 +381,8 @@ class PipelineExecutor:
             read_s3_json=transfers.read_json,
             known_steps=frozenset(s["Name"] for s in _walk(doc["Steps"])),
         )
-        runner = JobRunner(transfers, self.work_dir / ".bin", self.interpreter)
+        token = write_owner(self.work_dir / execution_id)
+        runner = JobRunner(transfers, self.work_dir / ".bin", self.interpreter, token)
         self._notify(record)
         try:
             self._run_steps(doc["Steps"], scope, record, runner, transfers)
@@ -397,6 +404,8 @@ class PipelineExecutor:
             raise
         finally:
             record.end_time = now().isoformat()
+            with contextlib.suppress(FileNotFoundError):
+                (self.work_dir / execution_id / OWNER_FILE).unlink()  # done: nothing left to sweep
             self._notify(record)
         return record
 
@@ -569,12 +578,15 @@ class PipelineExecutor:
         arguments = {k: v for k, v in request.items() if k in accepted and v not in (None, {}, [])}
         if "ModelPackageGroupName" not in arguments:
             raise StepFailed("ValidationException: RegisterModel needs ModelPackageGroupName")
-        created = sm.create_model_package(**arguments)
-        described = jsonable(sm.describe_model_package(ModelPackageName=created["ModelPackageArn"]))
+        if self.register is not None:
+            package_arn = self.register(arguments)
+        else:
+            package_arn = str(sm.create_model_package(**arguments)["ModelPackageArn"])
+        described = jsonable(sm.describe_model_package(ModelPackageName=package_arn))
         scope.steps[step["Name"]] = described
         entry.metadata = {
             "RegisterModel": {
-                "Arn": created["ModelPackageArn"],
+                "Arn": package_arn,
                 "Version": described.get("ModelPackageVersion"),
                 "ApprovalStatus": described.get("ModelApprovalStatus"),
             }

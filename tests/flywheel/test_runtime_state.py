@@ -61,15 +61,17 @@ def test_names_that_could_leave_the_store_are_refused(state: StateStore, name: s
 
 
 def test_deployments_servers_and_secrets(state: StateStore) -> None:
-    state.save_deployment("churn", {"ModelPackageArn": "arn:1"})
+    deployment = {"ModelPackageArn": "arn:1", "ModelPackageVersion": 1, "LocalModel": "/x/model.tar.gz"}
+    state.save_deployment("churn", deployment)
     state.save_server("aws", {"url": "http://127.0.0.1:1", "pid": os.getpid()})
-    assert state.deployments() == {"churn": {"ModelPackageArn": "arn:1"}}
+    assert state.deployments() == {"churn": deployment}
     assert state.servers()["aws"]["url"] == "http://127.0.0.1:1"
     state.save_deployment("churn", None)
     state.save_server("aws", None)
     assert state.deployments() == {} and state.servers() == {}
-    first = state.secret("team-key", lambda: b"one")
-    assert first == b"one" and state.secret("team-key", lambda: b"two") == b"one"
+    one, two = b"1" * 32, b"2" * 32
+    first = state.secret("team-key", lambda: one)
+    assert first == one and state.secret("team-key", lambda: two) == one
     assert (state.root / "keys" / "team-key").stat().st_mode & 0o077 == 0
 
 
@@ -93,8 +95,9 @@ def test_claims_and_secrets_are_never_seen_empty(tmp_path) -> None:
     assert store.claim("a" * 64, {"state": "starting"})
     assert store.claimed("a" * 64) == {"state": "starting"}
     assert not store.claim("a" * 64, {"state": "other"})
-    assert store.secret("k", lambda: b"0123456789abcdef0123") == b"0123456789abcdef0123"
-    assert store.secret("k", lambda: b"different-value-xxxxx") == b"0123456789abcdef0123"
+    key = b"0123456789abcdef0123456789abcdef"
+    assert store.secret("k", lambda: key) == key
+    assert store.secret("k", lambda: b"different-value-xxxxx-yyyyyyyyyyyy") == key
     assert oct((tmp_path / "keys" / "k").stat().st_mode & 0o777) == "0o600"
     leftovers = [p.name for p in tmp_path.rglob(".*") if p.is_file()]
     assert leftovers == []  # no temp files left behind
