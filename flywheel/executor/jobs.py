@@ -167,13 +167,13 @@ def python_shim(bin_dir: Path, interpreter: str) -> Path:
     relative entry would silently fall through to the system interpreter.
     """
     bin_dir = bin_dir.resolve()
-    bin_dir.mkdir(parents=True, exist_ok=True)
+    bin_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for name in ("python3", "python"):
         path = bin_dir / name
         content = f'#!/bin/sh\nexec {shlex.quote(interpreter)} "$@"\n'
         if not path.exists() or path.read_text() != content:
             path.write_text(content)
-            path.chmod(0o755)
+            path.chmod(0o700)
     return bin_dir
 
 
