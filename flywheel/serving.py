@@ -433,6 +433,8 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The base class's HTML error page (malformed request line, headers, unsupported method) as JSON."""
         self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.1"  # an unparsable request line: still answer with a status line
         with contextlib.suppress(OSError):
             body = {"status": code, "error": _phrase(code), "message": message or explain or _phrase(code)}
             self._send(code, json.dumps(body).encode(), JSON)
