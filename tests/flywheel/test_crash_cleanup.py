@@ -63,7 +63,8 @@ def _loose_files(root: Path) -> list[str]:
 def test_a_killed_run_leaves_no_job_process_and_its_data_is_swept_at_the_next_start(tmp_path: Path) -> None:
     config_dir, templates = _config_with_minimal_team(tmp_path)
     fit = templates / "minimal" / "fit.py"
-    fit.write_text(fit.read_text().replace("def main(argv: list[str]) -> int:\n", "def main(argv: list[str]) -> int:\n    import time\n    time.sleep(120)\n"))  # fmt: skip
+    head = "def main(argv: list[str]) -> int:\n"
+    fit.write_text(fit.read_text().replace(head, head + "    import time\n    time.sleep(120)\n"))
     batch = tmp_path / "people.csv"
     batch.write_text(PII_ROWS, encoding="utf-8")
     state_dir = tmp_path / "state"

@@ -74,8 +74,11 @@ def test_concurrent_registering_processes_lose_no_package(tmp_path: Path) -> Non
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", REGISTER, str(state.root), str(go), GROUP, str(PER_PROCESS)],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     time.sleep(2.0)  # every interpreter is up and waiting (a safety margin, not a measured time)
