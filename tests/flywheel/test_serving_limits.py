@@ -15,7 +15,7 @@ from flywheel.errors import RemoteBindError
 from flywheel.serving import MAX_JSON_DEPTH, LoadedModel, RunningServer, load_model, serve
 
 # Parses like the tabular artifact's input_fn: csv.reader for CSV, json.loads for JSON.
-INFERENCE = '''
+INFERENCE = """
 import csv, io, json
 def model_fn(model_dir):
     return "model"
@@ -28,7 +28,7 @@ def predict_fn(data, model):
     return [len(data)]
 def output_fn(prediction, accept):
     return json.dumps({"predictions": prediction})
-'''
+"""
 
 
 @pytest.fixture(scope="module")
