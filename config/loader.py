@@ -50,6 +50,7 @@ def _read_yaml(path: Path, key: str) -> list[Any]:
 
 
 def _load_contract(config_dir: Path, team_index: int, ref: Any) -> tuple[Path, Any]:
+    """``(path, parsed JSON)`` of a team's contract file (``ref`` relative to ``config_dir``)."""
     if not isinstance(ref, str):
         raise ConfigError(
             f"{config_dir / 'teams.yaml'}: teams[{team_index}].contract: expected a path such as contracts/<team>.json"
@@ -112,10 +113,12 @@ def load_teams(config_dir: Path = CONFIG_DIR, *, template_dirs: Iterable[Path] =
     for i, entry in enumerate(raw):
         if not isinstance(entry, dict):
             raise ConfigError(f"{path}: teams[{i}]: expected a mapping")
-        contract_path, contract = _load_contract(config_dir, i, entry.get("contract"))
-        _check_contract_file(contract_path, contract, entry.get("pipelines"), dirs)
+        values = dict(entry)
+        if "contract" in entry:  # optional: only templates that read a data contract require one
+            contract_path, values["contract"] = _load_contract(config_dir, i, entry["contract"])
+            _check_contract_file(contract_path, values["contract"], entry.get("pipelines"), dirs)
         try:
-            teams.append(TeamConfig.model_validate({**entry, "contract": contract}, context={TEMPLATE_DIRS: dirs}))
+            teams.append(TeamConfig.model_validate(values, context={TEMPLATE_DIRS: dirs}))
         except ValidationError as exc:
             raise ConfigError(_format(path, f"teams[{i}]", exc)) from exc
     _refuse_duplicates(path, "team", [t.name for t in teams])

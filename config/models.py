@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+import naming
 from pipelines import load_template
 from pipelines.template import PipelineTemplate
 
@@ -150,14 +151,16 @@ class TeamConfig(_Frozen):
 
     Template-specific settings are validated by each of the team's templates
     (``PipelineTemplate.settings_model``); ``contract`` is then the template's typed data contract
-    (``pipelines.tabular.contract.DataContract`` for ``tabular``).
+    (``pipelines.tabular.contract.DataContract`` for ``tabular``). ``contract`` and ``metric_gate``
+    are optional here: whether a team needs them is its templates' decision (a template whose settings
+    model reads neither does not force them; ``tabular`` requires both).
     """
 
     name: str
     description: str = ""
     pipelines: tuple[str, ...] = ("tabular",)
-    contract: Any
-    metric_gate: MetricGate
+    contract: Any = None
+    metric_gate: MetricGate | None = None
     instances: InstanceSettings = InstanceSettings()
     deploy_target: Literal["serverless", "realtime", "batch"] = "realtime"
     monthly_budget_usd: float = Field(default=500, gt=0)
@@ -172,6 +175,11 @@ class TeamConfig(_Frozen):
             raise ValueError(
                 f"{v!r} cannot be used in AWS resource names: use 3-21 lowercase letters, digits and "
                 "single hyphens, starting with a letter and not ending with a hyphen"
+            )
+        if v in naming.RESERVED:
+            raise ValueError(
+                f"{v!r} is reserved: Flywheel uses it as a prefix or role path next to team prefixes "
+                f"(reserved: {', '.join(sorted(naming.RESERVED))})"
             )
         return v
 
@@ -190,8 +198,11 @@ class TeamConfig(_Frozen):
 
     @model_validator(mode="after")
     def _template_settings(self, info: ValidationInfo) -> TeamConfig:
-        values = {"contract": self.contract, "metric_gate": self.metric_gate.model_dump(),
-                  "instances": self.instances.model_dump()}  # fmt: skip
+        values: dict[str, Any] = {"instances": self.instances.model_dump()}
+        if self.contract is not None:
+            values["contract"] = self.contract
+        if self.metric_gate is not None:
+            values["metric_gate"] = self.metric_gate.model_dump()
         for name in self.pipelines:
             template = load_template(name, search_path=_template_dirs(info))
             settings = template.validate_settings(values)

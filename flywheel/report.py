@@ -21,6 +21,9 @@ Schema (``run``)::
     evaluation_dir   str | Path      alternative: evaluation.json (+ plots/*.png) is read from here
     plots            list[str | Path]     PNG files (default: <evaluation_dir>/plots/<evaluation["plots"]>)
     gate_threshold   float           the metric gate the run used (its GateThreshold parameter)
+    gate_override    str             set when a local run overrode the deployed gate: "gate threshold
+                                     overridden locally: X (deployed: Y)" (the deployed definition has
+                                     no such parameter: the gate comes from config)
     gate_passed      bool            the condition step's outcome if known (else computed from the threshold)
     lineage          Lineage         data -> execution -> model package -> endpoint
     serving          ServingFigures  p50_ms, p99_ms, rows_per_s, ... (any extra key is shown too)
@@ -128,6 +131,7 @@ class RunReport(TypedDict, total=False):
     evaluation_dir: str | Path
     plots: list[str | Path]
     gate_threshold: float
+    gate_override: str
     gate_passed: bool
     lineage: Lineage
     serving: ServingFigures
@@ -261,6 +265,8 @@ def _summary(run: Mapping[str, Any]) -> str:
         ("Started", _e(run.get("started_at", DASH))),
         ("Finished", _e(run.get("finished_at", DASH))),
     ]
+    if run.get("gate_override"):
+        rows.append(("Local override", _badge("local") + " " + _e(run["gate_override"])))
     return _kv(rows)
 
 
@@ -545,6 +551,11 @@ def write_report(path: Path, *, run: RunReport | Mapping[str, Any]) -> Path:
 # --- a local run's report ------------------------------------------------------------------------------
 
 
+def gate_override_label(threshold: float, deployed: float) -> str:
+    """The label of a local run whose gate differs from the deployed (configured) one."""
+    return f"gate threshold overridden locally: {threshold} (deployed: {deployed})"
+
+
 def run_report(
     outcome: RunOutcome,
     reading: RunReading,
@@ -613,6 +624,8 @@ def run_report(
         run["objective"] = objective
     if threshold is not None:
         run["gate_threshold"] = threshold
+        if default_gate_threshold is not None and threshold != default_gate_threshold:
+            run["gate_override"] = gate_override_label(threshold, default_gate_threshold)
     if outcome.evaluation is not None:
         run["evaluation"] = outcome.evaluation  # read as the template declares (its evaluation file)
     gate = record.step(reading.quality_gate_step) if reading.quality_gate_step else None

@@ -56,7 +56,8 @@ class RunReading:
         return cls(
             template=template.name,
             input_data_parameter=steps.input_data_parameter,
-            parameters=tuple(steps.parameters),
+            # The local build also declares the template's local-only override parameters.
+            parameters=(*steps.parameters, *steps.local_override_parameters),
             gate_threshold_parameter=steps.gate_parameter,
             quality_gate_step=steps.gate_step,
             validation_output=outputs.status,

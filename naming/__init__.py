@@ -12,12 +12,21 @@ Names (per environment, :class:`Names`)
     ``flywheel-<env>-<team>``              the team's model package group and endpoint
     ``flywheel-<env>-<team>-<template>``   a team's pipeline (and its own S3 prefix in each zone)
     ``flywheel-boundary-<env>``            the permissions boundary every Flywheel role carries
+    ``/flywheel/<env>/<kind>/``            IAM path of a role kind (:meth:`Names.role_path`): the step
+                                           roles ``preprocessing``/``training``/``evaluation``, the
+                                           pipelines' own roles ``pipeline``, the ``ingest`` path that
+                                           lands raw data and the operators' ``break-glass`` role. The
+                                           raw zone's bucket and key policies name the raw readers by it.
 
 S3 layout (per team / pipeline, module functions)
     raw:        ``<team>/incoming/<batch>/<file>`` (landed batches), ``<team>/_keys/pii-hmac.key``
-                (the team's PII HMAC key), ``quarantine/<pipeline>/<execution>/`` (failed batches)
+                (the team's PII HMAC key), ``<team>/quarantine/<pipeline>/<execution>/`` (failed batches)
     features, artifacts, reports: ``<pipeline>/<execution>/...``
     capture:    ``datacapture/<endpoint>/<variant>/<yyyy>/<mm>/<dd>/<hh>/...``
+    artifacts:  ``_code/...`` (step code and per-team files the local runtime uploads)
+
+Team names never equal a prefix Flywheel puts next to them (:data:`RESERVED`): a team called
+``quarantine`` would otherwise own ``quarantine/`` of the raw zone.
 """
 
 from __future__ import annotations
@@ -39,6 +48,25 @@ QUARANTINE: Final = "quarantine"
 KEYS: Final = "_keys"
 PII_KEY_FILE: Final = "pii-hmac.key"
 CAPTURE: Final = "datacapture"
+CODE: Final = "_code"
+
+# IAM role kinds (the segment after /flywheel/<env>/ in a role's path).
+PREPROCESSING: Final = "preprocessing"
+TRAINING: Final = "training"
+EVALUATION: Final = "evaluation"
+PIPELINE_ROLE: Final = "pipeline"
+INGEST: Final = "ingest"
+BREAK_GLASS: Final = "break-glass"
+#: The role kinds that may read raw data and decrypt it with the raw zone key (the raw bucket and key
+#: policies deny everyone else): the preprocessing step roles, the ingest path, break-glass operators.
+RAW_READER_KINDS: Final[tuple[str, ...]] = (PREPROCESSING, INGEST, BREAK_GLASS)
+#: Role kinds a template's step may not use (they are not step roles).
+NON_STEP_ROLE_KINDS: Final[frozenset[str]] = frozenset({PIPELINE_ROLE, INGEST, BREAK_GLASS})
+
+#: Names a team may not have: every prefix Flywheel uses next to team prefixes (or as a name part).
+RESERVED: Final[frozenset[str]] = frozenset(
+    {INCOMING, QUARANTINE, KEYS, CAPTURE, PREFIX, CODE, "keys", "code", *RAW_READER_KINDS, PIPELINE_ROLE}
+)
 #: Start of every permissions boundary's name (``Names.boundary``: ``flywheel-boundary-<env>``).
 BOUNDARY_PREFIX: Final = f"{PREFIX}-boundary-"
 S3_SCHEME: Final = "s3://"
@@ -92,6 +120,18 @@ class Names:
         """The team's serving endpoint."""
         return f"{PREFIX}-{self.env}-{team}"
 
+    def role_path(self, kind: str | None = None) -> str:
+        """``/flywheel/<env>/`` (every role of the environment), or ``/flywheel/<env>/<kind>/``.
+
+        A path, not a name prefix: it is exact (generated role names are truncated) and cannot be
+        changed once a role exists, so a policy can name a role kind by ``aws:PrincipalArn``.
+        """
+        return f"/{PREFIX}/{self.env}/" + (f"{kind}/" if kind else "")
+
+    def role_arn_pattern(self, kind: str, *, account: str, partition: str = "aws") -> str:
+        """``arn:<partition>:iam::<account>:role/flywheel/<env>/<kind>/*``: every role of one kind."""
+        return f"arn:{partition}:iam::{account}:role{self.role_path(kind)}*"
+
     @property
     def boundary(self) -> str:
         """The permissions boundary's managed-policy name."""
@@ -121,9 +161,15 @@ def pii_key_object(team: str) -> str:
     return f"{pii_key_prefix(team)}{PII_KEY_FILE}"
 
 
-def quarantine_prefix(pipeline: str) -> str:
-    """``quarantine/<pipeline>/``: where a pipeline copies batches that fail their contract (raw zone)."""
-    return f"{QUARANTINE}/{pipeline}/"
+def quarantine_prefix(team: str, pipeline: str) -> str:
+    """``<team>/quarantine/<pipeline>/``: where a team's pipeline copies batches that fail their contract
+    (raw zone; under the team's prefix, so quarantined PII stays with the team's raw data)."""
+    return f"{team}/{QUARANTINE}/{pipeline}/"
+
+
+def code_prefix() -> str:
+    """``_code/``: step code and per-team files the local runtime uploads (artifacts zone)."""
+    return f"{CODE}/"
 
 
 def pipeline_prefix(pipeline: str) -> str:

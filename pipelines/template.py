@@ -31,10 +31,20 @@ What a template declares
                         ``contract.json``); their URIs reach the inputs as ``DeploymentValues.file_uris``
     ``steps``           :class:`PipelineSteps`: step, output, property-file and parameter names the
                         runtime and the run report read (never literals outside the template)
-    ``access``          :class:`ExecutionAccess`: what the execution role needs (zones and prefixes it
-                        reads/writes, job kinds, registration); the construct turns it into IAM statements
+    ``access``          :class:`ExecutionAccess`: one :class:`StepRole` per step kind (what that kind's
+                        jobs read and write), job kinds, registration; the construct builds one IAM role
+                        per step kind (path ``/flywheel/<env>/<kind>/``) and the pipeline's own role,
+                        which creates the jobs and passes exactly those roles. Only the
+                        ``preprocessing`` kind may read the team's raw batches and PII key.
     ``describe(team_name, settings)``  the pipeline's description
     ``merge_status``    optional: merges per-host validation statuses (the local runtime's run outcome)
+
+Deployed vs local
+    The deployed definition carries no parameter that weakens a control: the PII key location, the
+    gate threshold and the allowed input prefix are constants fixed at synth from config.
+    ``DeploymentValues.local_overrides`` (the local runtime only) lets a template expose such a value
+    as a parameter for local experiments (``tabular``: ``GateThreshold``, listed in
+    :attr:`PipelineSteps.local_override_parameters`); the run report labels a run that used one.
 
 Adding a template = adding a folder with ``template.py`` (+ ``definition.py`` and step code); a team
 names it in ``config/teams.yaml`` ``pipelines:``.
@@ -42,6 +52,7 @@ names it in ``config/teams.yaml`` ``pipelines:``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +60,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from naming import PIPELINE_OWNED_ZONES, ZONES
+from naming import NON_STEP_ROLE_KINDS, PIPELINE_OWNED_ZONES, PREPROCESSING, ZONES
+
+_ROLE_KIND = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,12 @@ class DeploymentValues:
 
     ``buckets`` maps zone name → bucket name for (at least) the zones of the template's
     :attr:`ExecutionAccess.zones`; ``file_uris`` maps :attr:`TeamFile.key` → ``s3://`` URI.
+
+    ``role_arn`` is the pipeline's own role (``AWS::SageMaker::Pipeline`` ``RoleArn``: it creates the
+    jobs); ``role_arns`` maps each step kind of :attr:`ExecutionAccess.step_roles` to the role its jobs
+    run as — a definition sets every job's role from it, never ``role_arn``. ``source_sha256`` is the
+    sha256 (hex) of the code archive at ``source_uri`` (the jobs verify it before unpacking).
+    ``local_overrides``: the local runtime's build, which may expose local-only parameters.
     """
 
     pipeline_name: str
@@ -70,6 +89,9 @@ class DeploymentValues:
     source_uri: str
     model_package_group_name: str
     file_uris: Mapping[str, str] = field(default_factory=dict)
+    role_arns: Mapping[str, str] = field(default_factory=dict)
+    source_sha256: str = ""
+    local_overrides: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,9 +130,13 @@ class PipelineSteps:
 
     input_data_parameter: str  # String parameter: the S3 prefix of the landed batch
     register_step: str | None = None  # the RegisterModel step
-    parameters: tuple[str, ...] = ()  # every parameter the definition declares, in order
-    pii_key_parameter: str | None = None  # String parameter: S3 URI of the team's PII HMAC key
-    gate_parameter: str | None = None  # Float parameter: the quality gate threshold
+    parameters: tuple[str, ...] = ()  # every parameter the deployed definition declares, in order
+    #: Parameters only a local build (``DeploymentValues.local_overrides``) declares, after ``parameters``.
+    local_override_parameters: tuple[str, ...] = ()
+    pii_key_parameter: str | None = None  # deprecated: the PII key location is fixed at synth
+    #: The quality gate's name: its threshold is fixed at synth; locally it may be this Float parameter
+    #: (one of ``local_override_parameters``).
+    gate_parameter: str | None = None
     champion_parameter: str | None = None  # String parameter: the champion's gate metric value
     preprocess_step: str | None = None
     preprocess_outputs: PreprocessOutputs = PreprocessOutputs()
@@ -126,14 +152,68 @@ class PipelineSteps:
     feature_names_field: str | None = None
 
 
+def _check_zones(field_name: str, zones: tuple[str, ...]) -> None:
+    unknown = sorted(set(zones) - set(ZONES))
+    if unknown:
+        raise ValueError(f"{field_name}: unknown zone(s) {unknown}; zones: {', '.join(ZONES)}")
+    if "raw" in zones:
+        raise ValueError(f"{field_name}: a pipeline never owns a prefix of the raw zone")
+
+
+@dataclass(frozen=True)
+class StepRole:
+    """What the jobs of one step kind need; the construct builds one role per kind with exactly this.
+
+    ``kind`` names the role (``preprocessing``, ``training``, ``evaluation``, ...; its IAM path is
+    ``/flywheel/<env>/<kind>/``); ``reads_team_raw``: the team's landed batches (``<team>/incoming/``)
+    and its PII key — only the ``preprocessing`` kind may, the raw zone's policies deny every other
+    role; ``writes_quarantine``: ``<team>/quarantine/<pipeline>/`` of the raw zone; ``reads`` /
+    ``writes``: ``<pipeline>/`` of those zones; ``job_kinds``: the SageMaker job kinds run as it.
+    """
+
+    kind: str
+    reads_team_raw: bool = False
+    writes_quarantine: bool = False
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    job_kinds: tuple[str, ...] = ("Processing",)
+
+    def __post_init__(self) -> None:
+        if not _ROLE_KIND.match(self.kind) or self.kind in NON_STEP_ROLE_KINDS:
+            raise ValueError(
+                f"step role kind {self.kind!r}: use 2-32 lowercase letters, digits and hyphens, not one of "
+                f"{sorted(NON_STEP_ROLE_KINDS)}"
+            )
+        if (self.reads_team_raw or self.writes_quarantine) and self.kind != PREPROCESSING:
+            raise ValueError(
+                f"step role {self.kind!r}: only the {PREPROCESSING!r} role may read raw batches, the PII key or "
+                "write quarantine (the raw zone's policies deny every other role)"
+            )
+        _check_zones(f"step role {self.kind!r} reads", self.reads)
+        _check_zones(f"step role {self.kind!r} writes", self.writes)
+        unknown = sorted(set(self.job_kinds) - {"Processing", "Training"})
+        if unknown or not self.job_kinds:
+            raise ValueError(f"step role {self.kind!r}: job_kinds {self.job_kinds!r}; use Processing, Training")
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        """Every zone this role touches, in lake order."""
+        touched = set(self.reads) | set(self.writes)
+        if self.reads_team_raw or self.writes_quarantine:
+            touched.add("raw")
+        return tuple(zone for zone in ZONES if zone in touched)
+
+
 @dataclass(frozen=True)
 class ExecutionAccess:
-    """What a template's execution role needs; ``stacks.components.ml_pipeline`` grants exactly this.
+    """What a template's jobs need; ``stacks.components.ml_pipeline`` grants exactly this, per step kind.
 
-    ``reads_team_raw``: objects under ``<team>/`` of the raw zone (batches and the PII key);
-    ``writes_quarantine``: ``quarantine/<pipeline>/`` of the raw zone; ``owned_zones``: read/write of
-    ``<pipeline>/`` in those zones; ``job_kinds``: SageMaker job kinds the pipeline runs
-    (``Processing``, ``Training``); ``registers_models``: registration in the team's package group.
+    ``step_roles``: one :class:`StepRole` per step kind. A template that declares none gets one role
+    derived from the older flat fields: ``reads_team_raw`` (the team's batches and PII key),
+    ``writes_quarantine`` (``<team>/quarantine/<pipeline>/`` of the raw zone), ``owned_zones``
+    (read/write of ``<pipeline>/``) and ``job_kinds`` — a ``preprocessing`` role if it reads raw data,
+    else a ``jobs`` role. ``registers_models``: the pipeline's role registers in the team's package group
+    (always ``PendingManualApproval``).
     """
 
     reads_team_raw: bool = True
@@ -141,18 +221,46 @@ class ExecutionAccess:
     owned_zones: tuple[str, ...] = PIPELINE_OWNED_ZONES
     job_kinds: tuple[str, ...] = ("Processing", "Training")
     registers_models: bool = True
+    step_roles: tuple[StepRole, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.owned_zones) - set(ZONES))
-        if unknown:
-            raise ValueError(f"owned_zones: unknown zone(s) {unknown}; zones: {', '.join(ZONES)}")
-        if "raw" in self.owned_zones:
-            raise ValueError("owned_zones: a pipeline never owns a prefix of the raw zone")
+        _check_zones("owned_zones", self.owned_zones)
+        kinds = [role.kind for role in self.step_roles]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"step_roles: a step kind is declared twice: {kinds}")
+
+    @property
+    def roles(self) -> tuple[StepRole, ...]:
+        """The step roles: declared, or the one derived from the flat fields."""
+        if self.step_roles:
+            return self.step_roles
+        raw = self.reads_team_raw or self.writes_quarantine
+        return (
+            StepRole(
+                kind=PREPROCESSING if raw else "jobs",
+                reads_team_raw=self.reads_team_raw,
+                writes_quarantine=self.writes_quarantine,
+                reads=self.owned_zones,
+                writes=self.owned_zones,
+                job_kinds=self.job_kinds,
+            ),
+        )
+
+    @property
+    def role_kinds(self) -> tuple[str, ...]:
+        """The step kinds (keys of ``DeploymentValues.role_arns``)."""
+        return tuple(role.kind for role in self.roles)
+
+    @property
+    def all_job_kinds(self) -> tuple[str, ...]:
+        """Every SageMaker job kind the pipeline runs (the pipeline's role creates them)."""
+        kinds = {kind for role in self.roles for kind in role.job_kinds}
+        return tuple(kind for kind in ("Processing", "Training") if kind in kinds)
 
     @property
     def zones(self) -> tuple[str, ...]:
-        """Every zone the role touches (buckets to list, keys to use), in lake order."""
-        touched = set(self.owned_zones) | ({"raw"} if self.reads_team_raw or self.writes_quarantine else set())
+        """Every zone some role touches (buckets, keys), in lake order."""
+        touched = {zone for role in self.roles for zone in role.zones}
         return tuple(zone for zone in ZONES if zone in touched)
 
 

@@ -5,12 +5,22 @@ It turns a frozen :class:`TabularPipelineInputs` into the pipeline definition JS
 ``AWS::SageMaker::Pipeline`` and that the local executor runs step by step: one definition, two places.
 
 Parameters (names are a contract with the Lambdas and the local runtime)
-    ``InputDataUri`` (String, required: S3 prefix of the raw batch), ``PiiKeyUri`` (String, default
-    ``s3://<raw_bucket>/<pii_key_prefix>pii-hmac.key``; the object must be named ``pii-hmac.key``),
-    ``ProcessingInstanceType``, ``TrainingInstanceType``,
-    ``EvaluationInstanceType``, ``GateThreshold`` (Float), ``ChampionMetric`` (String, default
-    ``"none"``), ``NumRound``,
+    ``InputDataUri`` (String, required: S3 prefix of the raw batch; ``Preprocess`` refuses one outside
+    ``s3://<raw_bucket>/<team>/incoming/``), ``ProcessingInstanceType``, ``TrainingInstanceType``,
+    ``EvaluationInstanceType``, ``ChampionMetric`` (String, default ``"none"``), ``NumRound``,
     ``MaxDepth``, ``EarlyStoppingRounds`` (Integer) and ``Eta`` (Float).
+
+    Never parameters (whoever may start an execution must not weaken a control): the PII key's
+    location (``s3://<raw_bucket>/<team>/_keys/pii-hmac.key``), the gate threshold (from the team's
+    config), the allowed input prefix and the registration status. Only a local build
+    (``local_overrides=True``, the local runtime) declares ``GateThreshold`` (Float, default: the
+    configured threshold) so a developer can try another gate; the run report labels such a run.
+
+Roles and tags
+    Each job runs as its step kind's role: ``Preprocess`` as ``preprocessing_role_arn`` (the only role
+    that can read raw batches and the PII key), ``Train`` as ``training_role_arn`` and ``Evaluate`` as
+    ``evaluation_role_arn`` (features and artifacts only). Every job is tagged ``flywheel:team``: the
+    pipeline's role may create, describe and stop only jobs carrying its team's tag.
 
 Steps
     ``Preprocess`` (Processing, scikit-learn image) validates the batch against the data contract,
@@ -29,13 +39,16 @@ Steps
 
 Code
     All step scripts travel in one ``sourcedir.tar.gz`` (see :mod:`pipelines.packaging`). Processing
-    jobs receive it as the ``code`` input and run :data:`PROCESSING_ENTRYPOINT`, a fixed bash one-liner
-    that unpacks it into ``/opt/ml/processing/code`` and ``exec``\\ s ``python3 "$0" "$@"``: the script
+    jobs receive it as the ``code`` input and run :func:`processing_entrypoint`, a fixed bash one-liner
+    that verifies the archive's sha256 (known at synth: :mod:`pipelines.packaging` is deterministic),
+    unpacks it into ``/opt/ml/processing/code`` and ``exec``\\ s ``python3 "$0" "$@"``: the script
     name is the last entrypoint element and the CLI arguments are ``ContainerArguments``. Training uses
     the framework container's script mode under network isolation, exactly as the SDK's framework
     estimators do: the tarball is the ``code`` channel and the hyperparameters ``sagemaker_program`` /
     ``sagemaker_submit_directory`` point at it (no SDK driver upload: ``ModelTrainer`` is used without
-    ``source_code``, which would upload its drivers to S3).
+    ``source_code``, which would upload its drivers to S3). The framework container unpacks the training
+    code itself, so the training job cannot verify the hash before unpacking; its code channel is the
+    same content-addressed object, which no Flywheel role can write.
 
 Why the build is offline and deterministic
     :func:`build_pipeline_definition` builds through the shared harness :mod:`pipelines.sdk_offline`
@@ -54,7 +67,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from naming import KEYS, PII_KEY_FILE, QUARANTINE, S3_SCHEME, pii_key_prefix
+from naming import (
+    EVALUATION,
+    KEYS,
+    PII_KEY_FILE,
+    PREPROCESSING,
+    S3_SCHEME,
+    TRAINING,
+    incoming_prefix,
+    pii_key_prefix,
+    quarantine_prefix,
+)
 from pipelines.packaging import SOURCEDIR_NAME
 from pipelines.sdk_offline import (  # OfflineBuildError, object_name: re-exported for callers
     OfflineBuildError,
@@ -92,19 +115,21 @@ PARAM_NUM_ROUND: Final = "NumRound"
 PARAM_MAX_DEPTH: Final = "MaxDepth"
 PARAM_ETA: Final = "Eta"
 PARAM_EARLY_STOPPING_ROUNDS: Final = "EarlyStoppingRounds"
+#: The deployed definition's parameters, in order.
 PARAMETER_NAMES: Final[tuple[str, ...]] = (
     PARAM_INPUT_DATA_URI,
-    PARAM_PII_KEY_URI,
     PARAM_PROCESSING_INSTANCE_TYPE,
     PARAM_TRAINING_INSTANCE_TYPE,
     PARAM_EVALUATION_INSTANCE_TYPE,
-    PARAM_GATE_THRESHOLD,
     PARAM_CHAMPION_METRIC,
     PARAM_NUM_ROUND,
     PARAM_MAX_DEPTH,
     PARAM_ETA,
     PARAM_EARLY_STOPPING_ROUNDS,
 )
+#: Declared only by a local build (``local_overrides=True``), after :data:`PARAMETER_NAMES`.
+LOCAL_OVERRIDE_PARAMETERS: Final[tuple[str, ...]] = (PARAM_GATE_THRESHOLD,)
+TEAM_TAG: Final = "flywheel:team"
 
 # Step and property-file names.
 STEP_PREPROCESS: Final = "Preprocess"
@@ -127,17 +152,31 @@ PROCESSING_UNPACK_DIR: Final = "/opt/ml/processing/code"
 TRAINING_CODE_DIR: Final = "/opt/ml/input/data/code"
 
 
-def processing_entrypoint(code_file: str = SOURCEDIR_NAME) -> tuple[str, ...]:
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def processing_entrypoint(code_file: str = SOURCEDIR_NAME, sha256: str | None = None) -> tuple[str, ...]:
     """Prefix of every processing ``ContainerEntrypoint``; the script file name is appended to it.
 
     ``code_file`` is the object name of the code archive (``sourcedir.tar.gz``, or a content-hashed
     CDK asset name such as ``<sha256>.gz``): the container sees the object under its own name.
+    ``sha256``: the archive's expected sha256 (hex): the job verifies it before unpacking and fails
+    with a message naming the archive on a mismatch.
     """
+    archive = f"{PROCESSING_CODE_DIR}/{code_file}"
+    check = ""
+    if sha256 is not None:
+        if not _SHA256.match(sha256):
+            raise ValueError(f"sha256: expected 64 lowercase hex digits, got {sha256!r}")
+        check = (
+            f'echo "{sha256}  {archive}" | sha256sum -c --quiet - '
+            f'|| {{ echo "step code {archive}: sha256 mismatch" >&2; exit 1; }}; '
+        )
     return (
         "/bin/bash",
         "-c",
-        f"set -eu; mkdir -p {PROCESSING_UNPACK_DIR}; "
-        f"tar -xzf {PROCESSING_CODE_DIR}/{code_file} -C {PROCESSING_UNPACK_DIR}; "
+        f"set -eu; {check}mkdir -p {PROCESSING_UNPACK_DIR}; "
+        f"tar -xzf {archive} -C {PROCESSING_UNPACK_DIR}; "
         f'cd {PROCESSING_UNPACK_DIR}; exec python3 "$0" "$@"',
     )
 
@@ -147,6 +186,8 @@ PROCESSING_ENTRYPOINT: Final[tuple[str, ...]] = processing_entrypoint()
 INFERENCE_SUBMIT_DIRECTORY: Final = "/opt/ml/model/code"
 CONTENT_TYPES: Final[tuple[str, ...]] = ("text/csv", "application/json")
 REGISTRATION_STATUS: Final = "PendingManualApproval"
+#: The step kinds (roles) of this template: Preprocess, Train, Evaluate.
+STEP_ROLE_KINDS: Final[tuple[str, ...]] = (PREPROCESSING, TRAINING, EVALUATION)
 
 _PREPROCESS_OUTPUTS: Final = ("train", "validation", "test", "baseline", "status", "quarantine")
 _METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -165,7 +206,12 @@ class TabularPipelineInputs:
 
     pipeline_name: str
     region: str
-    role_arn: str
+    role_arn: str  # the pipeline's own role (never a job's)
+    preprocessing_role_arn: str
+    training_role_arn: str
+    evaluation_role_arn: str
+    team: str
+    source_sha256: str
     kms_key_arn: str
     subnet_ids: tuple[str, ...]
     security_group_ids: tuple[str, ...]
@@ -195,6 +241,8 @@ class TabularPipelineInputs:
     max_runtime_seconds: int = 3600
     # Key prefix, in the raw bucket, of the PII HMAC key object (per team, e.g. "churn/_keys/").
     pii_key_prefix: str = f"{KEYS}/"
+    # The local runtime's build: GateThreshold becomes a parameter (default: gate_threshold).
+    local_overrides: bool = False
 
     def __post_init__(self) -> None:
         """Normalize sequences to tuples and reject bad values with a message naming the field."""
@@ -211,6 +259,10 @@ class TabularPipelineInputs:
             "pipeline_name",
             "region",
             "role_arn",
+            "preprocessing_role_arn",
+            "training_role_arn",
+            "evaluation_role_arn",
+            "team",
             "kms_key_arn",
             "raw_bucket",
             "features_bucket",
@@ -222,6 +274,14 @@ class TabularPipelineInputs:
         ):
             _require_text(name, getattr(self, name))
         _require_s3_object("source_uri", self.source_uri, ".gz")
+        if not isinstance(self.source_sha256, str) or not _SHA256.match(self.source_sha256):
+            raise ValueError(
+                f"source_sha256: expected the code archive's sha256 (64 hex digits), got {self.source_sha256!r}"
+            )
+        if "/" in self.team or self.team.strip() != self.team:
+            raise ValueError(f"team: expected a team name, got {self.team!r}")
+        if not isinstance(self.local_overrides, bool):
+            raise ValueError(f"local_overrides: expected a bool, got {self.local_overrides!r}")
         _require_s3_object("contract_uri", self.contract_uri, ".json")
         prefix = self.pii_key_prefix
         if not isinstance(prefix, str) or not prefix.endswith("/") or prefix.startswith("/") or ".." in prefix:
@@ -258,6 +318,8 @@ def inputs_for_team(
     pipeline_name: str,
     region: str,
     role_arn: str,
+    role_arns: Mapping[str, str],
+    source_sha256: str,
     kms_key_arn: str,
     subnet_ids: Sequence[str],
     security_group_ids: Sequence[str],
@@ -265,6 +327,7 @@ def inputs_for_team(
     source_uri: str,
     contract_uri: str,
     model_package_group_name: str,
+    local_overrides: bool = False,
 ) -> TabularPipelineInputs:
     """:func:`inputs_for_settings` for a ``config.models.TeamConfig`` (which carries the same fields)."""
     return inputs_for_settings(
@@ -273,6 +336,8 @@ def inputs_for_team(
         pipeline_name=pipeline_name,
         region=region,
         role_arn=role_arn,
+        role_arns=role_arns,
+        source_sha256=source_sha256,
         kms_key_arn=kms_key_arn,
         subnet_ids=subnet_ids,
         security_group_ids=security_group_ids,
@@ -280,6 +345,7 @@ def inputs_for_team(
         source_uri=source_uri,
         contract_uri=contract_uri,
         model_package_group_name=model_package_group_name,
+        local_overrides=local_overrides,
     )
 
 
@@ -290,6 +356,8 @@ def inputs_for_settings(
     pipeline_name: str,
     region: str,
     role_arn: str,
+    role_arns: Mapping[str, str],
+    source_sha256: str,
     kms_key_arn: str,
     subnet_ids: Sequence[str],
     security_group_ids: Sequence[str],
@@ -297,6 +365,7 @@ def inputs_for_settings(
     source_uri: str,
     contract_uri: str,
     model_package_group_name: str,
+    local_overrides: bool = False,
 ) -> TabularPipelineInputs:
     """The definition inputs for a team's ``tabular`` settings (``contract``, ``metric_gate``,
     ``instances``, ``higher_is_better``: a ``pipelines.tabular.template.TabularSettings``), given
@@ -305,10 +374,18 @@ def inputs_for_settings(
     The CDK construct (with tokens) and the local runtime (with embedded-AWS names) both call this, so
     everything taken from the team's config is mapped in exactly one place.
     """
+    missing = sorted(set(STEP_ROLE_KINDS) - set(role_arns))
+    if missing:
+        raise ValueError(f"role_arns: no role for step kind(s) {missing}")
     return TabularPipelineInputs(
         pipeline_name=pipeline_name,
         region=region,
         role_arn=role_arn,
+        preprocessing_role_arn=role_arns[PREPROCESSING],
+        training_role_arn=role_arns[TRAINING],
+        evaluation_role_arn=role_arns[EVALUATION],
+        team=team_name,
+        source_sha256=source_sha256,
         kms_key_arn=kms_key_arn,
         subnet_ids=tuple(subnet_ids),
         security_group_ids=tuple(security_group_ids),
@@ -328,6 +405,7 @@ def inputs_for_settings(
         evaluation_instance_type=settings.instances.processing,
         preprocess_instance_count=settings.instances.processing_count,
         pii_key_prefix=pii_key_prefix(team_name),  # the team's own prefix: only its jobs can read the key
+        local_overrides=local_overrides,
     )
 
 
@@ -379,6 +457,10 @@ def _sentinel_values(inputs: TabularPipelineInputs) -> dict[str, Any]:
     return {
         "pipeline_name": sentinel("pipeline-name"),
         "role_arn": role_sentinel(),
+        "preprocessing_role_arn": role_sentinel("preprocessing-role"),
+        "training_role_arn": role_sentinel("training-role"),
+        "evaluation_role_arn": role_sentinel("evaluation-role"),
+        "team": sentinel("team"),
         "kms_key_arn": sentinel("kms-key"),
         "subnet_ids": sequence_sentinels("subnet", inputs.subnet_ids),
         "security_group_ids": sequence_sentinels("security-group", inputs.security_group_ids),
@@ -405,6 +487,7 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import (
         Channel,
+        Tag,
         DataSource,
         ProcessingInput,
         ProcessingOutput,
@@ -433,10 +516,9 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
 
     # Parameters ------------------------------------------------------------------------
     input_data_uri = ParameterString(name=PARAM_INPUT_DATA_URI)
-    pii_key_uri = ParameterString(
-        name=PARAM_PII_KEY_URI,
-        default_value=f"{S3_SCHEME}{inputs.raw_bucket}/{inputs.pii_key_prefix}{PII_KEY_FILE_NAME}",
-    )
+    # Constants, never parameters: who may start an execution must not point Preprocess at another key.
+    pii_key_uri = f"{S3_SCHEME}{inputs.raw_bucket}/{inputs.pii_key_prefix}{PII_KEY_FILE_NAME}"
+    allowed_input_prefix = f"{S3_SCHEME}{inputs.raw_bucket}/{incoming_prefix(inputs.team)}"
     processing_instance_type = ParameterString(
         name=PARAM_PROCESSING_INSTANCE_TYPE, default_value=inputs.processing_instance_type
     )
@@ -449,7 +531,12 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
     evaluation_instance_type = ParameterString(
         name=PARAM_EVALUATION_INSTANCE_TYPE, default_value=inputs.evaluation_instance_type
     )
-    gate_threshold = ParameterFloat(name=PARAM_GATE_THRESHOLD, default_value=float(inputs.gate_threshold))
+    # The gate comes from config at synth; only a local build may expose it as a (labelled) parameter.
+    gate_threshold: Any = (
+        ParameterFloat(name=PARAM_GATE_THRESHOLD, default_value=float(inputs.gate_threshold))
+        if inputs.local_overrides
+        else float(inputs.gate_threshold)
+    )
     champion_metric = ParameterString(name=PARAM_CHAMPION_METRIC, default_value="none")
     num_round = ParameterInteger(name=PARAM_NUM_ROUND, default_value=inputs.num_round)
     max_depth = ParameterInteger(name=PARAM_MAX_DEPTH, default_value=inputs.max_depth)
@@ -459,17 +546,17 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
     )
     parameters = [
         input_data_uri,
-        pii_key_uri,
         processing_instance_type,
         training_instance_type,
         evaluation_instance_type,
-        gate_threshold,
         champion_metric,
         num_round,
         max_depth,
         eta,
         early_stopping_rounds,
+        *([gate_threshold] if inputs.local_overrides else []),
     ]
+    tags = [{"Key": TEAM_TAG, "Value": inputs.team}]
 
     # Helpers -----------------------------------------------------------------------------
     execution_id = ExecutionVariables.PIPELINE_EXECUTION_ID
@@ -496,11 +583,11 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
             s3_output=ProcessingS3Output(s3_uri=uri, local_path=local_dir, s3_upload_mode="EndOfJob"),
         )
 
-    def processor(script: str, instance_type: Any, instance_count: Any, image_uri: str) -> Any:
+    def processor(script: str, role_arn: str, instance_type: Any, instance_count: Any, image_uri: str) -> Any:
         return Processor(
-            role=inputs.role_arn,
+            role=role_arn,
             image_uri=image_uri,
-            entrypoint=[*processing_entrypoint(object_name(inputs.source_uri)), script],
+            entrypoint=[*processing_entrypoint(object_name(inputs.source_uri), inputs.source_sha256), script],
             instance_type=instance_type,
             instance_count=instance_count,
             volume_size_in_gb=inputs.volume_size_gb,
@@ -508,6 +595,7 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
             output_kms_key=inputs.kms_key_arn,
             max_runtime_in_seconds=inputs.max_runtime_seconds,
             base_job_name=f"flywheel-{script.removesuffix('.py')}",
+            tags=tags,
             network_config=NetworkConfig(
                 enable_network_isolation=True,
                 security_group_ids=list(inputs.security_group_ids),
@@ -528,7 +616,13 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
         "test": execution_uri(inputs.features_bucket, "test"),
         "baseline": execution_uri(inputs.artifacts_bucket, "baseline"),
         "status": execution_uri(inputs.reports_bucket, "status"),
-        "quarantine": Join(on="/", values=["s3:/", inputs.raw_bucket, QUARANTINE, inputs.pipeline_name, execution_id]),
+        "quarantine": Join(
+            on="",
+            values=[
+                f"{S3_SCHEME}{inputs.raw_bucket}/{quarantine_prefix(inputs.team, inputs.pipeline_name)}",
+                execution_id,
+            ],
+        ),
     }
     # Every preprocessing host validates its own shard and writes status/validation-<host>.json; the
     # batch passes only if every host passed (a single validation.json would be last-writer-wins).
@@ -540,7 +634,13 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
     preprocess = ProcessingStep(
         name=STEP_PREPROCESS,
         description="Validate the batch against the data contract, pseudonymize PII, split.",
-        step_args=processor("preprocess.py", processing_instance_type, processing_instance_count, sklearn_image).run(
+        step_args=processor(
+            "preprocess.py",
+            inputs.preprocessing_role_arn,
+            processing_instance_type,
+            processing_instance_count,
+            sklearn_image,
+        ).run(
             inputs=[
                 processing_input("raw", input_data_uri, "/opt/ml/processing/input/raw", distribution="ShardedByS3Key"),
                 contract_input,
@@ -560,6 +660,12 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 "/opt/ml/processing/output",
                 "--pii-key-file",
                 f"/opt/ml/processing/input/pii-key/{PII_KEY_FILE_NAME}",
+                # Preprocess refuses a batch outside the team's incoming prefix (its role cannot read
+                # other prefixes either, but it can read the team's PII key folder).
+                "--input-uri",
+                input_data_uri,
+                "--allowed-input-prefix",
+                allowed_input_prefix,
             ],
         ),
         property_files=validation_status,
@@ -582,8 +688,9 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
 
     trainer = ModelTrainer(
         training_image=xgboost_image,
-        role=inputs.role_arn,
+        role=inputs.training_role_arn,
         base_job_name="flywheel-train",
+        tags=[Tag(key=TEAM_TAG, value=inputs.team)],
         sagemaker_session=session,
         compute=Compute(
             instance_type=training_instance_type,
@@ -637,7 +744,7 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
         description="Score the test split, compare with the champion, write baseline statistics.",
         # Evaluate loads the XGBoost model, so it runs on the XGBoost image (which also ships
         # scikit-learn, pandas and pyarrow) — the same image that trained and will serve the model.
-        step_args=processor("evaluate.py", evaluation_instance_type, 1, xgboost_image).run(
+        step_args=processor("evaluate.py", inputs.evaluation_role_arn, evaluation_instance_type, 1, xgboost_image).run(
             inputs=[
                 processing_input("model", model_artifacts, "/opt/ml/processing/input/model"),
                 processing_input("test", preprocess_output("test"), "/opt/ml/processing/input/test"),

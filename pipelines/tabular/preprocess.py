@@ -4,13 +4,17 @@ SageMaker Processing contract (see README.md)::
 
     python3 preprocess.py --contract PATH --input-dir DIR --output-dir DIR
                           [--pii-key-file PATH] [--resource-config PATH]
+                          [--input-uri S3_URI --allowed-input-prefix S3_PREFIX]
 
 Writes under ``--output-dir`` one folder per output channel: ``train/``, ``validation/``, ``test/``
 (curated parquet, ``part-<host>.parquet``), ``baseline/`` (``stats-<host>.json``), ``quarantine/`` (failing
 raw files copied unchanged + ``report.json``) and ``status/validation.json``. A batch that breaks its
 contract is *not* an error of the job (exit code 0, so that SageMaker uploads the quarantine and status
 outputs); the pipeline's condition step reads ``status/validation.json`` (``passed``). Configuration
-errors (no PII key, unreadable contract) exit non-zero.
+errors (no PII key, unreadable contract) exit non-zero, and so does a batch whose ``--input-uri`` (the
+pipeline's ``InputDataUri``) lies outside ``--allowed-input-prefix`` (the team's ``incoming/`` prefix,
+fixed at synth): the step refuses to treat anything else of the raw zone — the team's PII key folder,
+another team's data — as a batch.
 """
 
 from __future__ import annotations
@@ -242,6 +246,22 @@ def preprocess(
     return status
 
 
+def check_input_uri(uri: str, allowed_prefix: str) -> None:
+    """Refuse an input URI outside ``allowed_prefix`` (ConfigurationError naming both).
+
+    The URI must start with the prefix, name something below it and hold no ``.``/``..`` segment.
+    """
+    if not allowed_prefix.startswith("s3://") or not allowed_prefix.endswith("/"):
+        raise ConfigurationError(f"allowed input prefix {allowed_prefix!r} is not an s3:// prefix ending in '/'")
+    rest = uri[len(allowed_prefix) :] if uri.startswith(allowed_prefix) else None
+    segments = (rest or "").split("/")
+    if not rest or any(part in (".", "..") for part in segments):
+        raise ConfigurationError(
+            f"InputDataUri {uri!r} is outside this team's incoming prefix {allowed_prefix!r}: a pipeline "
+            "reads batches landed there only"
+        )
+
+
 # --- CLI ---------------------------------------------------------------------------------------------
 
 
@@ -253,7 +273,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output-dir", required=True, help="folder that receives the output channels")
     p.add_argument("--pii-key-file", default=None, help=f"tokenization key file (else ${PII_KEY_ENV})")
     p.add_argument("--resource-config", default="/opt/ml/config/resourceconfig.json")
-    return p.parse_args(argv)
+    p.add_argument("--input-uri", default=None, help="the S3 URI the batch was read from (InputDataUri)")
+    p.add_argument("--allowed-input-prefix", default=None, help="the only S3 prefix a batch may come from")
+    args = p.parse_args(argv)
+    if (args.input_uri is None) != (args.allowed_input_prefix is None):
+        p.error("--input-uri and --allowed-input-prefix go together")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parse_args(argv)
     try:
+        if args.allowed_input_prefix is not None:
+            check_input_uri(args.input_uri, args.allowed_input_prefix)
         contract = load_contract(args.contract)
         key = load_pii_key(args.pii_key_file, os.environ)
         if contract.names("id") and key is None:

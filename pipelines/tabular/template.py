@@ -27,10 +27,12 @@ from pipelines.template import (
     PipelineSteps,
     PipelineTemplate,
     PreprocessOutputs,
+    StepRole,
     TeamFile,
 )
 
 FOLDER = Path(__file__).resolve().parent
+PREPROCESSING, TRAINING, EVALUATION = d.STEP_ROLE_KINDS
 
 
 class GateSettings(BaseModel):
@@ -100,6 +102,8 @@ def definition_inputs(team_name: str, settings: TabularSettings, values: Deploym
         pipeline_name=values.pipeline_name,
         region=values.region,
         role_arn=values.role_arn,
+        role_arns=values.role_arns,
+        source_sha256=values.source_sha256,
         kms_key_arn=values.kms_key_arn,
         subnet_ids=values.subnet_ids,
         security_group_ids=values.security_group_ids,
@@ -107,6 +111,7 @@ def definition_inputs(team_name: str, settings: TabularSettings, values: Deploym
         source_uri=values.source_uri,
         contract_uri=values.file_uris["contract"],
         model_package_group_name=values.model_package_group_name,
+        local_overrides=values.local_overrides,
     )
 
 
@@ -131,16 +136,28 @@ TEMPLATE = PipelineTemplate(
     describe=describe,
     merge_status=merge_status,
     access=ExecutionAccess(
-        reads_team_raw=True,
-        writes_quarantine=True,
-        job_kinds=("Processing", "Training"),
         registers_models=True,
+        step_roles=(
+            # Preprocess: the only reader of raw batches and the PII key; writes pseudonymized splits,
+            # the baseline, the validation status and (failed batches) the team's quarantine.
+            StepRole(
+                kind=PREPROCESSING,
+                reads_team_raw=True,
+                writes_quarantine=True,
+                writes=("features", "artifacts", "reports"),
+                job_kinds=("Processing",),
+            ),
+            # Train: pseudonymized splits in, model out.
+            StepRole(kind=TRAINING, reads=("features",), writes=("artifacts",), job_kinds=("Training",)),
+            # Evaluate: model, test split and baseline in, evaluation report out.
+            StepRole(kind=EVALUATION, reads=("features", "artifacts"), writes=("reports",), job_kinds=("Processing",)),
+        ),
     ),
     steps=PipelineSteps(
         input_data_parameter=d.PARAM_INPUT_DATA_URI,
         register_step=d.STEP_REGISTER_MODEL,
         parameters=d.PARAMETER_NAMES,
-        pii_key_parameter=d.PARAM_PII_KEY_URI,
+        local_override_parameters=d.LOCAL_OVERRIDE_PARAMETERS,
         gate_parameter=d.PARAM_GATE_THRESHOLD,
         champion_parameter=d.PARAM_CHAMPION_METRIC,
         preprocess_step=d.STEP_PREPROCESS,

@@ -1,4 +1,16 @@
-"""The zoned data lake: one bucket and one KMS key per zone, a Glue database per zone, access logs."""
+"""The zoned data lake: one bucket and one KMS key per zone, a Glue database per zone, access logs.
+
+The raw zone holds PII. Its bucket policy and its key policy deny reading data (``s3:GetObject``,
+``s3:GetObjectVersion``; ``kms:Decrypt``, ``kms:ReEncryptFrom``) to every principal except the raw
+readers, named by IAM role path (:data:`naming.RAW_READER_KINDS`, ``aws:PrincipalArn``): the teams'
+``preprocessing`` step roles, the ``ingest`` path and the operators' documented ``break-glass`` role
+(``docs/runbook.md``). Team stacks deploy after the lake, so the policies name the roles by that
+predictable path rather than by ARN. Bucket management (CDK's auto-delete and notification custom
+resources, lifecycle) is untouched: the denies cover data reads only. The raw bucket uses no S3 Bucket
+Key, so S3 passes each object's ARN as the KMS encryption context and a preprocessing role's key grant
+can be limited to its own team's prefix (the other zones keep Bucket Keys: what jobs write there is
+encrypted with the writing team's own job key).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +18,7 @@ from dataclasses import dataclass
 
 from aws_cdk import CfnOutput, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -16,8 +29,8 @@ from stacks.components.keys import purpose_key
 from stacks.components.secure_bucket import SecureBucket
 
 # Batches that fail their data contract are copied (never deleted) to ``naming.quarantine_prefix``
-# in the raw zone: quarantined data may hold PII, so it stays in the raw bucket (raw-zone access
-# controls, trail data events), encrypted with the writing team's job key.
+# (``<team>/quarantine/<pipeline>/``) in the raw zone: quarantined data may hold PII, so it stays in the
+# raw bucket (raw-zone access controls, trail data events), encrypted with the writing team's job key.
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,7 @@ _ZONE_METADATA: dict[str, Zone] = {
         Zone(
             "raw",
             "Raw",
-            f"landed source data, may hold PII; {naming.QUARANTINE}/ prefix",
+            f"landed source data, may hold PII; <team>/{naming.QUARANTINE}/ prefixes",
             transition_after_days=30,
         ),
         Zone("curated", "Curated", "validated, pseudonymized data"),
@@ -93,7 +106,13 @@ class DataLake(Construct):
         self.buckets: dict[str, s3.Bucket] = {}
         self.keys: dict[str, kms.Key] = {}
         self.databases: dict[str, glue.CfnDatabase] = {}
-        account = Stack.of(self).account
+        stack = Stack.of(self)
+        account = stack.account
+        #: ``aws:PrincipalArn`` patterns of the only principals that may read raw data.
+        self.raw_reader_patterns = [
+            Names(env_name).role_arn_pattern(kind, account=account, partition=stack.partition)
+            for kind in naming.RAW_READER_KINDS
+        ]
         for zone in ZONES:
             key = purpose_key(
                 self, f"{zone.construct_id}Key", purpose=f"{zone.name} zone", removal_policy=removal_policy
@@ -113,6 +132,8 @@ class DataLake(Construct):
             CfnOutput(self, f"{zone.construct_id}BucketName", value=bucket.bucket_name,
                       export_name=bucket_export_name(env_name, zone.name))  # fmt: skip
             self.keys[zone.name] = key
+            if zone.name == "raw":
+                self._restrict_raw_reads(bucket, key)
             self.databases[zone.name] = glue.CfnDatabase(
                 self,
                 f"{zone.construct_id}Database",
@@ -123,6 +144,36 @@ class DataLake(Construct):
                     location_uri=f"s3://{bucket.bucket_name}/",
                 ),
             )
+
+    def _restrict_raw_reads(self, bucket: s3.Bucket, key: kms.Key) -> None:
+        """Only the raw readers read raw objects or decrypt with the raw key (explicit denies)."""
+        only_readers = {"ArnNotLike": {"aws:PrincipalArn": self.raw_reader_patterns}}
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyRawReadsButPreprocessingIngestBreakGlass",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[bucket.arn_for_objects("*")],
+                conditions=only_readers,
+            )
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyRawDecryptButPreprocessingIngestBreakGlass",
+                effect=iam.Effect.DENY,
+                # The account principal: every identity of this account (the key admits no other account).
+                # Key policies carry no "*" principal, not even in a Deny.
+                principals=[iam.AccountRootPrincipal()],
+                actions=["kms:Decrypt", "kms:ReEncryptFrom"],
+                resources=["*"],  # in a key policy "*" means "this key"
+                conditions=only_readers,
+            )
+        )
+        # Object ARNs as encryption context (no Bucket Key): per-team key conditions become possible.
+        cfn = bucket.node.default_child
+        assert isinstance(cfn, s3.CfnBucket)
+        cfn.add_property_override("BucketEncryption.ServerSideEncryptionConfiguration.0.BucketKeyEnabled", False)
 
     @property
     def raw_bucket(self) -> s3.Bucket:

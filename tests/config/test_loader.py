@@ -194,3 +194,36 @@ def test_unknown_environment_and_team_list_the_known_ones(tmp_path):
         cfg.environment("qa")
     with pytest.raises(KeyError, match="known: churn"):
         cfg.team("fraud")
+
+
+# --- reserved names and optional template settings (issue 8, finding 6) -----------------------------------
+
+
+@pytest.mark.parametrize("name", ["quarantine", "incoming", "datacapture", "flywheel", "ingest", "preprocessing"])
+def test_a_team_may_not_take_a_name_flywheel_uses_as_a_prefix(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match=rf"teams\[0\]\.name: '{name}' is reserved"):
+        load_config(write(tmp_path, teams=[{**TEAM, "name": name}]))
+
+
+def test_reserved_names_cover_every_layout_prefix() -> None:
+    import naming
+
+    assert {naming.INCOMING, naming.QUARANTINE, naming.KEYS, naming.CAPTURE, naming.PREFIX, naming.CODE} <= (
+        naming.RESERVED
+    )
+    assert set(naming.RAW_READER_KINDS) <= naming.RESERVED
+
+
+def test_contract_and_gate_are_required_only_by_templates_that_read_them(tmp_path: Path) -> None:
+    import shutil
+
+    templates = tmp_path / "templates"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "templates" / "minimal", templates / "minimal")
+    bare = {"name": "counter", "pipelines": ["minimal"]}
+    (tmp_path / "c1").mkdir()
+    (tmp_path / "c2").mkdir()
+    config = load_config(write(tmp_path / "c1", teams=[bare]), template_dirs=[templates])
+    team = config.team("counter")
+    assert team.contract is None and team.metric_gate is None
+    with pytest.raises(ConfigError, match=r"teams\[0\]: contract: Field required; metric_gate: Field required"):
+        load_config(write(tmp_path / "c2", teams=[{"name": "churn"}]))

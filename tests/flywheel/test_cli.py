@@ -115,7 +115,7 @@ def test_contract_failing_data_exits_non_zero_with_the_quarantine_report(cli: Cl
         "Raw data left intact",
         "unchanged",
     )
-    assert "s3://flywheel-local-raw/quarantine/flywheel-local-churn-tabular/" in output
+    assert "s3://flywheel-local-raw/churn/quarantine/flywheel-local-churn-tabular/" in output
 
 
 @pytest.mark.enable_socket

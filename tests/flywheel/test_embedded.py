@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,6 +90,12 @@ def test_the_local_definition_is_the_one_the_stack_builds(
         pipeline_name="flywheel-local-churn-tabular",
         region=emb.REGION,
         role_arn=churn.role_arn,
+        # Locally every step kind runs as the team's one local role (the embedded AWS enforces no IAM).
+        preprocessing_role_arn=churn.role_arn,
+        training_role_arn=churn.role_arn,
+        evaluation_role_arn=churn.role_arn,
+        team="churn",
+        source_sha256=hashlib.sha256(tabular.template.sourcedir_bytes()).hexdigest(),
         kms_key_arn=churn.platform.ml_key_arn,
         subnet_ids=emb.LOCAL_SUBNETS,
         security_group_ids=emb.LOCAL_SECURITY_GROUPS,
@@ -108,6 +115,7 @@ def test_the_local_definition_is_the_one_the_stack_builds(
         evaluation_instance_type=team.instances.processing,
         preprocess_instance_count=team.instances.processing_count,
         pii_key_prefix="churn/_keys/",
+        local_overrides=True,  # the local build: GateThreshold is a labelled local-only parameter
     )
     assert dataclasses.asdict(tabular.inputs) == dataclasses.asdict(expected)
     doc = json.loads(tabular.definition)
@@ -182,6 +190,9 @@ def test_the_definition_inputs_are_mapped_from_config_exactly_as_the_stack_maps_
     )
     account_specific = (
         "role_arn",
+        "preprocessing_role_arn",
+        "training_role_arn",
+        "evaluation_role_arn",
         "kms_key_arn",
         "subnet_ids",
         "security_group_ids",
@@ -194,4 +205,7 @@ def test_the_definition_inputs_are_mapped_from_config_exactly_as_the_stack_maps_
     )
     inputs = churn.pipeline("tabular").inputs
     same = {f: getattr(inputs, f) for f in account_specific}
+    # The only other difference: the local build's labelled override parameters.
+    assert construct.definition_inputs.local_overrides is False and inputs.local_overrides is True
+    same["local_overrides"] = True
     assert dataclasses.replace(construct.definition_inputs, **same) == inputs

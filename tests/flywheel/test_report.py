@@ -173,7 +173,7 @@ def test_failed_contract_variant_shows_the_quarantine_report(tmp_path: Path) -> 
     assert status["passed"] is False
     run = _run(
         status="Failed",
-        contract={**status, "quarantine_uri": "s3://raw-bucket/quarantine/batch-0002/"},
+        contract={**status, "quarantine_uri": "s3://raw-bucket/churn/quarantine/batch-0002/"},
         steps=[
             {"name": "Preprocess", "type": "Processing", "status": "Succeeded", "duration_s": 1.1},
             {"name": "ContractFailed", "type": "Fail", "status": "Failed", "message": status["summary"]},
@@ -184,7 +184,7 @@ def test_failed_contract_variant_shows_the_quarantine_report(tmp_path: Path) -> 
     text = _text(render_report(run))
     assert "Data contract Result failed" in text
     assert "tenure_months" in text and "Quarantine report" in text
-    assert "batch-0002.csv" in text and "s3://raw-bucket/quarantine/batch-0002/" in text
+    assert "batch-0002.csv" in text and "s3://raw-bucket/churn/quarantine/batch-0002/" in text
     assert "Not evaluated in this run." in text
     assert "The model was not served in this run." in text
     assert "Nothing was deleted" in text

@@ -105,7 +105,7 @@ def test_a_batch_that_breaks_the_contract_is_quarantined_and_stops_the_run(tmp_p
         assert record.status == "Failed" and record.failed_step == "DataContractFailed"
         assert [s.name for s in record.steps] == ["Preprocess", "DataContractCheck", "DataContractFailed"]
         assert (record.failure_reason or "").startswith("Data contract failed: ")
-        assert "quarantined at s3://flywheel-local-raw/quarantine/flywheel-local-churn-tabular/" in (
+        assert "quarantined at s3://flywheel-local-raw/churn/quarantine/flywheel-local-churn-tabular/" in (
             record.failure_reason or ""
         )
         assert outcome.contract_failed and outcome.package is None

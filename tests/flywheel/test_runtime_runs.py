@@ -159,6 +159,8 @@ def test_a_run_started_here_is_executed_by_another_process_with_its_own_paramete
         outcome = runtime.outcome("churn", event, arrival, record)
         report = runtime.report(outcome, serving=None)
         assert report["gate_threshold"] == 0.55
+        # Labelled: the deployed definition has no GateThreshold parameter (the gate comes from config).
+        assert report["gate_override"] == f"gate threshold overridden locally: 0.55 (deployed: {configured})"
         assert report["gate_passed"] is True and report["execution_id"] == arn
         assert report["lineage"]["model_package_arn"] == package_arn
         assert report["lineage"]["approval_status"] == "Approved"

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from stacks.components.data_lake import ZONES
+from tests.security.iam_eval import Decision, Request, Templates, evaluate
 
 ZONE_IDS = [z.construct_id for z in ZONES]
 
@@ -32,10 +35,12 @@ def test_zone_blocks_all_public_access(dev, zone):
 
 
 @pytest.mark.parametrize("zone", ZONE_IDS)
-def test_zone_uses_its_own_kms_key_with_bucket_key(dev, zone):
+def test_zone_uses_its_own_kms_key_with_bucket_key_but_raw(dev, zone):
+    """Raw uses no S3 Bucket Key: S3 then passes the object ARN as KMS encryption context, which the
+    preprocessing roles' key grants are limited by (per team); other zones keep the cheaper Bucket Key."""
     _, b = _zone_bucket(dev.data_lake, zone)
     (rule,) = b["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert rule["BucketKeyEnabled"] is True
+    assert rule["BucketKeyEnabled"] is (zone != "Raw")
     default = rule["ServerSideEncryptionByDefault"]
     assert default["SSEAlgorithm"] == "aws:kms"
     assert default["KMSMasterKeyID"] == {"Fn::GetAtt": [_zone_key_id(dev.data_lake, zone), "Arn"]}
@@ -135,3 +140,119 @@ def test_lake_exposes_typed_attributes(dev):
     lake = dev.stage.data_lake.lake
     assert set(lake.buckets) == {z.name for z in ZONES} == set(lake.keys)
     assert lake.raw_bucket is lake.buckets["raw"] and lake.artifacts_bucket is lake.buckets["artifacts"]
+
+
+# -- the raw zone: only preprocessing, ingest and break-glass read data ----------------------------------------
+
+ACCOUNT = "111111111111"
+ROLE = "arn:aws:iam::111111111111:role"
+READERS = (
+    f"{ROLE}/flywheel/dev/preprocessing/Flywheel-dev-Team-churn-PreprocessingRole-abc",
+    f"{ROLE}/flywheel/dev/ingest/lander",
+    f"{ROLE}/flywheel/dev/break-glass/pii-investigation",
+)
+OTHERS = (
+    f"{ROLE}/flywheel/dev/training/Flywheel-dev-Team-churn-TrainingRole-abc",
+    f"{ROLE}/flywheel/dev/evaluation/x",
+    f"{ROLE}/flywheel/dev/pipeline/x",
+    f"{ROLE}/flywheel/staging/preprocessing/x",  # another environment's preprocessing role
+    f"{ROLE}/Admin",
+    f"{ROLE}/flywheel/dev/x/preprocessing/y",
+    "arn:aws:iam::222222222222:role/flywheel/dev/preprocessing/x",
+    "arn:aws:iam::111111111111:root",
+)
+
+
+def _lake(dev):
+    stack = dev.stage.data_lake.stack_name
+    return stack, Templates({stack: dev.data_lake.to_json()}, account=ACCOUNT, region="eu-west-1")
+
+
+def _raw_documents(dev):
+    stack, lake = _lake(dev)
+    bucket_id, _ = _zone_bucket(dev.data_lake, "Raw")
+    (policy,) = [
+        p for p in dev.data_lake.find_resources("AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": bucket_id}
+    ]  # fmt: skip
+    key_id = _zone_key_id(dev.data_lake, "Raw")
+    key = dev.data_lake.to_json()["Resources"][key_id]
+    return (
+        lake.get_att(stack, bucket_id, "Arn"),
+        lake.resolve(stack, policy["Properties"]["PolicyDocument"]),
+        lake.resolve(stack, key["Properties"]["KeyPolicy"]),
+    )
+
+
+def _request(action, resource, principal_arn):
+    return Request(
+        action,
+        resource,
+        context={"aws:PrincipalArn": principal_arn, "aws:SecureTransport": True, "s3:TlsVersion": 1.3},
+        principal={"AWS": principal_arn},
+    )
+
+
+def test_raw_bucket_denies_data_reads_to_all_but_the_raw_readers(dev):
+    bucket_arn, policy, _ = _raw_documents(dev)
+    for action in ("s3:GetObject", "s3:GetObjectVersion"):
+        for key in ("churn/incoming/b/part.csv", "churn/_keys/pii-hmac.key", "churn/quarantine/p/e/x.csv"):
+            for principal in READERS:
+                assert (
+                    evaluate([policy], _request(action, f"{bucket_arn}/{key}", principal)) is not Decision.EXPLICIT_DENY
+                )
+            for principal in OTHERS:
+                decision = evaluate([policy], _request(action, f"{bucket_arn}/{key}", principal))
+                assert decision is Decision.EXPLICIT_DENY, (action, key, principal)
+
+
+def test_raw_bucket_deny_leaves_bucket_management_to_cdk_custom_resources(dev):
+    """Auto-delete and notification handlers list, delete and configure: never data reads."""
+    bucket_arn, policy, _ = _raw_documents(dev)
+    handler = f"{ROLE}/flywheel/dev/Flywheel-dev-DataLake-CustomS3AutoDeleteObjects-abc"
+    for action, resource in (
+        ("s3:ListBucket", bucket_arn),
+        ("s3:DeleteObject", f"{bucket_arn}/churn/incoming/b/part.csv"),
+        ("s3:PutBucketNotification", bucket_arn),
+        ("s3:GetBucketTagging", bucket_arn),
+        ("s3:PutObject", f"{bucket_arn}/churn/incoming/b/part.csv"),
+    ):
+        assert evaluate([policy], _request(action, resource, handler)) is not Decision.EXPLICIT_DENY, action
+
+
+def _key_request(action, principal_arn):
+    """A call by an identity of this account (the key policy names the account principal)."""
+    return Request(action, "*", {"aws:PrincipalArn": principal_arn}, principal={"AWS": f"arn:aws:iam::{ACCOUNT}:root"})
+
+
+def test_raw_key_denies_decrypt_to_every_identity_but_the_raw_readers(dev):
+    _, _, key_policy = _raw_documents(dev)
+    for action in ("kms:Decrypt", "kms:ReEncryptFrom"):
+        for principal in READERS:
+            request = Request(
+                action, "*", {"aws:PrincipalArn": principal}, principal={"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+            )
+            assert evaluate([key_policy], request) is not Decision.EXPLICIT_DENY, principal
+        for principal in OTHERS[:-2]:
+            request = Request(
+                action, "*", {"aws:PrincipalArn": principal}, principal={"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+            )
+            assert evaluate([key_policy], request) is Decision.EXPLICIT_DENY, (action, principal)
+    # Key administration and encryption (ingest writes) stay with the account's IAM policies.
+    for action in ("kms:PutKeyPolicy", "kms:GenerateDataKey", "kms:DescribeKey"):
+        request = Request(
+            action, "*", {"aws:PrincipalArn": OTHERS[4]}, principal={"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+        )
+        assert evaluate([key_policy], request).allowed, action
+
+
+def test_only_the_raw_zone_restricts_reads_by_principal(dev):
+    """The other zones hold no PII: no principal-based read deny there (they keep TLS-only)."""
+    for zone in ZONE_IDS:
+        if zone == "Raw":
+            continue
+        logical_id, _ = _zone_bucket(dev.data_lake, zone)
+        for p in dev.data_lake.find_resources("AWS::S3::BucketPolicy").values():
+            if p["Properties"]["Bucket"] == {"Ref": logical_id}:
+                for stmt in p["Properties"]["PolicyDocument"]["Statement"]:
+                    assert "aws:PrincipalArn" not in json.dumps(stmt.get("Condition", {})), zone

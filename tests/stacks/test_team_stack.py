@@ -1,18 +1,74 @@
-"""Team workload: registry, pipeline (one definition, two places) and a least-privilege execution role."""
+"""Team workload: registry, pipeline (one definition, two places), one least-privilege role per step kind.
+
+Policy tests evaluate the synthesized statements (actions, resources, conditions) with the offline IAM
+evaluator of ``tests/security/iam_eval.py`` — never Sids or logical ids.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 
+import pytest
 from aws_cdk import Token
 
 from pipelines.tabular.definition import build_pipeline_definition
+from tests.security.iam_eval import Decision, Request, Templates, evaluate
+
+ACCOUNT = "111111111111"
+REGION = "eu-west-1"
+KINDS = ("preprocessing", "training", "evaluation")
 
 
 def _resource(template, kind):
     (item,) = template.find_resources(kind).items()
     return item
+
+
+# -- the evaluated stage ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lake(dev):
+    stacks = {"Security": dev.stage.security, "DataLake": dev.stage.data_lake}
+    stacks |= {f"Team-{name}": stack for name, stack in dev.stage.teams.items()}
+    templates = dev.templates()
+    return Templates({s.stack_name: templates[k].to_json() for k, s in stacks.items()}, account=ACCOUNT, region=REGION)
+
+
+@pytest.fixture(scope="module")
+def roles(lake, dev):
+    """(team, kind) → the role; kind is the role's path segment after /flywheel/dev/."""
+    out = {}
+    for team, stack in dev.stage.teams.items():
+        for role in lake.roles():
+            if role.stack != stack.stack_name:
+                continue
+            for kind in (*KINDS, "pipeline"):
+                if f":role/flywheel/dev/{kind}/" in role.arn:
+                    assert (team, kind) not in out, f"two {kind} roles for {team}"
+                    out[(team, kind)] = role
+    assert {kind for _, kind in out} == {*KINDS, "pipeline"} and len(out) == 8
+    return out
+
+
+def _bucket(lake, zone):
+    return lake.resolve("Flywheel-dev-DataLake", {"Fn::ImportValue": f"flywheel-dev-{zone}-bucket"})
+
+
+def _obj(lake, zone, key):
+    return f"arn:aws:s3:::{_bucket(lake, zone)}/{key}"
+
+
+def _can(role, action, resource="*", **context):
+    return evaluate(role.identity, Request(action, resource, context)).allowed
+
+
+def _decision(role, action, resource="*", **context):
+    return evaluate(role.identity, Request(action, resource, context))
+
+
+# -- registry, roles ---------------------------------------------------------------------------------------
 
 
 def test_each_team_gets_a_registry_retained(dev):
@@ -22,76 +78,280 @@ def test_each_team_gets_a_registry_retained(dev):
         assert group["DeletionPolicy"] == "Retain"
 
 
-def test_pipeline_runs_as_its_own_execution_role(dev):
+def test_pipeline_runs_as_its_own_role_and_each_role_has_its_kind_path(dev, roles):
     template = dev.teams["churn"]
     _, pipeline = _resource(template, "AWS::SageMaker::Pipeline")
     assert pipeline["Properties"]["PipelineName"] == "flywheel-dev-churn-tabular"
-    role_id, role = _resource(template, "AWS::IAM::Role")
-    assert pipeline["Properties"]["RoleArn"] == {"Fn::GetAtt": [role_id, "Arn"]}
-    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
-        "Service": "sagemaker.amazonaws.com"
-    }
-    assert "PermissionsBoundary" in role["Properties"]
-    template.resource_count_is("AWS::IAM::Policy", 0)  # no inline policies: one reviewed managed policy
+    role_id = pipeline["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    assert roles[("churn", "pipeline")].logical_id == role_id
+    for role_id, role in template.find_resources("AWS::IAM::Role").items():
+        path = role["Properties"]["Path"]
+        assert path in {f"/flywheel/dev/{k}/" for k in (*KINDS, "pipeline")}, (role_id, path)
+        assert "PermissionsBoundary" in role["Properties"]
+    template.resource_count_is("AWS::IAM::Policy", 0)  # no inline policies: reviewed managed policies
 
 
-def _statements(template):
-    _, policy = _resource(template, "AWS::IAM::ManagedPolicy")
-    return {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+def test_trust_policies_name_the_account_and_sagemaker_source(roles):
+    for role in roles.values():
+        ok = Request(
+            "sts:AssumeRole",
+            principal={"Service": "sagemaker.amazonaws.com"},
+            context={"aws:SourceAccount": ACCOUNT, "aws:SourceArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/x"},
+        )
+        assert evaluate([role.trust], ok).allowed, role.name
+        for context in (
+            {"aws:SourceAccount": "222222222222", "aws:SourceArn": f"arn:aws:sagemaker:{REGION}:222222222222:x/y"},
+            {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:x/y"},
+            {},
+        ):
+            bad = Request("sts:AssumeRole", principal={"Service": "sagemaker.amazonaws.com"}, context=context)
+            assert not evaluate([role.trust], bad).allowed, (role.name, context)
 
 
-def test_s3_access_is_limited_to_the_pipeline_and_team_prefixes(dev):
-    s = _statements(dev.teams["churn"])
-    own = json.dumps(s["ReadWriteOwnPrefixes"]["Resource"])
-    assert own.count("/flywheel-dev-churn-tabular/*") == 3
-    assert "s3:DeleteObject" not in json.dumps(s)  # jobs never delete data
-    assert json.dumps(s["ReadTeamRawBatchesAndPiiKey"]["Resource"]).endswith('/churn/*"]]}')
-    assert sorted(s["WriteQuarantine"]["Action"]) == ["s3:AbortMultipartUpload", "s3:PutObject"]
-    assert "diagnostics" not in json.dumps(s)
+# -- finding 3: PII only for preprocessing -----------------------------------------------------------------
 
 
-def test_pass_role_only_to_sagemaker_and_only_itself(dev):
-    s = _statements(dev.teams["churn"])["PassOwnRoleToSageMaker"]
-    assert s["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    assert s["Resource"]["Fn::GetAtt"][1] == "Arn"
+def test_only_the_preprocessing_role_reads_raw_batches_and_the_pii_key(lake, roles):
+    batch = _obj(lake, "raw", "churn/incoming/2026-01-01/part-0.csv")
+    pii_key = _obj(lake, "raw", "churn/_keys/pii-hmac.key")
+    for obj in (batch, pii_key):
+        assert _can(roles[("churn", "preprocessing")], "s3:GetObject", obj)
+        for kind in ("training", "evaluation", "pipeline"):
+            assert not _can(roles[("churn", kind)], "s3:GetObject", obj), kind
+            assert not _can(roles[("churn", kind)], "s3:GetObjectVersion", obj), kind
+    # nothing else of the raw zone, nothing of another team, no quarantine reads
+    pre = roles[("churn", "preprocessing")]
+    for key in (
+        "churn/_keys/other.key",
+        "churn/quarantine/flywheel-dev-churn-tabular/e1/part-0.csv",
+        "diagnostics/incoming/b/part-0.csv",
+        "diagnostics/_keys/pii-hmac.key",
+        "quarantine/flywheel-dev-diagnostics-tabular/e1/x.csv",
+    ):
+        assert not _can(pre, "s3:GetObject", _obj(lake, "raw", key)), key
 
 
-def test_registration_limited_to_the_team_group(dev):
-    s = _statements(dev.teams["churn"])["RegisterInTeamGroup"]
-    assert all("flywheel-dev-churn" in r for r in s["Resource"])
+def test_training_and_evaluation_read_only_their_pipeline_prefixes(lake, roles):
+    own = "flywheel-dev-churn-tabular/e1/train/part.parquet"
+    assert _can(roles[("churn", "training")], "s3:GetObject", _obj(lake, "features", own))
+    assert not _can(roles[("churn", "training")], "s3:GetObject", _obj(lake, "reports", own))
+    assert _can(
+        roles[("churn", "training")], "s3:PutObject", _obj(lake, "artifacts", "flywheel-dev-churn-tabular/e1/m")
+    )
+    assert _can(roles[("churn", "evaluation")], "s3:GetObject", _obj(lake, "artifacts", own))
+    assert _can(roles[("churn", "evaluation")], "s3:PutObject", _obj(lake, "reports", own))
+    for kind in KINDS:
+        role = roles[("churn", kind)]
+        assert not _can(role, "s3:GetObject", _obj(lake, "features", "flywheel-dev-diagnostics-tabular/e1/x"))
+        for action in ("s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutBucketPolicy"):
+            assert not _can(role, action, _obj(lake, "features", own)), (kind, action)
 
 
-def test_step_code_read_by_exact_object(dev):
-    s = _statements(dev.teams["churn"])["ReadStepCodeAndContract"]
-    assert len(s["Resource"]) == 2 and not any("*" in r for r in s["Resource"])
+def test_quarantine_is_written_by_preprocessing_under_the_team_prefix(lake, roles):
+    pre = roles[("churn", "preprocessing")]
+    assert _can(pre, "s3:PutObject", _obj(lake, "raw", "churn/quarantine/flywheel-dev-churn-tabular/e1/part.csv"))
+    assert not _can(pre, "s3:PutObject", _obj(lake, "raw", "quarantine/flywheel-dev-churn-tabular/e1/part.csv"))
+    assert not _can(pre, "s3:PutObject", _obj(lake, "raw", "churn/incoming/b/part.csv"))
+    for kind in ("training", "evaluation", "pipeline"):
+        quarantine = _obj(lake, "raw", "churn/quarantine/flywheel-dev-churn-tabular/e1/part.csv")
+        assert not _can(roles[("churn", kind)], "s3:PutObject", quarantine), kind
 
 
-def test_every_s3_prefix_input_can_be_listed_and_read(dev):
-    """SageMaker lists an S3Prefix input before reading it: each input of the definition needs both."""
+def test_raw_zone_key_decrypts_only_the_teams_raw_objects_through_s3(lake, roles):
+    (raw_key_id,) = [k for k in lake.templates["Flywheel-dev-DataLake"]["Resources"] if k.startswith("LakeRawKey")]
+    raw_key = lake.get_att("Flywheel-dev-DataLake", raw_key_id, "Arn")
+    via = {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
+    pre = roles[("churn", "preprocessing")]
+    for key in ("churn/incoming/b/part.csv", "churn/_keys/pii-hmac.key"):
+        ctx = {**via, "kms:EncryptionContext:aws:s3:arn": _obj(lake, "raw", key)}
+        assert _can(pre, "kms:Decrypt", raw_key, **ctx), key
+    for key in ("diagnostics/incoming/b/part.csv", "diagnostics/_keys/pii-hmac.key"):
+        assert not _can(
+            pre, "kms:Decrypt", raw_key, **via, **{"kms:EncryptionContext:aws:s3:arn": _obj(lake, "raw", key)}
+        )
+    assert not _can(pre, "kms:Decrypt", raw_key)  # directly, outside S3
+    for kind in ("training", "evaluation", "pipeline"):
+        ctx = {**via, "kms:EncryptionContext:aws:s3:arn": _obj(lake, "raw", "churn/incoming/b/part.csv")}
+        assert not _can(roles[("churn", kind)], "kms:Decrypt", raw_key, **ctx), kind
+    # No role of a team may use another zone's shared key at all: what jobs write is under the job key.
+    zone_keys = [k for k in lake.templates["Flywheel-dev-DataLake"]["Resources"] if k.startswith("Lake") and "Key" in k]
+    for role in roles.values():
+        for key_id in zone_keys:
+            if lake.templates["Flywheel-dev-DataLake"]["Resources"][key_id]["Type"] != "AWS::KMS::Key":
+                continue
+            arn = lake.get_att("Flywheel-dev-DataLake", key_id, "Arn")
+            if arn != raw_key:
+                assert not _can(role, "kms:Decrypt", arn, **via), (role.name, key_id)
+
+
+# -- finding 5: registration only for approval --------------------------------------------------------------
+
+
+def test_pipeline_registers_only_pending_packages_and_no_role_changes_approval(roles):
+    group = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/flywheel-dev-churn"
+    package = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/flywheel-dev-churn/3"
+    pipeline = roles[("churn", "pipeline")]
+    for resource in (group, package):
+        assert _can(
+            pipeline,
+            "sagemaker:CreateModelPackage",
+            resource,
+            **{"sagemaker:ModelApprovalStatus": "PendingManualApproval"},
+        )
+        assert (
+            _decision(
+                pipeline, "sagemaker:CreateModelPackage", resource, **{"sagemaker:ModelApprovalStatus": "Approved"}
+            )
+            is Decision.EXPLICIT_DENY
+        )
+        assert not _can(pipeline, "sagemaker:CreateModelPackage", resource)  # status omitted
+    other = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/flywheel-dev-diagnostics"
+    assert not _can(
+        pipeline, "sagemaker:CreateModelPackage", other, **{"sagemaker:ModelApprovalStatus": "PendingManualApproval"}
+    )
+    for role in roles.values():
+        for status in ("Approved", "Rejected", None):
+            ctx = {"sagemaker:ModelApprovalStatus": status} if status else {}
+            assert _decision(role, "sagemaker:UpdateModelPackage", package, **ctx) is Decision.EXPLICIT_DENY, role.name
+
+
+# -- finding 7: jobs by team tag, pass exactly the step roles, pinned images ----------------------------------
+
+
+def test_pipeline_role_creates_and_controls_only_its_teams_jobs(roles):
+    pipeline = roles[("churn", "pipeline")]
+    for kind in ("Processing", "Training"):
+        job = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind.lower()}-job/pipelines-abc-Preprocess-x"
+        tagged = {"aws:RequestTag/flywheel:team": "churn", "aws:TagKeys": ["flywheel:team"]}
+        assert _can(pipeline, f"sagemaker:Create{kind}Job", job, **tagged)
+        assert _can(pipeline, "sagemaker:AddTags", job, **tagged)
+        other = {"aws:RequestTag/flywheel:team": "diagnostics", "aws:TagKeys": ["flywheel:team"]}
+        assert not _can(pipeline, f"sagemaker:Create{kind}Job", job, **other)
+        assert not _can(pipeline, f"sagemaker:Create{kind}Job", job)
+        assert not _can(
+            pipeline, f"sagemaker:Create{kind}Job", job, **tagged | {"aws:TagKeys": ["flywheel:team", "owner"]}
+        )
+        for verb in ("Describe", "Stop"):
+            assert _can(pipeline, f"sagemaker:{verb}{kind}Job", job, **{"aws:ResourceTag/flywheel:team": "churn"})
+            assert not _can(
+                pipeline, f"sagemaker:{verb}{kind}Job", job, **{"aws:ResourceTag/flywheel:team": "diagnostics"}
+            )
+            assert not _can(pipeline, f"sagemaker:{verb}{kind}Job", job)
+    for kind in KINDS:  # step roles create no jobs
+        job = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:processing-job/pipelines-x"
+        assert not _can(
+            roles[("churn", kind)], "sagemaker:CreateProcessingJob", job, **{"aws:RequestTag/flywheel:team": "churn"}
+        )
+
+
+def test_pipeline_role_passes_exactly_its_step_roles_to_sagemaker(roles):
+    pipeline = roles[("churn", "pipeline")]
+    to_sagemaker = {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    for kind in KINDS:
+        assert _can(pipeline, "iam:PassRole", roles[("churn", kind)].arn, **to_sagemaker)
+        assert not _can(
+            pipeline, "iam:PassRole", roles[("churn", kind)].arn, **{"iam:PassedToService": "ec2.amazonaws.com"}
+        )
+        assert not _can(pipeline, "iam:PassRole", roles[("diagnostics", kind)].arn, **to_sagemaker)
+    assert not _can(pipeline, "iam:PassRole", pipeline.arn, **to_sagemaker)
+    for kind in KINDS:
+        assert not _can(roles[("churn", kind)], "iam:PassRole", roles[("churn", "preprocessing")].arn, **to_sagemaker)
+
+
+def test_image_pulls_only_from_the_definitions_sagemaker_repositories(dev, roles):
+    body = dev.stage.teams["churn"].pipelines["tabular"].definition_body
+    from stacks.components.ml_pipeline import image_repositories
+    from stacks.components.sagemaker_images import image_accounts
+
+    images = image_repositories(body)
+    assert images and {a for a, _, _ in images} <= set(image_accounts(REGION))
+    for kind in KINDS:
+        role = roles[("churn", kind)]
+        for account, region, repo in images:
+            assert _can(role, "ecr:BatchGetImage", f"arn:aws:ecr:{region}:{account}:repository/{repo}")
+        for foreign in ("999999999999", ACCOUNT):
+            assert not _can(role, "ecr:BatchGetImage", f"arn:aws:ecr:{REGION}:{foreign}:repository/sagemaker-xgboost")
+
+
+# -- the definition: roles, tags, no weakening parameters, code hash ------------------------------------------
+
+
+def _walk(steps):
+    for step in steps:
+        yield step
+        for branch in ("IfSteps", "ElseSteps"):
+            yield from _walk(step.get("Arguments", {}).get(branch, []))
+
+
+def test_each_job_runs_as_its_step_role_and_is_tagged_with_the_team(dev):
     construct = dev.stage.teams["churn"].pipelines["tabular"]
     document = json.loads(construct.definition_body)
-    statements = _statements(dev.teams["churn"])
-    listable = json.dumps([s for s in statements.values() if "s3:ListBucket" in s["Action"]])
-    readable = json.dumps([s for s in statements.values() if "s3:GetObject" in s["Action"]])
-    inputs = []
-    for step in document["Steps"] + [
-        x for s in document["Steps"] for k in ("IfSteps", "ElseSteps") for x in s.get("Arguments", {}).get(k, [])
-    ]:
-        args = step.get("Arguments", {})
-        inputs += [i["S3Input"] for i in args.get("ProcessingInputs", [])]
-        inputs += [c["DataSource"]["S3DataSource"] for c in args.get("InputDataConfig", [])]
-    literal = [i["S3Uri"] for i in inputs if isinstance(i["S3Uri"], str) and i["S3Uri"].startswith("s3://cdk-")]
-    assert len(literal) == 6  # code + contract for Preprocess, Train, Evaluate
-    for uri in literal:
-        key = uri.split("/", 3)[3]
-        assert f'"{key}"' in listable, f"no ListBucket for {key}"
-        assert key in readable, f"no GetObject for {key}"
+    expected = {"Preprocess": "preprocessing", "Train": "training", "Evaluate": "evaluation"}
+    jobs = {s["Name"]: s for s in _walk(document["Steps"]) if s["Type"] in ("Processing", "Training")}
+    assert set(jobs) == set(expected)
+    for step_name, kind in expected.items():
+        args = jobs[step_name]["Arguments"]
+        assert args["RoleArn"] == construct.step_roles[kind].role_arn, step_name
+        assert {"Key": "flywheel:team", "Value": "churn"} in args["Tags"], step_name
+    assert construct.role.role_arn not in construct.definition_body
 
 
-def test_kms_grants_only_for_aws_resources(dev):
-    s = _statements(dev.teams["churn"])
-    grants = [x for x in s.values() if "kms:CreateGrant" in x["Action"]]
-    assert grants and all(g["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}} for g in grants)
+def test_deployed_definition_has_no_parameter_that_weakens_a_control(stages):
+    for stage in stages.values():
+        for name, stack in stage.stage.teams.items():
+            construct = stack.pipelines["tabular"]
+            document = json.loads(construct.definition_body)
+            declared = {p["Name"] for p in document["Parameters"]}
+            assert not declared & {"PiiKeyUri", "GateThreshold"}, declared
+            team = next(t for t in stage.stage.teams_config if t.name == name)
+            (gate,) = [s for s in _walk(document["Steps"]) if s["Name"] == "QualityGate"]
+            rights = [c["RightValue"] for c in gate["Arguments"]["Conditions"]]
+            assert team.metric_gate.threshold in rights
+            (pre,) = [s for s in document["Steps"] if s["Name"] == "Preprocess"]
+            args = pre["Arguments"]["AppSpecification"]["ContainerArguments"]
+            raw = construct.definition_inputs.raw_bucket
+            assert args[args.index("--allowed-input-prefix") + 1] == f"s3://{raw}/{name}/incoming/"
+            assert args[args.index("--input-uri") + 1] == {"Get": "Parameters.InputDataUri"}
+            pii = [i["S3Input"]["S3Uri"] for i in pre["Arguments"]["ProcessingInputs"] if i["InputName"] == "pii-key"]
+            assert pii == [f"s3://{raw}/{name}/_keys/pii-hmac.key"]
+
+
+def test_processing_jobs_verify_the_synthesized_code_archive_hash(dev):
+    import hashlib
+
+    construct = dev.stage.teams["churn"].pipelines["tabular"]
+    digest = hashlib.sha256(construct.template.sourcedir_bytes()).hexdigest()
+    assert construct.code_sha256 == digest
+    document = json.loads(construct.definition_body)
+    for step in _walk(document["Steps"]):
+        if step["Type"] == "Processing":
+            command = step["Arguments"]["AppSpecification"]["ContainerEntrypoint"][2]
+            assert f'echo "{digest}  ' in command and "sha256sum -c" in command
+            assert command.index("sha256sum") < command.index("tar -xzf")
+
+
+def test_every_s3_input_of_each_job_can_be_listed_and_read_by_its_role(dev, lake, roles):
+    """SageMaker lists an S3Prefix input before reading it: each literal input needs both, per step role."""
+    construct = dev.stage.teams["churn"].pipelines["tabular"]
+    document = json.loads(construct.definition_body)
+    kind_of = {"Preprocess": "preprocessing", "Train": "training", "Evaluate": "evaluation"}
+    checked = 0
+    stack = dev.stage.teams["churn"].stack_name
+    for step in _walk(document["Steps"]):
+        if step["Type"] not in ("Processing", "Training"):
+            continue
+        role = roles[("churn", kind_of[step["Name"]])]
+        args = step["Arguments"]
+        uris = [i["S3Input"]["S3Uri"] for i in args.get("ProcessingInputs", [])]
+        uris += [c["DataSource"]["S3DataSource"]["S3Uri"] for c in args.get("InputDataConfig", [])]
+        for uri in uris:
+            if not isinstance(uri, str):
+                continue  # a property reference: checked by the zone tests above
+            bucket, key = lake.resolve(stack, dev.stage.teams["churn"].resolve(uri)).removeprefix("s3://").split("/", 1)
+            assert _can(role, "s3:ListBucket", f"arn:aws:s3:::{bucket}", **{"s3:prefix": key}), (step["Name"], uri)
+            assert _can(role, "s3:GetObject", f"arn:aws:s3:::{bucket}/{key}"), (step["Name"], uri)
+            checked += 1
+    assert checked == 7  # code + contract for each job, and the PII key for Preprocess
 
 
 def _join_parts(value):
@@ -126,7 +386,8 @@ def test_synthesized_body_is_the_module_definition_for_the_same_inputs(dev):
             replaced[field.name] = mark(field.name, value)
     expected = build_pipeline_definition(dataclasses.replace(inputs, **replaced))
     marked = {m for m in expected.split("@@")[1::2]}
-    assert {"role_arn", "raw_bucket", "kms_key_arn", "subnet_ids.0"} <= marked
+    assert {"preprocessing_role_arn", "training_role_arn", "evaluation_role_arn", "raw_bucket"} <= marked
+    assert {"kms_key_arn", "subnet_ids.0"} <= marked and "role_arn" not in marked  # never a job's role
     expected_parts = [c if i % 2 == 0 else ("FIELD", c) for i, c in enumerate(expected.split("@@")) if c != ""]
 
     _, pipeline = _resource(dev.teams["churn"], "AWS::SageMaker::Pipeline")
@@ -150,17 +411,6 @@ def test_pipeline_body_is_valid_json_once_resolved(dev):
     text = "".join(p if isinstance(p, str) else "X" for p in parts)
     document = json.loads(text)
     assert [s["Name"] for s in document["Steps"]] == ["Preprocess", "DataContractCheck"]
-
-
-def test_gate_threshold_comes_from_team_config(stages):
-    for stage in stages.values():
-        for name, template in stage.teams.items():
-            _, pipeline = _resource(template, "AWS::SageMaker::Pipeline")
-            parts = _join_parts(pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"])
-            document = json.loads("".join(p if isinstance(p, str) else "X" for p in parts))
-            (gate,) = [p for p in document["Parameters"] if p["Name"] == "GateThreshold"]
-            team = next(t for t in stage.stage.teams_config if t.name == name)
-            assert gate["DefaultValue"] == team.metric_gate.threshold
 
 
 def test_each_team_has_its_own_rotating_job_key_used_by_every_job(dev):

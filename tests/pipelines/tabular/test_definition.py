@@ -29,7 +29,18 @@ from pipelines.tabular import definition as d
 from pipelines.tabular.definition import TabularPipelineInputs, build_pipeline_definition
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-ROLE = "arn:aws:iam::123456789012:role/team-a-execution"
+ROLE = "arn:aws:iam::123456789012:role/flywheel/dev/pipeline/team-a"
+STEP_ROLES = {
+    "preprocessing_role_arn": "arn:aws:iam::123456789012:role/flywheel/dev/preprocessing/team-a",
+    "training_role_arn": "arn:aws:iam::123456789012:role/flywheel/dev/training/team-a",
+    "evaluation_role_arn": "arn:aws:iam::123456789012:role/flywheel/dev/evaluation/team-a",
+}
+JOB_ROLES = {
+    "Preprocess": STEP_ROLES["preprocessing_role_arn"],
+    "Train": STEP_ROLES["training_role_arn"],
+    "Evaluate": STEP_ROLES["evaluation_role_arn"],
+}
+SHA = "0123456789abcdef" * 4
 KMS = "arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555"
 SUBNETS = ("subnet-0aaa", "subnet-0bbb")
 SECURITY_GROUPS = ("sg-0ccc",)
@@ -58,6 +69,9 @@ def make_inputs(**overrides: Any) -> TabularPipelineInputs:
         "pipeline_name": "team-a-tabular",
         "region": "eu-west-1",
         "role_arn": ROLE,
+        **STEP_ROLES,
+        "team": "team-a",
+        "source_sha256": SHA,
         "kms_key_arn": KMS,
         "subnet_ids": SUBNETS,
         "security_group_ids": SECURITY_GROUPS,
@@ -82,6 +96,12 @@ def definition_text() -> str:
 @pytest.fixture(scope="module")
 def definition(definition_text: str) -> dict[str, Any]:
     return json.loads(definition_text)
+
+
+@pytest.fixture(scope="module")
+def local_definition() -> dict[str, Any]:
+    """The local runtime's build: GateThreshold is a (labelled) local-only parameter."""
+    return json.loads(build_pipeline_definition(make_inputs(local_overrides=True)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -210,11 +230,9 @@ def test_parameters_have_the_agreed_names_types_and_defaults(definition: dict[st
     types = {name: p["Type"] for name, p in parameters.items()}
     assert types == {
         "InputDataUri": "String",
-        "PiiKeyUri": "String",
         "ProcessingInstanceType": "String",
         "TrainingInstanceType": "String",
         "EvaluationInstanceType": "String",
-        "GateThreshold": "Float",
         "ChampionMetric": "String",
         "NumRound": "Integer",
         "MaxDepth": "Integer",
@@ -223,8 +241,8 @@ def test_parameters_have_the_agreed_names_types_and_defaults(definition: dict[st
     }
     defaults = default_parameters(definition)
     assert "DefaultValue" not in parameters["InputDataUri"]  # the caller always names the batch
-    assert defaults["PiiKeyUri"] == "s3://team-a-raw/_keys/pii-hmac.key"
-    assert defaults["GateThreshold"] == 0.75
+    # Nothing a starter could lower: the PII key, the gate and the input prefix are fixed at synth.
+    assert not {"PiiKeyUri", "GateThreshold"} & set(parameters)
     assert defaults["ChampionMetric"] == "none"
     assert (defaults["NumRound"], defaults["MaxDepth"], defaults["Eta"], defaults["EarlyStoppingRounds"]) == (
         200,
@@ -329,7 +347,8 @@ def test_every_job_is_encrypted_isolated_and_in_the_vpc(definition: dict[str, An
     vpc = {"Subnets": list(SUBNETS), "SecurityGroupIds": list(SECURITY_GROUPS)}
     for job in jobs:
         args = job["Arguments"]
-        assert args["RoleArn"] == ROLE
+        assert args["RoleArn"] == JOB_ROLES[job["Name"]]  # each job as its step kind's role
+        assert {"Key": "flywheel:team", "Value": "team-a"} in args["Tags"]
         assert args["StoppingCondition"]["MaxRuntimeInSeconds"] > 0
         if job["Type"] == "Processing":
             assert args["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == KMS
@@ -353,7 +372,7 @@ def test_data_only_goes_to_the_team_buckets(definition: dict[str, Any]) -> None:
     for uri in literal_uris:
         assert uri.removeprefix("s3://").split("/")[0] in buckets, uri
     s3_joins = [j for j in find_joins(definition) if j["Values"] and j["Values"][0] == "s3:/"]
-    assert len(s3_joins) == 8  # 6 preprocess outputs, the model, the evaluation report
+    assert len(s3_joins) == 7  # 5 preprocess outputs (quarantine: under the team prefix), model, evaluation
     for join in s3_joins:
         assert join["On"] == "/" and join["Values"][1] in buckets, join
 
@@ -364,7 +383,11 @@ def test_pii_stays_in_the_raw_zone(definition: dict[str, Any]) -> None:
         o["OutputName"]: o["S3Output"]["S3Uri"]["Std:Join"]["Values"]
         for o in preprocess["ProcessingOutputConfig"]["Outputs"]
     }
-    assert outputs["quarantine"][:4] == ["s3:/", "team-a-raw", "quarantine", "team-a-tabular"]
+    assert outputs["quarantine"] == [
+        "s3://team-a-raw/team-a/quarantine/team-a-tabular/",
+        {"Get": "Execution.PipelineExecutionId"},
+    ]
+    outputs["quarantine"] = ["s3:/", "team-a-raw"]
     assert {name: values[1] for name, values in outputs.items()} == {
         "train": "team-a-features",
         "validation": "team-a-features",
@@ -386,7 +409,7 @@ def test_processing_steps_unpack_the_sourcedir_and_run_their_script(definition: 
     steps = steps_by_name(definition)
     for name, script in (("Preprocess", "preprocess.py"), ("Evaluate", "evaluate.py")):
         app = steps[name]["Arguments"]["AppSpecification"]
-        assert app["ContainerEntrypoint"] == [*d.PROCESSING_ENTRYPOINT, script]
+        assert app["ContainerEntrypoint"] == [*d.processing_entrypoint("sourcedir.tar.gz", SHA), script]
         image = (
             steps["Train"]["Arguments"]["AlgorithmSpecification"]["TrainingImage"]
             if name == "Evaluate"
@@ -406,7 +429,13 @@ def test_processing_steps_unpack_the_sourcedir_and_run_their_script(definition: 
         "/opt/ml/processing/output",
         "--pii-key-file",
         "/opt/ml/processing/input/pii-key/pii-hmac.key",
+        "--input-uri",
+        {"Get": "Parameters.InputDataUri"},
+        "--allowed-input-prefix",
+        "s3://team-a-raw/team-a/incoming/",
     ]
+    pii = {i["InputName"]: i["S3Input"]["S3Uri"] for i in steps["Preprocess"]["Arguments"]["ProcessingInputs"]}
+    assert pii["pii-key"] == "s3://team-a-raw/_keys/pii-hmac.key"  # a constant, never a parameter
     assert steps["Evaluate"]["Arguments"]["AppSpecification"]["ContainerArguments"] == [
         "--model-dir",
         "/opt/ml/processing/input/model",
@@ -423,6 +452,40 @@ def test_processing_steps_unpack_the_sourcedir_and_run_their_script(definition: 
         "--champion-metric",
         {"Get": "Parameters.ChampionMetric"},
     ]
+
+
+@pytest.mark.parametrize("tampered", [False, True])
+def test_the_entrypoint_verifies_the_archive_hash_before_unpacking(tmp_path: Path, tampered: bool) -> None:
+    import hashlib
+
+    code_dir = tmp_path / "input" / "code"
+    code_dir.mkdir(parents=True)
+    buffer = io.BytesIO()
+    script = b"import pathlib; pathlib.Path('ran.txt').write_text('ran')"
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo("step.py")
+        info.size = len(script)
+        archive.addfile(info, io.BytesIO(script))
+    data = buffer.getvalue()
+    (code_dir / "sourcedir.tar.gz").write_bytes(data + (b"x" if tampered else b""))
+    unpack_dir = tmp_path / "code"
+    entrypoint = d.processing_entrypoint("sourcedir.tar.gz", hashlib.sha256(data).hexdigest())
+    command = (
+        entrypoint[2].replace(d.PROCESSING_CODE_DIR, str(code_dir)).replace(d.PROCESSING_UNPACK_DIR, str(unpack_dir))
+    )
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "python3").symlink_to(sys.executable)
+    env = {"PATH": f"{shim}:{os.environ['PATH']}"}
+    done = subprocess.run([entrypoint[0], "-c", command, "step.py"], env=env, capture_output=True, text=True)
+    if tampered:
+        assert done.returncode != 0 and "sha256 mismatch" in done.stderr
+        assert not unpack_dir.exists()  # nothing unpacked, nothing ran
+    else:
+        assert done.returncode == 0, done.stderr
+        assert (unpack_dir / "ran.txt").read_text() == "ran"
+    with pytest.raises(ValueError, match=r"^sha256: "):
+        d.processing_entrypoint("sourcedir.tar.gz", "abc")
 
 
 def test_the_entrypoint_runs_the_named_script_with_the_container_arguments(tmp_path: Path) -> None:
@@ -573,15 +636,21 @@ def test_sharded_preprocess_passes_only_if_every_host_passed(host_results: tuple
         (0.75, 1, {}, True),  # the threshold itself passes
         (0.74, 1, {}, False),
         (0.90, 0, {}, False),  # worse than the champion
-        (0.90, 1, {"GateThreshold": 0.95}, False),  # threshold overridden at start time
+        (0.90, 1, {"GateThreshold": 0.95}, False),  # a local-only override of the threshold
     ],
 )
 def test_quality_gate_higher_is_better(
-    definition: dict[str, Any], value: float, not_worse: int, overrides: dict[str, Any], registered: bool
+    definition: dict[str, Any],
+    local_definition: dict[str, Any],
+    value: float,
+    not_worse: int,
+    overrides: dict[str, Any],
+    registered: bool,
 ) -> None:
-    gate = steps_by_name(definition)["QualityGate"]
+    document = local_definition if overrides else definition
+    gate = steps_by_name(document)["QualityGate"]
     files = {("Evaluate", "EvaluationReport"): evaluation_document(value, not_worse)}
-    taken = branch_taken(gate, default_parameters(definition, **overrides), files)
+    taken = branch_taken(gate, default_parameters(document, **overrides), files)
     assert [s["Name"] for s in gate["Arguments"][taken]] == (["RegisterModel"] if registered else ["QualityGateFailed"])
 
 
@@ -605,7 +674,19 @@ def test_quality_gate_lower_is_better(
     }
     taken = branch_taken(gate, default_parameters(regression_definition), {("Evaluate", "EvaluationReport"): document})
     assert (taken == "IfSteps") is registered
-    assert default_parameters(regression_definition)["GateThreshold"] == 5.0
+    assert 5.0 in [c["RightValue"] for c in gate["Arguments"]["Conditions"]]  # the configured gate, a constant
+
+
+def test_only_a_local_build_declares_the_gate_threshold_parameter(
+    definition: dict[str, Any], local_definition: dict[str, Any]
+) -> None:
+    assert [p["Name"] for p in definition["Parameters"]] == list(d.PARAMETER_NAMES)
+    names = [p["Name"] for p in local_definition["Parameters"]]
+    assert names == [*d.PARAMETER_NAMES, *d.LOCAL_OVERRIDE_PARAMETERS] == [*d.PARAMETER_NAMES, "GateThreshold"]
+    assert default_parameters(local_definition)["GateThreshold"] == 0.75
+    gate = steps_by_name(definition)["QualityGate"]
+    assert {"Get": "Parameters.GateThreshold"} not in [c["RightValue"] for c in gate["Arguments"]["Conditions"]]
+    assert "GateThreshold" not in json.dumps(definition)
 
 
 def test_quality_gate_failure_gives_value_and_threshold(definition: dict[str, Any]) -> None:
@@ -623,7 +704,7 @@ def test_account_values_may_be_arbitrary_strings() -> None:
     token = "${Token[TOKEN.%d]}"
     inputs = make_inputs(
         pipeline_name=token % 1,
-        role_arn=token % 2,
+        training_role_arn=token % 2,
         kms_key_arn=token % 3,
         subnet_ids=(token % 4, token % 5),
         security_group_ids=(token % 6,),
@@ -640,7 +721,8 @@ def test_account_values_may_be_arbitrary_strings() -> None:
     assert steps["Train"]["Arguments"]["RoleArn"] == token % 2
     assert steps["Train"]["Arguments"]["VpcConfig"]["Subnets"] == [token % 4, token % 5]
     assert steps["RegisterModel"]["Arguments"]["ModelPackageGroupName"] == token % 12
-    assert default_parameters(document)["PiiKeyUri"] == f"s3://{token % 7}/_keys/pii-hmac.key"
+    pre = {i["InputName"]: i["S3Input"]["S3Uri"] for i in steps["Preprocess"]["Arguments"]["ProcessingInputs"]}
+    assert pre["pii-key"] == f"s3://{token % 7}/_keys/pii-hmac.key"
     text = json.dumps(document)
     assert "sentinel" not in text
     for n in range(1, 13):
@@ -649,7 +731,8 @@ def test_account_values_may_be_arbitrary_strings() -> None:
 
 def test_pii_key_default_follows_the_team_prefix() -> None:
     document = json.loads(build_pipeline_definition(make_inputs(pii_key_prefix="churn/_keys/")))
-    assert default_parameters(document)["PiiKeyUri"] == "s3://team-a-raw/churn/_keys/pii-hmac.key"
+    pre = steps_by_name(document)["Preprocess"]["Arguments"]["ProcessingInputs"]
+    assert {i["InputName"]: i["S3Input"]["S3Uri"] for i in pre}["pii-key"] == "s3://team-a-raw/churn/_keys/pii-hmac.key"
     with pytest.raises(ValueError, match=r"^pii_key_prefix: "):
         make_inputs(pii_key_prefix="../other/")
 
@@ -679,6 +762,9 @@ def test_hashed_asset_object_names_flow_into_every_container_path() -> None:
         ({"subnet_ids": "subnet-0aaa"}, "subnet_ids"),
         ({"security_group_ids": ("",)}, "security_group_ids"),
         ({"role_arn": ""}, "role_arn"),
+        ({"preprocessing_role_arn": ""}, "preprocessing_role_arn"),
+        ({"source_sha256": "0123"}, "source_sha256"),
+        ({"team": "a/b"}, "team"),
         ({"higher_is_better": "yes"}, "higher_is_better"),
         ({"gate_metric": "AUC score"}, "gate_metric"),
         ({"source_uri": "s3://bucket/code.zip"}, "source_uri"),

@@ -349,3 +349,50 @@ def test_merge_status_fails_if_any_host_fails() -> None:
     assert merged["failures"] == [{"check": "max"}]
     assert "'max'" in merged["summary"]
     assert merge_status([])["passed"] is False
+
+
+# --- the batch must come from the team's incoming prefix (finding 4) -------------------------------------
+
+ALLOWED = "s3://raw-bucket/churn/incoming/"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://raw-bucket/churn/_keys/",  # the team's PII key folder: readable by the role, never a batch
+        "s3://raw-bucket/churn/_keys/pii-hmac.key",
+        "s3://raw-bucket/diagnostics/incoming/b1/",
+        "s3://other-bucket/churn/incoming/b1/",
+        "s3://raw-bucket/churn/incoming/",  # the prefix itself: every batch at once
+        "s3://raw-bucket/churn/incoming/../_keys/",
+        "s3://raw-bucket/churn/incoming-old/b1/",
+        "s3://raw-bucket/churn/quarantine/flywheel-dev-churn-tabular/e1/",
+    ],
+)
+def test_a_batch_outside_the_teams_incoming_prefix_is_refused(
+    tmp_path: Path, uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = tmp_path / "raw"
+    write_churn_csv(raw / "part-0.csv", 50, seed=1)
+    code = run_preprocess(
+        CONTRACTS / "churn.json", raw, tmp_path / "out", "--input-uri", uri, "--allowed-input-prefix", ALLOWED
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "outside this team's incoming prefix" in err and uri in err
+    assert not (tmp_path / "out" / "train").exists()  # nothing written
+
+
+def test_a_batch_under_the_teams_incoming_prefix_is_processed(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    write_churn_csv(raw / "part-0.csv", 200, seed=1)
+    uri = ALLOWED + "2026-01-01/"
+    code = run_preprocess(
+        CONTRACTS / "churn.json", raw, tmp_path / "out", "--input-uri", uri, "--allowed-input-prefix", ALLOWED
+    )
+    assert code == 0
+
+
+def test_input_uri_and_allowed_prefix_go_together(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        run_preprocess(CONTRACTS / "churn.json", tmp_path, tmp_path / "out", "--input-uri", ALLOWED + "b/")
