@@ -50,6 +50,23 @@ def roles_use_no_aws_managed_policies(templates: Templates) -> list[str]:
     return problems
 
 
+def _reads_restricted_by_principal(templates: Templates, bucket_lid: str) -> bool:
+    """Whether the bucket's policy denies object reads to principals outside an ``aws:PrincipalArn`` list."""
+    for _, _, pol in _resources(templates, "AWS::S3::BucketPolicy"):
+        if pol["Properties"]["Bucket"] != {"Ref": bucket_lid}:
+            continue
+        for stmt in pol["Properties"]["PolicyDocument"]["Statement"]:
+            actions = stmt.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            if (
+                stmt.get("Effect") == "Deny"
+                and "s3:GetObject" in actions
+                and "aws:PrincipalArn" in stmt.get("Condition", {}).get("ArnNotLike", {})
+            ):
+                return True
+    return False
+
+
 def buckets_use_distinct_customer_keys(templates: Templates) -> list[str]:
     """Every bucket but the access-log bucket is SSE-KMS with a bucket key and a key no other bucket uses."""
     problems: list[str] = []
@@ -71,7 +88,10 @@ def buckets_use_distinct_customer_keys(templates: Templates) -> list[str]:
         if default.get("SSEAlgorithm") != "aws:kms" or not default.get("KMSMasterKeyID"):
             problems.append(f"{stack}/{lid}: bucket is not SSE-KMS with a customer key")
             continue
-        if not rules[0].get("BucketKeyEnabled"):
+        if not rules[0].get("BucketKeyEnabled") and not _reads_restricted_by_principal(templates, lid):
+            # Only a bucket whose data reads are restricted by principal (the raw zone) may do without:
+            # without a Bucket Key, S3 passes each object's ARN as encryption context, so key grants can
+            # be limited per prefix (per team); everywhere else the Bucket Key saves a KMS call per object.
             problems.append(f"{stack}/{lid}: bucket key disabled (every object would call KMS)")
         key = json.dumps(default["KMSMasterKeyID"], sort_keys=True)
         if key in seen:

@@ -268,14 +268,20 @@ def _team_needs(stage, team: str) -> list[Request]:
     env = stage.environment
     pipeline = Names(env.name).pipeline(team, "tabular")
     raw, raw_key = _lake(stage, "raw")
-    artifacts, artifacts_key = _lake(stage, "artifacts")
+    artifacts, _ = _lake(stage, "artifacts")
     sm = f"arn:aws:sagemaker:{env.region}:{env.account}"
     job = compliant_job(stage, team)
+    t, team_stack = _t(stage), stack_name(stage, f"Team-{team}")
+    job_key = t.get_att(team_stack, _lid(t, team_stack, "AWS::KMS::Key", "TeamJobKey"), "Arn")
+    batch = f"arn:aws:s3:::{raw}/{team}/incoming/batch-1/data.csv"
+    # The shared raw key only through S3 and for the team's own objects (object ARN as context); what
+    # jobs write is encrypted with the team's job key.
+    raw_context = {"kms:ViaService": f"s3.{env.region}.amazonaws.com", "kms:EncryptionContext:aws:s3:arn": batch}
     return [
-        Request("s3:GetObject", f"arn:aws:s3:::{raw}/{team}/incoming/batch-1/data.csv"),
-        Request("kms:Decrypt", raw_key),
+        Request("s3:GetObject", batch),
+        Request("kms:Decrypt", raw_key, raw_context),
         Request("s3:PutObject", f"arn:aws:s3:::{artifacts}/{pipeline}/exec-1/model.tar.gz"),
-        Request("kms:GenerateDataKey", artifacts_key),
+        Request("kms:GenerateDataKey", job_key),
         Request("sagemaker:CreateProcessingJob", f"{sm}:processing-job/pipelines-exec1-preprocess", job),
         Request("sagemaker:CreateTrainingJob", f"{sm}:training-job/pipelines-exec1-train", job),
         Request(
@@ -308,6 +314,28 @@ def test_team_roles_cannot_read_another_teams_raw_data(env):
 
 
 # What nobody can, whatever their own policy says --------------------------------------------------------
+
+
+#: Denials that rest on the allow list's scoping (resources, conditions), not on an explicit Deny.
+IMPLICIT_DENY_CASES = frozenset(
+    {
+        "pass own role to lambda",
+        "pass own role, no service",
+        "pass a non-Flywheel role",
+        "pass another env's role",
+        "pass a role of another account",
+        "assume a role",
+        "cloudformation",
+        "codebuild",
+        "codepipeline",
+        "glue delete",
+        "glue read other env",
+        "grant for a person",
+        "open another vpc's SG",
+        "pull a look-alike repository",
+        "pull image account's other repo",
+    }
+)
 
 
 def _cases(stage) -> list[tuple[str, Request, bool]]:
@@ -639,7 +667,12 @@ def test_admin_identity_is_capped_by_the_boundary(env):
     wrong = []
     for name, request, expected in _cases(env):
         decision = admin_under_boundary(env, request)
-        if decision.allowed is not expected:
+        # Controls on actions the allow list also leaves out are explicit denies all the same (defence in
+        # depth: a later, broader allow must not reopen them); only scoping of allowed services may rely
+        # on the implicit deny.
+        if not expected and name not in IMPLICIT_DENY_CASES and decision is not Decision.EXPLICIT_DENY:
+            wrong.append(f"{name}: {request.action} {request.resource} is {decision.value}, not an explicit deny")
+        elif decision.allowed is not expected:
             wrong.append(f"{name}: {request.action} {request.resource} {dump(request.context)} -> {decision.value}")
     assert len(_cases(env)) > 60
     assert wrong == [], "\n".join(wrong)
