@@ -487,13 +487,13 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
     from sagemaker.core.processing import Processor
     from sagemaker.core.shapes import (
         Channel,
-        Tag,
         DataSource,
         ProcessingInput,
         ProcessingOutput,
         ProcessingS3Input,
         ProcessingS3Output,
         S3DataSource,
+        Tag,
     )
     from sagemaker.core.training.configs import Compute, Networking, OutputDataConfig, StoppingCondition
     from sagemaker.core.workflow.conditions import (

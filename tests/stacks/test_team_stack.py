@@ -102,6 +102,9 @@ def test_trust_policies_name_the_account_and_sagemaker_source(roles):
         for context in (
             {"aws:SourceAccount": "222222222222", "aws:SourceArn": f"arn:aws:sagemaker:{REGION}:222222222222:x/y"},
             {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:x/y"},
+            {"aws:SourceAccount": "222222222222", "aws:SourceArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:x/y"},
+            {"aws:SourceArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:x/y"},
+            {"aws:SourceAccount": ACCOUNT},
             {},
         ):
             bad = Request("sts:AssumeRole", principal={"Service": "sagemaker.amazonaws.com"}, context=context)
