@@ -9,7 +9,14 @@ the state dir:
   pipeline's template declares are passed (``--param`` overrides are passed as given);
 * ``deploy`` copies the approved package's ``model.tar.gz`` next to the state (so ``flywheel serve``
   works without the embedded AWS), with sample rows from the test split of the run that registered it
-  (when its template declares the split and the model's metadata file, :mod:`flywheel.templates`);
+  (when its template declares the split and the model's metadata file, :mod:`flywheel.templates`).
+  The first deployment (or any of a ``serverless``/``batch`` team) replaces the record at once; for a
+  ``realtime`` team with a version already deployed it records a canary *rollout* (``Rollout``: the
+  new version and the :class:`flywheel.rollout.RolloutSettings` taken from the deploy Lambda's
+  ``DeploymentConfig``), which the local endpoint bakes and then promotes or rolls back
+  (:mod:`flywheel.rollout`). Approving the champion again, or rejecting the version being rolled out,
+  cancels the rollout; a version whose rollout was rolled back by its alarms is refused, as the deploy
+  Lambda refuses to push a rolled-back config again;
 * ``undeploy`` clears the team's deployment record.
 """
 
@@ -19,6 +26,7 @@ import contextlib
 import io
 import json
 import tarfile
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +35,9 @@ from typing import Any, Final
 from botocore.exceptions import ClientError
 
 from flywheel.embedded import EmbeddedAws
+from flywheel.errors import FlywheelError
 from flywheel.registry_mirror import RegistryMirror
+from flywheel.rollout import RolloutSettings
 from flywheel.state import StateStore
 from flywheel.templates import RunReading
 from lambdas import lifecycle
@@ -42,6 +52,14 @@ def now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+#: Rollout outcomes kept in a deployment record (``Rollouts``), newest last.
+ROLLOUT_HISTORY: Final = 20
+
+
+class RolloutRefusedError(FlywheelError):
+    """The version's earlier rollout was rolled back by its alarms: it is not rolled out again."""
+
+
 class LocalActions:
     """:class:`lambdas.lifecycle.LifecycleActions` on the embedded AWS and the state dir."""
 
@@ -51,12 +69,17 @@ class LocalActions:
         state: StateStore,
         registry: RegistryMirror,
         reading: Callable[[str], RunReading | None],
+        rollout_settings: Callable[[str], RolloutSettings | None] = lambda team: None,
     ) -> None:
-        """``reading``: pipeline name -> how its runs are read (its template's declared names), or None."""
+        """``reading``: pipeline name -> how its runs are read (its template's declared names), or None.
+        ``rollout_settings``: team -> its canary settings, None for all-at-once updates."""
         self.aws = aws
         self.state = state
         self.registry = registry
         self.reading = reading
+        self.rollout_settings = rollout_settings
+        #: What the latest deploy did: ``deployed``, ``rollout-started``, ``rollout-cancelled``, ...
+        self.last_action: dict[str, Any] = {}
         #: Team -> pipeline parameters that override the lifecycle's (``flywheel run --param``).
         self.parameter_overrides: dict[str, dict[str, str]] = {}
 
@@ -99,9 +122,13 @@ class LocalActions:
         return arn
 
     def deployed_package(self, target: lifecycle.TeamTarget) -> str | None:
-        """ARN of the package the team's local endpoint serves."""
+        """ARN of the package the team's local endpoint serves, or is being rolled out to (so that
+        rejecting a version during its rollout rolls back, and approving it again changes nothing)."""
         record = self.state.deployment(target.team)
-        return str(record["ModelPackageArn"]) if record else None
+        if not record:
+            return None
+        rollout = record.get("Rollout") or {}
+        return str(rollout.get("ModelPackageArn") or record["ModelPackageArn"])
 
     def deploy(self, target: lifecycle.TeamTarget, package_arn: str) -> None:
         """Local deployment: copy the package's model.tar.gz next to the state and record it (under the
@@ -110,6 +137,64 @@ class LocalActions:
             self._deploy(target, package_arn)
 
     def _deploy(self, target: lifecycle.TeamTarget, package_arn: str) -> None:
+        current = self.state.deployment(target.team)
+        settings = self.rollout_settings(target.team)
+        if current is not None and current.get("ModelPackageArn") == package_arn:
+            # The champion again (e.g. the fallback of a rejected challenger): end any rollout on it.
+            self.last_action = {"action": "already-serving", "version": current.get("ModelPackageVersion")}
+            if current.get("Rollout"):
+                reason = f"version {current['Rollout'].get('ModelPackageVersion')} was withdrawn during its rollout"
+                self.state.update_deployment(target.team, lambda record: end_rollout(record, "cancelled", reason))
+                self.last_action = {"action": "rollout-cancelled", "reason": reason}
+            return
+        if current is not None and settings is not None:
+            refused = next(
+                (
+                    r
+                    for r in reversed(current.get("Rollouts") or [])
+                    if r.get("ModelPackageArn") == package_arn and r.get("outcome") == "rolled-back"
+                ),
+                None,
+            )
+            if refused is not None:
+                raise RolloutRefusedError(
+                    f"version {refused.get('version')} was rolled back by its alarms ({refused.get('reason')}); "
+                    "it is not rolled out again: fix it and register (then approve) a new version"
+                )
+        fields = self._fetch(target, package_arn)
+        if current is None or settings is None:
+            # First deployment, or a serverless/batch team: all at once (as the deploy Lambda does).
+            history = (current or {}).get("Rollouts") or []
+            self.state.save_deployment(target.team, {**fields, **({"Rollouts": history} if history else {})})
+            self.last_action = {"action": "deployed", "version": fields["ModelPackageVersion"]}
+            return
+        rollout = {
+            **fields,
+            "RolloutId": uuid.uuid4().hex,
+            "Settings": settings.to_dict(),
+            "ChampionVersion": current.get("ModelPackageVersion"),
+            "StartedAt": now(),
+        }
+
+        def start(record: dict[str, Any] | None) -> dict[str, Any] | None:
+            if record is None:
+                return {**fields}
+            superseded = record.get("Rollout")
+            if superseded:
+                reason = f"superseded by version {fields['ModelPackageVersion']}"
+                record = end_rollout(record, "cancelled", reason) or record
+            return {**record, "Rollout": rollout}
+
+        self.state.update_deployment(target.team, start)
+        self.last_action = {
+            "action": "rollout-started",
+            "version": fields["ModelPackageVersion"],
+            "champion_version": current.get("ModelPackageVersion"),
+            "settings": settings.to_dict(),
+        }
+
+    def _fetch(self, target: lifecycle.TeamTarget, package_arn: str) -> dict[str, Any]:
+        """Copy the package's artifact (and sample rows) next to the state; its deployment fields."""
         sm, s3 = self.aws.client("sagemaker"), self.aws.client("s3")
         package = sm.describe_model_package(ModelPackageName=package_arn)
         version = int(package["ModelPackageVersion"])
@@ -124,20 +209,17 @@ class LocalActions:
             with contextlib.suppress(ClientError, ValueError):
                 gate = (lifecycle.read_s3_json(s3, evaluation_uri).get("gate") or {}).get("value")
         samples = self._write_samples(target.group_name, version, folder)
-        self.state.save_deployment(
-            target.team,
-            {
-                "team": target.team,
-                "ModelPackageArn": package_arn,
-                "ModelPackageVersion": version,
-                "ModelDataUrl": model_uri,
-                "EvaluationUri": evaluation_uri,
-                "GateMetricValue": gate,
-                "LocalModel": str(folder / "model.tar.gz"),
-                "Samples": str(samples) if samples else None,
-                "DeployedAt": now(),
-            },
-        )
+        return {
+            "team": target.team,
+            "ModelPackageArn": package_arn,
+            "ModelPackageVersion": version,
+            "ModelDataUrl": model_uri,
+            "EvaluationUri": evaluation_uri,
+            "GateMetricValue": gate,
+            "LocalModel": str(folder / "model.tar.gz"),
+            "Samples": str(samples) if samples else None,
+            "DeployedAt": now(),
+        }
 
     def undeploy(self, target: lifecycle.TeamTarget) -> None:
         """Remove the team's deployment record (no approved package left)."""
@@ -182,6 +264,58 @@ class LocalActions:
         columns = list(features) if features is not None else None
         frame = pq.read_table(io.BytesIO(body), columns=columns).to_pandas().head(limit)
         return str(frame.to_csv(header=False, index=False, lineterminator="\n"))
+
+
+#: The deployment fields a promoted version brings (the rest of the record — history — stays).
+DEPLOYMENT_FIELDS: Final = (
+    "team",
+    "ModelPackageArn",
+    "ModelPackageVersion",
+    "ModelDataUrl",
+    "EvaluationUri",
+    "GateMetricValue",
+    "LocalModel",
+    "Samples",
+    "DeployedAt",
+)
+
+
+def end_rollout(
+    record: dict[str, Any] | None,
+    outcome: str,
+    reason: str,
+    decision: Mapping[str, Any] | None = None,
+    *,
+    rollout_id: str | None = None,
+) -> dict[str, Any] | None:
+    """The deployment record after its rollout ended: ``promoted`` (the new version serves),
+    ``rolled-back`` or ``cancelled`` (the champion serves); the outcome appended to ``Rollouts``.
+
+    With ``rollout_id``, a record whose rollout is another one (superseded, cancelled) is left as it is.
+    """
+    if record is None or not record.get("Rollout"):
+        return record
+    rollout = record["Rollout"]
+    if rollout_id is not None and rollout.get("RolloutId") != rollout_id:
+        return record
+    entry = {
+        **dict(decision or {}),
+        "outcome": outcome,
+        "reason": reason,
+        "version": rollout.get("ModelPackageVersion"),
+        "ModelPackageArn": rollout.get("ModelPackageArn"),
+        "champion_version": record.get("ModelPackageVersion"),
+        "RolloutId": rollout.get("RolloutId"),
+        "settings": rollout.get("Settings"),
+        "StartedAt": rollout.get("StartedAt"),
+        "EndedAt": now(),
+    }
+    base = {k: v for k, v in record.items() if k != "Rollout"}
+    if outcome == "promoted":
+        base.update({k: rollout.get(k) for k in DEPLOYMENT_FIELDS if k in rollout})
+        base["DeployedAt"] = now()
+    base["Rollouts"] = [*(record.get("Rollouts") or []), entry][-ROLLOUT_HISTORY:]
+    return base
 
 
 def model_metadata(model_tar: Path, name: str) -> dict[str, Any]:

@@ -273,6 +273,29 @@ def _show_outcome(outcome: Any, runtime: Any) -> str | None:
     return None
 
 
+def _print_rollout_event(kind: str, data: dict[str, Any]) -> None:
+    """What a serving endpoint prints as a rollout starts and ends (called from its threads)."""
+    from flywheel.demo import rollout_plan
+
+    if kind == "rollout-started":
+        rollout = data["rollout"]
+        settings = data["settings"].to_dict()
+        console.print(rollout_plan(settings, rollout["ModelPackageVersion"], rollout.get("ChampionVersion")))
+    elif kind == "replaced":
+        console.print(f"Now serving version {data['version']} (updated all at once).")
+    else:
+        canary, champion = data["figures"]["canary"], data["figures"]["champion"]
+        verdict = {"promoted": "[bold green]PROMOTED[/]", "rolled-back": "[bold red]ROLLED BACK[/]"}.get(
+            kind, "[bold yellow]CANCELLED[/]"
+        )
+        console.print(
+            f"{verdict} version {data['version']} after {data['elapsed_s']:.1f} s: {data['reason']}; all traffic "
+            f"now on version {data['serving_version']} (canary {canary['requests']} requests, "
+            f"{canary['errors_5xx']} 5xx; champion {champion['requests']} requests, {champion['errors_5xx']} 5xx)",
+            highlight=False,
+        )
+
+
 def _raw_intact(outcome: Any, runtime: Any) -> str:
     detail = outcome.event["detail"]
     bucket, key, etag = detail["bucket"]["name"], detail["object"]["key"], detail["object"]["etag"]
@@ -392,6 +415,21 @@ def _approval(ref: str, status: str, note: str, state_dir: Path, endpoint_url: s
             "ignored": "nothing to deploy",
         }
         console.print(f"Lifecycle: {actions.get(result.action, result.action)}.")
+        _say_deploy_action(rt.actions.last_action, result.team)
+
+
+def _say_deploy_action(action: dict[str, Any], team: str) -> None:
+    """What the local deploy path did beyond the lifecycle's verdict (a canary rollout, its cancellation)."""
+    from flywheel.demo import rollout_plan
+
+    if action.get("action") == "rollout-started":
+        console.print(rollout_plan(action["settings"], action["version"], action["champion_version"]))
+        console.print(
+            f"The {team} endpoint bakes it while it serves (`flywheel serve --team {team}`, or the running one) "
+            "and then promotes it or rolls it back; the outcome is recorded (`flywheel status`)."
+        )
+    elif action.get("action") == "rollout-cancelled":
+        console.print(f"Rollout cancelled: {action['reason']}; the champion keeps all traffic.")
 
 
 @app.command()
@@ -443,7 +481,12 @@ def serve(
         )
     with _expected_errors(), _runtime(state_dir, endpoint_url) as rt:
         server, record, capture = rt.start_endpoint(
-            team, host, port, capture_to_s3=rt.aws.mode != "in-process", allow_remote=allow_remote
+            team,
+            host,
+            port,
+            capture_to_s3=rt.aws.mode != "in-process",
+            allow_remote=allow_remote,
+            on_rollout=_print_rollout_event,
         )
         try:
             console.print(
@@ -580,6 +623,21 @@ def status(
         endpoint = f"{server['url']} ({'running' if server['alive'] else 'stale'})" if server else "not serving"
         deployments.add_row(team, str(record["ModelPackageVersion"]), str(record.get("GateMetricValue")), endpoint)
     console.print(deployments if deployments.row_count else "No approved model is deployed.")
+    for team, record in data["deployments"].items():
+        if record.get("Rollout"):
+            rollout = record["Rollout"]
+            console.print(
+                f"{team}: canary rollout of version {rollout.get('ModelPackageVersion')} in progress since "
+                f"{str(rollout.get('StartedAt', ''))[:19]} (baked while the endpoint serves)",
+                highlight=False,
+            )
+        if record.get("Rollouts"):
+            last = record["Rollouts"][-1]
+            console.print(
+                f"{team}: last rollout: version {last.get('version')} {last.get('outcome')} at "
+                f"{str(last.get('EndedAt', ''))[:19]}: {last.get('reason')}",
+                highlight=False,
+            )
     for problem in data.get("problems", []):
         console.print(f"[bold yellow]Warning:[/] skipped {problem}", highlight=False)
 
@@ -595,12 +653,21 @@ def demo(
         int, typer.Option(help="Single-row requests (latency), then as many batch requests (throughput).")
     ] = 50,
     batch_rows: Annotated[int, typer.Option(help="Rows per batch request.")] = 100,
+    break_challenger: Annotated[
+        bool,
+        typer.Option(
+            "--break-challenger",
+            help="Register a challenger whose inference code fails at serving time, approve it and show the "
+            "automatic rollback (trains and approves a champion first if none is deployed).",
+        ),
+    ] = False,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     endpoint_url: EndpointUrl = None,
 ) -> None:
     """The whole loop offline: data → raw zone → pipeline → registry → approval → endpoint → report.
 
-    Run it twice: the second run registers version 2 and compares it with the approved champion.
+    Run it twice: the second run registers version 2, compares it with the approved champion and, once
+    approved, rolls it out with a canary (promoted after the bake, or rolled back on an alarm).
     """
     started = time.perf_counter()
     progress = _Progress()
@@ -617,25 +684,39 @@ def demo(
                 requests=requests,
                 batch_rows=batch_rows,
                 serve_port=serve_port,
-                say=lambda message: console.print(f"• {message}"),
+                say=lambda message: console.print(f"• {message}", highlight=False),
+                break_challenger=break_challenger,
             )
-        problem = _show_outcome(result.outcome, rt) if not result.outcome.execution.succeeded else None
+        outcome = result.outcome
+        problem = _show_outcome(outcome, rt) if outcome is not None and not outcome.execution.succeeded else None
     elapsed = time.perf_counter() - started
     summary = Table(show_header=False, title="Demo summary")
     summary.add_column("what", no_wrap=True)
     summary.add_column("value", overflow="fold")
-    record = result.outcome.execution
-    summary.add_row("execution", f"{record.execution_id} ({record.status})")
-    if result.outcome.evaluation:
-        gate = result.outcome.evaluation.get("gate", {})
-        champion = result.outcome.evaluation.get("champion", {})
-        summary.add_row("gate metric", f"{gate.get('metric')} = {gate.get('value')}")
-        summary.add_row("champion", str(champion.get("metric_value")))
-    if result.outcome.package:
-        pkg = result.outcome.package
-        summary.add_row("model package", f"version {pkg['ModelPackageVersion']}: {pkg['ModelPackageArn']}")
+    record = outcome.execution if outcome is not None else None
+    if outcome is not None and record is not None:
+        summary.add_row("execution", f"{record.execution_id} ({record.status})")
+        if outcome.evaluation:
+            gate = outcome.evaluation.get("gate", {})
+            champion = outcome.evaluation.get("champion", {})
+            summary.add_row("gate metric", f"{gate.get('metric')} = {gate.get('value')}")
+            summary.add_row("champion", str(champion.get("metric_value")))
+        if outcome.package and not break_challenger:
+            pkg = outcome.package
+            summary.add_row("model package", f"version {pkg['ModelPackageVersion']}: {pkg['ModelPackageArn']}")
+    if break_challenger and result.package_version is not None:
+        summary.add_row("model package", f"version {result.package_version} (broken on purpose)")
     if result.approval:
         summary.add_row("approval", f"Approved by the demo; deployment {result.approval.action}")
+    if result.rollout:
+        r = result.rollout
+        during = r["traffic"]["during"]
+        summary.add_row(
+            "rollout",
+            f"version {r['version']} {r['outcome']} ({r['reason']}); {during['failed']} of {during['requests']} "
+            f"requests failed during the bake (canary share {r['canary_percent']:g} %); serving version "
+            f"{r['serving_version']}",
+        )
     if result.serving:
         s = result.serving
         summary.add_row(
@@ -649,13 +730,20 @@ def demo(
         summary.add_row("report", str(result.report_path.resolve()))
     if result.report_uri:
         summary.add_row("report (S3)", result.report_uri)
-    summary.add_row("job logs", record.work_dir)
+    if record is not None:
+        summary.add_row("job logs", record.work_dir)
     summary.add_row("state", str(Path(state_dir).resolve()))
     summary.add_row("wall time", f"{elapsed:.1f} s")
     console.print(summary)
     if problem:
         raise _fail(problem)
-    console.print("Run `flywheel demo` again to train a challenger against this champion.")
+    if break_challenger:
+        console.print("The champion kept answering; `flywheel status` shows the recorded rollback.")
+    else:
+        console.print(
+            "Run `flywheel demo` again to train a challenger against this champion, or "
+            "`flywheel demo --break-challenger` to watch a failing one roll back."
+        )
 
 
 if __name__ == "__main__":

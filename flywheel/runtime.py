@@ -71,9 +71,12 @@ from flywheel.registry_mirror import RegistryMirror, is_placeholder, list_packag
 from flywheel.state import StateStore, pid_alive, private_umask
 from flywheel.templates import RunReading
 from lambdas import lifecycle
+from lambdas.data_arrival.config import DEFAULT_MARKER
 from lambdas.lifecycle import DATA_SUFFIXES
 
 AWS_SERVER: Final = "aws"
+#: The object that completes a batch: the data-arrival Lambda's default ``BATCH_COMPLETE_MARKER``.
+BATCH_MARKER: Final = DEFAULT_MARKER
 
 __all__ = [
     "AWS_SERVER",
@@ -125,9 +128,11 @@ class LocalRuntime:
         self.on_update = on_update
         self.keep_job_data = keep_job_data
         self.registry = RegistryMirror(aws, state)
-        self.actions = LocalActions(aws, state, self.registry, self.reading_of_pipeline)
+        self.actions = LocalActions(aws, state, self.registry, self.reading_of_pipeline, self.rollout_settings)
         self._resources: dict[str, TeamResources] = {}
         self._readings: dict[tuple[str, str], RunReading] = {}
+        #: Deploy-Lambda variables overriding the local rollout defaults (e.g. ``{"BAKE_SECONDS": "1"}``).
+        self.rollout_overrides: dict[str, str] = {}
 
     def start_clean(self) -> list[Path]:
         """What every runtime does first: private permissions (umask 077; the state dir made 0700/0600),
@@ -257,8 +262,9 @@ class LocalRuntime:
             return datasets.write_csv(frame, folder / f"{team}.csv")
         raise DataError(f"there is no example data generator for team {team!r}: pass a file with --data instead")
 
-    def land(self, team: str, source: Path, *, batch: str | None = None) -> dict[str, Any]:
-        """Upload ``source`` to the team's incoming prefix; returns the S3 ``Object Created`` event."""
+    def land(self, team: str, source: Path, *, batch: str | None = None, complete: bool = True) -> dict[str, Any]:
+        """Upload ``source`` to the team's incoming prefix, then (``complete``) the batch's ``_SUCCESS``
+        marker; returns the data file's S3 ``Object Created`` event (see :meth:`trigger`)."""
         res = self.resources(team)
         source = Path(source)
         if not source.is_file():
@@ -277,9 +283,23 @@ class LocalRuntime:
             ExtraArgs={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": res.platform.keys["raw"]},
             Config=TransferConfig(multipart_threshold=256 * 1024 * 1024),
         )
-        head = s3.head_object(Bucket=res.raw_bucket, Key=key)
+        event = self._object_event(res.raw_bucket, key)
+        if complete:
+            # The batch is complete when its marker lands after its files (the data-arrival Lambda's rule).
+            s3.put_object(
+                Bucket=res.raw_bucket,
+                Key=f"{res.incoming_prefix}{batch}/{BATCH_MARKER}",
+                Body=b"",
+                ServerSideEncryption="aws:kms",
+                SSEKMSKeyId=res.platform.keys["raw"],
+            )
+        return event
+
+    def _object_event(self, bucket: str, key: str) -> dict[str, Any]:
+        """The S3 ``Object Created`` event of an object as it is now."""
+        head = self.aws.client("s3").head_object(Bucket=bucket, Key=key)
         return lifecycle.object_created_event(
-            res.raw_bucket,
+            bucket,
             key,
             etag=str(head["ETag"]),
             size=int(head["ContentLength"]),
@@ -290,13 +310,39 @@ class LocalRuntime:
         )
 
     def trigger(self, event: dict[str, Any], *, pipelines: Mapping[str, str] | None = None) -> lifecycle.ArrivalResult:
-        """Deliver an S3 event to the data-arrival handler (as EventBridge would).
+        """Deliver an S3 event to the data-arrival handler (as EventBridge would), then the event of its
+        batch's marker if the event's object is not the marker and the marker has landed (S3 sent both).
+
+        Each event goes to :func:`lambdas.lifecycle.on_data_arrival` with the deployed Lambda's own
+        parameters: ``complete_marker`` = ``_SUCCESS`` (only the marker of a folder holding a data file
+        starts the batch) and ``client_token`` = the Lambda's token of the object version
+        (:func:`lambdas.data_arrival.logic.client_request_token`). So a data file alone starts nothing,
+        and any event of a started batch (a redelivery, its marker again) is a duplicate.
 
         ``pipelines``: team -> the template whose pipeline the batch starts (default: the team's first).
         """
         if not self._resources:
             self.provision()
-        return lifecycle.on_data_arrival(event, self.lifecycle_context(pipelines))
+        context = self.lifecycle_context(pipelines)
+        result = self._deliver(event, context)
+        key = result.key
+        if result.skipped and key.rpartition("/")[2] != BATCH_MARKER:
+            marker = f"{key.rpartition('/')[0]}/{BATCH_MARKER}"
+            try:
+                marker_event = self._object_event(result.bucket, marker)
+            except ClientError:
+                return result  # the batch is not complete yet
+            return self._deliver(marker_event, context)
+        return result
+
+    @staticmethod
+    def _deliver(event: dict[str, Any], context: lifecycle.LifecycleContext) -> lifecycle.ArrivalResult:
+        """One event through the data-arrival logic, with the data-arrival Lambda's parameters."""
+        from lambdas.data_arrival.logic import client_request_token
+
+        parsed = lifecycle.parse_object_created_event(event, account=context.account)
+        token = client_request_token(parsed.bucket, parsed.key, parsed.version_id)
+        return lifecycle.on_data_arrival(event, context, complete_marker=BATCH_MARKER, client_token=token)
 
     # Executions ---------------------------------------------------------------------------------------
     def execute(self, execution_arn: str) -> ExecutionRecord:
@@ -491,6 +537,34 @@ class LocalRuntime:
         event = lifecycle.model_package_state_change_event(updated, region=self.aws.region, account=ACCOUNT)
         return lifecycle.on_model_package_state_change(event, self.lifecycle_context())
 
+    def deploy_config(self, team: str) -> Any:
+        """The team's :class:`lambdas.deploy.config.DeployConfig` — the settings type the deploy handler
+        validates — filled from its config (``deploy_target``, ``instances.endpoint``) and the local
+        rollout defaults (:data:`flywheel.rollout.LOCAL_ROLLOUT`: canary 20 %, bake 5 s)."""
+        from flywheel.rollout import deploy_config
+
+        config, res = self.team_config(team), self.resources(team)
+        return deploy_config(
+            team=team,
+            group=res.group_name,
+            endpoint=NAMES.endpoint(team),
+            account=ACCOUNT,
+            deploy_target=config.deploy_target,
+            instance_type=config.instances.endpoint,
+            min_instances=1,
+            volume_key=res.platform.keys["artifacts"],
+            capture_bucket=res.platform.buckets["capture"],
+            capture_key=res.platform.keys["capture"],
+            overrides=self.rollout_overrides,
+        )
+
+    def rollout_settings(self, team: str) -> Any:
+        """The team's canary settings (:class:`flywheel.rollout.RolloutSettings`), from the
+        ``DeploymentConfig`` the deploy Lambda would send; None for serverless and batch teams."""
+        from flywheel.rollout import RolloutSettings
+
+        return RolloutSettings.from_deploy_config(self.deploy_config(team))
+
     # Serving ------------------------------------------------------------------------------------------
     def deployment(self, team: str) -> dict[str, Any]:
         """The team's deployment record; NotDeployedError with the fix otherwise."""
@@ -510,9 +584,14 @@ class LocalRuntime:
         *,
         capture_to_s3: bool = True,
         allow_remote: bool = False,
+        on_rollout: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> tuple[Any, dict[str, Any], str]:
         """Serve the team's deployed package; returns ``(server, deployment record, capture location)``.
 
+        The endpoint follows the team's deployment record (:class:`flywheel.rollout.EndpointDriver`):
+        a rollout in progress, now or approved later, is baked with a canary and then promoted or rolled
+        back, the outcome recorded in the state store; ``on_rollout(kind, data)`` is told each step
+        (``rollout-started``, ``promoted``, ``rolled-back``, ``cancelled``, ``replaced``).
         A non-loopback ``host`` is refused (:class:`~flywheel.errors.RemoteBindError`) unless ``allow_remote``."""
         from flywheel.serving import _is_loopback
 
@@ -522,10 +601,24 @@ class LocalRuntime:
                 "has no authentication; keep --host 127.0.0.1, or pass --allow-remote if you mean it"
             )
         from flywheel import serving
+        from flywheel.actions import end_rollout
         from flywheel.capture import LocalCaptureSink, S3CaptureSink
+        from flywheel.rollout import EndpointDriver
 
         record = self.deployment(team)
-        model = serving.load_model(Path(record["LocalModel"]))
+
+        def load(fields: Mapping[str, Any]) -> Any:
+            model = serving.load_model(Path(str(fields["LocalModel"])))
+            return serving.Target(model, fields.get("ModelPackageVersion"), str(fields["ModelPackageArn"]))
+
+        def record_outcome(decision: dict[str, Any]) -> None:
+            outcome, reason, rollout_id = decision["outcome"], decision["reason"], decision["rollout_id"]
+            self.state.update_deployment(
+                team, lambda current: end_rollout(current, outcome, reason, decision, rollout_id=rollout_id)
+            )
+
+        driver = EndpointDriver(lambda: self.state.deployment(team), load, record_outcome, on_rollout)
+        router = driver.start_router(record)
         endpoint = NAMES.endpoint(team)
         if capture_to_s3:
             res = self.resources(team)
@@ -541,12 +634,15 @@ class LocalRuntime:
             where = str(folder / endpoint)
         try:
             server = serving.serve(
-                model, host, port, capture=capture, endpoint_name=endpoint, allow_remote=allow_remote
+                router, host, port, capture=capture, endpoint_name=endpoint, allow_remote=allow_remote
             )
-        except PortInUseError as exc:
-            model.close()
+        except BaseException as exc:
+            driver.close()
             capture.close()
-            raise PortInUseError(port, f"the {team} endpoint", host) from exc
+            if isinstance(exc, PortInUseError):
+                raise PortInUseError(port, f"the {team} endpoint", host) from exc
+            raise
+        driver.attach(server)
         self.state.save_server(
             f"endpoint-{team}",
             {

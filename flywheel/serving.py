@@ -60,7 +60,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -292,6 +292,53 @@ def load_model(
         raise
 
 
+# --- routing -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """One loaded model the endpoint can route a request to (the package version it serves, if known)."""
+
+    model: LoadedModel
+    version: Any = None
+    package_arn: str | None = None
+
+
+class Router:
+    """Which model answers each request: one model here; :class:`flywheel.rollout.CanaryRouter` sends
+    a canary share to a new version during a rollout. ``observe`` sees every answered invocation."""
+
+    def __init__(self, champion: Target) -> None:
+        self.champion = champion
+        #: Models no longer routed to (closed with the router: requests in flight may still use them).
+        self.retired: list[Target] = []
+        self.lock = threading.Lock()
+
+    @property
+    def model(self) -> LoadedModel:
+        """The model that takes all traffic (outside a rollout), for ``/ping``."""
+        return self.champion.model
+
+    def pick(self) -> Target:
+        """The target of the next request."""
+        return self.champion
+
+    def observe(self, target: Target, status: int, model_ms: float | None) -> None:
+        """One response of ``target``: its status and, when it succeeded, the model's time."""
+
+    def targets(self) -> list[Target]:
+        """Every target this router routes or routed to."""
+        return [self.champion, *self.retired]
+
+    def close(self) -> None:
+        """Close every model this router served."""
+        seen: set[int] = set()
+        for target in self.targets():
+            if id(target.model) not in seen:
+                seen.add(id(target.model))
+                target.model.close()
+
+
 # --- HTTP server -------------------------------------------------------------------------------------
 
 
@@ -376,7 +423,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(
         self,
         address: tuple[str, int],
-        model: LoadedModel,
+        router: Router,
         capture: CaptureSink | None,
         endpoint_name: str,
         variant: str,
@@ -389,7 +436,7 @@ class _Server(ThreadingHTTPServer):
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         self.slots = threading.BoundedSemaphore(max_concurrency)
         self.queue_timeout = queue_timeout
-        self.model = model
+        self.router = router
         self.capture = capture
         self.endpoint_name = endpoint_name
         self.variant = variant
@@ -399,6 +446,11 @@ class _Server(ThreadingHTTPServer):
         self.connections: dict[threading.Thread, socket.socket] = {}
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    @property
+    def model(self) -> LoadedModel:
+        """The model taking all traffic (the champion during a rollout)."""
+        return self.router.model
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host's FQDN (a DNS lookup that can hang offline); skip it.
@@ -567,27 +619,39 @@ class _Handler(BaseHTTPRequestHandler):
             return
         content_type = self.headers.get("Content-Type") or ""
         event_id = str(uuid.uuid4())
-        start = time.perf_counter()
         try:
             check_body(body, content_type)
-            out, out_type = server.model.invoke(body, content_type, self.headers.get("Accept"))
         except InvocationError as exc:
             self._error(exc.status, exc.message, drain=False)
             return
+        target = server.router.pick()
+        start = time.perf_counter()
+        try:
+            out, out_type = target.model.invoke(body, content_type, self.headers.get("Accept"))
+        except InvocationError as exc:
+            self._error(exc.status, exc.message, drain=False)
+            server.router.observe(target, exc.status, None)
+            return
         except csv.Error as exc:  # e.g. a field over csv.field_size_limit(): the request, not the model
             self._error(400, f"request body is not usable CSV: {exc}", drain=False)
+            server.router.observe(target, 400, None)
             return
         except RecursionError:
             self._error(400, "request body is nested too deeply", drain=False)
+            server.router.observe(target, 400, None)
             return
         except Exception:
             LOG.exception("invocation %s failed", event_id)
             self._error(500, f"internal error while invoking the model (request id {event_id})", drain=False)
+            server.router.observe(target, 500, None)
             return
         ms = (time.perf_counter() - start) * 1000
         headers = {"X-Amzn-RequestId": event_id, "X-Amzn-Invoked-Production-Variant": server.variant}
+        if target.version is not None:
+            headers["X-Flywheel-Model-Version"] = str(target.version)
         self._send(200, out, out_type, headers)
         server.stats.latency(ms)
+        server.router.observe(target, 200, ms)
         if server.capture is not None and random.random() * 100 < server.sampling_percentage:  # noqa: S311
             record = capture_record(
                 request_body=body,
@@ -614,6 +678,20 @@ class RunningServer:
     variant: str
     _server: _Server = field(repr=False)
     _thread: threading.Thread = field(repr=False)
+    #: Called first when the server stops (e.g. a rollout watcher); then an owned router is closed.
+    on_stop: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    #: Called last, once the server is closed (e.g. closing models loaded after it started).
+    on_closed: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    owns_router: bool = field(default=False, repr=False)
+
+    @property
+    def router(self) -> Router:
+        """Which model answers each request (see :class:`Router`)."""
+        return self._server.router
+
+    def set_router(self, router: Router) -> None:
+        """Route the next requests with ``router`` (requests in flight finish on the previous one)."""
+        self._server.router = router
 
     @property
     def url(self) -> str:
@@ -628,6 +706,8 @@ class RunningServer:
     def stop(self, *, close_capture: bool = True, timeout: float = 10.0) -> None:
         """Stop accepting, let in-flight requests finish, close idle connections, flush capture."""
         server = self._server
+        for hook in self.on_stop:
+            hook()
         server.shutdown()
         with server.connections_lock:
             open_conns = list(server.connections.items())
@@ -644,6 +724,10 @@ class RunningServer:
                 server.capture.close()
             else:
                 server.capture.flush()
+        if self.owns_router:
+            server.router.close()
+        for hook in self.on_closed:
+            hook()
 
     def __enter__(self) -> Self:
         return self
@@ -655,7 +739,7 @@ class RunningServer:
 
 
 def serve(
-    model: LoadedModel,
+    model: LoadedModel | Router,
     host: str = "127.0.0.1",
     port: int = 0,
     *,
@@ -669,6 +753,9 @@ def serve(
     allow_remote: bool = False,
 ) -> RunningServer:
     """Serve ``model`` on ``host:port`` (0 = a free port) in a background thread.
+
+    ``model`` is one loaded model, or a :class:`Router` (e.g. a canary rollout), which the server then
+    owns: ``stop()`` closes its models.
 
     Successful invocations are written to ``capture`` (a sampled ``sampling_percentage`` of them, as
     SageMaker's ``InitialSamplingPercentage``) under ``endpoint_name``/``variant``. ``stop()`` closes
@@ -688,7 +775,7 @@ def serve(
     try:
         server = _Server(
             (host, port),
-            model,
+            model if isinstance(model, Router) else Router(Target(model)),
             capture,
             endpoint_name,
             variant,
@@ -707,7 +794,9 @@ def serve(
     )
     thread.start()
     LOG.info("serving %s/%s on http://%s:%d", endpoint_name, variant, host, actual_port)
-    return RunningServer(host, actual_port, endpoint_name, variant, server, thread)
+    return RunningServer(
+        host, actual_port, endpoint_name, variant, server, thread, owns_router=isinstance(model, Router)
+    )
 
 
 def _phrase(status: int) -> str:

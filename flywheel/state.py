@@ -370,8 +370,22 @@ class StateStore:
                 return
             atomic_write_json(path, record)
 
+    def update_deployment(
+        self, team: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+    ) -> dict[str, Any] | None:
+        """Read, change and write the team's deployment record in one hold of its lock (a rollout's
+        outcome must not overwrite an approval another process made meanwhile); returns the new record."""
+        with self.lock(f"deployment-{team}"):
+            record = change(self.deployment(team))
+            self.save_deployment(team, record)
+            return record
+
     def deployment(self, team: str) -> dict[str, Any] | None:
-        """The team's deployment record, or None."""
+        """The team's deployment record, or None.
+
+        ``Rollout``: the canary rollout in progress (the new version's fields, its ``Settings`` and
+        ``RolloutId``), until the endpoint promotes or rolls it back; ``Rollouts``: the latest outcomes
+        (``promoted`` / ``rolled-back`` / ``cancelled``, with the reason and the figures), newest last."""
         return read_json(self.root / "deployments" / f"{_check_name('team', team)}.json", self._DEPLOYMENT_FIELDS)
 
     def deployments(self) -> dict[str, dict[str, Any]]:
