@@ -72,7 +72,7 @@ def prepare(rows: int, workdir: Path) -> Path:
     from flywheel.datasets import write_churn_csv
 
     write_churn_csv(workdir / "raw" / "batch.csv", rows, seed=1)
-    (workdir / "pii.key").write_text("benchmark-only-key-0123456789")
+    (workdir / "pii.key").write_text("benchmark-only-key-0123456789-0123456789")
     (workdir / "contract").mkdir()
     (workdir / "contract" / "contract.json").write_bytes(CONTRACT.read_bytes())
     code = (

@@ -141,6 +141,10 @@ def parse_bool(value: Any) -> bool:
 # --- pseudonymization (preprocess) -------------------------------------------------------------------
 
 
+#: Shortest PII key accepted: 256 bits, the HMAC-SHA256 output size (RFC 2104 §3 recommends at least L bytes).
+MIN_PII_KEY_BYTES = 32
+
+
 class HmacTokenizer:
     """Keyed HMAC-SHA256 tokens (RFC 2104) with the key pads hashed once.
 
@@ -149,8 +153,8 @@ class HmacTokenizer:
     """
 
     def __init__(self, key: bytes) -> None:
-        if len(key) < 16:
-            raise ValueError("the PII key must be at least 16 bytes")
+        if len(key) < MIN_PII_KEY_BYTES:
+            raise ValueError(f"the PII key must be at least {MIN_PII_KEY_BYTES} bytes, got {len(key)}")
         if len(key) > 64:  # SHA-256 block size: longer keys are hashed first (RFC 2104)
             key = hashlib.sha256(key).digest()
         key = key.ljust(64, b"\0")

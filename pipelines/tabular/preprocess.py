@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from baseline import host_statistics
 from contract import DataContract, load_contract
-from features import pseudonymize
+from features import MIN_PII_KEY_BYTES, pseudonymize
 from validation import ValidationResult, list_input_files, validate_files
 
 LOG = logging.getLogger("flywheel.preprocess")
@@ -62,8 +62,11 @@ def load_pii_key(key_file: str | None, env: Mapping[str, str]) -> bytes | None:
         key = env[PII_KEY_ENV].strip().encode("utf-8")
     else:
         return None
-    if len(key) < 16:
-        raise ConfigurationError("the PII key must be at least 16 bytes")
+    if len(key) < MIN_PII_KEY_BYTES:
+        raise ConfigurationError(
+            f"the PII key must be at least {MIN_PII_KEY_BYTES} bytes, got {len(key)}: generate one with "
+            "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+        )
     return key
 
 

@@ -22,7 +22,7 @@ if str(STEP_DIR) not in sys.path:
 
 FIXTURES = REPO / "tests" / "fixtures" / "data"
 CONTRACTS = REPO / "config" / "contracts"
-PII_KEY = "unit-test-key-0123456789abcdef"
+PII_KEY = "unit-test-key-0123456789abcdef-0123"  # 34 bytes: keys must be 32+
 GATE_METRIC = {"binary": "auc", "multiclass": "macro_f1", "regression": "rmse"}
 #: Small enough for fast tests, enough rounds for a real model.
 TRAIN_HPS = ["--num_round", "80", "--early_stopping_rounds", "10", "--max_depth", "4"]

@@ -106,16 +106,22 @@ def test_tokens_stable_per_key_and_different_across_keys() -> None:
     ids = [f"C{i:09d}" for i in range(50)]
     a1 = HmacTokenizer(KEY).tokens(ids)
     a2 = HmacTokenizer(KEY).tokens(ids)
-    b = HmacTokenizer(b"another-key-0123456789").tokens(ids)
+    b = HmacTokenizer(b"another-key-0123456789-0123456789").tokens(ids)
     assert a1 == a2
     assert len(set(a1)) == len(ids)
     assert not set(a1) & set(b)
     assert HmacTokenizer(KEY).tokens(["x", None]) == [HmacTokenizer(KEY).token("x"), None]
 
 
-def test_short_key_is_refused() -> None:
-    with pytest.raises(ValueError, match="16 bytes"):
-        HmacTokenizer(b"short")
+@pytest.mark.parametrize("length", [0, 5, 16, 31])
+def test_keys_shorter_than_32_bytes_are_refused(length: int) -> None:
+    with pytest.raises(ValueError, match=f"at least 32 bytes, got {length}"):
+        HmacTokenizer(b"k" * length)
+
+
+def test_a_32_byte_key_is_accepted() -> None:
+    key = b"k" * 32
+    assert HmacTokenizer(key).token("x") == hmac.new(key, b"x", hashlib.sha256).hexdigest()[:32]
 
 
 def test_pseudonymize_drops_identifiers_and_generalizes(churn_raw: pd.DataFrame, churn_contract) -> None:

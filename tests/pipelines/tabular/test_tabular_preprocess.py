@@ -239,8 +239,10 @@ def test_load_pii_key(tmp_path: Path) -> None:
     assert load_pii_key(str(key_file), {"FLYWHEEL_PII_KEY": "ignored-because-file-wins"}) == PII_KEY.encode()
     assert load_pii_key(None, {"FLYWHEEL_PII_KEY": PII_KEY}) == PII_KEY.encode()
     assert load_pii_key(None, {}) is None
-    with pytest.raises(Exception, match="16 bytes"):
+    with pytest.raises(Exception, match="at least 32 bytes, got 5"):
         load_pii_key(None, {"FLYWHEEL_PII_KEY": "short"})
+    with pytest.raises(Exception, match="at least 32 bytes, got 31"):
+        load_pii_key(None, {"FLYWHEEL_PII_KEY": "k" * 31})
     with pytest.raises(Exception, match="does not exist"):
         load_pii_key(str(tmp_path / "missing"), {})
 
@@ -290,7 +292,7 @@ def test_tokens_are_stable_for_a_key_and_differ_across_keys(tmp_path: Path) -> N
     raw = tmp_path / "raw"
     write_churn_csv(raw / "a.csv", 400, seed=6)
     tokens = []
-    for i, key in enumerate((PII_KEY, PII_KEY, "a-different-key-0123456789")):
+    for i, key in enumerate((PII_KEY, PII_KEY, "a-different-key-0123456789-0123456789")):
         out = tmp_path / f"out{i}"
         key_file = tmp_path / f"key{i}"
         key_file.write_text(key)
