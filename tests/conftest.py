@@ -22,3 +22,6 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
 # urllib3 probes IPv6 support by creating a socket at import time (no traffic); import it before
 # pytest-socket starts blocking so the probe is not mistaken for a test reaching the network.
 import urllib3  # noqa: E402, F401
+
+# The mutation suite's count in the terminal summary (on the xdist controller too).
+from tests.security.mutation_report import pytest_terminal_summary  # noqa: E402, F401
