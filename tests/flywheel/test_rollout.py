@@ -400,3 +400,25 @@ def test_demo_break_challenger_trains_a_champion_then_rolls_the_broken_challenge
     assert record["ModelPackageVersion"] == 1 and record["Rollouts"][-1]["outcome"] == "rolled-back"
     status = CliRunner().invoke(app, ["status", *state])
     assert "churn: last rollout: version 2 rolled-back" in status.output.replace("\n", " ")
+
+
+@pytest.mark.enable_socket
+@pytest.mark.network_local
+def test_a_running_endpoint_picks_up_a_rollout_approved_after_it_started(runtime: LocalRuntime, tmp_path: Path) -> None:
+    runtime.set_approval(_register(runtime, tmp_path, HEALTHY, "v1"), "Approved")
+    events: list[tuple[str, dict[str, Any]]] = []
+    server, _, _ = runtime.start_endpoint("churn", capture_to_s3=False, on_rollout=lambda k, d: events.append((k, d)))
+    try:
+        assert not isinstance(server.router, CanaryRouter)
+        runtime.set_approval(_register(runtime, tmp_path, BROKEN, "v2"), "Approved")  # as `flywheel approve` would
+        statuses = []
+        for _ in range(2000):  # the endpoint polls the deployment record, starts the canary, rolls back
+            response = invoke(server.url, "1\n")
+            statuses.append(response.status)
+            if any(kind == "rolled-back" for kind, _ in events):
+                break
+        assert [kind for kind, _ in events] == ["rollout-started", "rolled-back"]
+        assert statuses.count(500) == 1 and invoke(server.url, "1\n").headers.get("X-Flywheel-Model-Version") == "1"
+    finally:
+        server.stop()
+    assert (runtime.state.deployment("churn") or {})["Rollouts"][-1]["outcome"] == "rolled-back"
