@@ -79,6 +79,11 @@ class DataContract:
     split: SplitSpec = field(default_factory=SplitSpec)
     # Date at which ages are computed; fixed so that the same batch always gives the same output.
     reference_date: str = "2026-01-01"
+    # Training sanity checks (``train.py``): every class of a classification target needs at least this
+    # many rows in the training split; a feature column with no value at all in the training split is a
+    # warning (``warn``: trained anyway, shown in the report) or fails the run (``fail``).
+    min_class_count: int = 5
+    empty_feature: Literal["warn", "fail"] = "warn"
 
     def column(self, name: str) -> ColumnSpec:
         """The spec of column ``name`` (KeyError if the contract has none)."""
@@ -154,6 +159,10 @@ def contract_problems(contract: DataContract) -> list[str]:
         problems.append("split: validation + test must leave at least 10% for training")
     if contract.min_rows < 10:
         problems.append("min_rows must be at least 10")
+    if contract.min_class_count < 1:
+        problems.append("min_class_count must be at least 1")
+    if contract.empty_feature not in ("warn", "fail"):
+        problems.append("empty_feature must be 'warn' or 'fail'")
     return problems
 
 

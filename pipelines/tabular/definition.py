@@ -774,6 +774,9 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 inputs.gate_metric,
                 "--champion-metric",
                 champion_metric,
+                "--gate-threshold",
+                # container arguments are strings: a constant as text, the local parameter joined into one
+                Join(on="", values=[gate_threshold]) if inputs.local_overrides else repr(float(gate_threshold)),
             ],
         ),
         property_files=[evaluation_report],
@@ -831,11 +834,18 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
     not_worse = JsonGet(
         step_name=STEP_EVALUATE, property_file=evaluation_report, json_path="champion.challenger_not_worse"
     )
+    # gate.passed (1/0) is evaluate's decision over every check: threshold, the lead over the trivial model
+    # on the gate metric and on a second metric (balanced accuracy / R²), champion not worse.
+    gate_passed = JsonGet(step_name=STEP_EVALUATE, property_file=evaluation_report, json_path="gate.passed")
     comparison = ConditionGreaterThanOrEqualTo if inputs.higher_is_better else ConditionLessThanOrEqualTo
     quality_gate = ConditionStep(
         name=STEP_QUALITY_GATE,
-        description="Register only if the gate metric meets the threshold and beats the champion.",
-        conditions=[comparison(left=gate_value, right=gate_threshold), ConditionEquals(left=not_worse, right=1)],
+        description="Register only if the gate metric meets the threshold, beats the trivial model and the champion.",
+        conditions=[
+            comparison(left=gate_value, right=gate_threshold),
+            ConditionEquals(left=not_worse, right=1),
+            ConditionEquals(left=gate_passed, right=1),
+        ],
         if_steps=[register],
         else_steps=[
             FailStep(
@@ -849,8 +859,12 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                         ">=" if inputs.higher_is_better else "<=",
                         " ",
                         gate_threshold,
-                        "), challenger_not_worse=",
+                        "), champion=",
+                        JsonGet(step_name=STEP_EVALUATE, property_file=evaluation_report, json_path="champion.display"),
+                        ", challenger_not_worse=",
                         not_worse,
+                        ": ",
+                        JsonGet(step_name=STEP_EVALUATE, property_file=evaluation_report, json_path="gate.summary"),
                     ],
                 ),
             )

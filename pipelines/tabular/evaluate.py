@@ -20,6 +20,7 @@ import math
 import sys
 import tarfile
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -109,20 +110,314 @@ def passes_gate(value: float | None, threshold: float, higher_is_better: bool) -
     return value >= threshold if higher_is_better else value <= threshold
 
 
-def evaluation_report(
-    problem: str, values: dict[str, float | None], gate_metric: str, champion: float | None, test_rows: int
+# --- trivial baseline, second metric, bootstrap ---------------------------------------------------------
+
+#: How much better than the trivial model the challenger must be (absolute for metrics where higher is
+#: better, a fraction of the trivial value for rmse/mae/log_loss), on the gate metric and the second metric.
+DEFAULT_MARGIN = 0.01
+DEFAULT_RESAMPLES = 300
+DEFAULT_SEED = 20260101
+#: Bootstrap work bound: resamples x test rows stays under this (fewer resamples on very large test sets).
+BOOTSTRAP_BUDGET = 4_000_000
+CONFIDENCE = 0.95
+SECOND_METRIC = {"binary": "balanced_accuracy", "multiclass": "balanced_accuracy", "regression": "r2"}
+_TIE = 1e-12
+
+
+def second_metric(problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int) -> float | None:
+    """The metric a degenerate model cannot fake: balanced accuracy (the mean recall over classes present
+    in ``y``; 1/k for any constant prediction) for classification, R² (0 for the mean) for regression."""
+    if len(y) == 0:
+        return None
+    if problem == "regression":
+        return float(skm.r2_score(y, scores)) if len(np.unique(y)) > 1 else None
+    pred = (scores >= 0.5).astype(int) if problem == "binary" else np.argmax(scores, axis=1)
+    recalls = [float(np.mean(pred[y == c] == c)) for c in range(max(n_classes, 2)) if np.any(y == c)]
+    return float(np.mean(recalls)) if recalls else None
+
+
+def trivial_scores(model: Model, y: np.ndarray) -> tuple[np.ndarray, str]:
+    """Scores of the trivial model on the test rows, and what it is in words.
+
+    Classification: the training split's class prior for every row (its predicted class is the majority
+    class); regression: the training mean. A model without a training summary falls back to the test
+    split's own prior/mean (said so in the description).
+    """
+    summary = model.metadata.get("target_summary") or {}
+    n = len(y)
+    if model.problem == "regression":
+        if "mean" in summary:
+            mean, where = float(summary["mean"]), "training"
+        else:
+            mean, where = float(np.mean(y)) if n else 0.0, "test (no training summary in the model)"
+        return np.full(n, mean), f"predicts the {where} mean {mean:.4g} for every row"
+    k = len(model.labels)
+    counts = summary.get("class_counts")
+    if counts:
+        prior = np.array([float(counts.get(str(lbl), 0)) for lbl in model.labels])
+        where = "training"
+    else:
+        prior, where = np.bincount(y.astype(int), minlength=k).astype(float), "test (no training summary)"
+    prior = prior / prior.sum() if prior.sum() > 0 else np.full(k, 1.0 / k)
+    majority = model.labels[int(np.argmax(prior))]
+    if model.problem == "binary":
+        text = f"scores every row with the {where} rate of {model.labels[1]!r} ({prior[1]:.3f}): always {majority!r}"
+        return np.full(n, prior[1]), text
+    return np.tile(prior, (n, 1)), f"the {where} class prior for every row: always {majority!r}"
+
+
+def _resamples(n: int, requested: int) -> int:
+    if n == 0:
+        return 0
+    return max(min(requested, 100), min(requested, BOOTSTRAP_BUDGET // n))
+
+
+def _all_metrics(problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int) -> dict[str, float | None]:
+    values = compute_metrics(problem, y, scores, n_classes)
+    values[SECOND_METRIC[problem]] = second_metric(problem, y, scores, n_classes)
+    return values
+
+
+def bootstrap_intervals(
+    problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, resamples: int, seed: int
+) -> dict[str, dict[str, Any]]:
+    """Percentile bootstrap intervals (``CONFIDENCE``) of every test metric, resampling test rows.
+
+    Seeded (``numpy.random.default_rng(seed)``): the same inputs give the same intervals. Resamples where
+    a metric is undefined (e.g. AUC on a one-class resample) are left out of that metric's interval.
+    """
+    n = len(y)
+    r = _resamples(n, resamples)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(r):
+        idx = rng.integers(0, n, size=n)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = _all_metrics(problem, y[idx], scores[idx], n_classes)
+        for name, v in values.items():
+            if v is not None and math.isfinite(v):
+                draws.setdefault(name, []).append(v)
+    alpha = (1 - CONFIDENCE) / 2
+    out: dict[str, dict[str, Any]] = {}
+    for name, vals in draws.items():
+        arr = np.asarray(vals)
+        out[name] = {
+            "low": float(np.quantile(arr, alpha)),
+            "high": float(np.quantile(arr, 1 - alpha)),
+            "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+            "resamples": len(arr),
+        }
+    return out
+
+
+def paired_bootstrap(
+    problem: str,
+    y: np.ndarray,
+    challenger: np.ndarray,
+    champion: np.ndarray,
+    n_classes: int,
+    metric: str,
+    resamples: int,
+    seed: int,
 ) -> dict[str, Any]:
-    """``evaluation.json``: SageMaker model-quality metrics plus ``gate`` and ``champion``."""
+    """Paired bootstrap of ``metric(challenger) - metric(champion)`` on the same resampled test rows.
+
+    Both models are scored on each resample, so the row-to-row noise they share cancels (Efron &
+    Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 16). Returns the observed difference, its
+    percentile interval and the share of resamples where the challenger is worse.
+    """
+    higher = METRICS[problem][metric]
+    n = len(y)
+    r = _resamples(n, resamples)
+    rng = np.random.default_rng(seed)
+
+    def value(idx: np.ndarray | None, s: np.ndarray) -> float | None:
+        rows = slice(None) if idx is None else idx
+        return _all_metrics(problem, y[rows], s[rows], n_classes)[metric]
+
+    a, b = value(None, challenger), value(None, champion)
+    diffs = []
+    for _ in range(r):
+        idx = rng.integers(0, n, size=n)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            va, vb = value(idx, challenger), value(idx, champion)
+        if va is not None and vb is not None:
+            diffs.append(va - vb)
+    arr = np.asarray(diffs) if diffs else np.zeros(1)
+    alpha = (1 - CONFIDENCE) / 2
+    sign = 1.0 if higher else -1.0
+    return {
+        "metric": metric,
+        "challenger": a,
+        "champion": b,
+        "difference": None if a is None or b is None else a - b,
+        "low": float(np.quantile(arr, alpha)),
+        "high": float(np.quantile(arr, 1 - alpha)),
+        "share_worse": float(np.mean(sign * arr < -_TIE)),
+        "resamples": len(diffs),
+        "identical_predictions": bool(np.array_equal(challenger, champion)),
+    }
+
+
+def compare_with_champion(
+    value: float | None,
+    champion: float | None,
+    higher: bool,
+    interval: dict[str, Any] | None,
+    paired: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Name the champion/challenger difference: ``none``, ``tie``, ``better``, ``worse``, each of the last
+    two ``within noise`` when the difference is inside the bootstrap interval.
+
+    With ``paired`` (the champion scored on the same test rows) the interval is that of the paired
+    difference and "within noise" means it contains 0; otherwise it means the champion's value lies inside
+    the challenger's own interval. The decision (``challenger_not_worse``) stays the point comparison:
+    a tie passes, a noise-level drop is named but does not (an approver can still approve it knowingly).
+    """
+    out: dict[str, Any] = {"metric_value": champion, "challenger_not_worse": not_worse(value, champion, higher)}
+    if champion is None:
+        out.update(verdict="none", difference=None, display="none")
+        return out
+    out["display"] = f"{champion:.4g}"
+    if value is None:
+        out.update(verdict="worse", difference=None)
+        return out
+    diff = value - champion
+    out["difference"] = diff
+    if paired is not None:
+        out["paired"] = paired
+        noise = paired["low"] <= 0 <= paired["high"]
+        exact = paired["identical_predictions"] or abs(diff) <= _TIE
+    else:
+        noise = interval is not None and interval["low"] <= champion <= interval["high"]
+        exact = abs(diff) <= _TIE
+    if exact:
+        out["verdict"] = "tie"
+    else:
+        better = diff > 0 if higher else diff < 0
+        out["verdict"] = ("better" if better else "worse") + (", within noise" if noise else "")
+    out["noise_method"] = (
+        "paired bootstrap on the same test rows" if paired is not None else "champion inside the challenger's interval"
+    )
+    return out
+
+
+def _f(v: float | None) -> str:
+    return "undefined" if v is None else f"{v:.4g}"
+
+
+def gate_checks(
+    problem: str,
+    values: dict[str, float | None],
+    trivial: dict[str, float | None],
+    gate_metric: str,
+    threshold: float | None,
+    margin: float,
+    champion: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Every check of the quality gate, each with its outcome and its reason in words."""
+    higher = METRICS[problem][gate_metric]
+    op = ">=" if higher else "<="
+    value = values[gate_metric]
+    checks: list[dict[str, Any]] = []
+
+    def add(name: str, passed: bool, reason: str) -> None:
+        checks.append({"check": name, "passed": bool(passed), "reason": reason})
+
+    if value is None:
+        add("defined", False, f"{gate_metric} is undefined on the test split (e.g. only one class in it)")
+    if threshold is not None:
+        ok = passes_gate(value, threshold, higher)
+        add(
+            "threshold", ok, f"{gate_metric} {_f(value)} {'meets' if ok else 'misses'} the threshold {op} {threshold:g}"
+        )
+    base = trivial.get(gate_metric)
+    if base is not None:
+        need = base + margin if higher else base - margin * abs(base)
+        ok = value is not None and (value >= need if higher else value <= need)
+        add(
+            "beats_trivial",
+            ok,
+            f"{gate_metric} {_f(value)} vs the trivial model's {_f(base)}: "
+            f"{'beats' if ok else 'does not beat'} it by the margin (needs {op} {need:.4g})",
+        )
+    second = SECOND_METRIC[problem]
+    v2, b2 = values.get(second), trivial.get(second)
+    floor = (b2 if b2 is not None else 0.0) if problem != "regression" else 0.0
+    ok = v2 is not None and v2 > floor + margin
+    what = "the trivial model's" if problem != "regression" else "the training mean's (0)"
+    add(
+        "second_metric",
+        ok,
+        f"{second.replace('_', ' ')} {_f(v2)} vs {what} {floor:.4g}: "
+        + ("better by the margin" if ok else f"needs > {floor + margin:.4g}; the model may predict one value for all"),
+    )
+    verdict = champion.get("verdict", "none")
+    if verdict == "none":
+        add("champion", True, "no approved champion to compare with")
+    else:
+        diff = champion.get("difference")
+        by = "" if diff is None or verdict == "tie" else f" by {abs(diff):.4g}"
+        add(
+            "champion",
+            bool(champion["challenger_not_worse"]),
+            f"challenger {gate_metric} {_f(value)} vs champion {_f(champion['metric_value'])}: {verdict}{by}",
+        )
+    return checks
+
+
+def evaluation_report(
+    problem: str,
+    values: dict[str, float | None],
+    gate_metric: str,
+    champion: float | None,
+    test_rows: int,
+    *,
+    intervals: dict[str, dict[str, Any]] | None = None,
+    trivial: dict[str, float | None] | None = None,
+    trivial_description: str = "",
+    threshold: float | None = None,
+    margin: float = DEFAULT_MARGIN,
+    paired: dict[str, Any] | None = None,
+    second_value: float | None = None,
+) -> dict[str, Any]:
+    """``evaluation.json``: SageMaker model-quality metrics plus ``gate``, ``champion``, ``trivial_baseline``."""
     higher = check_gate_metric(problem, gate_metric)
-    section = {name: {"value": v, "standard_deviation": "NaN"} for name, v in values.items()}
+    intervals = intervals or {}
+    section = {
+        name: {
+            "value": v,
+            "standard_deviation": intervals[name]["std"] if name in intervals else "NaN",
+        }
+        for name, v in values.items()
+    }
     value = values[gate_metric]
     # The quality gate compares gate.value numerically: an undefined metric (e.g. AUC on a one-class test
     # split) must fail the gate cleanly, so it is written as the worst possible value and flagged.
     gate_value = value if value is not None else (WORST_DEFINED_VALUE * (-1 if higher else 1))
+    comparison = compare_with_champion(value, champion, higher, intervals.get(gate_metric), paired)
+    all_values = {**values, SECOND_METRIC[problem]: second_value}
+    checks = gate_checks(problem, all_values, trivial or {}, gate_metric, threshold, margin, comparison)
+    failed = [c["reason"] for c in checks if not c["passed"]]
     return {
         METRIC_SECTIONS[problem]: section,
-        "gate": {"metric": gate_metric, "value": gate_value, "higher_is_better": higher, "defined": value is not None},
-        "champion": {"metric_value": champion, "challenger_not_worse": not_worse(value, champion, higher)},
+        "gate": {
+            "metric": gate_metric,
+            "value": gate_value,
+            "higher_is_better": higher,
+            "defined": value is not None,
+            "threshold": threshold,
+            "margin": margin,
+            "passed": int(not failed),
+            "checks": checks,
+            "summary": "; ".join(failed) if failed else "every check passed",
+        },
+        "champion": comparison,
+        "second_metric": {"name": SECOND_METRIC[problem], "value": second_value},
+        "trivial_baseline": {"description": trivial_description, "metrics": trivial or {}},
+        "intervals": {"confidence": CONFIDENCE, "method": "percentile bootstrap over test rows", "metrics": intervals},
         "test_rows": test_rows,
     }
 
@@ -248,11 +543,21 @@ def evaluate(
     output_dir: Path,
     gate_metric: str,
     champion: float | None,
+    *,
+    threshold: float | None = None,
+    margin: float = DEFAULT_MARGIN,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    champion_model_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run the step; returns the content of ``evaluation.json``."""
     check_gate_metric(contract.objective, gate_metric)
     with tempfile.TemporaryDirectory() as scratch:
         model = model_fn(str(resolve_model_dir(model_dir, Path(scratch))))
+    champion_model = None
+    if champion_model_dir is not None:
+        with tempfile.TemporaryDirectory() as scratch:
+            champion_model = model_fn(str(resolve_model_dir(champion_model_dir, Path(scratch))))
     if model.problem != contract.objective:
         raise ValueError(f"model objective {model.problem!r} differs from the contract's {contract.objective!r}")
     test = read_split(test_dir)
@@ -260,13 +565,82 @@ def evaluate(
     y = encode_labels(test[contract.target], model.labels)
     if model.problem != "regression":
         y = y.astype(int)
-    values = compute_metrics(model.problem, y, scores, len(model.labels))
-    report = evaluation_report(model.problem, values, gate_metric, champion, len(test))
+    k = len(model.labels)
+    values = compute_metrics(model.problem, y, scores, k)
+    base_scores, description = trivial_scores(model, y)
+    trivial = _all_metrics(model.problem, y, base_scores, k)
+    intervals = bootstrap_intervals(model.problem, y, scores, k, resamples, seed)
+    paired = None
+    champion_values = None
+    if champion_model is not None:
+        champ_scores = predict_scores(test[champion_model.columns], champion_model)
+        champion_values = _all_metrics(model.problem, y, champ_scores, k)
+        champion = champion_values[gate_metric] if champion is None else champion
+        paired = paired_bootstrap(model.problem, y, scores, champ_scores, k, gate_metric, resamples, seed)
+    report = evaluation_report(
+        model.problem,
+        values,
+        gate_metric,
+        champion,
+        len(test),
+        intervals=intervals,
+        trivial=trivial,
+        trivial_description=description,
+        threshold=threshold,
+        margin=margin,
+        paired=paired,
+        second_value=second_metric(model.problem, y, scores, k),
+    )
+    if champion_values is not None:
+        report["champion"]["metrics"] = champion_values
+    report["intervals"].update(seed=seed, resamples_requested=resamples)
+    report["training"] = {
+        key: model.metadata.get(key)
+        for key in (
+            "hyperparameters",
+            "best_iteration",
+            "rounds_trained",
+            "early_stopping_rounds",
+            "validation_metric",
+            "train_rows",
+            "validation_rows",
+            "training_seconds",
+            "target_summary",
+            "warnings",
+            "class_labels",
+            "positive_label",
+        )
+    }
+    report["test_summary"] = _test_summary(model, y)
     report["plots"] = make_plots(model, y, scores, output_dir / "plots")
     merge_baseline(baseline_dir, contract, output_dir / "baseline")
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "evaluation.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return report
+
+
+def _test_summary(model: Model, y: np.ndarray) -> dict[str, Any]:
+    """Class counts (classification) or target mean/std (regression) of the test split."""
+    if model.problem == "regression":
+        return {
+            "rows": len(y),
+            "mean": float(np.mean(y)) if len(y) else None,
+            "std": float(np.std(y)) if len(y) else None,
+        }
+    counts = np.bincount(y, minlength=len(model.labels))
+    return {"rows": len(y), "class_counts": {str(lbl): int(c) for lbl, c in zip(model.labels, counts, strict=True)}}
+
+
+def _optional_float(value: str | None, name: str) -> float | None:
+    if value is None or value.strip().lower() in _NONE:
+        return None
+    try:
+        out = float(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {value!r}") from exc
+    if not math.isfinite(out):
+        raise ValueError(f"{name} must be finite")
+    return out
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -279,6 +653,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output-dir", required=True)
     p.add_argument("--gate-metric", required=True, help="metric reported under 'gate' (e.g. auc, rmse)")
     p.add_argument("--champion-metric", default="", help="the champion's gate metric; empty or 'none' if none")
+    p.add_argument("--gate-threshold", default="", help="the gate threshold (for the reasons in evaluation.json)")
+    p.add_argument("--trivial-margin", default=str(DEFAULT_MARGIN), help="required lead over the trivial model")
+    p.add_argument("--bootstrap-resamples", type=int, default=DEFAULT_RESAMPLES)
+    p.add_argument("--bootstrap-seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--champion-model-dir", default="", help="the champion's model: a paired comparison")
     return p.parse_args(argv)
 
 
@@ -298,17 +677,24 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.output_dir),
             args.gate_metric,
             champion,
+            threshold=_optional_float(args.gate_threshold, "--gate-threshold"),
+            margin=_optional_float(args.trivial_margin, "--trivial-margin") or 0.0,
+            resamples=args.bootstrap_resamples,
+            seed=args.bootstrap_seed,
+            champion_model_dir=Path(args.champion_model_dir) if args.champion_model_dir else None,
         )
     except (ValueError, OSError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2
     gate = report["gate"]
     LOG.info(
-        "%s = %s (champion %s, not worse: %d)",
+        "%s = %s (champion %s, %s); gate %s: %s",
         gate["metric"],
         gate["value"],
         champion,
-        report["champion"]["challenger_not_worse"],
+        report["champion"]["verdict"],
+        "passed" if gate["passed"] else "FAILED",
+        gate["summary"],
     )
     return 0
 

@@ -156,6 +156,71 @@ def build_dmatrix(frame: pd.DataFrame, contract: DataContract, labels: list[Any]
     )
 
 
+class SanityCheckError(ValueError):
+    """The training split cannot give a meaningful model; ``reasons`` says why, in words."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("training sanity checks failed: " + "; ".join(reasons))
+        self.reasons = reasons
+
+
+def sanity_checks(train: pd.DataFrame, contract: DataContract) -> list[str]:
+    """Check the training split before training; returns warnings, raises :class:`SanityCheckError`.
+
+    Fails on: a classification target with fewer than two classes, or a class with fewer than the
+    contract's ``min_class_count`` rows; a regression target with no variance (every value equal); a
+    feature column with no value at all when the contract says ``empty_feature: fail`` (a warning otherwise).
+    """
+    reasons: list[str] = []
+    warnings: list[str] = []
+    target = train[contract.target]
+    if contract.objective == "regression":
+        values = pd.to_numeric(target, errors="coerce").dropna()
+        if values.nunique() < 2:
+            shown = f" (every value is {values.iloc[0]:g})" if len(values) else ""
+            reasons.append(f"the regression target {contract.target!r} has no variance in the training split{shown}")
+    else:
+        counts = target.dropna().astype(str).value_counts()
+        expected = [str(v) for v in (contract.column(contract.target).allowed or ())]
+        counts = counts.reindex(list(dict.fromkeys([*expected, *counts.index])), fill_value=0)
+        present = int((counts > 0).sum())
+        shown = ", ".join(f"{k}: {int(v)}" for k, v in counts.items())
+        if present < 2:
+            reasons.append(
+                f"the training split has {present} class(es) of target {contract.target!r} ({shown}); "
+                "a classifier needs at least two"
+            )
+        else:
+            small = [f"{k} ({int(v)})" for k, v in counts.items() if int(v) < contract.min_class_count]
+            if small:
+                reasons.append(
+                    f"class(es) {', '.join(small)} of target {contract.target!r} have fewer than "
+                    f"min_class_count={contract.min_class_count} training rows ({shown})"
+                )
+    for name in contract.names("feature", "quasi_identifier"):
+        if name in train.columns and train[name].isna().all():
+            message = f"feature {name!r} is entirely missing in the training split ({len(train)} rows)"
+            if contract.empty_feature == "fail":
+                reasons.append(message + " and the contract says empty_feature: fail")
+            else:
+                warnings.append(message + ": it carries no signal (contract: empty_feature: warn)")
+    if reasons:
+        raise SanityCheckError(reasons)
+    for w in warnings:
+        LOG.warning("%s", w)
+    return warnings
+
+
+def target_summary(train: pd.DataFrame, contract: DataContract, labels: list[Any]) -> dict[str, Any]:
+    """What a trivial model learns from the training split: class counts, or the target's mean/std."""
+    if contract.objective == "regression":
+        values = pd.to_numeric(train[contract.target], errors="coerce").dropna()
+        return {"mean": float(values.mean()), "std": float(values.std(ddof=0)), "rows": len(values)}
+    codes = encode_labels(train[contract.target], labels).astype(int)
+    counts = np.bincount(codes, minlength=len(labels))
+    return {"class_counts": {str(lbl): int(c) for lbl, c in zip(labels, counts, strict=True)}, "rows": len(codes)}
+
+
 def train_model(
     train: pd.DataFrame, validation: pd.DataFrame, contract: DataContract, hps: HyperParameters
 ) -> tuple[xgb.Booster, dict[str, Any]]:
@@ -163,6 +228,8 @@ def train_model(
     and the metadata that serving needs."""
     if train.empty or validation.empty:
         raise ValueError("train and validation data must not be empty")
+    warnings = sanity_checks(train, contract)
+    start = time.perf_counter()
     observed = pd.concat([train[contract.target], validation[contract.target]]).unique()
     labels = class_labels(contract, observed)
     dtrain = build_dmatrix(train, contract, labels)
@@ -198,6 +265,10 @@ def train_model(
         "validation_metric": {"name": metric, "value": best_score},
         "hyperparameters": asdict(hps),
         "train_rows": len(train),
+        "training_seconds": round(time.perf_counter() - start, 3),
+        "early_stopping_rounds": hps.early_stopping_rounds,
+        "target_summary": target_summary(train, contract, labels),
+        "warnings": warnings,
         "validation_rows": len(validation),
         "contract_sha256": hashlib.sha256(contract.to_json().encode()).hexdigest(),
     }
@@ -248,7 +319,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train: {exc}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    booster, metadata = train_model(train, validation, contract, hps)
+    try:
+        booster, metadata = train_model(train, validation, contract, hps)
+    except SanityCheckError as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 2
     save_model(booster, metadata, contract, Path(args.model_dir))
     metric = metadata["validation_metric"]
     # One parseable line for SageMaker metric definitions: ``validation-<metric>: <value>``.

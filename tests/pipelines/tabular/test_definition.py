@@ -212,11 +212,17 @@ def branch_taken(step: Mapping[str, Any], parameters: Mapping[str, Any], files: 
     return "IfSteps" if ok else "ElseSteps"
 
 
-def evaluation_document(value: float, not_worse: int, kind: str = "binary") -> dict[str, Any]:
+def evaluation_document(value: float, not_worse: int, kind: str = "binary", passed: int = 1) -> dict[str, Any]:
     return {
         f"{kind}_metrics": {"auc": value},
-        "gate": {"metric": "auc", "value": value, "higher_is_better": True},
-        "champion": {"metric_value": None, "challenger_not_worse": not_worse},
+        "gate": {
+            "metric": "auc",
+            "value": value,
+            "higher_is_better": True,
+            "passed": passed,
+            "summary": "every check passed" if passed else "balanced accuracy 0.5 vs the trivial model's 0.5",
+        },
+        "champion": {"metric_value": None, "challenger_not_worse": not_worse, "display": "none"},
     }
 
 
@@ -451,6 +457,8 @@ def test_processing_steps_unpack_the_sourcedir_and_run_their_script(definition: 
         "auc",
         "--champion-metric",
         {"Get": "Parameters.ChampionMetric"},
+        "--gate-threshold",
+        "0.75",
     ]
 
 
@@ -669,7 +677,7 @@ def test_quality_gate_lower_is_better(
     gate = steps_by_name(regression_definition)["QualityGate"]
     document = {
         "regression_metrics": {"rmse": value},
-        "gate": {"metric": "rmse", "value": value, "higher_is_better": False},
+        "gate": {"metric": "rmse", "value": value, "higher_is_better": False, "passed": 1},
         "champion": {"metric_value": 5.5, "challenger_not_worse": not_worse},
     }
     taken = branch_taken(gate, default_parameters(regression_definition), {("Evaluate", "EvaluationReport"): document})
@@ -693,7 +701,22 @@ def test_quality_gate_failure_gives_value_and_threshold(definition: dict[str, An
     (fail,) = steps_by_name(definition)["QualityGate"]["Arguments"]["ElseSteps"]
     files = {("Evaluate", "EvaluationReport"): evaluation_document(0.7, 1)}
     message = resolve(fail["Arguments"]["ErrorMessage"], default_parameters(definition), files)
-    assert message == "Quality gate failed: auc=0.7 (required >= 0.75), challenger_not_worse=1"
+    assert message == (
+        "Quality gate failed: auc=0.7 (required >= 0.75), champion=none, challenger_not_worse=1: every check passed"
+    )
+    files = {("Evaluate", "EvaluationReport"): evaluation_document(0.8, 1, passed=0)}
+    message = resolve(fail["Arguments"]["ErrorMessage"], default_parameters(definition), files)
+    assert message.endswith("challenger_not_worse=1: balanced accuracy 0.5 vs the trivial model's 0.5")
+
+
+@pytest.mark.parametrize(("passed", "registered"), [(1, True), (0, False)])
+def test_quality_gate_enforces_the_evaluation_decision(
+    definition: dict[str, Any], passed: int, registered: bool
+) -> None:
+    """A model above the threshold and the champion but no better than the trivial model is refused."""
+    gate = steps_by_name(definition)["QualityGate"]
+    files = {("Evaluate", "EvaluationReport"): evaluation_document(0.9, 1, passed=passed)}
+    assert (branch_taken(gate, default_parameters(definition), files) == "IfSteps") is registered
 
 
 # ------------------------------------------------------------------------------------------------

@@ -36,14 +36,21 @@ def test_evaluation_report_shape_and_quality(chains: dict[str, PipelineRun], nam
     report = run.report
     section, names = SECTIONS[name]
     assert set(report[section]) == names
-    for entry in report[section].values():
-        assert isinstance(entry["value"], float) and entry["standard_deviation"] == "NaN"
+    intervals = report["intervals"]["metrics"]
+    for metric, entry in report[section].items():
+        # the standard deviation is the bootstrap one (was always "NaN" before the bootstrap)
+        assert isinstance(entry["value"], float) and entry["standard_deviation"] == intervals[metric]["std"] > 0
+        assert intervals[metric]["low"] <= entry["value"] <= intervals[metric]["high"]
     metric, floor = FLOORS[name]
     assert report[section][metric]["value"] > floor
     gate = report["gate"]
     assert gate["value"] == report[section][gate["metric"]]["value"]
     assert gate["higher_is_better"] is (gate["metric"] != "rmse")
-    assert report["champion"] == {"metric_value": None, "challenger_not_worse": 1}
+    assert report["champion"] == {
+        "metric_value": None, "challenger_not_worse": 1, "verdict": "none", "difference": None, "display": "none"
+    }  # fmt: skip
+    assert gate["passed"] == 1 and gate["summary"] == "every check passed"  # a good model passes every check
+    assert {c["check"] for c in gate["checks"]} == {"beats_trivial", "second_metric", "champion"}
     assert {p.name for p in (run.evaluation / "plots").iterdir()} == PLOTS[name]
     for png in (run.evaluation / "plots").iterdir():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
