@@ -16,7 +16,7 @@ export UV_COMPILE_BYTECODE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install demo security-report test test-slow synth lint format typecheck bench clean
+.PHONY: help install demo security-report test test-slow synth lint format typecheck bench clean checkov
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,24 @@ format: $(VENV)/.installed ## apply ruff fixes and formatting
 
 typecheck: $(VENV)/.installed ## mypy
 	$(VENV)/bin/mypy $(TYPED)
+
+# checkov lives in its own venv: installed next to the project it downgrades boto3. Never part of `make test`.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := .bootstrap/checkov/bin/checkov
+CHECKOV_OUT := .bootstrap/checkov-out
+
+$(CHECKOV):
+	$(PYTHON) -m venv .bootstrap/checkov
+	.bootstrap/checkov/bin/pip install --quiet "checkov==$(CHECKOV_VERSION)"
+
+checkov: $(VENV)/.installed $(CHECKOV) ## checkov on every environment's synthesized templates (own venv; see docs/security.md)
+	rm -rf $(CHECKOV_OUT)
+	CDK_VALIDATION=false $(PY) -c "from aws_cdk import App; from config.loader import load_config; \
+	from stacks import cdk_json_context; from stacks.stage import add_stages; c = load_config(); \
+	app = App(context=cdk_json_context(), outdir='$(CHECKOV_OUT)'); add_stages(app, c.environments, c.teams); app.synth()"
+	$(CHECKOV) -d $(CHECKOV_OUT) --framework cloudformation --skip-download --compact --quiet -o json \
+	  > $(CHECKOV_OUT)/checkov.json || true
+	$(PY) -m tests.security.checkov_report $(CHECKOV_OUT)/checkov.json
 
 bench: $(VENV)/.installed ## benchmarks (ratios against baselines measured in the same run)
 	$(PY) -m bench
