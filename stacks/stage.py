@@ -11,6 +11,7 @@ from constructs import Construct
 from config.models import EnvironmentConfig, TeamConfig
 from stacks.audit_stack import AuditStack
 from stacks.components.guardrails import RolePath, boundary_from_name, role_path
+from stacks.components.lifecycle import PromotionConsumer
 from stacks.data_lake_stack import DataLakeStack
 from stacks.security_stack import SecurityFoundationStack
 from stacks.team_stack import TeamWorkloadStack
@@ -26,7 +27,9 @@ class FlywheelStage(Stage):
         *,
         environment: EnvironmentConfig,
         teams: tuple[TeamConfig, ...],
+        promotion_consumers: tuple[PromotionConsumer, ...] = (),
     ) -> None:
+        """``promotion_consumers``: environments in other accounts that deploy this one's approved models."""
         super().__init__(scope, construct_id, env=Environment(account=environment.account, region=environment.region))
         self.environment = environment
         lake_stack_name = f"{construct_id}-DataLake"
@@ -56,6 +59,7 @@ class FlywheelStage(Stage):
                 team=team,
                 security=self.security,
                 lake=self.data_lake.lake,
+                promotion_consumers=promotion_consumers,
             )
             self.teams[team.name].add_stack_dependency(self.data_lake)
         for stack in (self.security, self.data_lake, self.audit, *self.teams.values()):
@@ -87,5 +91,29 @@ def add_stages(
     """One :class:`FlywheelStage` per environment (with every team) in ``scope``, by environment name.
 
     The one way a stage is built: ``app.py``, the security report and the test fixtures all call this.
+    The first environment is the promotion source: its registries and artifacts are read by the later
+    environments that live in other accounts (:func:`promotion_consumers`).
     """
-    return {env.name: FlywheelStage(scope, stage_id(env), environment=env, teams=tuple(teams)) for env in environments}
+    envs = tuple(environments)
+    return {
+        env.name: FlywheelStage(
+            scope,
+            stage_id(env),
+            environment=env,
+            teams=tuple(teams),
+            promotion_consumers=promotion_consumers(envs) if env is envs[0] else (),
+        )
+        for env in envs
+    }
+
+
+def promotion_consumers(environments: tuple[EnvironmentConfig, ...]) -> tuple[PromotionConsumer, ...]:
+    """The environments after the first (dev → staging → prod) whose account differs from the first's."""
+    if not environments:
+        return ()
+    source = environments[0]
+    return tuple(
+        PromotionConsumer(env_name=env.name, account=env.account)
+        for env in environments[1:]
+        if env.account != source.account
+    )

@@ -127,6 +127,8 @@ class DataLake(Construct):
                 noncurrent_days=zone.noncurrent_days,
                 transition_after_days=zone.transition_after_days,
                 object_lock_days=object_lock_days if zone.object_lock else None,
+                # Landed objects are events for the teams' data-arrival rules (team stacks, default bus).
+                event_bridge=zone.name == "raw",
             ).bucket
             self.buckets[zone.name] = bucket
             CfnOutput(self, f"{zone.construct_id}BucketName", value=bucket.bucket_name,

@@ -1,6 +1,8 @@
-"""The unit a team gets in an environment: its job key, model registry and one pipeline per template.
+"""The unit a team gets in an environment: its job key, model registry, one pipeline per template and,
+when ``lifecycle`` is given, its deployed lifecycle (:class:`stacks.components.lifecycle.TeamLifecycle`:
+the data-arrival and deploy Lambdas, their table, queues, rules and alarms, the models' role).
 
-Later issues add the team's roles, Lambda wiring, endpoints and dashboards here. Props are keyword-only
+Later issues add the team's endpoints' dashboards here. Props are keyword-only
 and narrower than the config objects (names, the templates with their validated settings, the keys,
 subnets and security group the team's jobs use); everything built is exposed as a typed attribute.
 """
@@ -19,6 +21,7 @@ from constructs import Construct
 from naming import Names
 from pipelines.template import PipelineTemplate
 from stacks.components.keys import purpose_key
+from stacks.components.lifecycle import DEPLOY_ROLE_KIND, LifecycleProps, TeamLifecycle
 from stacks.components.ml_pipeline import MlPipeline
 from stacks.components.model_registry import ModelRegistry
 
@@ -32,7 +35,8 @@ class TeamPipeline:
 
 
 class MlTeam(Construct):
-    """``job_key`` (kms.Key), ``registry`` (ModelRegistry), ``pipelines`` (template name → MlPipeline)."""
+    """``job_key`` (kms.Key), ``registry`` (ModelRegistry), ``pipelines`` (template name → MlPipeline),
+    ``lifecycle`` (TeamLifecycle, or None without ``lifecycle`` props)."""
 
     def __init__(
         self,
@@ -48,16 +52,19 @@ class MlTeam(Construct):
         security_group: ec2.ISecurityGroup,
         removal_policy: RemovalPolicy,
         buckets: Mapping[str, str] | None = None,
+        lifecycle: LifecycleProps | None = None,
     ) -> None:
         """``buckets``: zone → bucket name (default: the environment's exported zone buckets)."""
         super().__init__(scope, construct_id)
         names = Names(env_name)
         self.team_name = team_name
+        consumers = lifecycle.promotion_consumers if lifecycle is not None else ()
         self.registry = ModelRegistry(
             self,
             "Registry",
             group_name=names.model_package_group(team_name),
             description=description or f"Models of team {team_name}",
+            readers=[(c.account, c.role_pattern(DEPLOY_ROLE_KIND)) for c in consumers],
         )
         # One key per team for its jobs' volumes and outputs (quarantined raw data included): teams never
         # share the key that protects what their jobs write.
@@ -88,3 +95,17 @@ class MlTeam(Construct):
             )
             pipeline.pipeline.node.add_dependency(self.registry.model_package_group)
             self.pipelines[name] = pipeline
+        self.lifecycle: TeamLifecycle | None = None
+        if lifecycle is not None:
+            self.lifecycle = TeamLifecycle(
+                self,
+                "Lifecycle",
+                props=lifecycle,
+                team_name=team_name,
+                group_name=self.registry.group_name,
+                pipeline_names=[p.pipeline_name for p in self.pipelines.values()],
+                job_key=self.job_key,
+                subnets=subnets,
+                security_group=security_group,
+                removal_policy=removal_policy,
+            )

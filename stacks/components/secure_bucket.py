@@ -46,9 +46,16 @@ class SecureBucket(Construct):
         object_lock_days: int | None = None,
         object_lock_mode: ObjectLockMode = ObjectLockMode.GOVERNANCE,
         extra_lifecycle: tuple[s3.LifecycleRule, ...] = (),
+        event_bridge: bool = False,
     ) -> None:
+        """``object_lock_mode`` applies with ``object_lock_days``: COMPLIANCE for production audit logs.
+
+        ``event_bridge``: send the bucket's events to EventBridge (the raw zone: data arrival). Set on the
+        bucket resource itself (``NotificationConfiguration.EventBridgeConfiguration``), not through
+        ``s3.Bucket(event_bridge_enabled=True)``, which adds a notifications custom resource: a Lambda
+        with its own role that could change any notification of the bucket.
+        """
         super().__init__(scope, construct_id)
-        """``object_lock_mode`` applies with ``object_lock_days``: COMPLIANCE for production audit logs."""
         rules = [
             *BASE_LIFECYCLE,
             s3.LifecycleRule(id="ExpireNoncurrent", noncurrent_version_expiration=Duration.days(noncurrent_days)),
@@ -87,6 +94,12 @@ class SecureBucket(Construct):
             ),
             removal_policy=removal_policy,
         )
+        if event_bridge:
+            cfn = self.bucket.node.default_child
+            assert isinstance(cfn, s3.CfnBucket)
+            cfn.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+                event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True)
+            )
         for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321"):
             acknowledge(
                 self.bucket,

@@ -247,7 +247,8 @@ def test_raw_key_denies_decrypt_to_every_identity_but_the_raw_readers(dev):
 
 
 def test_only_the_raw_zone_restricts_reads_by_principal(dev):
-    """The other zones hold no PII: no principal-based read deny there (they keep TLS-only)."""
+    """The other zones hold no PII: no principal-based read deny there (they keep TLS-only; the artifacts
+    zone's principal-conditioned *allow* for promotion is tested in test_lifecycle_wiring)."""
     for zone in ZONE_IDS:
         if zone == "Raw":
             continue
@@ -255,4 +256,6 @@ def test_only_the_raw_zone_restricts_reads_by_principal(dev):
         for p in dev.data_lake.find_resources("AWS::S3::BucketPolicy").values():
             if p["Properties"]["Bucket"] == {"Ref": logical_id}:
                 for stmt in p["Properties"]["PolicyDocument"]["Statement"]:
+                    if stmt["Effect"] != "Deny":
+                        continue
                     assert "aws:PrincipalArn" not in json.dumps(stmt.get("Condition", {})), zone

@@ -9,7 +9,7 @@ from tests.snapshots import assert_matches_snapshot
 STATEFUL = (
     "AWS::S3::Bucket", "AWS::KMS::Key", "AWS::Logs::LogGroup", "AWS::CloudTrail::Trail",
     "AWS::Glue::Database", "AWS::EC2::VPC", "AWS::IAM::ManagedPolicy", "AWS::IAM::Role",
-    "AWS::SageMaker::ModelPackageGroup", "AWS::SageMaker::Pipeline",
+    "AWS::SageMaker::ModelPackageGroup", "AWS::SageMaker::Pipeline", "AWS::DynamoDB::Table", "AWS::SQS::Queue",
 )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ import pytest
 from aws_cdk import Token
 
 from pipelines.tabular.definition import build_pipeline_definition
+from stacks.components.lifecycle import LIFECYCLE_ROLE_KINDS
 from tests.security.iam_eval import Decision, Request, Templates, evaluate
 
 ACCOUNT = "111111111111"
@@ -86,7 +87,7 @@ def test_pipeline_runs_as_its_own_role_and_each_role_has_its_kind_path(dev, role
     assert roles[("churn", "pipeline")].logical_id == role_id
     for role_id, role in template.find_resources("AWS::IAM::Role").items():
         path = role["Properties"]["Path"]
-        assert path in {f"/flywheel/dev/{k}/" for k in (*KINDS, "pipeline")}, (role_id, path)
+        assert path in {f"/flywheel/dev/{k}/" for k in (*KINDS, "pipeline", *LIFECYCLE_ROLE_KINDS)}, (role_id, path)
         assert "PermissionsBoundary" in role["Properties"]
     template.resource_count_is("AWS::IAM::Policy", 0)  # no inline policies: reviewed managed policies
 
@@ -419,7 +420,7 @@ def test_pipeline_body_is_valid_json_once_resolved(dev):
 def test_each_team_has_its_own_rotating_job_key_used_by_every_job(dev):
     keys = {}
     for name, template in dev.teams.items():
-        key_id, key = _resource(template, "AWS::KMS::Key")
+        ((key_id, key),) = [(k, v) for k, v in template.find_resources("AWS::KMS::Key").items() if "JobKey" in k]
         assert key["Properties"]["EnableKeyRotation"] is True
         construct = dev.stage.teams[name].pipelines["tabular"]
         document = json.loads(construct.definition_body)
