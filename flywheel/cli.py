@@ -247,6 +247,8 @@ def _show_outcome(outcome: Any, runtime: Any) -> str | None:
             "the batch failed its data contract and was quarantined; nothing was trained or registered. "
             "Fix the data (see the quarantine report) and land it again"
         )
+    if not record.succeeded and outcome.evaluation and not outcome.evaluation.get("gate", {}).get("passed", 1):
+        _print_gate(outcome.evaluation)
     if not record.succeeded:
         failed = record.step(record.failed_step) if record.failed_step else None
         if failed is not None and failed.log_tail:
@@ -271,6 +273,27 @@ def _show_outcome(outcome: Any, runtime: Any) -> str | None:
         console.print(f"  Registered version {version} ({approval}): {pkg['ModelPackageArn']}")
         console.print(f"  Approve it with: flywheel approve {outcome.team}:{pkg['ModelPackageVersion']}")
     return None
+
+
+def _num(value: Any) -> str:
+    return "none" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _print_gate(evaluation: dict[str, Any]) -> None:
+    """The quality gate's decision: challenger, champion, threshold, trivial model, each check in words."""
+    gate, champion = evaluation.get("gate", {}), evaluation.get("champion", {})
+    metric = gate.get("metric")
+    trivial = (evaluation.get("trivial_baseline") or {}).get("metrics", {}).get(metric)
+    op = ">=" if gate.get("higher_is_better", True) else "<="
+    console.print(
+        f"[bold red]Quality gate failed[/] on {metric}: challenger {_num(gate.get('value'))}, "
+        f"champion {_num(champion.get('metric_value'))} ({champion.get('verdict', 'none')}), "
+        f"threshold {op} {_num(gate.get('threshold'))}, trivial model {_num(trivial)}",
+        highlight=False,
+    )
+    for check in gate.get("checks", []):
+        mark = "[green]pass[/]" if check.get("passed") else "[red]FAIL[/]"
+        console.print(f"  {mark} {check.get('check')}: {check.get('reason')}", highlight=False)
 
 
 def _print_rollout_event(kind: str, data: dict[str, Any]) -> None:
@@ -403,8 +426,63 @@ def run(
         raise _fail(problem)
 
 
-def _approval(ref: str, status: str, note: str, state_dir: Path, endpoint_url: str | None) -> None:
+def _package_evaluation(rt: Any, package: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``evaluation.json`` registered with a package (its model-quality statistics), or None."""
+    from botocore.exceptions import ClientError
+
+    from lambdas import lifecycle
+
+    quality = ((package.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}
+    uri = quality.get("S3Uri")
+    if not uri:
+        return None
+    try:
+        return dict(lifecycle.read_s3_json(rt.aws.client("s3"), uri))
+    except (ClientError, ValueError, KeyError):  # a missing or unreadable file only skips the comparison
+        return None
+
+
+def worse_than_deployed(rt: Any, ref: str) -> str | None:
+    """Why approving ``ref`` would deploy a model worse than the deployed one (on the gate metric), or None."""
+    team, package = rt.resolve_package(ref)
+    record = rt.state.deployment(team) or {}
+    deployed_arn = record.get("ModelPackageArn")
+    if not deployed_arn or deployed_arn == package.get("ModelPackageArn"):
+        return None
+    deployed = rt.aws.client("sagemaker").describe_model_package(ModelPackageName=deployed_arn)
+    new, old = _package_evaluation(rt, package), _package_evaluation(rt, deployed)
+    if not new or not old:
+        return None
+    gate, old_gate = new.get("gate", {}), old.get("gate", {})
+    metric, value, current = gate.get("metric"), gate.get("value"), old_gate.get("value")
+    if metric != old_gate.get("metric") or not isinstance(value, int | float) or not isinstance(current, int | float):
+        return None
+    higher = bool(gate.get("higher_is_better", True))
+    if (value >= current) if higher else (value <= current):
+        return None
+    interval = ((new.get("intervals") or {}).get("metrics") or {}).get(metric) or {}
+    noise = (
+        " (within this model's 95% interval: possibly noise)"
+        if interval and interval.get("low", 1) <= current <= interval.get("high", -1)
+        else ""
+    )
+    return (
+        f"version {package.get('ModelPackageVersion')} is worse than the deployed version "
+        f"{deployed.get('ModelPackageVersion')} on {metric}: {value:.4g} vs {current:.4g}, "
+        f"worse by {abs(value - current):.4g}{noise}"
+    )
+
+
+def _approval(
+    ref: str, status: str, note: str, state_dir: Path, endpoint_url: str | None, *, confirm: bool = False
+) -> None:
     with _expected_errors(), _runtime(state_dir, endpoint_url) as rt:
+        if confirm:
+            worse = worse_than_deployed(rt, ref)
+            if worse:
+                console.print(f"[bold yellow]Warning:[/] {worse}.", highlight=False)
+                if not typer.confirm("Approve and deploy it anyway?", default=False):
+                    raise _fail("not approved (use --yes to approve a worse model without asking)")
         result = rt.set_approval(ref, status, note)
         console.print(f"Model package {result.package_arn} is now [bold]{status}[/].")
         actions = {
@@ -436,11 +514,17 @@ def _say_deploy_action(action: dict[str, Any], team: str) -> None:
 def approve(
     package: Annotated[str, typer.Argument(help="Model package ARN or <team>:<version> (e.g. churn:1).")],
     note: Annotated[str, typer.Option(help="Approval description.")] = "approved with flywheel approve",
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Approve without asking, even a model worse than the deployed one.")
+    ] = False,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     endpoint_url: EndpointUrl = None,
 ) -> None:
-    """Approve a model package; the lifecycle deploys it as the team's endpoint model."""
-    _approval(package, "Approved", note, state_dir, endpoint_url)
+    """Approve a model package; the lifecycle deploys it as the team's endpoint model.
+
+    A package worse than the deployed one on the gate metric is approved only after a confirmation.
+    """
+    _approval(package, "Approved", note, state_dir, endpoint_url, confirm=not yes)
 
 
 @app.command()

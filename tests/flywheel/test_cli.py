@@ -175,3 +175,40 @@ def test_demo_twice_registers_a_challenger_against_the_champion(cli: CliRunner, 
     assert "Registered model package version 2" in second
     assert "ChampionMetric=none" not in second and "ChampionMetric=0." in second
     assert len(sorted((tmp_path / "state" / "reports").glob("*/report.html"))) == 2
+
+
+def test_approving_a_worse_model_asks_and_a_failed_gate_shows_both_figures(cli: CliRunner, tmp_path: Path) -> None:
+    state = ["--state-dir", str(tmp_path / "state")]
+    _ok(cli.invoke(app, ["run", "--team", "churn", "--rows", "3000", *state]))
+    _ok(cli.invoke(app, ["approve", "churn:1", *state]))  # nothing deployed yet: no question
+
+    # A smaller batch makes a weaker model; compared with the champion, the gate refuses it and says why.
+    failed = _text(cli.invoke(app, ["run", "--team", "churn", "--rows", "600", "--seed", "3", *state]))
+    assert "Quality gate failed on auc: challenger" in failed and "threshold >= 0.7" in failed
+    assert "FAIL champion: challenger auc" in failed and "vs champion 0." in failed
+    assert "Registered version" not in failed
+
+    # Registered without the champion comparison (a developer's run): approving it asks first.
+    _ok(
+        cli.invoke(
+            app,
+            [
+                "run",
+                "--team",
+                "churn",
+                "--rows",
+                "600",
+                "--seed",
+                "3",
+                "--param",
+                "ChampionMetric=none",
+                "--param",
+                "GateThreshold=0.6",
+                *state,
+            ],
+        )
+    )
+    asked = _error(cli.invoke(app, ["approve", "churn:2", *state], input="n\n"), "not approved", "--yes")
+    assert "version 2 is worse than the deployed version 1 on auc:" in asked and "worse by 0." in asked
+    approved = _ok(cli.invoke(app, ["approve", "churn:2", "--yes", *state]))
+    assert "is now Approved" in approved and "worse than the deployed" not in approved
