@@ -243,6 +243,9 @@ def test_deploy_role_acts_on_its_own_endpoint_and_passes_only_the_model_role(dev
     to_sm = {"iam:PassedToService": "sagemaker.amazonaws.com"}
     assert deploy.can(Request("iam:PassRole", model.arn, to_sm)).allowed
     assert not deploy.can(Request("iam:PassRole", model.arn, {"iam:PassedToService": "lambda.amazonaws.com"})).allowed
+    # and the role's own policy says so too (not only the boundary): to SageMaker, nowhere else
+    to_lambda = {"iam:PassedToService": "lambda.amazonaws.com"}
+    assert not evaluate(deploy.identity, Request("iam:PassRole", model.arn, to_lambda)).allowed
     others = [r for r in templates_of(dev).roles() if r.arn != model.arn]
     assert not [r.name for r in others if deploy.can(Request("iam:PassRole", r.arn, to_sm)).allowed]
     assert not deploy.can(Request("sagemaker:UpdateModelPackage", f"{sm}:model-package/flywheel-dev-churn/1")).allowed
