@@ -262,8 +262,8 @@ def _summary(run: Mapping[str, Any]) -> str:
         ("Pipeline", _e(run.get("pipeline", DASH))),
         ("Execution", _code(run.get("execution_id"))),
         ("Status", _badge(run.get("status"))),
-        ("Started", _e(run.get("started_at", DASH))),
-        ("Finished", _e(run.get("finished_at", DASH))),
+        ("Started", _e(_when(run.get("started_at")))),
+        ("Finished", _e(_when(run.get("finished_at")))),
     ]
     if run.get("gate_override"):
         rows.append(("Local override", _badge("local") + " " + _e(run["gate_override"])))
@@ -333,26 +333,111 @@ def _contract(run: Mapping[str, Any]) -> str:
     return _section("contract", "Data contract", "".join(parts))
 
 
+def _interval(entry: Mapping[str, Any] | None) -> str:
+    if not entry or entry.get("low") is None:
+        return DASH
+    return f"{_num(entry.get('low'))} to {_num(entry.get('high'))}"
+
+
+def _share(counts: Mapping[str, Any]) -> str:
+    total = sum(int(v) for v in counts.values()) or 1
+    return ", ".join(f"{_e(k)}: {int(v):,} ({int(v) / total:.1%})" for k, v in counts.items())
+
+
+def _data_and_training(evaluation: Mapping[str, Any]) -> str:
+    training = dict(evaluation.get("training") or {})
+    if not training:
+        return ""
+    test = dict(evaluation.get("test_summary") or {})
+    summary = dict(training.get("target_summary") or {})
+    rows = [
+        ("Rows per split", _e(
+            f"train {_num(training.get('train_rows'))}, validation {_num(training.get('validation_rows'))}, "
+            f"test {_num(evaluation.get('test_rows'))}"
+        )),
+    ]  # fmt: skip
+    if "class_counts" in summary:
+        rows.append(("Class balance (train)", _share(summary["class_counts"])))
+        if test.get("class_counts"):
+            rows.append(("Class balance (test)", _share(test["class_counts"])))
+        if training.get("positive_label") is not None and summary["class_counts"]:
+            counts = summary["class_counts"]
+            rate = int(counts.get(str(training["positive_label"]), 0)) / max(sum(counts.values()), 1)
+            rows.append(("Base rate", _e(f"{rate:.1%} of training rows are {training['positive_label']!r}")))
+    elif "mean" in summary:
+        rows.append(("Target (train)", _e(f"mean {_num(summary['mean'])}, std. dev. {_num(summary.get('std'))}")))
+        if test.get("mean") is not None:
+            rows.append(("Target (test)", _e(f"mean {_num(test['mean'])}, std. dev. {_num(test.get('std'))}")))
+    hps = training.get("hyperparameters") or {}
+    val = training.get("validation_metric") or {}
+    rows += [
+        ("Hyperparameters", _e(", ".join(f"{k}={v}" for k, v in hps.items()) or DASH)),
+        ("Best iteration", _e(
+            f"{_num(training.get('best_iteration'))} of {_num(training.get('rounds_trained'))} rounds trained "
+            f"(early stopping after {_num(training.get('early_stopping_rounds'))} rounds without improvement)"
+        )),
+        ("Validation " + _e(val.get("name", "metric")), _e(_num(val.get("value")))),
+        ("Training time", _e(_duration(training.get("training_seconds")))),
+    ]  # fmt: skip
+    warnings = training.get("warnings") or []
+    if warnings:
+        rows.append(("Warnings", "<br>".join(_badge("warning") + " " + _e(w) for w in warnings)))
+    return "<h3>Data and training</h3>" + _kv(rows)
+
+
 def _evaluation_html(run: Mapping[str, Any], evaluation: Mapping[str, Any] | None) -> str:
     if evaluation is None:
         return _section("evaluation", "Evaluation", _empty("Not evaluated in this run."))
     kind, metrics = _metric_section(evaluation)
     gate = dict(evaluation.get("gate") or {})
     gate_metric = gate.get("metric")
+    intervals = dict((evaluation.get("intervals") or {}).get("metrics") or {})
+    trivial = dict((evaluation.get("trivial_baseline") or {}).get("metrics") or {})
+    champion = dict(evaluation.get("champion") or {})
+    champion_metrics = dict(champion.get("metrics") or {})
+    second = dict(evaluation.get("second_metric") or {})
     rows = []
-    for name, entry in metrics.items():
+    all_metrics = dict(metrics)
+    if second.get("name") and second["name"] not in all_metrics:
+        all_metrics[second["name"]] = {"value": second.get("value"), "standard_deviation": "NaN"}
+    for name, entry in all_metrics.items():
         entry = entry if isinstance(entry, Mapping) else {"value": entry}
         marker = ' <span class="tag">gate</span>' if name == gate_metric else ""
-        rows.append((_e(name) + marker, _e(_num(entry.get("value"))), _e(_num(entry.get("standard_deviation")))))
+        champ = champion_metrics.get(name, champion.get("metric_value") if name == gate_metric else None)
+        row = [
+            _e(name) + marker,
+            _e(_num(entry.get("value"))),
+            _e(_interval(intervals.get(name))),
+            _e(_num(entry.get("standard_deviation"))),
+            _e(_num(trivial.get(name))),
+        ]
+        if champion.get("metric_value") is not None:
+            row.append(_e(_num(champ)))
+        rows.append(row)
     title = kind.removesuffix("_metrics").replace("_", " ") if kind else "metrics"
-    parts = [f"<h3>Test metrics ({_e(title)})</h3>"]
-    parts.append(_table(["metric", "value", "std. dev."], rows) if rows else _empty("No metrics."))
+    parts = [_data_and_training(evaluation), f"<h3>Test metrics ({_e(title)})</h3>"]
+    headers = ["metric", "value", "95% interval", "std. dev.", "trivial model"]
+    if champion.get("metric_value") is not None:
+        headers.append("champion")
+    parts.append(_table(headers, rows) if rows else _empty("No metrics."))
     if "test_rows" in evaluation:
         parts.append(f'<p class="muted">On {_e(_num(evaluation["test_rows"]))} held-out test rows.</p>')
+    if intervals:
+        info = evaluation.get("intervals") or {}
+        resamples = next(iter(intervals.values())).get("resamples")
+        parts.append(
+            f'<p class="muted">Intervals: percentile bootstrap over the test rows, {_e(_num(resamples))} '
+            f"resamples, seed {_e(info.get('seed', DASH))}.</p>"
+        )
+    description = (evaluation.get("trivial_baseline") or {}).get("description")
+    if description:
+        parts.append(f'<p class="muted">Trivial model: {_e(description)}.</p>')
 
     threshold = run.get("gate_threshold")
     higher = bool(gate.get("higher_is_better", True))
     decision = gate_decision(gate.get("value"), threshold, higher, run.get("gate_passed"))
+    if run.get("gate_passed") is None and decision is not None and "passed" in gate:
+        decision = decision and bool(gate["passed"])
     verdict = {True: _badge("passed"), False: _badge("failed"), None: _badge("undecided")}[decision]
     consequence = {
         True: "the model package is registered for approval",
@@ -370,13 +455,24 @@ def _evaluation_html(run: Mapping[str, Any], evaluation: Mapping[str, Any] | Non
             ]
         )
     )
+    checks = gate.get("checks") or []
+    if checks:
+        parts.append(
+            _table(
+                ["check", "result", "reason"],
+                [
+                    (_e(c.get("check")), _badge("passed") if c.get("passed") else _badge("failed"), _e(c.get("reason")))
+                    for c in checks
+                ],
+                cls="gate-checks",
+            )
+        )
 
-    champion = dict(evaluation.get("champion") or {})
     parts.append("<h3>Champion / challenger</h3>")
     champ_value = champion.get("metric_value")
     not_worse = champion.get("challenger_not_worse")
     if champ_value is None:
-        parts.append(_empty("No champion yet: this is the first model of the group, nothing to compare with."))
+        parts.append(_empty("No approved champion to compare with (no version of the group is approved)."))
     else:
         parts.append(
             _table(
@@ -389,7 +485,38 @@ def _evaluation_html(run: Mapping[str, Any], evaluation: Mapping[str, Any] | Non
         )
         verdict_cc = _badge("passed") if not_worse else _badge("failed")
         parts.append(f"<p>Challenger not worse than champion: {verdict_cc}</p>")
+        if champion.get("verdict"):
+            diff = champion.get("difference")
+            parts.append(
+                f'<p class="verdict">Verdict: <strong>{_e(champion["verdict"])}</strong>'
+                + (f", difference {_e(_num(diff))}" if isinstance(diff, int | float) else "")
+                + (f" ({_e(champion['noise_method'])})" if champion.get("noise_method") else "")
+                + "</p>"
+            )
     return _section("evaluation", "Evaluation", "".join(parts))
+
+
+def _decide(run: Mapping[str, Any]) -> str:
+    lin = run.get("lineage") or {}
+    version = lin.get("model_package_version")
+    if version in (None, ""):
+        return ""
+    ref = f"{run.get('team')}:{version}"
+    rows = [("Approve (deploys it)", _code(f"flywheel approve {ref}")), ("Reject", _code(f"flywheel reject {ref}"))]
+    return _section("decide", "Decide", _kv(rows))
+
+
+def _when(value: Any) -> str:
+    """An ISO-8601 timestamp to the second, in UTC (no microseconds); other values as given."""
+    if not value:
+        return DASH
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if moment.tzinfo is not None else "")
 
 
 def _plots(paths: Sequence[Path]) -> str:
@@ -510,6 +637,7 @@ def render_report(run: RunReport | Mapping[str, Any]) -> str:
             _contract(run),
             _evaluation_html(run, evaluation),
             _plots(_plot_paths(run, evaluation)),
+            _decide(run),
             _lineage(run),
             _serving(run),
             _extra(run),

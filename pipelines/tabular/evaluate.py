@@ -359,7 +359,7 @@ def gate_checks(
         add("champion", True, "no approved champion to compare with")
     else:
         diff = champion.get("difference")
-        by = "" if diff is None or verdict == "tie" else f" by {abs(diff):.4g}"
+        by = "" if diff is None or verdict == "tie" else f" (by {abs(diff):.4g})"
         add(
             "champion",
             bool(champion["challenger_not_worse"]),

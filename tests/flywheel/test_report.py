@@ -12,6 +12,7 @@ import re
 import struct
 import sys
 import zlib
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,14 @@ def _png(width: int = 2, height: int = 2) -> bytes:
 def evaluation_dir(tmp_path: Path) -> Path:
     values = {"auc": 0.8712, "accuracy": 0.81, "f1": 0.55, "log_loss": 0.41, "precision": 0.6, "recall": 0.5,
               "pr_auc": 0.62}  # fmt: skip
-    report = evaluate.evaluation_report("binary", values, "auc", 0.85, test_rows=450)
+    # The real shape: with the trivial model's figures, the second metric and the bootstrap intervals.
+    trivial = {"auc": 0.5, "accuracy": 0.7, "f1": 0.0, "log_loss": 0.61, "precision": 0.0, "recall": 0.0,
+               "pr_auc": 0.3, "balanced_accuracy": 0.5}  # fmt: skip
+    intervals = {k: {"low": v - 0.03, "high": v + 0.03, "std": 0.015, "resamples": 300} for k, v in values.items()}
+    report = evaluate.evaluation_report(
+        "binary", values, "auc", 0.85, test_rows=450, intervals=intervals, trivial=trivial,
+        trivial_description="always 'no'", threshold=0.75, second_value=0.68,
+    )  # fmt: skip
     report["plots"] = ["roc.png", "confusion_matrix.png"]
     (tmp_path / "plots").mkdir()
     (tmp_path / "plots" / "roc.png").write_bytes(_png())
@@ -210,3 +218,108 @@ def test_failed_gate_and_missing_plot(evaluation_dir: Path) -> None:
 def test_required_keys() -> None:
     with pytest.raises(ValueError, match="execution_id"):
         render_report({"team": "t", "status": "Succeeded"})
+
+
+class _Card(HTMLParser):
+    """The report's structure: per section id, its tables (rows of cell texts) and its text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: dict[str, dict[str, Any]] = {}
+        self._section: str | None = None
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "section":
+            self._section = dict(attrs).get("id") or ""
+            self.sections[self._section] = {"tables": [], "text": []}
+        elif tag == "table" and self._section is not None:
+            self.sections[self._section]["tables"].append([])
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self._section is not None:
+            self.sections[self._section]["tables"][-1].append(self._row)
+            self._row = None
+        elif tag == "section":
+            self._section = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._section is not None:
+            self.sections[self._section]["text"].append(data)
+
+    def rows(self, section: str) -> dict[str, list[str]]:
+        """First cell -> the other cells, over every table of ``section``."""
+        return {r[0]: r[1:] for t in self.sections[section]["tables"] for r in t if r}
+
+    def text(self, section: str) -> str:
+        return " ".join("".join(self.sections[section]["text"]).split())
+
+
+def _card(evaluation: dict[str, Any], **overrides: Any) -> _Card:
+    parser = _Card()
+    parser.feed(render_report(_run(evaluation=evaluation, **overrides)))
+    return parser
+
+
+def _full_evaluation(evaluation_dir: Path, **changes: Any) -> dict[str, Any]:
+    report = json.loads((evaluation_dir / "evaluation.json").read_text())
+    report["training"] = {
+        "hyperparameters": {"num_round": 200, "max_depth": 6, "eta": 0.2},
+        "best_iteration": 41, "rounds_trained": 62, "early_stopping_rounds": 20,
+        "validation_metric": {"name": "logloss", "value": 0.4123}, "train_rows": 2100, "validation_rows": 450,
+        "training_seconds": 1.234567, "target_summary": {"class_counts": {"0": 1480, "1": 620}, "rows": 2100},
+        "warnings": ["feature 'satisfaction_score' is entirely missing in the training split (2100 rows)"],
+        "class_labels": [0, 1], "positive_label": 1,
+    }  # fmt: skip
+    report["test_summary"] = {"rows": 450, "class_counts": {"0": 317, "1": 133}}
+    report.update(changes)
+    return report
+
+
+def test_the_model_card_answers_should_i_approve(evaluation_dir: Path) -> None:
+    card = _card(_full_evaluation(evaluation_dir), started_at="2026-01-01T10:00:00.123456+00:00")
+    assert {"summary", "evaluation", "decide", "lineage"} <= set(card.sections)
+    assert card.rows("summary")["Started"] == ["2026-01-01 10:00:00 UTC"]  # no microseconds
+    ev = card.rows("evaluation")
+    assert ev["Rows per split"] == ["train 2,100, validation 450, test 450"]
+    assert ev["Class balance (train)"] == ["0: 1,480 (70.5%), 1: 620 (29.5%)"]
+    assert ev["Base rate"] == ["29.5% of training rows are 1"]
+    assert ev["Hyperparameters"] == ["num_round=200, max_depth=6, eta=0.2"]
+    assert ev["Best iteration"][0].startswith("41 of 62 rounds trained (early stopping after 20")
+    assert ev["Training time"] == ["1.23 s"]
+    assert "entirely missing" in ev["Warnings"][0]
+    # metric, value, 95% interval, std. dev., trivial model, champion
+    assert ev["auc gate"] == ["0.8712", "0.8412 to 0.9012", "0.0150", "0.5000", "0.8500"]
+    assert ev["balanced_accuracy"][0] == "0.6800" and ev["balanced_accuracy"][3] == "0.5000"
+    assert ev["beats_trivial"][0] == "passed" and "vs the trivial model's 0.5" in ev["beats_trivial"][1]
+    assert ev["champion"][0] == "passed" and ev["champion"][1].endswith("better, within noise (by 0.0212)")
+    assert ev["Decision"][0].startswith("passed")
+    assert "Verdict: better" in card.text("evaluation") and "Trivial model: always 'no'." in card.text("evaluation")
+    decide = card.rows("decide")
+    assert decide == {"Approve (deploys it)": ["flywheel approve churn:3"], "Reject": ["flywheel reject churn:3"]}
+
+
+def test_the_model_card_names_each_failed_check(evaluation_dir: Path) -> None:
+    values = {"auc": 0.8712, "accuracy": 0.70, "f1": 0.0, "log_loss": 0.45, "precision": 0.0, "recall": 0.0,
+              "pr_auc": 0.62}  # fmt: skip
+    trivial = {**values, "auc": 0.5, "balanced_accuracy": 0.5}
+    degenerate = evaluate.evaluation_report(
+        "binary", values, "auc", None, test_rows=450, trivial=trivial, threshold=0.6, second_value=0.5
+    )
+    card = _card(_full_evaluation(evaluation_dir, **degenerate), status="Failed", lineage={})
+    ev = card.rows("evaluation")
+    assert ev["Decision"][0].startswith("failed the pipeline stops")
+    assert ev["second_metric"][0] == "failed"
+    assert ev["second_metric"][1].startswith("balanced accuracy 0.5 vs the trivial model's 0.5: needs > 0.51")
+    assert ev["threshold"][0] == ev["beats_trivial"][0] == "passed"
+    assert "decide" not in card.sections  # nothing registered: no command to copy
