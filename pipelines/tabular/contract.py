@@ -37,6 +37,17 @@ METRICS: dict[str, dict[str, bool]] = {
     "multiclass": {"accuracy": True, "macro_f1": True, "log_loss": False},
     "regression": {"rmse": False, "mae": False, "r2": True},
 }
+# The training hyperparameters' defaults: one source for train.py (``HyperParameters``), the pipeline
+# definition (its NumRound/MaxDepth/Eta parameters) and the README (a test checks the documented line).
+TRAINING_DEFAULTS: dict[str, int | float] = {
+    "num_round": 200,
+    "max_depth": 6,
+    "eta": 0.2,
+    "early_stopping_rounds": 20,
+    "subsample": 0.9,
+    "min_child_weight": 1.0,
+    "seed": 42,
+}
 # Metrics bounded to [0, 1]; the others (log_loss, rmse, mae) are non-negative and unbounded, r2 <= 1.
 UNIT_INTERVAL_METRICS = frozenset({"auc", "pr_auc", "accuracy", "f1", "precision", "recall", "macro_f1"})
 

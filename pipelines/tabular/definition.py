@@ -90,6 +90,7 @@ from pipelines.sdk_offline import (  # OfflineBuildError, object_name: re-export
     sequence_sentinels,
     uri_sentinel,
 )
+from pipelines.tabular.contract import TRAINING_DEFAULTS
 
 __all__ = [
     "OfflineBuildError",
@@ -230,11 +231,11 @@ class TabularPipelineInputs:
     training_instance_type: str = "ml.m5.large"
     evaluation_instance_type: str = "ml.m5.large"
     preprocess_instance_count: int = 1
-    num_round: int = 200
-    max_depth: int = 6
-    eta: float = 0.2
-    early_stopping_rounds: int = 20
-    seed: int = 42
+    num_round: int = int(TRAINING_DEFAULTS["num_round"])
+    max_depth: int = int(TRAINING_DEFAULTS["max_depth"])
+    eta: float = float(TRAINING_DEFAULTS["eta"])
+    early_stopping_rounds: int = int(TRAINING_DEFAULTS["early_stopping_rounds"])
+    seed: int = int(TRAINING_DEFAULTS["seed"])
     sklearn_framework_version: str = "1.9-0"
     xgboost_framework_version: str = "3.2-0"
     volume_size_gb: int = 30

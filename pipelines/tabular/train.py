@@ -3,7 +3,7 @@
 SageMaker training (script mode) contract::
 
     python3 train.py [--train DIR] [--validation DIR] [--contract DIR] [--model-dir DIR]
-                     [--num_round 300] [--max_depth 5] [--eta 0.1] [--early_stopping_rounds 20]
+                     [--num_round 200] [--max_depth 6] [--eta 0.2] [--early_stopping_rounds 20]
                      [--subsample 0.9] [--min_child_weight 1] [--seed 42]
 
 Folders default to ``$SM_CHANNEL_TRAIN``, ``$SM_CHANNEL_VALIDATION``, ``$SM_CHANNEL_CONTRACT`` (a folder
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import xgboost as xgb
-from contract import DataContract, load_contract
+from contract import TRAINING_DEFAULTS, DataContract, load_contract
 from features import (
     ENCODING_VERSION,
     XGB_OBJECTIVES,
@@ -56,13 +56,13 @@ _EVAL_METRIC = {"binary": "logloss", "multiclass": "mlogloss", "regression": "rm
 class HyperParameters:
     """The tunable hyperparameters (SageMaker passes them as ``--name value``)."""
 
-    num_round: int = 300
-    max_depth: int = 5
-    eta: float = 0.1
-    early_stopping_rounds: int = 20
-    subsample: float = 0.9
-    min_child_weight: float = 1.0
-    seed: int = 42
+    num_round: int = int(TRAINING_DEFAULTS["num_round"])
+    max_depth: int = int(TRAINING_DEFAULTS["max_depth"])
+    eta: float = float(TRAINING_DEFAULTS["eta"])
+    early_stopping_rounds: int = int(TRAINING_DEFAULTS["early_stopping_rounds"])
+    subsample: float = float(TRAINING_DEFAULTS["subsample"])
+    min_child_weight: float = float(TRAINING_DEFAULTS["min_child_weight"])
+    seed: int = int(TRAINING_DEFAULTS["seed"])
 
     def validate(self) -> None:
         """ValueError naming the first out-of-range hyperparameter."""

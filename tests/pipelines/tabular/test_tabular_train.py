@@ -113,3 +113,25 @@ def test_contract_channel_accepts_a_content_addressed_object_name(tmp_path: Path
     (channel / "other.json").write_text("{}")
     with pytest.raises(ValueError, match=r"expected one \.json file"):
         train.resolve_contract(channel)
+
+
+def test_documented_training_defaults_are_the_ones_that_run() -> None:
+    """One source (contract.TRAINING_DEFAULTS): train.py, the pipeline's parameter defaults, the README."""
+    import re
+    from dataclasses import asdict
+
+    from contract import TRAINING_DEFAULTS
+    from tabular_helpers import STEP_DIR
+
+    from pipelines.tabular.definition import TabularPipelineInputs
+
+    assert asdict(train.HyperParameters()) == TRAINING_DEFAULTS
+    fields = TabularPipelineInputs.__dataclass_fields__
+    assert {k: fields[k].default for k in ("num_round", "max_depth", "eta", "early_stopping_rounds", "seed")} == {
+        k: TRAINING_DEFAULTS[k] for k in ("num_round", "max_depth", "eta", "early_stopping_rounds", "seed")
+    }
+    for doc in (STEP_DIR / "README.md", STEP_DIR / "train.py"):
+        documented = dict(re.findall(r"\[--(\w+) ([\d.]+)\]", doc.read_text(encoding="utf-8")))
+        assert documented and {k: float(v) for k, v in documented.items()} == {
+            k: float(TRAINING_DEFAULTS[k]) for k in documented
+        }, doc
