@@ -493,7 +493,31 @@ def _evaluation_html(run: Mapping[str, Any], evaluation: Mapping[str, Any] | Non
                 + (f" ({_e(champion['noise_method'])})" if champion.get("noise_method") else "")
                 + "</p>"
             )
+    parts.append(_fairness(evaluation))
     return _section("evaluation", "Evaluation", "".join(parts))
+
+
+def _fairness(evaluation: Mapping[str, Any]) -> str:
+    fairness = evaluation.get("fairness")
+    if not fairness:
+        return "<h3>Fairness</h3>" + _empty("No protected column in the data contract: fairness not measured.")
+    parts = ["<h3>Fairness</h3>"]
+    if fairness.get("used_as_features"):
+        parts.append(f"<p>{_badge('warning')} The protected columns are model features (contract opt-in).</p>")
+    else:
+        parts.append('<p class="muted">Protected columns are not model features; measured on the test rows.</p>')
+    for column, result in (fairness.get("columns") or {}).items():
+        groups = dict(result.get("groups") or {})
+        keys = [k for k in next(iter(groups.values()), {}) if k != "rows"]
+        rows = [[_e(g), _e(_num(e.get("rows"))), *(_e(_num(e.get(k), 3)) for k in keys)] for g, e in groups.items()]
+        parts.append(f"<h4>{_e(column)}</h4>" + _table(["group", "rows", *(k.replace("_", " ") for k in keys)], rows))
+        gaps = result.get("gaps") or {}
+        parts.append(
+            _kv((name.replace("_", " "), _e(_num(value, 3))) for name, value in gaps.items())
+            + f'<p class="muted">Groups under {_e(result.get("min_group_rows"))} test rows are left out of the gaps; '
+            "a selection-rate ratio under 0.8 fails the four-fifths rule.</p>"
+        )
+    return "".join(parts)
 
 
 def _decide(run: Mapping[str, Any]) -> str:

@@ -19,7 +19,9 @@ Objective = Literal["binary", "multiclass", "regression"]
 DType = Literal["int", "float", "str", "bool", "date"]
 # What a column is for. Direct identifiers never leave the raw zone in clear; quasi-identifiers are
 # generalized; ``id`` columns are tokenized and kept only to join predictions back.
-Role = Literal["feature", "target", "id", "direct_identifier", "quasi_identifier", "ignore"]
+# ``protected`` columns (e.g. sex, ethnicity) are kept in the curated splits to measure how the model treats
+# each group, and are not model features unless the contract opts in (``protected_as_features``).
+Role = Literal["feature", "target", "id", "direct_identifier", "quasi_identifier", "ignore", "protected"]
 Generalization = Literal["age_band", "prefix", "year"]
 
 # The metrics ``evaluate`` reports per objective, and whether higher is better. The quality gate and the
@@ -95,6 +97,8 @@ class DataContract:
     # warning (``warn``: trained anyway, shown in the report) or fails the run (``fail``).
     min_class_count: int = 5
     empty_feature: Literal["warn", "fail"] = "warn"
+    # Use the ``protected`` columns as model features too (a warning in the model's metadata and report).
+    protected_as_features: bool = False
 
     def column(self, name: str) -> ColumnSpec:
         """The spec of column ``name`` (KeyError if the contract has none)."""
@@ -137,8 +141,11 @@ def contract_problems(contract: DataContract) -> list[str]:
     targets = [c.name for c in contract.columns if c.role == "target"]
     if targets != [contract.target]:
         problems.append(f"exactly one column with role 'target' named {contract.target!r} is required")
-    if not contract.names("feature", "quasi_identifier"):
+    if not contract.names("feature", "quasi_identifier", *(("protected",) if contract.protected_as_features else ())):
         problems.append("at least one feature column is required")
+    for col in contract.columns:
+        if col.role == "protected" and col.dtype not in ("str", "int", "bool"):
+            problems.append(f"column {col.name!r}: a protected column needs dtype str, int or bool (its groups)")
     for col in contract.columns:
         if col.min is not None and col.max is not None and col.min > col.max:
             problems.append(f"column {col.name!r}: min {col.min} is greater than max {col.max}")

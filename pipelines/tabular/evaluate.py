@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from baseline import constraints, merge_statistics
 from contract import METRICS, DataContract, load_contract
+from fairness import group_metrics, worst_gap
 from features import encode_labels
 from inference import Model, model_fn, predict_scores
 from sklearn import metrics as skm
@@ -422,6 +423,15 @@ def evaluation_report(
     }
 
 
+def add_check(report: dict[str, Any], name: str, passed: bool, reason: str) -> None:
+    """Add a check to ``report['gate']`` and recompute its decision and summary."""
+    gate = report["gate"]
+    gate["checks"].append({"check": name, "passed": bool(passed), "reason": reason})
+    failed = [c["reason"] for c in gate["checks"] if not c["passed"]]
+    gate["passed"] = int(not failed)
+    gate["summary"] = "; ".join(failed) if failed else "every check passed"
+
+
 def resolve_model_dir(model_dir: Path, scratch: Path) -> Path:
     """The folder with the model files: ``model_dir`` itself, or ``model.tar.gz`` unpacked into ``scratch``."""
     archive = model_dir / "model.tar.gz"
@@ -549,6 +559,7 @@ def evaluate(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
     champion_model_dir: Path | None = None,
+    fairness_max_gap: float | None = None,
 ) -> dict[str, Any]:
     """Run the step; returns the content of ``evaluation.json``."""
     check_gate_metric(contract.objective, gate_metric)
@@ -593,6 +604,19 @@ def evaluate(
     )
     if champion_values is not None:
         report["champion"]["metrics"] = champion_values
+    protected = [c for c in contract.names("protected") if c in test.columns]
+    if protected:
+        columns = {c: group_metrics(model.problem, y, scores, test[c]) for c in protected}
+        report["fairness"] = {"columns": columns, "used_as_features": contract.protected_as_features}
+        worst = worst_gap(model.problem, columns)
+        if fairness_max_gap is not None and worst is not None:
+            add_check(
+                report,
+                "fairness",
+                worst[1] <= fairness_max_gap,
+                f"worst group gap {worst[0]} = {worst[1]:.3g} (1 - ratio for a selection-rate ratio); "
+                f"allowed <= {fairness_max_gap:g}",
+            )
     report["intervals"].update(seed=seed, resamples_requested=resamples)
     report["training"] = {
         key: model.metadata.get(key)
@@ -658,6 +682,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bootstrap-resamples", type=int, default=DEFAULT_RESAMPLES)
     p.add_argument("--bootstrap-seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--champion-model-dir", default="", help="the champion's model: a paired comparison")
+    p.add_argument("--fairness-max-gap", default="", help="fail the gate when the worst group gap exceeds this")
     return p.parse_args(argv)
 
 
@@ -682,6 +707,7 @@ def main(argv: list[str] | None = None) -> int:
             resamples=args.bootstrap_resamples,
             seed=args.bootstrap_seed,
             champion_model_dir=Path(args.champion_model_dir) if args.champion_model_dir else None,
+            fairness_max_gap=_optional_float(args.fairness_max_gap, "--fairness-max-gap"),
         )
     except (ValueError, OSError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)

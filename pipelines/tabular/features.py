@@ -76,7 +76,7 @@ def serving_columns(contract: DataContract) -> list[ServingColumn]:
     """The curated feature columns, in contract order (features and generalized quasi-identifiers)."""
     out: list[ServingColumn] = []
     for col in contract.columns:
-        if col.role == "feature":
+        if col.role == "feature" or (col.role == "protected" and contract.protected_as_features):
             out.append(ServingColumn(col.name, col.name, _feature_kind(col), _categories(col)))
         elif col.role == "quasi_identifier":
             if col.generalize == "age_band":
@@ -98,7 +98,12 @@ def serving_names(contract: DataContract) -> list[str]:
 
 
 def _other_names(contract: DataContract) -> set[str]:
-    return set(contract.names("id", "target", "direct_identifier", "ignore"))
+    return set(contract.names("id", "target", "direct_identifier", "ignore")) | set(group_columns(contract))
+
+
+def group_columns(contract: DataContract) -> list[str]:
+    """``protected`` columns carried in the curated splits only to measure fairness (not model features)."""
+    return [] if contract.protected_as_features else contract.names("protected")
 
 
 def _feature_kind(col: ColumnSpec) -> Kind:
@@ -232,8 +237,9 @@ def generalize(values: pd.Series, col: ColumnSpec, reference_date: str) -> pd.Se
 def pseudonymize(frame: pd.DataFrame, contract: DataContract, key: bytes | None) -> pd.DataFrame:
     """Raw validated batch -> curated frame: id tokens, serving columns, target (in that order).
 
-    Direct identifiers and ``ignore`` columns are dropped; ``key`` is needed only if the contract has
-    ``id`` columns.
+    Direct identifiers and ``ignore`` columns are dropped; ``protected`` columns that are not features are
+    kept (before the target) for the evaluation's per-group metrics; ``key`` is needed only if the contract
+    has ``id`` columns.
     """
     out: dict[str, pd.Series] = {}
     ids = contract.names("id")
@@ -250,6 +256,8 @@ def pseudonymize(frame: pd.DataFrame, contract: DataContract, key: bytes | None)
             out[sc.name] = generalize(frame[sc.source], spec, contract.reference_date)
         else:
             out[sc.name] = frame[sc.source]
+    for name in group_columns(contract):
+        out[name] = frame[name]
     out[contract.target] = frame[contract.target]
     return pd.DataFrame(out, index=frame.index)
 

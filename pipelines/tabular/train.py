@@ -204,6 +204,12 @@ def sanity_checks(train: pd.DataFrame, contract: DataContract) -> list[str]:
                 reasons.append(message + " and the contract says empty_feature: fail")
             else:
                 warnings.append(message + ": it carries no signal (contract: empty_feature: warn)")
+    if contract.protected_as_features:
+        for name in contract.names("protected"):
+            warnings.append(
+                f"protected column {name!r} is used as a model feature (contract: protected_as_features); "
+                "check the per-group metrics before approving"
+            )
     if reasons:
         raise SanityCheckError(reasons)
     for w in warnings:

@@ -323,3 +323,22 @@ def test_the_model_card_names_each_failed_check(evaluation_dir: Path) -> None:
     assert ev["second_metric"][1].startswith("balanced accuracy 0.5 vs the trivial model's 0.5: needs > 0.51")
     assert ev["threshold"][0] == ev["beats_trivial"][0] == "passed"
     assert "decide" not in card.sections  # nothing registered: no command to copy
+
+
+def test_the_model_card_shows_per_group_metrics_and_gaps(evaluation_dir: Path) -> None:
+    import numpy as np
+    import pandas as pd
+    from fairness import group_metrics
+
+    y = np.array([1] * 50 + [0] * 50 + [1] * 50 + [0] * 50)
+    scores = np.array([1] * 60 + [0] * 40 + [1] * 25 + [0] * 25 + [1] * 5 + [0] * 45) * 0.8 + 0.1
+    result = group_metrics("binary", y, scores, pd.Series(["a"] * 100 + ["b"] * 100))
+    fairness = {"columns": {"sex": result}, "used_as_features": False}
+    card = _card(_full_evaluation(evaluation_dir, fairness=fairness))
+    ev = card.rows("evaluation")
+    assert ev["a"][:5] == ["100", "0.500", "0.600", "1.000", "0.200"]  # rows, base rate, selection, TPR, FPR
+    assert ev["b"][:5] == ["100", "0.500", "0.300", "0.500", "0.100"]
+    assert ev["selection rate ratio"] == ["0.500"] and ev["tpr difference"] == ["0.500"]
+    assert "not model features" in card.text("evaluation")
+    plain = _card(_full_evaluation(evaluation_dir))
+    assert "No protected column in the data contract" in plain.text("evaluation")
