@@ -339,6 +339,13 @@ def _interval(entry: Mapping[str, Any] | None) -> str:
     return f"{_num(entry.get('low'))} to {_num(entry.get('high'))}"
 
 
+def _std(entry: Mapping[str, Any], interval: Mapping[str, Any] | None) -> Any:
+    value = entry.get("standard_deviation")
+    if (value is None or value == "NaN") and interval and interval.get("std") is not None:
+        return interval["std"]
+    return value
+
+
 def _share(counts: Mapping[str, Any]) -> str:
     total = sum(int(v) for v in counts.values()) or 1
     return ", ".join(f"{_e(k)}: {int(v):,} ({int(v) / total:.1%})" for k, v in counts.items())
@@ -408,7 +415,7 @@ def _evaluation_html(run: Mapping[str, Any], evaluation: Mapping[str, Any] | Non
             _e(name) + marker,
             _e(_num(entry.get("value"))),
             _e(_interval(intervals.get(name))),
-            _e(_num(entry.get("standard_deviation"))),
+            _e(_num(_std(entry, intervals.get(name)))),
             _e(_num(trivial.get(name))),
         ]
         if champion.get("metric_value") is not None:
