@@ -21,6 +21,9 @@ logger = Logger(service="flywheel-deploy")
 tracer = Tracer(service="flywheel-deploy")
 metrics = Metrics(namespace="Flywheel", service="flywheel-deploy")
 
+#: The dimension naming the team on every metric (with Powertools' ``service``).
+TEAM_DIMENSION = "team"
+
 _config: DeployConfig | ConfigError
 _runtime: DeployRuntime | None = None
 
@@ -33,6 +36,12 @@ def configure(environ: Any = None) -> None:
     except ConfigError as exc:
         _config = exc
     _runtime = None
+    # Every metric carries the team (alarms are per team: dimensions `service` + `team`). Powertools keeps
+    # default dimensions in shared state: reset them, so an invalid config emits no stale team.
+    metrics.clear_default_dimensions()
+    metrics.clear_metrics()
+    if not isinstance(_config, ConfigError):
+        metrics.set_default_dimensions(**{TEAM_DIMENSION: _config.team})
 
 
 def runtime() -> DeployRuntime:

@@ -255,6 +255,21 @@ def test_access_denied_on_the_idempotency_table_is_a_structured_failure(arrival:
     assert _executions() == []
 
 
+def test_access_denied_is_counted_with_the_team_and_service_dimensions_only(
+    arrival: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the team's DependencyAccessDenied alarm (stacks/components/lifecycle.py) matches exactly {service, team}
+    Faults(_client("sagemaker"), "StartPipelineExecution", "AccessDeniedException", times=1)
+    _invoke(load_event(MARKER_EVENT))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    (emf,) = [e for e in lines if "DependencyAccessDenied" in e]
+    (directive,) = emf["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "Flywheel" and sorted(map(sorted, directive["Dimensions"])) == [
+        ["service", "team"]
+    ]
+    assert (emf["service"], emf["team"]) == ("flywheel-data-arrival", "churn")
+
+
 def test_an_unexpected_error_is_raised_for_lambdas_retry(arrival: Any) -> None:
     Faults(_client("sagemaker"), "StartPipelineExecution", "ResourceNotFound", times=1)
     with pytest.raises(Exception, match="ResourceNotFound"):

@@ -385,6 +385,32 @@ def test_access_denied_is_a_structured_failure(deploy: Any) -> None:
     assert _counts()["items"] == 0  # Powertools' record is gone: a retry after the IAM fix deploys
 
 
+def _emf(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+
+
+def test_every_alarmed_metric_carries_the_team_and_the_service_dimensions_only(
+    deploy: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the per-team alarms (stacks/components/lifecycle.py) match exactly {service, team}
+    arn = _register()
+    event = _change(arn, "Approved")
+    Faults(handler.runtime().clients.client("sagemaker"), "CreateEndpointConfig", "AccessDeniedException", times=1)
+    _invoke(event)
+    (emf,) = [e for e in _emf(capsys.readouterr().out) if "DependencyAccessDenied" in e]
+    (directive,) = emf["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "Flywheel"
+    assert sorted(map(sorted, directive["Dimensions"])) == [["service", "team"]]
+    assert (emf["service"], emf["team"]) == ("flywheel-deploy", "churn")
+
+
+def test_another_teams_function_emits_its_own_team(deploy: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    _configure(TEAM="diagnostics")
+    _invoke({})
+    (emf,) = [e for e in _emf(capsys.readouterr().out) if "EventRejected" in e]
+    assert emf["team"] == "diagnostics"
+
+
 def test_an_unexpected_error_is_raised(deploy: Any) -> None:
     arn = _register()
     event = _change(arn, "Approved")

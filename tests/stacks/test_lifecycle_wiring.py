@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
 import io
+import json
+import os
 import re
 import zipfile
 
@@ -27,6 +31,13 @@ from tests.security.iam_eval import Request, evaluate
 from tests.security.stage_policies import stack_name, templates_of
 
 TEAMS = ("churn", "diagnostics")
+#: The handler modules, imported at collection (the Tracer's X-Ray emitter opens its UDP socket at import,
+#: before pytest-socket blocks sockets; tracing is disabled as in tests/lambdas).
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+HANDLERS = {
+    "data_arrival": importlib.import_module("lambdas.data_arrival.handler"),
+    "deploy": importlib.import_module("lambdas.deploy.handler"),
+}
 
 
 def _team(stage, team):
@@ -218,6 +229,45 @@ def test_rollback_alarms_exist_under_the_names_the_deploy_function_gets(dev):
     # a serverless team has no endpoint alarms to roll back on
     names = {a["Properties"].get("AlarmName") for a in _team(dev, "diagnostics").values()}
     assert not set(rollback_alarm_names("flywheel-dev-diagnostics")) & names
+
+
+def _emitted_dimensions(which: str, environment: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """``(namespace, dimensions)`` of a metric the handler emits when configured with ``environment``."""
+    module = HANDLERS[which]
+    module.configure(environment)
+    try:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            module.metrics.add_metric(name="Probe", unit="Count", value=1)
+            module.metrics.flush_metrics()
+    finally:
+        module.configure({})
+    (emf,) = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith('{"_aws"')]
+    (directive,) = emf["_aws"]["CloudWatchMetrics"]
+    (names,) = directive["Dimensions"]
+    return directive["Namespace"], {name: emf[name] for name in names}
+
+
+@pytest.mark.parametrize("team", TEAMS)
+def test_metric_alarms_match_exactly_the_dimensions_their_handler_emits(stages, team):
+    # CloudWatch matches an alarm to a metric only on the exact dimension set: derive it from the handler
+    functions = {"data_arrival": "DataArrival", "deploy": "Deploy"}
+    for stage in stages.values():
+        emitted = {which: _emitted_dimensions(which, _environment(stage, team, fn)) for which, fn in functions.items()}
+        alarms = [
+            a["Properties"]
+            for a in _team(stage, team).values()
+            if a["Type"] == "AWS::CloudWatch::Alarm" and a["Properties"].get("Namespace") == "Flywheel"
+        ]
+        assert len(alarms) == 4
+        for alarm in alarms:
+            # "<service> counted <metric> (<team>)": the handler whose count the alarm watches
+            service = alarm["AlarmDescription"].split()[0]
+            (which,) = [w for w, (_, dims) in emitted.items() if dims["service"] == service]
+            namespace, dimensions = emitted[which]
+            assert alarm["Namespace"] == namespace
+            assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == dimensions
+            assert dimensions["team"] == team
 
 
 # -- IAM, evaluated through the boundary -------------------------------------------------------------------
