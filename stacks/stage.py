@@ -11,7 +11,7 @@ from constructs import Construct
 from config.models import EnvironmentConfig, TeamConfig
 from stacks.audit_stack import AuditStack
 from stacks.components.guardrails import RolePath, boundary_from_name, role_path
-from stacks.components.lifecycle import PromotionConsumer
+from stacks.components.lifecycle import PromotionConsumer, PromotionSource, TeamLifecycle
 from stacks.data_lake_stack import DataLakeStack
 from stacks.security_stack import SecurityFoundationStack
 from stacks.team_stack import TeamWorkloadStack
@@ -28,8 +28,10 @@ class FlywheelStage(Stage):
         environment: EnvironmentConfig,
         teams: tuple[TeamConfig, ...],
         promotion_consumers: tuple[PromotionConsumer, ...] = (),
+        promotion_source: PromotionSource | None = None,
     ) -> None:
-        """``promotion_consumers``: environments in other accounts that deploy this one's approved models."""
+        """``promotion_consumers``: environments in other accounts that deploy this one's approved models;
+        ``promotion_source`` (production): the environment whose approved packages a person promotes here."""
         super().__init__(scope, construct_id, env=Environment(account=environment.account, region=environment.region))
         self.environment = environment
         lake_stack_name = f"{construct_id}-DataLake"
@@ -62,6 +64,10 @@ class FlywheelStage(Stage):
                 promotion_consumers=promotion_consumers,
             )
             self.teams[team.name].add_stack_dependency(self.data_lake)
+            if promotion_source is not None:
+                for lifecycle in self.teams[team.name].node.find_all():
+                    if isinstance(lifecycle, TeamLifecycle):
+                        lifecycle.accept_promotions_from(promotion_source)
         for stack in (self.security, self.data_lake, self.audit, *self.teams.values()):
             if stack is None:
                 continue
@@ -102,6 +108,11 @@ def add_stages(
             environment=env,
             teams=tuple(teams),
             promotion_consumers=promotion_consumers(envs) if env is envs[0] else (),
+            promotion_source=(
+                PromotionSource(env_name=envs[0].name, account=envs[0].account)
+                if env.is_production and env is not envs[0]
+                else None
+            ),
         )
         for env in envs
     }

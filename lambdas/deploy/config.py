@@ -55,6 +55,10 @@ class DeployConfig:
     serverless_max_concurrency: int
     idempotency_table: str
     idempotency_ttl_seconds: int
+    #: Promotion (``Model Promotion Approved``): the accounts and the group a package may come from; no
+    #: account (the default) refuses every promotion event.
+    source_accounts: tuple[str, ...] = ()
+    source_group_name: str = ""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> DeployConfig:
@@ -102,4 +106,8 @@ class DeployConfig:
             serverless_max_concurrency=env.integer("SERVERLESS_MAX_CONCURRENCY", default=5, low=1, high=200),
             idempotency_table=env.text("IDEMPOTENCY_TABLE", pattern=TABLE_NAME),
             idempotency_ttl_seconds=env.integer("IDEMPOTENCY_TTL_SECONDS", default=3600, low=300, high=2_592_000),
+            source_accounts=env.names("SOURCE_ACCOUNTS", pattern=ACCOUNT_ID, required=False, most=5),
+            source_group_name=env.text(
+                "SOURCE_MODEL_PACKAGE_GROUP", default=env.text("MODEL_PACKAGE_GROUP"), pattern=SAGEMAKER_NAME
+            ),
         )

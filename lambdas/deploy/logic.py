@@ -27,11 +27,14 @@ from lambdas.common.idempotency import idempotent
 from lambdas.common.store import DynamoDbClaimStore, Records
 from lambdas.lifecycle import (
     MODEL_PACKAGE_STATE_CHANGE,
+    MODEL_PROMOTION_APPROVED,
+    PROMOTION_SOURCE,
     LifecycleContext,
     LifecycleEventError,
     TeamTarget,
     on_model_package_state_change,
     parse_model_package_state_change,
+    parse_model_promotion_event,
 )
 
 from .actions import DeploymentRefused, SageMakerDeployActions, package_version
@@ -39,6 +42,8 @@ from .config import DeployConfig
 from .rollout import DEPLOYMENT_STATE_CHANGE, parse_deployment_state_change, verify_rollout
 
 IDEMPOTENCY_KEY: Final = "[detail.ModelPackageArn, detail.ModelApprovalStatus]"
+#: A promotion is idempotent on the package ARN + "Promoted" (a person's re-sent event deploys once).
+PROMOTION_IDEMPOTENCY_KEY: Final = "[detail.ModelPackageArn, 'Promoted']"
 _ROLLOUT_METRICS: Final = {
     "succeeded": "RolloutSucceeded",
     "rolled-back": "RolloutRolledBack",
@@ -66,7 +71,9 @@ class DeployRuntime:
         self.update_endpoint = update_endpoint
         self.target = TeamTarget(config.team, raw_bucket="", pipeline_name="", group_name=config.group_name)
         self._process: Any = None
+        self._promote_process: Any = None
         self._idempotency: IdempotencyConfig | None = None
+        self._promote_idempotency: IdempotencyConfig | None = None
 
     @property
     def records(self) -> Records:
@@ -102,6 +109,29 @@ class DeployRuntime:
         assert self._idempotency is not None
         return self._process, self._idempotency
 
+    def _idempotent_promotion(self) -> tuple[Any, IdempotencyConfig]:
+        if self._promote_process is None:
+            self._promote_process, self._promote_idempotency = idempotent(
+                self._promote,
+                client=self.clients.client("dynamodb"),
+                table=self.config.idempotency_table,
+                key_jmespath=PROMOTION_IDEMPOTENCY_KEY,
+                expires_after_seconds=self.config.idempotency_ttl_seconds,
+                key_prefix=f"deploy-{self.config.team}-promotion",
+            )
+        assert self._promote_idempotency is not None
+        return self._promote_process, self._promote_idempotency
+
+    def parse_promotion(self, event: Any) -> Any:
+        """The :class:`~lambdas.lifecycle.ModelPromotion` of a valid promotion event (LifecycleEventError)."""
+        return parse_model_promotion_event(
+            event,
+            account=self.config.account_id,
+            group=self.config.group_name,
+            source_group=self.config.source_group_name,
+            source_accounts=self.config.source_accounts,
+        )
+
     def validate(self, event: Any) -> tuple[str, dict[str, Any]]:
         """``(detail-type, event)`` of a valid event for this team; InvalidEvent otherwise."""
         decoded = decode_event(event)
@@ -113,6 +143,11 @@ class DeployRuntime:
                 raise InvalidEvent("InvalidEvent", str(exc)) from None
         elif kind == DEPLOYMENT_STATE_CHANGE:
             parse_deployment_state_change(decoded, account=self.config.account_id, endpoint=self.config.endpoint_name)
+        elif kind == MODEL_PROMOTION_APPROVED and decoded.get("source") == PROMOTION_SOURCE:
+            try:
+                self.parse_promotion(decoded)
+            except LifecycleEventError as exc:
+                raise InvalidEvent("InvalidEvent", str(exc)) from None
         else:
             raise InvalidEvent("UnsupportedEvent", f"no handler for detail-type {str(kind)[:80]!r}")
         return str(kind), decoded
@@ -131,6 +166,35 @@ class DeployRuntime:
             "approval_status": result.status,
             "version": package_version(result.package_arn),
             "deployed_version": package_version(result.deployed_arn) if result.deployed_arn else None,
+            "deploy_target": self.config.deploy_target,
+            "outcomes": actions.outcomes,
+        }
+
+    def _promote(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Deploy a promoted package exactly like an Approved state change (if its registry says Approved)."""
+        promotion = self.parse_promotion(event)
+        actions = self._actions()
+        current = actions.deployed_package(self.target)
+        # DescribeModelPackage on the source account's ARN (the group's resource policy admits this role)
+        status = self.clients.client("sagemaker").describe_model_package(ModelPackageName=promotion.package_arn)
+        if status.get("ModelApprovalStatus") != "Approved":
+            raise DeploymentRefused("the promoted package is not Approved in its registry")
+        if current == promotion.package_arn:
+            action = "already-deployed"
+        else:
+            actions.deploy(self.target, promotion.package_arn)
+            action = "deployed"
+        self.logger.info(
+            "model promotion handled",
+            extra={"action": action, "package_arn": promotion.package_arn, "approved_by": promotion.approved_by,
+                   "reason": promotion.reason, "outcomes": actions.outcomes},
+        )  # fmt: skip
+        self.metrics.add_metric(name=f"Promotion{action.title().replace('-', '')}", unit=MetricUnit.Count, value=1)
+        return {
+            "status": action,
+            "approval_status": "Promoted",
+            "version": promotion.version,
+            "deployed_version": promotion.version,
             "deploy_target": self.config.deploy_target,
             "outcomes": actions.outcomes,
         }
@@ -162,6 +226,11 @@ class DeployRuntime:
         try:
             if kind == DEPLOYMENT_STATE_CHANGE:
                 return self._rollout(valid)
+            if kind == MODEL_PROMOTION_APPROVED:
+                promote, promote_idempotency = self._idempotent_promotion()
+                promote_idempotency.register_lambda_context(lambda_context)
+                promoted: dict[str, Any] = promote(event=valid)
+                return promoted
             response: dict[str, Any] = process(event=valid)
         except DeploymentRefused as exc:
             self.logger.error("deployment refused", extra={"detail": str(exc)})

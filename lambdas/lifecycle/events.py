@@ -223,6 +223,79 @@ def parse_model_package_state_change_event(event: Any, *, account: str | None = 
     )
 
 
+PROMOTION_SOURCE: Final = "flywheel.promotion"
+MODEL_PROMOTION_APPROVED: Final = "Model Promotion Approved"
+PROMOTION_FIELDS: Final = frozenset({"ModelPackageGroupName", "ModelPackageArn", "ApprovedBy", "Reason"})
+MAX_APPROVED_BY: Final = 256
+MAX_REASON: Final = 1024
+
+
+@dataclass(frozen=True)
+class ModelPromotion:
+    """A parsed ``Model Promotion Approved`` event: a person promoted a source registry's package."""
+
+    package_arn: str
+    group: str  # the group routed to (this environment's team group, ``detail.ModelPackageGroupName``)
+    source_group: str  # the package's group in the source registry (from the ARN)
+    version: int
+    source_account: str
+    region: str
+    approved_by: str
+    reason: str
+    event_id: str | None
+
+
+def _bounded_text(event: Any, name: str, most: int) -> str:
+    value = _text(event, "detail", name)
+    if len(value) > most or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise LifecycleEventError(f"event.detail.{name} must be at most {most} printable characters")
+    return value
+
+
+def parse_model_promotion_event(
+    event: Any, *, account: str, group: str, source_group: str, source_accounts: frozenset[str] | tuple[str, ...]
+) -> ModelPromotion:
+    """A valid promotion event (``docs/runbook.md``, "Promotion to prod") as :class:`ModelPromotion`.
+
+    ``account``: this environment's account — the event's ``account`` must be it (present, not merely
+    absent); ``group``: the team's group here (``detail.ModelPackageGroupName``); ``source_group`` and
+    ``source_accounts``: the registry a package may be promoted from. Unknown detail fields are refused.
+    """
+    envelope = _check_envelope(event, PROMOTION_SOURCE, MODEL_PROMOTION_APPROVED)
+    if envelope.get("account") != account:
+        raise LifecycleEventError(f"event.account {envelope.get('account')!r} is not this platform's account")
+    detail = _field(event, "detail")
+    if not isinstance(detail, Mapping):
+        raise LifecycleEventError(f"event.detail must be an object, got {type(detail).__name__}")
+    unknown = sorted(set(detail) - PROMOTION_FIELDS)
+    if unknown:
+        raise LifecycleEventError(f"event.detail has unknown fields {unknown[:5]!r}")
+    routed = _text(event, "detail", "ModelPackageGroupName")
+    if routed != group:
+        raise LifecycleEventError(f"event.detail.ModelPackageGroupName {routed!r} is not this team's group")
+    arn = _text(event, "detail", "ModelPackageArn")
+    match = PACKAGE_ARN.match(arn)
+    if match is None:
+        raise LifecycleEventError(f"event.detail.ModelPackageArn {arn!r} is not a versioned model package ARN")
+    if match["group"] != source_group:
+        raise LifecycleEventError(f"ModelPackageArn {arn!r} is not in the team's source group")
+    if match["account"] not in source_accounts:
+        raise LifecycleEventError(f"ModelPackageArn {arn!r} is not in a promotion source account")
+    approved_by = _bounded_text(event, "ApprovedBy", MAX_APPROVED_BY)
+    reason = _bounded_text(event, "Reason", MAX_REASON)
+    return ModelPromotion(
+        package_arn=arn,
+        group=routed,
+        source_group=match["group"],
+        version=int(match["version"]),
+        source_account=match["account"],
+        region=match["region"],
+        approved_by=approved_by,
+        reason=reason,
+        event_id=_envelope_text(envelope, "id"),
+    )
+
+
 # Event builders (moto emits no events: the local runtime sends them itself) --------------------------------
 
 

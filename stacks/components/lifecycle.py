@@ -128,6 +128,14 @@ class PromotionConsumer:
 
 
 @dataclass(frozen=True)
+class PromotionSource:
+    """The environment (usually dev, another account) whose approved packages production deploys."""
+
+    env_name: str
+    account: str
+
+
+@dataclass(frozen=True)
 class LifecycleProps:
     """What a team's lifecycle needs (narrower than config; buckets are names, keys are keys)."""
 
@@ -500,6 +508,8 @@ class TeamLifecycle(Construct):
         pipeline = pipeline_names[0]
         sm = f"arn:{partition}:sagemaker:{region}:{account}"
         self.endpoint_name = endpoint
+        self.team_name = team_name
+        self.promotion_source: PromotionSource | None = None
         self.store = LifecycleStore(self, "Store", team_name=team_name, removal_policy=removal_policy)
         key, table = self.store.key, self.store.table
         self.topic = sns.Topic(
@@ -778,3 +788,26 @@ class TeamLifecycle(Construct):
                     },
                 )
             )
+
+    def accept_promotions_from(self, source: PromotionSource) -> None:
+        """Production: the deploy function accepts ``Model Promotion Approved`` of ``source``'s packages.
+
+        ``SOURCE_ACCOUNTS`` (the source account, the only one a promoted package may live in) and
+        ``SOURCE_MODEL_PACKAGE_GROUP`` (the team's group there), and DescribeModelPackage on that group's
+        versions (the source group's resource policy admits this role: ``MlTeam``'s registry readers).
+        """
+        if "promotion" not in self.rules:
+            raise ValueError("only production deploys promoted packages (it has the promotion rule)")
+        stack = Stack.of(self)
+        source_group = Names(source.env_name).model_package_group(self.team_name)
+        self.promotion_source = source
+        self.deploy.function.add_environment("SOURCE_ACCOUNTS", source.account)
+        self.deploy.function.add_environment("SOURCE_MODEL_PACKAGE_GROUP", source_group)
+        packages = f"arn:{stack.partition}:sagemaker:{stack.region}:{source.account}:model-package/{source_group}/*"
+        self.deploy.grant(iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=[packages]))
+        acknowledge(
+            self.deploy.policy,
+            f"AwsSolutions-IAM5[Resource::{packages}]",
+            "versions of the team's model package group in the promotion source account (a person promotes "
+            "one of them); version numbers are assigned at registration",
+        )

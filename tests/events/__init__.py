@@ -18,6 +18,10 @@ it), with this project's names (raw bucket ``flywheel-local-raw``, team ``churn`
   ``..._baking`` — the same endpoint ``UPDATING`` during a canary rollout:
   ``PendingDeploymentSummary.EndpointConfigName`` is the config being rolled out and its variant's
   ``VariantStatus`` is ``Baking`` (the shape of the AWS documentation's blue/green canary example).
+* ``flywheel_model_promotion_approved`` — the promotion event a person puts on production's default bus
+  (``docs/runbook.md``, "Promotion to prod"): ``detail.ModelPackageGroupName`` (this environment's team
+  group, the rule's routing key), ``ModelPackageArn`` (a package of the source — dev — account
+  ``111111111111``), ``ApprovedBy``, ``Reason``.
 
 Parsers are tested against these files, not against the module's own event builders.
 """

@@ -447,3 +447,102 @@ def test_a_busy_endpoint_is_raised_for_a_later_retry(deploy: Any, seam: UpdateSe
 def test_a_bad_configuration_names_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         DeployConfig.from_environ({**ENV, variable: value})
+
+
+# Promotion to prod (Model Promotion Approved) -------------------------------------------------------
+
+PROMOTION = "flywheel_model_promotion_approved"
+DEV_ACCOUNT = "111111111111"
+
+
+def _promotion(arn: str | None = None, **overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {"detail.ModelPackageArn": arn} if arn else {}
+    event: dict[str, Any] = load_event(PROMOTION, **fields, **overrides)
+    return event
+
+
+def test_a_promotion_deploys_the_promoted_package_once(deploy: Any, seam: UpdateSeam) -> None:
+    # moto resolves no cross-account package: the package lives in this account, allow-listed as the source
+    _configure(SOURCE_ACCOUNTS=ACCOUNT)
+    arn = _register("Approved")
+    response = _invoke(_promotion(arn))
+    assert response["status"] == "deployed" and response["approval_status"] == "Promoted"
+    assert response["version"] == 1
+    config = _sm().describe_endpoint_config(EndpointConfigName=_serving())
+    model = _sm().describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://flywheel-local-artifacts/run-1/model.tar.gz"
+    assert config["KmsKeyId"] == KMS and config["DataCaptureConfig"]["KmsKeyId"] == CAPTURE_KMS
+    counts = _counts()
+    # a person sends the event twice: answered from the record (package ARN + "Promoted"), nothing new
+    assert _invoke(_promotion(arn)) == response
+    assert _counts() == counts and counts["models"] == 1 and counts["endpoints"] == 1 and seam.requests == []
+
+
+def test_a_promotion_of_a_package_not_approved_in_its_registry_is_refused(deploy: Any) -> None:
+    _configure(SOURCE_ACCOUNTS=ACCOUNT)
+    arn = _register("PendingManualApproval")
+    response = _invoke(_promotion(arn))
+    assert response["status"] == "refused" and response["error"]["code"] == "DeploymentRefused"
+    assert {k: v for k, v in _counts().items() if k != "items"} == {"models": 0, "configs": 0, "endpoints": 0}
+
+
+def test_the_promotion_source_account_is_the_allow_listed_dev_account(deploy: Any) -> None:
+    # the committed event's package is in the dev account: accepted only when SOURCE_ACCOUNTS lists it
+    _configure(SOURCE_ACCOUNTS=f"{DEV_ACCOUNT},444444444444")
+    promotion = handler.runtime().parse_promotion(_promotion())
+    assert (promotion.source_account, promotion.source_group, promotion.version) == (DEV_ACCOUNT, GROUP, 1)
+    assert promotion.approved_by == "jane.doe@example.com"
+    _configure(SOURCE_ACCOUNTS=ACCOUNT)
+    with pytest.raises(ValueError, match="promotion source account"):
+        handler.runtime().parse_promotion(_promotion())
+
+
+def test_the_promotion_source_group_can_differ_from_this_environments_group(deploy: Any) -> None:
+    # prod's function routes on its own group and accepts packages of the team's group in dev
+    _configure(SOURCE_ACCOUNTS=DEV_ACCOUNT, SOURCE_MODEL_PACKAGE_GROUP="flywheel-dev-churn")
+    dev_arn = f"arn:aws:sagemaker:{REGION}:{DEV_ACCOUNT}:model-package/flywheel-dev-churn/4"
+    assert handler.runtime().parse_promotion(_promotion(dev_arn)).source_group == "flywheel-dev-churn"
+    with pytest.raises(ValueError, match="source group"):
+        handler.runtime().parse_promotion(_promotion())  # flywheel-local-churn is not the source group
+
+
+_BAD_PROMOTIONS: dict[str, dict[str, Any]] = {
+    "foreign-source-account": {
+        "detail.ModelPackageArn": f"arn:aws:sagemaker:{REGION}:999999999999:model-package/{GROUP}/1"
+    },
+    "wrong-group": {"detail.ModelPackageArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{OTHER_GROUP}/1"},
+    "wrong-routed-group": {"detail.ModelPackageGroupName": OTHER_GROUP},
+    "malformed-arn": {"detail.ModelPackageArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}"},
+    "traversal-in-arn": {"detail.ModelPackageArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/../1"},
+    "arn-not-a-string": {"detail.ModelPackageArn": ["arn"]},
+    "missing-approved-by": {"detail.ApprovedBy": DELETE},
+    "empty-approved-by": {"detail.ApprovedBy": " "},
+    "approved-by-control-characters": {"detail.ApprovedBy": "jane\nroot"},
+    "missing-reason": {"detail.Reason": DELETE},
+    "oversize-reason": {"detail.Reason": "x" * 2000},
+    "unknown-field": {"detail.ModelApprovalStatus": "Approved"},
+    "unknown-detail-type": {"detail-type": "Model Promotion Requested"},
+    "wrong-source": {"source": "aws.sagemaker"},
+    "foreign-event-account": {"account": "999999999999"},
+    "missing-event-account": {"account": DELETE},
+    "detail-not-an-object": {"detail": "promote it"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_PROMOTIONS))
+def test_a_bad_promotion_is_rejected_without_side_effects(deploy: Any, seam: UpdateSeam, case: str) -> None:
+    _configure(SOURCE_ACCOUNTS=ACCOUNT)
+    arn = _register("Approved")  # a package exists: a bug that ignored the validation would deploy it
+    bad = _BAD_PROMOTIONS[case]
+    overrides = bad if "detail" in bad else {"detail.ModelPackageArn": arn, **bad}
+    response = _invoke(load_event(PROMOTION, **overrides))
+    assert_clean_error(response)
+    assert _counts() == {"models": 0, "configs": 0, "endpoints": 0, "items": 0}
+    assert seam.requests == []
+
+
+def test_without_source_accounts_every_promotion_is_rejected(deploy: Any) -> None:
+    arn = _register("Approved")  # SOURCE_ACCOUNTS unset (dev, staging): fail closed
+    response = _invoke(_promotion(arn))
+    assert_clean_error(response)
+    assert _counts() == {"models": 0, "configs": 0, "endpoints": 0, "items": 0}

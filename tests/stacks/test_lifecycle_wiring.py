@@ -111,6 +111,28 @@ def test_production_deploys_only_promoted_packages(prod):
     }
 
 
+def test_production_accepts_promotions_of_the_source_environments_packages_only(stages):
+    config = load_config()
+    source = config.environments[0]
+    for stage in stages.values():
+        for team in TEAMS:
+            deploy = DeployConfig.from_environ(_environment(stage, team, "Deploy"))
+            if not stage.environment.is_production:
+                assert deploy.source_accounts == ()  # no promotion rule, and promotions would be refused
+                continue
+            assert deploy.source_accounts == (source.account,)
+            assert deploy.source_group_name == Names(source.name).model_package_group(team)
+            role = _role(stage, team, "TeamLifecycleDeployRole")
+            region = stage.environment.region
+            dev_package = f"arn:aws:sagemaker:{region}:{source.account}:model-package/{deploy.source_group_name}/7"
+            assert role.can(Request("sagemaker:DescribeModelPackage", dev_package)).allowed
+            other = "diagnostics" if team == "churn" else "churn"
+            foreign = dev_package.replace(f"-{team}/", f"-{other}/")
+            assert not role.can(Request("sagemaker:DescribeModelPackage", foreign)).allowed
+            stranger = dev_package.replace(source.account, "999999999999")
+            assert not role.can(Request("sagemaker:DescribeModelPackage", stranger)).allowed
+
+
 def test_raw_bucket_alone_sends_eventbridge_events_without_a_custom_resource(dev):
     buckets = dev.data_lake.find_resources("AWS::S3::Bucket")
     enabled = [lid for lid, b in buckets.items() if b["Properties"].get("NotificationConfiguration")]
