@@ -66,8 +66,18 @@ class FlywheelStage(Stage):
             self.teams[team.name].add_stack_dependency(self.data_lake)
             if promotion_source is not None:
                 for lifecycle in self.teams[team.name].node.find_all():
-                    if isinstance(lifecycle, TeamLifecycle):
+                    if not isinstance(lifecycle, TeamLifecycle):
+                        continue
+                    if environment.is_production:
                         lifecycle.accept_promotions_from(promotion_source)
+                    if promotion_source.account != environment.account:
+                        lifecycle.read_promoted_artifacts(
+                            promotion_source, bucket_pattern=artifacts_bucket_pattern(promotion_source.env_name)
+                        )
+        if promotion_source is not None and promotion_source.account != environment.account:
+            self.security.network.admit_source_bucket(
+                account=promotion_source.account, bucket_pattern=artifacts_bucket_pattern(promotion_source.env_name)
+            )
         for stack in (self.security, self.data_lake, self.audit, *self.teams.values()):
             if stack is None:
                 continue
@@ -86,9 +96,20 @@ class FlywheelStage(Stage):
                 )
 
 
+def artifacts_bucket_pattern(env_name: str) -> str:
+    """Another environment's artifacts bucket name as a pattern: CloudFormation names it
+    ``<lake stack name>-<logical id>-<suffix>`` in lower case (the lake's ``LakeArtifactsBucket...``)."""
+    return f"{stage_id_of(env_name)}-DataLake-LakeArtifactsBucket*".lower()
+
+
+def stage_id_of(env_name: str) -> str:
+    """``Flywheel-<env>`` of an environment name."""
+    return f"Flywheel-{env_name}"
+
+
 def stage_id(environment: EnvironmentConfig) -> str:
     """``Flywheel-<env>``: the stage's construct id (and its stacks' name prefix)."""
-    return f"Flywheel-{environment.name}"
+    return stage_id_of(environment.name)
 
 
 def add_stages(
@@ -108,11 +129,9 @@ def add_stages(
             environment=env,
             teams=tuple(teams),
             promotion_consumers=promotion_consumers(envs) if env is envs[0] else (),
-            promotion_source=(
-                PromotionSource(env_name=envs[0].name, account=envs[0].account)
-                if env.is_production and env is not envs[0]
-                else None
-            ),
+            promotion_source=PromotionSource(env_name=envs[0].name, account=envs[0].account)
+            if env is not envs[0]
+            else None,
         )
         for env in envs
     }

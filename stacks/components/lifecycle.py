@@ -516,7 +516,7 @@ class TeamLifecycle(Construct):
             self, "Alerts", display_name=f"Flywheel {props.env_name} {team_name} lifecycle", master_key=key,
             enforce_ssl=True,
         )  # fmt: skip
-        self.model_role = ModelExecutionRole(
+        self.model_execution = ModelExecutionRole(
             self,
             "ModelRole",
             env_name=props.env_name,
@@ -526,7 +526,10 @@ class TeamLifecycle(Construct):
             buckets=props.buckets,
             job_key=job_key,
             capture_key=props.zone_keys["capture"],
-        ).role
+        )
+        self.model_role = self.model_execution.role
+        self.env_name = props.env_name
+        self.pipeline_names = tuple(pipeline_names)
         common = {"TEAM": team_name, "ACCOUNT_ID": account, "MODEL_PACKAGE_GROUP": group_name,
                   "IDEMPOTENCY_TABLE": table.table_name}  # fmt: skip
         function_props: dict[str, Any] = {"key": key, "logs_key": props.logs_key, "log_retention": props.log_retention,
@@ -811,3 +814,41 @@ class TeamLifecycle(Construct):
             "versions of the team's model package group in the promotion source account (a person promotes "
             "one of them); version numbers are assigned at registration",
         )
+
+    def read_promoted_artifacts(self, source: PromotionSource, *, bucket_pattern: str) -> None:
+        """The models' role reads the artifacts of the team's pipelines in ``source``'s artifacts bucket.
+
+        ``bucket_pattern``: the source's (generated) artifacts bucket name as a pattern. Identity grants
+        only: the source's bucket policy and job key admit this environment's model roles (``MlTeam``);
+        ``kms:Decrypt`` names the source's keys by ARN pattern (the source account), through S3, for
+        objects of that bucket only (the S3 encryption context).
+        """
+        stack = Stack.of(self)
+        partition, region = stack.partition, stack.region
+        template_of = Names(self.env_name).pipeline(self.team_name, "")
+        pipelines = [Names(source.env_name).pipeline(self.team_name, p.removeprefix(template_of))
+                     for p in self.pipeline_names]  # fmt: skip
+        bucket = f"arn:{partition}:s3:::{bucket_pattern}"
+        objects = [f"{bucket}/{naming.pipeline_prefix(p)}*" for p in pipelines]
+        keys = f"arn:{partition}:kms:{region}:{source.account}:key/*"
+        self.model_execution.policy.add_statements(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=objects,
+                conditions={"StringEquals": {"aws:ResourceAccount": source.account}},
+            ),
+            iam.PolicyStatement(
+                actions=["kms:Decrypt"],
+                resources=[keys],
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"},
+                    "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket, *objects]},
+                },
+            ),
+        )
+        reasons = {keys: "the source account's team job key (its ARN is not known here); only through S3 and "
+                   "only for objects of the source's artifacts bucket (encryption context)"}  # fmt: skip
+        for resource in objects:
+            reasons[resource] = "the team's pipelines' artifacts in the promotion source (model keys per execution)"
+        for resource, reason in reasons.items():
+            acknowledge(self.model_execution.policy, f"AwsSolutions-IAM5[Resource::{resource}]", reason)

@@ -186,6 +186,22 @@ class IsolatedNetwork(Construct):
                 )
             )
 
+    def admit_source_bucket(self, *, account: str, bucket_pattern: str) -> None:
+        """The S3 gateway endpoint also lets this account's principals read objects of another account's
+        bucket (``bucket_pattern``): the promotion source's artifacts, read by this environment's models."""
+        stack = Stack.of(self)
+        s3_gateway = self.vpc.node.find_child("S3")
+        assert isinstance(s3_gateway, ec2.GatewayVpcEndpoint)
+        s3_gateway.add_to_policy(
+            iam.PolicyStatement(
+                sid="PromotionSourceArtifactsRead",
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:GetObject"],
+                resources=[f"arn:{stack.partition}:s3:::{bucket_pattern}/*"],
+                conditions={"StringEquals": {"aws:PrincipalAccount": stack.account, "aws:ResourceAccount": account}},
+            )
+        )
+
     @property
     def isolated_subnet_ids(self) -> list[str]:
         """Subnets for SageMaker jobs, models and Lambdas."""

@@ -133,6 +133,38 @@ def test_production_accepts_promotions_of_the_source_environments_packages_only(
             assert not role.can(Request("sagemaker:DescribeModelPackage", stranger)).allowed
 
 
+def test_later_environments_model_roles_read_the_sources_artifacts_only(stages):
+    from stacks.stage import artifacts_bucket_pattern
+
+    source = load_config().environments[0]
+    bucket = artifacts_bucket_pattern(source.name).replace("*", "a1b2c3d4")
+    for stage in stages.values():
+        env = stage.environment
+        region = env.region
+        for team in TEAMS:
+            role = _role(stage, team, "TeamLifecycleModelRole")
+            key = f"arn:aws:kms:{region}:{source.account}:key/0b1c2d3e-1234-4abc-9def-0123456789ab"
+            obj = f"arn:aws:s3:::{bucket}/{Names(source.name).pipeline(team, 'tabular')}/run-1/model.tar.gz"
+            in_source = {"aws:ResourceAccount": source.account}
+            via_s3 = {"kms:ViaService": f"s3.{region}.amazonaws.com", "kms:EncryptionContext:aws:s3:arn": obj}
+            if env.account == source.account:
+                assert not role.can(Request("kms:Decrypt", key.replace(source.account, "999999999999"), via_s3)).allowed
+                continue
+            assert role.can(Request("s3:GetObject", obj, in_source)).allowed
+            assert role.can(Request("kms:Decrypt", key, via_s3)).allowed
+            # only the team's own pipelines, only the source account, only through S3 for that bucket
+            other = "diagnostics" if team == "churn" else "churn"
+            other_obj = obj.replace(f"-{team}-", f"-{other}-")
+            assert not role.can(Request("s3:GetObject", other_obj, in_source)).allowed
+            assert not role.can(Request("s3:GetObject", obj, {"aws:ResourceAccount": "999999999999"})).allowed
+            assert not role.can(Request("kms:Decrypt", key, {**via_s3, "kms:ViaService": "sqs.x"})).allowed
+            raw = f"arn:aws:s3:::flywheel-{source.name}-datalake-lakerawbucket1-x/{team}/incoming/a.csv"
+            assert not role.can(
+                Request("kms:Decrypt", key, {**via_s3, "kms:EncryptionContext:aws:s3:arn": raw})
+            ).allowed
+            assert not role.can(Request("kms:Decrypt", key.replace(source.account, "999999999999"), via_s3)).allowed
+
+
 def test_raw_bucket_alone_sends_eventbridge_events_without_a_custom_resource(dev):
     buckets = dev.data_lake.find_resources("AWS::S3::Bucket")
     enabled = [lid for lid, b in buckets.items() if b["Properties"].get("NotificationConfiguration")]

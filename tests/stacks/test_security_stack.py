@@ -185,3 +185,37 @@ def test_endpoints_are_configurable_down_to_none():
 def test_prod_spans_three_azs_dev_one(stages):
     assert len(stages["prod"].security.find_resources("AWS::EC2::Subnet")) == 3
     assert len(stages["dev"].security.find_resources("AWS::EC2::Subnet")) == 1
+
+
+def test_s3_gateway_endpoint_admits_the_promotion_sources_artifacts_for_later_environments(stages):
+    from fnmatch import fnmatch
+
+    from config.loader import load_config
+    from stacks.stage import artifacts_bucket_pattern
+
+    source = load_config().environments[0]
+    pattern = artifacts_bucket_pattern(source.name)
+    # the pattern matches the source's real (generated) artifacts bucket name: <lake stack>-<logical id>-<suffix>
+    dev = stages[source.name]
+    (artifacts,) = [lid for lid in dev.data_lake.find_resources("AWS::S3::Bucket") if lid.startswith("LakeArtifacts")]
+    assert fnmatch(f"{stack_name(dev, 'DataLake')}-{artifacts}-a1b2c3d4e5f6".lower(), pattern)
+    others = [lid for lid in dev.data_lake.find_resources("AWS::S3::Bucket") if lid != artifacts]
+    assert not any(fnmatch(f"{stack_name(dev, 'DataLake')}-{lid}-a1b2".lower(), pattern) for lid in others)
+    bucket = pattern.replace("*", "a1b2c3d4")
+    for stage in stages.values():
+        env = stage.environment
+        (policy,) = _endpoint_policy(stage, "Gateway").values()
+
+        def via(action, resource, principal_account, resource_account, policy=policy, env=env):
+            context = {"aws:PrincipalAccount": principal_account, "aws:ResourceAccount": resource_account}
+            principal = {"AWS": f"arn:aws:iam::{principal_account}:role/flywheel/{env.name}/model/m"}
+            return evaluate([policy], Request(action, resource, context, principal)).allowed
+
+        obj = f"arn:aws:s3:::{bucket}/flywheel-{source.name}-churn-tabular/run/model.tar.gz"
+        if env.account == source.account:
+            assert not via("s3:GetObject", obj, env.account, "999999999999")
+            continue
+        assert via("s3:GetObject", obj, env.account, source.account)
+        assert not via("s3:PutObject", obj, env.account, source.account)  # read only
+        assert not via("s3:GetObject", obj, env.account, "999999999999")  # a look-alike bucket elsewhere
+        assert not via("s3:GetObject", obj, "999999999999", source.account)  # another account's principal
