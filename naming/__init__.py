@@ -70,6 +70,8 @@ RESERVED: Final[frozenset[str]] = frozenset(
 #: Start of every permissions boundary's name (``Names.boundary``: ``flywheel-boundary-<env>``).
 BOUNDARY_PREFIX: Final = f"{PREFIX}-boundary-"
 S3_SCHEME: Final = "s3://"
+#: The metric dimension naming the team (lifecycle handlers emit it; the team's alarms select on it).
+TEAM_DIMENSION: Final = "team"
 
 
 def _require_zone(zone: str) -> str:

@@ -7,12 +7,11 @@ are created on the first invocation, so tests start moto before any client exist
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
-from lambdas.common.env import ConfigError
+from lambdas.common.entry import HandlerEntry
 
 from .config import ArrivalConfig
 from .logic import ArrivalRuntime
@@ -21,39 +20,11 @@ logger = Logger(service="flywheel-data-arrival")
 tracer = Tracer(service="flywheel-data-arrival")
 metrics = Metrics(namespace="Flywheel", service="flywheel-data-arrival")
 
-#: The dimension naming the team on every metric (with Powertools' ``service``).
-TEAM_DIMENSION = "team"
-
-_config: ArrivalConfig | ConfigError
-_runtime: ArrivalRuntime | None = None
-
-
-def configure(environ: Any = None) -> None:
-    """(Re)read the configuration (at import; tests call it after setting the environment)."""
-    global _config, _runtime
-    try:
-        _config = ArrivalConfig.from_environ(os.environ if environ is None else environ)
-    except ConfigError as exc:
-        _config = exc
-    _runtime = None
-    # Every metric carries the team (alarms are per team: dimensions `service` + `team`). Powertools keeps
-    # default dimensions in shared state: reset them, so an invalid config emits no stale team.
-    metrics.clear_default_dimensions()
-    metrics.clear_metrics()
-    if not isinstance(_config, ConfigError):
-        metrics.set_default_dimensions(**{TEAM_DIMENSION: _config.team})
-
-
-def runtime() -> ArrivalRuntime:
-    """The execution environment's runtime (built on first use)."""
-    global _runtime
-    if isinstance(_config, ConfigError):
-        logger.error("invalid configuration", extra={"error": str(_config)})
-        raise ConfigError(str(_config))
-    if _runtime is None:
-        _runtime = ArrivalRuntime(_config, logger, metrics)
-    return _runtime
-
+_entry: HandlerEntry[ArrivalConfig, ArrivalRuntime] = HandlerEntry(
+    parse=ArrivalConfig.from_environ, build=ArrivalRuntime, logger=logger, metrics=metrics
+)
+configure = _entry.configure
+runtime = _entry.runtime
 
 configure()
 

@@ -64,7 +64,6 @@ SERVICE_NAMES: Final = {"data_arrival": "flywheel-data-arrival", "deploy": "flyw
 #: The handlers' default dimension naming the team (``metrics.set_default_dimensions(team=TEAM)``): every
 #: metric is emitted with exactly ``service`` + ``team``, and an alarm matches only that exact set, so each
 #: team's alarms count only its own functions' metrics.
-TEAM_DIMENSION: Final = "team"
 #: The promotion event a person's approval puts on production's default bus (docs/runbook.md).
 PROMOTION_SOURCE: Final = "flywheel.promotion"
 PROMOTION_DETAIL_TYPE: Final = "Model Promotion Approved"
@@ -764,7 +763,7 @@ class TeamLifecycle(Construct):
                 metric=cloudwatch.Metric(
                     namespace=METRICS_NAMESPACE,
                     metric_name=metric,
-                    dimensions_map={"service": SERVICE_NAMES[handler], TEAM_DIMENSION: team_name},
+                    dimensions_map={"service": SERVICE_NAMES[handler], naming.TEAM_DIMENSION: team_name},
                     statistic="Sum",
                     period=Duration.minutes(5),
                 ),
