@@ -179,6 +179,113 @@ def _all_metrics(problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int
     return values
 
 
+# --- numpy fast paths for the bootstrap loop ------------------------------------------------------------
+# The point estimates use scikit-learn (compute_metrics); each bootstrap resample uses these, which give the
+# same values without sklearn's per-call input validation (tests/pipelines/tabular/test_tabular_fast_metrics.py
+# holds them equal to sklearn to 1e-12, degenerate resamples included).
+
+
+def _ratio(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:
+    """``num / den`` with 0 where ``den == 0`` (sklearn's ``zero_division=0``)."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
+
+
+def _fast_log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    """sklearn 1.9 ``log_loss`` with ``labels`` = every class: binary scores become ``[1 - p, p]``, then
+    both are clipped to ``[eps, 1 - eps]`` (``eps`` of the scores' float dtype), no renormalisation."""
+    p = np.asarray(proba)
+    if not np.issubdtype(p.dtype, np.floating) or p.dtype == np.float16:
+        p = p.astype(np.float64)
+    eps = np.finfo(p.dtype).eps
+    # the probability of the true class (binary: 1 - p computed before clipping, as sklearn does)
+    picked = np.where(y == 1, p, 1 - p) if p.ndim == 1 else p[np.arange(len(y)), y.astype(np.intp)]
+    return float(np.mean(-np.log(np.clip(picked, eps, 1 - eps))))
+
+
+def _fast_auc_ap(y: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """ROC AUC (Mann-Whitney with average ranks for ties) and average precision (sklearn's step sum over
+    distinct thresholds), for 0/1 ``y`` with both classes present."""
+    pos = y == 1
+    n_pos = int(pos.sum())
+    n_neg = len(y) - n_pos
+    order = np.argsort(-scores, kind="mergesort")
+    s_sorted = scores[order]
+    # last index of each run of equal scores (descending): sklearn's distinct thresholds
+    last = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s_sorted) - 1]
+    tps = np.cumsum(pos[order])[last]
+    fps = last + 1 - tps
+    # AUC (Mann-Whitney U / (P N)): each positive beats the negatives below its tie group, half of those in it
+    d_tp = np.diff(np.r_[0, tps])
+    d_fp = np.diff(np.r_[0, fps])
+    auc = float(np.sum(d_tp * (n_neg - fps + d_fp / 2.0)) / (n_pos * n_neg))
+    precision = tps / (tps + fps)
+    recall = tps / n_pos
+    ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return auc, ap
+
+
+def _fast_binary(y: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:
+    pred = scores >= 0.5
+    truth = y == 1
+    n = len(y)
+    tp = int(np.count_nonzero(pred & truth))
+    n_pred, n_true = int(np.count_nonzero(pred)), int(np.count_nonzero(truth))
+    fp, fn = n_pred - tp, n_true - tp
+    tn = n - tp - fp - fn
+    two_classes = 0 < n_true < n
+    auc, ap = _fast_auc_ap(y, scores) if two_classes else (None, None)
+    recalls = [float(tn / (n - n_true))] if n_true < n else []
+    if n_true:
+        recalls.append(float(tp / n_true))
+    return {
+        "auc": auc,
+        "accuracy": float((tp + tn) / n),
+        "f1": float(_ratio(2 * tp, 2 * tp + fp + fn)),
+        "log_loss": _fast_log_loss(y, scores),
+        "precision": float(_ratio(tp, n_pred)),
+        "recall": float(_ratio(tp, n_true)),
+        "pr_auc": ap,
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else None,
+    }
+
+
+def _fast_multiclass(y: np.ndarray, scores: np.ndarray, n_classes: int) -> dict[str, float | None]:
+    pred = np.argmax(scores, axis=1)
+    yi = y.astype(np.intp)
+    k = max(n_classes, 2)
+    true_count = np.bincount(yi, minlength=k)[:k]
+    pred_count = np.bincount(pred, minlength=k)[:k]
+    tp = np.bincount(yi[pred == yi], minlength=k)[:k]
+    f1 = _ratio(2 * tp[:n_classes], true_count[:n_classes] + pred_count[:n_classes])
+    present = true_count > 0
+    return {
+        "accuracy": float(tp.sum() / len(y)),
+        "macro_f1": float(np.mean(f1)),
+        "log_loss": _fast_log_loss(yi, scores),
+        "balanced_accuracy": float(np.mean(tp[present] / true_count[present])) if present.any() else None,
+    }
+
+
+def _fast_regression(y: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:
+    err = y - scores
+    sq = err**2
+    # r2 is second_metric's (it overwrites compute_metrics' in _all_metrics): None for a constant target
+    r2 = None if np.all(y == y[0]) else 1.0 - float(np.sum(sq)) / float(np.sum((y - np.mean(y)) ** 2))
+    return {"rmse": float(np.sqrt(np.mean(sq))), "mae": float(np.mean(np.abs(err))), "r2": r2}
+
+
+def fast_metrics(problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int) -> dict[str, float | None]:
+    """``_all_metrics`` (compute_metrics + second_metric) in plain numpy, for bootstrap resamples."""
+    if len(y) == 0:
+        return _all_metrics(problem, y, scores, n_classes)
+    if problem == "binary":
+        return _fast_binary(y, scores)
+    if problem == "multiclass":
+        return _fast_multiclass(y, scores, n_classes)
+    return _fast_regression(y, scores)
+
+
 def bootstrap_intervals(
     problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, resamples: int, seed: int
 ) -> dict[str, dict[str, Any]]:
@@ -195,7 +302,7 @@ def bootstrap_intervals(
         idx = rng.integers(0, n, size=n)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            values = _all_metrics(problem, y[idx], scores[idx], n_classes)
+            values = fast_metrics(problem, y[idx], scores[idx], n_classes)
         for name, v in values.items():
             if v is not None and math.isfinite(v):
                 draws.setdefault(name, []).append(v)
@@ -234,8 +341,9 @@ def paired_bootstrap(
     rng = np.random.default_rng(seed)
 
     def value(idx: np.ndarray | None, s: np.ndarray) -> float | None:
-        rows = slice(None) if idx is None else idx
-        return _all_metrics(problem, y[rows], s[rows], n_classes)[metric]
+        if idx is None:  # the observed values: sklearn, like the point estimates
+            return _all_metrics(problem, y, s, n_classes)[metric]
+        return fast_metrics(problem, y[idx], s[idx], n_classes)[metric]
 
     a, b = value(None, challenger), value(None, champion)
     diffs = []

@@ -1,0 +1,123 @@
+"""The bootstrap's numpy metrics equal scikit-learn's (``compute_metrics`` + ``second_metric``) to 1e-12.
+
+Random data with tied scores on every objective, plus the degenerate resamples a bootstrap draws: one class
+present, all-equal scores, a constant target, a single row, probabilities at 0 and 1 (log-loss clipping).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import evaluate
+import numpy as np
+import pytest
+
+N_CLASSES = 4
+
+
+def _same(problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = evaluate._all_metrics(problem, y, scores, n_classes)
+    got = evaluate.fast_metrics(problem, y, scores, n_classes)
+    assert got.keys() == expected.keys()
+    for name, want in expected.items():
+        have = got[name]
+        if want is None or not math.isfinite(want):
+            assert have is None or not math.isfinite(have), (name, have, want)
+        else:
+            assert have is not None and abs(have - want) <= 1e-12, (name, have, want)
+
+
+def _binary_cases(rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    n = 500
+    y = rng.integers(0, 2, n)
+    tied = np.round(np.clip(0.3 * y + 0.7 * rng.random(n), 0, 1), 2)  # many ties, some exactly 0.5
+    return [
+        (y, tied),
+        (y, rng.random(n)),
+        (y, np.full(n, 0.5)),  # all-equal scores: AUC 0.5, everything predicted positive
+        (y, np.full(n, 0.2)),  # all-equal, everything predicted negative: precision/recall/f1 zero_division
+        (np.zeros(n, dtype=int), tied),  # one class present: AUC / PR-AUC undefined
+        (np.ones(n, dtype=int), tied),
+        (y, y.astype(float)),  # perfect, probabilities at exactly 0 and 1 (clipped)
+        (y, 1.0 - y),  # perfectly wrong
+        (y[:1], tied[:1]),
+    ]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_binary_fast_metrics_equal_sklearn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for y, scores in _binary_cases(rng):
+        _same("binary", y, scores, 2)
+        idx = rng.integers(0, len(y), len(y))  # a bootstrap resample
+        _same("binary", y[idx], scores[idx], 2)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_multiclass_fast_metrics_equal_sklearn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 400
+    y = rng.integers(0, N_CLASSES, n)
+    proba = rng.dirichlet(np.ones(N_CLASSES), n)
+    rounded = np.round(proba, 1)
+    rounded /= rounded.sum(axis=1, keepdims=True)  # ties in argmax
+    onehot = np.eye(N_CLASSES)[y]  # probabilities at 0 and 1
+    cases = [
+        (y, proba),
+        (y, rounded),
+        (y, np.full((n, N_CLASSES), 1.0 / N_CLASSES)),  # all-equal: argmax is class 0
+        (np.full(n, 2), proba),  # one class present, other labels get f1 0
+        (y % 2, proba),  # classes 2 and 3 absent from y
+        (y, onehot),
+        (y, onehot[:, ::-1].copy()),
+        (y[:1], proba[:1]),
+    ]
+    for yy, p in cases:
+        _same("multiclass", yy, p, N_CLASSES)
+        idx = rng.integers(0, len(yy), len(yy))
+        _same("multiclass", yy[idx], p[idx], N_CLASSES)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_regression_fast_metrics_equal_sklearn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 300
+    y = np.round(rng.normal(10, 3, n), 1)  # tied targets
+    cases = [
+        (y, y + rng.normal(0, 1, n)),
+        (y, y.copy()),  # perfect
+        (y, np.full(n, y.mean())),
+        (np.full(n, 4.0), rng.normal(4, 1, n)),  # constant target: r2 undefined
+        (np.full(n, 4.0), np.full(n, 4.0)),
+        (y[:1], y[:1] + 1),
+        (y[:2], y[:2][::-1].copy()),
+    ]
+    for yy, s in cases:
+        _same("regression", yy, s, 0)
+        idx = rng.integers(0, len(yy), len(yy))
+        _same("regression", yy[idx], s[idx], 0)
+
+
+def test_bootstrap_uses_the_fast_path_with_sklearn_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The intervals with the fast path equal those computed with sklearn on every resample."""
+    rng = np.random.default_rng(3)
+    n = 600
+    y = rng.integers(0, 2, n)
+    scores = np.round(np.clip(0.3 * y + 0.7 * rng.random(n), 0, 1), 2)
+    other = np.round(rng.random(n), 2)
+    fast = evaluate.bootstrap_intervals("binary", y, scores, 2, 120, seed=5)
+    fast_paired = evaluate.paired_bootstrap("binary", y, scores, other, 2, "auc", 120, seed=5)
+    monkeypatch.setattr(evaluate, "fast_metrics", evaluate._all_metrics)
+    slow = evaluate.bootstrap_intervals("binary", y, scores, 2, 120, seed=5)
+    slow_paired = evaluate.paired_bootstrap("binary", y, scores, other, 2, "auc", 120, seed=5)
+    assert fast.keys() == slow.keys()
+    for name in slow:
+        assert fast[name]["resamples"] == slow[name]["resamples"]
+        for key in ("low", "high", "std"):
+            assert fast[name][key] == pytest.approx(slow[name][key], abs=1e-12)
+    for key in ("low", "high", "share_worse", "difference"):
+        assert fast_paired[key] == pytest.approx(slow_paired[key], abs=1e-12)
+    assert fast_paired["resamples"] == slow_paired["resamples"]
