@@ -19,15 +19,17 @@ their versions and the team's other packages stay usable.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from flywheel.embedded import EmbeddedAws
-from flywheel.errors import FlywheelError
+from flywheel.embedded import ACCOUNT, NAMES, EmbeddedAws
+from flywheel.errors import FlywheelError, UnknownPackageError
 from flywheel.executor.pipeline import jsonable
 from flywheel.state import StateStore
+from lambdas import lifecycle
 from naming import S3_SCHEME, split_s3_uri
 
 #: The description of a placeholder replayed for a version whose snapshot is corrupt.
@@ -172,3 +174,46 @@ def _s3_uris(value: Any) -> set[str]:
     if isinstance(value, list):
         return set().union(*(_s3_uris(v) for v in value)) if value else set()
     return set()
+
+
+def resolve_package(
+    aws: EmbeddedAws,
+    ref: str,
+    teams: Sequence[str],
+    check_team: Callable[[str], object],
+    provision: Callable[[str], object],
+) -> tuple[str, dict[str, Any]]:
+    """``(team, DescribeModelPackage)`` for an ARN or ``<team>:<version>`` of one of ``teams``
+    (``check_team`` validates a named team, ``provision`` provisions it); UnknownPackageError otherwise."""
+    ref = ref.strip()
+    if ref.startswith("arn:"):
+        match = lifecycle._PACKAGE_ARN.match(ref)
+        if match is None:
+            raise UnknownPackageError(f"{ref!r} is not a model package ARN (…:model-package/<group>/<version>)")
+        team = next((t for t in teams if NAMES.model_package_group(t) == match["group"]), None)
+        if team is None:
+            raise UnknownPackageError(f"model package group {match['group']!r} belongs to no configured team")
+        arn = ref
+    else:
+        team, sep, version = ref.partition(":")
+        if not sep or not version.isdigit():
+            raise UnknownPackageError(f"{ref!r} is neither a model package ARN nor <team>:<version> (e.g. churn:1)")
+        check_team(team)
+        group = NAMES.model_package_group(team)
+        arn = f"arn:aws:sagemaker:{aws.region}:{ACCOUNT}:model-package/{group}/{int(version)}"
+    provision(team)
+    try:
+        package = aws.client("sagemaker").describe_model_package(ModelPackageName=arn)
+    except ClientError:
+        packages = list_packages(aws.client("sagemaker"), NAMES.model_package_group(team))
+        versions = [str(p["ModelPackageVersion"]) for p in packages]
+        hint = (
+            f"known versions: {', '.join(versions)}"
+            if versions
+            else "the registry is empty (packages live as long as the embedded AWS: run `flywheel up` "
+            "and register with `flywheel run` while it runs, or use `flywheel demo`)"
+        )
+        raise UnknownPackageError(
+            f"no model package {ref!r} in group {NAMES.model_package_group(team)}; {hint}"
+        ) from None
+    return team, jsonable(package)

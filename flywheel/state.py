@@ -44,6 +44,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import stat
 import tempfile
 import threading
@@ -501,6 +502,35 @@ class StateStore:
     def iter_files(self) -> Iterator[Path]:
         """Every file of the store (for tests and diagnostics)."""
         yield from (p for p in sorted(self.root.rglob("*")) if p.is_file())
+
+
+def sweep_leftovers(state: StateStore) -> list[Path]:
+    """What every runtime does first: private permissions (umask 077; the state dir made 0700/0600),
+    and the leftovers of processes that died mid-run swept — their job processes killed, the input
+    copies of their job folders (raw data, PII key) and their generated data removed, their
+    executions marked failed. Returns the execution folders swept."""
+    from flywheel.actions import now
+    from flywheel.executor.jobs import sweep_stale_jobs
+
+    private_umask()
+    state.harden()
+    with state.lock("sweep"):
+        swept = sweep_stale_jobs(state.root / "jobs")
+        for folder in sorted((state.root / "data").glob("*-p*-*")):
+            owner = folder.name.rsplit("-", 2)[-2].removeprefix("p")
+            if owner.isdigit() and not pid_alive(int(owner)):
+                shutil.rmtree(folder, ignore_errors=True)
+        for execution_dir in swept:
+            with contextlib.suppress(ValueError, FlywheelError):
+                stored = state.execution(execution_dir.name)
+                if stored and stored.get("PipelineExecutionStatus") == "Executing":
+                    stored.update(
+                        PipelineExecutionStatus="Failed",
+                        FailureReason="the process running it died; its job folders were scrubbed",
+                        EndTime=now(),
+                    )
+                    state.save_execution(stored)
+    return swept
 
 
 def _check_snapshot(path: Path, record: dict[str, Any], version: int | None) -> None:
