@@ -209,3 +209,24 @@ def test_the_definition_inputs_are_mapped_from_config_exactly_as_the_stack_maps_
     assert construct.definition_inputs.local_overrides is False and inputs.local_overrides is True
     same["local_overrides"] = True
     assert dataclasses.replace(construct.definition_inputs, **same) == inputs
+
+
+def test_every_team_is_provisioned_with_the_names_naming_derives(
+    embedded: EmbeddedAws, flywheel_config: FlywheelConfig
+) -> None:
+    """The local half of tests/stacks/test_naming_parity.py: same functions, environment ``local``."""
+    from naming import ZONES, Names, pii_key_object
+
+    names = Names(emb.ENV_NAME)
+    teams = provision(embedded, flywheel_config, [t.name for t in flywheel_config.teams])
+    sm = embedded.client("sagemaker")
+    buckets = {b["Name"] for b in embedded.client("s3").list_buckets()["Buckets"]}
+    assert {names.bucket(z) for z in ZONES} <= buckets
+    for team in flywheel_config.teams:
+        resources = teams[team.name]
+        assert resources.group_name == names.model_package_group(team.name)
+        assert sm.describe_model_package_group(ModelPackageGroupName=names.model_package_group(team.name))
+        for template in team.pipelines:
+            assert resources.pipeline(template).pipeline_name == names.pipeline(team.name, template)
+            assert sm.describe_pipeline(PipelineName=names.pipeline(team.name, template))
+        assert resources.pii_key_uri == f"s3://{names.bucket('raw')}/{pii_key_object(team.name)}"
