@@ -19,6 +19,8 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
+from lambdas.lifecycle.ports import LifecycleContext, TeamTarget
+
 from .errors import error_code
 
 KEY_ATTRIBUTE: Final = "id"
@@ -137,3 +139,25 @@ class Records:
     def delete(self, name: str) -> None:
         """Remove the document ``name`` (no error if absent)."""
         self._client.delete_item(TableName=self._table, Key={KEY_ATTRIBUTE: {"S": name}})
+
+
+def claims_context(
+    clients: Any,
+    *,
+    table: str,
+    target: TeamTarget,
+    account: str,
+    actions: Any,
+    lease_seconds: float,
+    ttl_seconds: int,
+) -> LifecycleContext:
+    """The lifecycle context of a handler serving one team: its clients and a claim store on ``table``."""
+    store = DynamoDbClaimStore(clients.client("dynamodb"), table, lease_seconds=lease_seconds, ttl_seconds=ttl_seconds)
+    return LifecycleContext(
+        teams={target.team: target},
+        sagemaker=clients.client("sagemaker"),
+        s3=clients.client("s3"),
+        actions=actions,
+        store=store,
+        account=account,
+    )

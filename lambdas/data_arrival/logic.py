@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from lambdas.common.aws import Clients
 from lambdas.common.errors import InvalidEvent, access_denied, decode_event, failed, rejected
 from lambdas.common.idempotency import idempotent
-from lambdas.common.store import DynamoDbClaimStore
+from lambdas.common.store import claims_context
 from lambdas.lifecycle import LifecycleContext, LifecycleEventError, TeamTarget, on_data_arrival, parse_object_created
 from lambdas.lifecycle.events import parse_object_created_event
 
@@ -84,19 +84,14 @@ class ArrivalRuntime:
         self._lease_seconds = 900.0
 
     def _context(self, actions: Any) -> LifecycleContext:
-        store = DynamoDbClaimStore(
-            self.clients.client("dynamodb"),
-            self.config.idempotency_table,
+        return claims_context(
+            self.clients,
+            table=self.config.idempotency_table,
+            target=self.target,
+            account=self.config.account_id,
+            actions=actions,
             lease_seconds=self._lease_seconds,
             ttl_seconds=self.config.claim_ttl_days * 86_400,
-        )
-        return LifecycleContext(
-            teams={self.config.team: self.target},
-            sagemaker=self.clients.client("sagemaker"),
-            s3=self.clients.client("s3"),
-            actions=actions,
-            store=store,
-            account=self.config.account_id,
         )
 
     def _idempotent(self) -> tuple[Any, IdempotencyConfig]:

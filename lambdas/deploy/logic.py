@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from lambdas.common.aws import Clients
 from lambdas.common.errors import InvalidEvent, access_denied, decode_event, failed, rejected, scrub
 from lambdas.common.idempotency import idempotent
-from lambdas.common.store import DynamoDbClaimStore, Records
+from lambdas.common.store import Records, claims_context
 from lambdas.lifecycle import (
     MODEL_PACKAGE_STATE_CHANGE,
     MODEL_PROMOTION_APPROVED,
@@ -81,19 +81,14 @@ class DeployRuntime:
         return Records(self.clients.client("dynamodb"), self.config.idempotency_table)
 
     def _context(self, actions: Any) -> LifecycleContext:
-        store = DynamoDbClaimStore(
-            self.clients.client("dynamodb"),
-            self.config.idempotency_table,
+        return claims_context(
+            self.clients,
+            table=self.config.idempotency_table,
+            target=self.target,
+            account=self.config.account_id,
+            actions=actions,
             lease_seconds=900,
             ttl_seconds=self.config.idempotency_ttl_seconds,
-        )
-        return LifecycleContext(
-            teams={self.config.team: self.target},
-            sagemaker=self.clients.client("sagemaker"),
-            s3=self.clients.client("s3"),
-            actions=actions,
-            store=store,
-            account=self.config.account_id,
         )
 
     def _idempotent(self) -> tuple[Any, IdempotencyConfig]:

@@ -47,7 +47,7 @@ import naming
 from naming import Names
 from stacks.components.keys import purpose_key
 from stacks.components.lambda_package import build_package, powertools_layer_arn
-from stacks.components.ml_pipeline import sagemaker_principal
+from stacks.components.ml_pipeline import sagemaker_metrics_statement, sagemaker_principal, vpc_network_statement
 from stacks.components.sagemaker_images import image_accounts
 from stacks.nag import acknowledge
 
@@ -384,26 +384,8 @@ class ModelExecutionRole(Construct):
                 actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
                 resources=[logs_arn, f"{logs_arn}:*"],
             ),
-            iam.PolicyStatement(
-                actions=[
-                    "ecr:GetAuthorizationToken",
-                    "ec2:CreateNetworkInterface",
-                    "ec2:CreateNetworkInterfacePermission",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DeleteNetworkInterfacePermission",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeVpcs",
-                    "ec2:DescribeDhcpOptions",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                ],
-                resources=["*"],
-            ),
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
-            ),
+            vpc_network_statement(),
+            sagemaker_metrics_statement(),
         ]
         self.policy = iam.ManagedPolicy(
             self,

@@ -54,6 +54,35 @@ def stage_file(relative: str, content: bytes) -> Path:
     return path
 
 
+def vpc_network_statement() -> iam.PolicyStatement:
+    """What SageMaker needs on ``*`` to run a job or model in the VPC: its network interfaces, the VPC
+    lookups and the ECR token (none of these actions supports resource-level permissions)."""
+    return iam.PolicyStatement(
+        actions=[
+            "ecr:GetAuthorizationToken",
+            "ec2:CreateNetworkInterface",
+            "ec2:CreateNetworkInterfacePermission",
+            "ec2:DeleteNetworkInterface",
+            "ec2:DeleteNetworkInterfacePermission",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeVpcs",
+            "ec2:DescribeDhcpOptions",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeSecurityGroups",
+        ],
+        resources=["*"],
+    )
+
+
+def sagemaker_metrics_statement() -> iam.PolicyStatement:
+    """``cloudwatch:PutMetricData`` (no resource type) limited to SageMaker's own namespaces."""
+    return iam.PolicyStatement(
+        actions=["cloudwatch:PutMetricData"],
+        resources=["*"],
+        conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+    )
+
+
 def sagemaker_principal(stack: Stack) -> iam.ServicePrincipal:
     """SageMaker, only on behalf of this account's resources in this region (confused-deputy guard)."""
     return iam.ServicePrincipal(
@@ -338,30 +367,10 @@ class MlPipeline(Construct):
             logs=(logs, "SageMaker writes job logs to its fixed /aws/sagemaker/ log groups with per-job streams"),
         )
         doc.add(
-            iam.PolicyStatement(
-                actions=[
-                    "ecr:GetAuthorizationToken",
-                    "ec2:CreateNetworkInterface",
-                    "ec2:CreateNetworkInterfacePermission",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DeleteNetworkInterfacePermission",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeVpcs",
-                    "ec2:DescribeDhcpOptions",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                ],
-                resources=["*"],
-            ),
+            vpc_network_statement(),
             any=("*", _UNSCOPABLE),
         )
-        doc.add(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
-            )
-        )
+        doc.add(sagemaker_metrics_statement())
         doc.add(_deny_approval_changes())
         return doc
 
