@@ -49,6 +49,12 @@ ENV_NAME = re.compile(r"^[a-z][a-z0-9]{1,15}$")
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557)
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[0-9]*[a-z]+$")
+#: Reserved concurrency of one team's lifecycle Lambdas (stacks/components/lifecycle.py ``SIZING``: data
+#: arrival 2 + deploy 1), and what Lambda always keeps unreserved in an account (UnreservedConcurrentExecutions).
+LAMBDA_RESERVED_PER_TEAM = 3
+LAMBDA_UNRESERVED_MINIMUM = 100
+#: SageMaker Serverless Inference memory sizes (ProductionVariantServerlessConfig.MemorySizeInMB).
+SERVERLESS_MEMORY_SIZES = (1024, 2048, 3072, 4096, 5120, 6144)
 
 
 class _Frozen(BaseModel):
@@ -72,6 +78,16 @@ class EnvironmentConfig(_Frozen):
     # Governance-mode object lock on model artifacts and audit logs (days a version cannot be deleted).
     object_lock_days: int = Field(default=30, ge=1, le=3650)
     endpoint_min_instances: int = Field(default=1, ge=1, le=10)
+    # The lifecycle Lambdas reserve concurrency (LAMBDA_RESERVED_PER_TEAM per team) so that one team's burst
+    # cannot starve another's and the deploy function runs one invocation at a time. Lambda keeps 100 of
+    # the account's concurrent executions unreserved, so a new account (quota 10) cannot reserve any:
+    # request a higher quota and set `lambda_account_concurrency` to it, or set `lambda_reserved_concurrency:
+    # false` (docs/runbook.md, "Lambda concurrency").
+    lambda_reserved_concurrency: bool = True
+    lambda_account_concurrency: int = Field(default=1000, ge=10, le=1_000_000)
+    # The version of AWS's public Powertools layer (AWSLambdaPowertoolsPythonV3-python314-arm64:<v>);
+    # unset: stacks/components/lambda_package.py's POWERTOOLS_LAYER_VERSION. Check it before a first deploy.
+    powertools_layer_version: int | None = Field(default=None, ge=1, le=10_000)
 
     @field_validator("name")
     @classmethod
@@ -142,6 +158,54 @@ class InstanceSettings(_Frozen):
         return v
 
 
+class DeploymentSettings(_Frozen):
+    """How an approved model reaches the team's endpoint: the deploy Lambda's rollout settings.
+
+    Realtime teams roll out blue/green with a canary (SageMaker deployment guardrails): ``canary_percent``
+    (1-50 % of the new fleet's capacity) *or* ``canary_instances`` (an instance count, at most half the
+    environment's ``endpoint_min_instances``), baked ``bake_seconds`` under the rollback alarms, the old
+    fleet kept ``termination_wait_seconds``, the whole rollout cut at ``max_execution_seconds``.
+    Serverless teams: ``serverless_memory_mb`` and ``serverless_max_concurrency``; SageMaker Serverless
+    Inference supports no VPC config, network isolation or data capture, so a serverless team must set
+    ``accept_no_network_isolation: true`` (the residual risk is in docs/security.md).
+    """
+
+    canary_percent: int | None = Field(default=None, ge=1, le=50)
+    canary_instances: int | None = Field(default=None, ge=1, le=10)
+    bake_seconds: int = Field(default=600, ge=0, le=3600)
+    termination_wait_seconds: int = Field(default=300, ge=0, le=3600)
+    max_execution_seconds: int = Field(default=3600, ge=600, le=28_800)
+    serverless_memory_mb: int = 2048
+    serverless_max_concurrency: int = Field(default=5, ge=1, le=200)
+    accept_no_network_isolation: bool = False
+
+    @field_validator("serverless_memory_mb")
+    @classmethod
+    def _memory(cls, v: int) -> int:
+        if v not in SERVERLESS_MEMORY_SIZES:
+            raise ValueError(f"{v} MB is not a SageMaker serverless memory size; use one of {SERVERLESS_MEMORY_SIZES}")
+        return v
+
+    @model_validator(mode="after")
+    def _rollout(self) -> DeploymentSettings:
+        if self.canary_percent is not None and self.canary_instances is not None:
+            raise ValueError("set canary_percent or canary_instances, not both (the canary is one or the other)")
+        if self.bake_seconds + self.termination_wait_seconds >= self.max_execution_seconds:
+            raise ValueError(
+                f"max_execution_seconds ({self.max_execution_seconds}) must exceed bake_seconds + "
+                f"termination_wait_seconds ({self.bake_seconds + self.termination_wait_seconds}), or every rollout "
+                "times out"
+            )
+        return self
+
+    @property
+    def canary(self) -> tuple[str, int]:
+        """``(CanarySize.Type, CanarySize.Value)``: ``CAPACITY_PERCENT`` (default 10) or ``INSTANCE_COUNT``."""
+        if self.canary_instances is not None:
+            return "INSTANCE_COUNT", self.canary_instances
+        return "CAPACITY_PERCENT", 10 if self.canary_percent is None else self.canary_percent
+
+
 def _template_dirs(info: ValidationInfo) -> tuple[Path, ...]:
     return tuple((info.context or {}).get(TEMPLATE_DIRS, ()))
 
@@ -163,6 +227,7 @@ class TeamConfig(_Frozen):
     metric_gate: MetricGate | None = None
     instances: InstanceSettings = InstanceSettings()
     deploy_target: Literal["serverless", "realtime", "batch"] = "realtime"
+    deployment: DeploymentSettings = DeploymentSettings()
     monthly_budget_usd: float = Field(default=500, gt=0)
     tags: dict[str, str] = Field(default_factory=dict)
     _templates: dict[str, PipelineTemplate] = PrivateAttr(default_factory=dict)
@@ -195,6 +260,23 @@ class TeamConfig(_Frozen):
         if not v:
             raise ValueError("a team needs at least one pipeline template")
         return v
+
+    @model_validator(mode="after")
+    def _deployment(self) -> TeamConfig:
+        accepted = self.deployment.accept_no_network_isolation
+        if self.deploy_target == "serverless" and not accepted:
+            raise ValueError(
+                "deploy_target serverless: SageMaker Serverless Inference supports no VPC config, network "
+                "isolation or data capture, so the model would run outside the team's VPC with internet access "
+                "and no captured requests; set deployment.accept_no_network_isolation: true to accept that "
+                "(docs/security.md, 'Serverless endpoints'), or use deploy_target: realtime"
+            )
+        if accepted and self.deploy_target != "serverless":
+            raise ValueError(
+                f"deployment.accept_no_network_isolation applies to deploy_target serverless only; remove it "
+                f"(deploy_target is {self.deploy_target}: its models are network-isolated in the VPC)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _template_settings(self, info: ValidationInfo) -> TeamConfig:
@@ -259,6 +341,28 @@ class FlywheelConfig(_Frozen):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"duplicate {kind} name(s): {', '.join(dupes)}")
+        for team in self.teams:
+            # IAM grants name a team's models and endpoint configs <endpoint>-v*: a team called <team>-v...
+            # would fall under another team's grants (and under a serverless team's boundary exception).
+            clash = next((o.name for o in self.teams if team.name.startswith(f"{o.name}-v")), None)
+            if clash is not None:
+                raise ValueError(
+                    f"team {team.name!r} starts with team {clash!r} + '-v': {clash}'s IAM grants on its models "
+                    f"(<endpoint>-v<version>-...) would cover {team.name}'s; rename the team"
+                )
+        for i, env in enumerate(self.environments):
+            reserved = LAMBDA_RESERVED_PER_TEAM * len(self.teams)
+            if (
+                env.lambda_reserved_concurrency
+                and env.lambda_account_concurrency - reserved < LAMBDA_UNRESERVED_MINIMUM
+            ):
+                raise ValueError(
+                    f"environments.yaml: environments[{i}].lambda_account_concurrency: {len(self.teams)} team(s) "
+                    f"reserve {reserved} of the account's {env.lambda_account_concurrency} concurrent Lambda "
+                    f"executions and Lambda keeps {LAMBDA_UNRESERVED_MINIMUM} unreserved; raise the account's "
+                    "'Concurrent executions' quota (Service Quotas) and set lambda_account_concurrency to it, or "
+                    "set lambda_reserved_concurrency: false (docs/runbook.md, 'Lambda concurrency')"
+                )
         return self
 
     def environment(self, name: str) -> EnvironmentConfig:

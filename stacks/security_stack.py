@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Stack
 from constructs import Construct
 
@@ -16,9 +18,16 @@ class SecurityFoundationStack(Stack):
     """Exposes ``logs_key``, ``guardrails`` and ``network`` (job keys are per team: see team_stack)."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, environment: EnvironmentConfig, lake_stack_name: str
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        environment: EnvironmentConfig,
+        lake_stack_name: str,
+        serverless_endpoints: Sequence[str] = (),
     ) -> None:
-        """``lake_stack_name``: the data-lake stack's name, whose buckets the S3 endpoint may reach."""
+        """``lake_stack_name``: the data-lake stack's name, whose buckets the S3 endpoint may reach;
+        ``serverless_endpoints``: the serverless teams' endpoints (the boundary's serverless exception)."""
         super().__init__(scope, construct_id)
         policy = removal_policy(environment)
         self.logs_key = purpose_key(self, "LogsKey", purpose="CloudWatch Logs", removal_policy=policy)
@@ -37,4 +46,10 @@ class SecurityFoundationStack(Stack):
             log_retention=log_retention(environment),
             removal_policy=policy,
         )
-        self.guardrails = Guardrails(self, "Guardrails", env_name=environment.name, vpc=self.network.vpc)
+        self.guardrails = Guardrails(
+            self,
+            "Guardrails",
+            env_name=environment.name,
+            vpc=self.network.vpc,
+            serverless_endpoints=serverless_endpoints,
+        )

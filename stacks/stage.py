@@ -9,6 +9,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from config.models import EnvironmentConfig, TeamConfig
+from naming import Names
 from stacks.audit_stack import AuditStack
 from stacks.components.guardrails import RolePath, boundary_from_name, role_path
 from stacks.components.lifecycle import PromotionConsumer, PromotionSource, TeamLifecycle
@@ -36,8 +37,13 @@ class FlywheelStage(Stage):
         self.environment = environment
         lake_stack_name = f"{construct_id}-DataLake"
         self.security = SecurityFoundationStack(
-            self, "Security", environment=environment, lake_stack_name=lake_stack_name
-        )
+            self,
+            "Security",
+            environment=environment,
+            lake_stack_name=lake_stack_name,
+            serverless_endpoints=[Names(environment.name).endpoint(t.name) for t in teams
+                                  if t.deploy_target == "serverless"],
+        )  # fmt: skip
         self.data_lake = DataLakeStack(self, "DataLake", environment=environment)
         if self.data_lake.stack_name != lake_stack_name:
             raise RuntimeError(f"data-lake stack is named {self.data_lake.stack_name}, not {lake_stack_name}")

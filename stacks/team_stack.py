@@ -11,11 +11,29 @@ from constructs import Construct
 
 import naming
 from config.models import EnvironmentConfig, TeamConfig
+from lambdas.deploy.config import rollout_environ
 from stacks.components.data_lake import DataLake, imported_bucket_name
+from stacks.components.lambda_package import POWERTOOLS_LAYER_VERSION
 from stacks.components.lifecycle import MODEL_ROLE_KIND, LifecycleProps, PromotionConsumer
 from stacks.components.ml_team import MlTeam, TeamPipeline
 from stacks.security_stack import SecurityFoundationStack
 from stacks.settings import log_retention, removal_policy
+
+
+def team_rollout(team: TeamConfig) -> dict[str, str]:
+    """The deploy Lambda's rollout variables of ``team.deployment`` (canary, bake, waits, serverless)."""
+    settings = team.deployment
+    size_type, size = settings.canary
+    return rollout_environ(
+        canary_size_type=size_type,
+        canary_size=size,
+        bake_seconds=settings.bake_seconds,
+        termination_wait_seconds=settings.termination_wait_seconds,
+        max_execution_seconds=settings.max_execution_seconds,
+        serverless_memory_mb=settings.serverless_memory_mb,
+        serverless_max_concurrency=settings.serverless_max_concurrency,
+    )
+
 
 #: The zones the lifecycle names buckets of.
 LIFECYCLE_ZONES = ("raw", "artifacts", "capture", "reports")
@@ -66,6 +84,9 @@ class TeamWorkloadStack(Stack):
                 buckets={zone: imported_bucket_name(environment.name, zone) for zone in LIFECYCLE_ZONES},
                 zone_keys=lake.keys,
                 promotion_consumers=tuple(promotion_consumers),
+                rollout=team_rollout(team),
+                reserved_concurrency=environment.lambda_reserved_concurrency,
+                powertools_layer_version=environment.powertools_layer_version or POWERTOOLS_LAYER_VERSION,
             ),
         )
         self.lifecycle = self.team.lifecycle

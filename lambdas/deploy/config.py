@@ -111,3 +111,30 @@ class DeployConfig:
                 "SOURCE_MODEL_PACKAGE_GROUP", default=env.text("MODEL_PACKAGE_GROUP"), pattern=SAGEMAKER_NAME
             ),
         )
+
+
+def rollout_environ(
+    *,
+    canary_size_type: str,
+    canary_size: int,
+    bake_seconds: int,
+    termination_wait_seconds: int,
+    max_execution_seconds: int,
+    serverless_memory_mb: int,
+    serverless_max_concurrency: int,
+) -> dict[str, str]:
+    """The deploy Lambda's rollout variables for a team's deployment settings (``teams[].deployment``).
+
+    One place for the variable names: the stacks set them on the function, the local runtime builds its
+    :class:`DeployConfig` from them (so the local canary is the deployed one); :meth:`DeployConfig.from_environ`
+    validates them.
+    """
+    return {
+        "CANARY_SIZE_TYPE": canary_size_type,
+        "CANARY_SIZE": str(canary_size),
+        "BAKE_SECONDS": str(bake_seconds),
+        "TERMINATION_WAIT_SECONDS": str(termination_wait_seconds),
+        "MAX_EXECUTION_SECONDS": str(max_execution_seconds),
+        "SERVERLESS_MEMORY_MB": str(serverless_memory_mb),
+        "SERVERLESS_MAX_CONCURRENCY": str(serverless_max_concurrency),
+    }

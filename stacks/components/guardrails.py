@@ -21,6 +21,9 @@ a boundary too) and there is no orphan policy that looks like a control but bind
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import jsii
 from aws_cdk import IAspect, Stack
 from aws_cdk import aws_ec2 as ec2
@@ -28,6 +31,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct, IConstruct
 
 from naming import PREFIX, Names
+from stacks.components.lifecycle import DEPLOY_ROLE_KIND
 from stacks.components.sagemaker_images import image_accounts
 from stacks.nag import acknowledge
 
@@ -141,7 +145,38 @@ def _sm(*actions: str) -> list[str]:
     return [f"sagemaker:{a}" for a in actions]
 
 
-def sagemaker_guardrail_statements() -> list[iam.PolicyStatement]:
+#: The models of a serverless team's endpoint: ``<endpoint>-v<version>-<digest>`` (lambdas/deploy/actions.py).
+SERVERLESS_MODEL_SUFFIX = "-v*"
+
+
+@dataclass(frozen=True)
+class ServerlessException:
+    """The one exception to "models run network-isolated in the VPC": serverless teams' models.
+
+    SageMaker Serverless Inference supports no VPC config, network isolation or data capture (AWS feature
+    exclusions). ``model_arns``: the serverless teams' model names (``model/<endpoint>-v*``), the only
+    models that may be created outside the VPC and not isolated, and only by a principal whose ARN
+    matches ``principal_pattern`` (this environment's deploy roles, ``/flywheel/<env>/deploy/``).
+    """
+
+    model_arns: tuple[str, ...]
+    principal_pattern: str
+
+
+def serverless_exception(
+    env_name: str, endpoints: Sequence[str], *, partition: str, region: str, account: str
+) -> ServerlessException | None:
+    """The exception for the serverless teams' ``endpoints`` (None: no serverless team, no exception)."""
+    if not endpoints:
+        return None
+    sm = f"arn:{partition}:sagemaker:{region}:{account}"
+    return ServerlessException(
+        model_arns=tuple(f"{sm}:model/{e}{SERVERLESS_MODEL_SUFFIX}" for e in sorted(set(endpoints))),
+        principal_pattern=Names(env_name).role_arn_pattern(DEPLOY_ROLE_KIND, account=account, partition=partition),
+    )
+
+
+def sagemaker_guardrail_statements(serverless: ServerlessException | None = None) -> list[iam.PolicyStatement]:
     """Deny SageMaker jobs/models/endpoint configs that lack encryption, VPC or network isolation.
 
     Condition keys from the SageMaker service authorization reference: a ``Null`` test denies the call
@@ -149,8 +184,58 @@ def sagemaker_guardrail_statements() -> list[iam.PolicyStatement]:
     *off* when a request leaves them out, so those use ``BoolIfExists``: deny when the key is false *or
     absent*. That is why each statement lists only actions that support its key (``CreateTransformJob``
     has no ``sagemaker:NetworkIsolation`` key — a transform job inherits isolation from its model).
+
+    ``serverless``: the models of serverless teams are left out of the model VPC/isolation denies
+    (``NotResource``), and every other principal is denied creating them at all.
     """
+    jobs = ("CreateProcessingJob", "CreateTrainingJob", "CreateHyperParameterTuningJob")
+    models = list(serverless.model_arns) if serverless else None  # NotResource: every model but these
+    exception = (
+        [
+            # Only this environment's deploy roles may create a serverless team's models (outside the VPC).
+            iam.PolicyStatement(
+                sid="DenyServerlessModelsToOtherPrincipals",
+                effect=iam.Effect.DENY,
+                actions=_sm("CreateModel"),
+                resources=list(serverless.model_arns),
+                conditions={"ArnNotLike": {"aws:PrincipalArn": serverless.principal_pattern}},
+            )
+        ]
+        if serverless
+        else []
+    )
     return [
+        iam.PolicyStatement(
+            sid="DenyJobsOutsideVpc",
+            effect=iam.Effect.DENY,
+            actions=_sm(*jobs),
+            resources=["*"],
+            conditions={"Null": {"sagemaker:VpcSubnets": "true"}},
+        ),
+        iam.PolicyStatement(
+            sid="DenyJobsWithoutNetworkIsolation",
+            effect=iam.Effect.DENY,
+            actions=_sm(*jobs),
+            resources=["*"],
+            conditions={"BoolIfExists": {"sagemaker:NetworkIsolation": "false"}},
+        ),
+        iam.PolicyStatement(
+            sid="DenyModelsOutsideVpc",
+            effect=iam.Effect.DENY,
+            actions=_sm("CreateModel"),
+            conditions={"Null": {"sagemaker:VpcSubnets": "true"}},
+            resources=None if models else ["*"],
+            not_resources=models,
+        ),
+        iam.PolicyStatement(
+            sid="DenyModelsWithoutNetworkIsolation",
+            effect=iam.Effect.DENY,
+            actions=_sm("CreateModel"),
+            conditions={"BoolIfExists": {"sagemaker:NetworkIsolation": "false"}},
+            resources=None if models else ["*"],
+            not_resources=models,
+        ),
+        *exception,
         iam.PolicyStatement(
             sid="DenyJobsWithoutVolumeKmsKey",
             effect=iam.Effect.DENY,
@@ -164,20 +249,6 @@ def sagemaker_guardrail_statements() -> list[iam.PolicyStatement]:
             actions=_sm(*_JOBS),
             resources=["*"],
             conditions={"Null": {"sagemaker:OutputKmsKey": "true"}},
-        ),
-        iam.PolicyStatement(
-            sid="DenyJobsAndModelsOutsideVpc",
-            effect=iam.Effect.DENY,
-            actions=_sm("CreateProcessingJob", "CreateTrainingJob", "CreateHyperParameterTuningJob", "CreateModel"),
-            resources=["*"],
-            conditions={"Null": {"sagemaker:VpcSubnets": "true"}},
-        ),
-        iam.PolicyStatement(
-            sid="DenyJobsAndModelsWithoutNetworkIsolation",
-            effect=iam.Effect.DENY,
-            actions=_sm("CreateProcessingJob", "CreateTrainingJob", "CreateHyperParameterTuningJob", "CreateModel"),
-            resources=["*"],
-            conditions={"BoolIfExists": {"sagemaker:NetworkIsolation": "false"}},
         ),
         iam.PolicyStatement(
             sid="DenyJobsWithoutInterContainerEncryption",
@@ -213,10 +284,23 @@ def sagemaker_guardrail_statements() -> list[iam.PolicyStatement]:
 class Guardrails(Construct):
     """``boundary``: the permissions boundary (a ``ManagedPolicy`` with a fixed name, ``boundary_name``)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, env_name: str, vpc: ec2.IVpc) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        env_name: str,
+        vpc: ec2.IVpc,
+        serverless_endpoints: Sequence[str] = (),
+    ) -> None:
+        """``serverless_endpoints``: the endpoints of the environment's serverless teams, whose models are
+        the boundary's one exception to network isolation in the VPC (:class:`ServerlessException`)."""
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         partition, region, account = stack.partition, stack.region, stack.account
+        self.serverless = serverless_exception(
+            env_name, serverless_endpoints, partition=partition, region=region, account=account
+        )
         self.boundary_name = Names(env_name).boundary
         self.role_path = role_path(env_name)
         glue = f"arn:{partition}:glue:{region}:{account}"
@@ -390,7 +474,7 @@ class Guardrails(Construct):
                     ],
                     resources=["*"],
                 ),
-                *sagemaker_guardrail_statements(),
+                *sagemaker_guardrail_statements(self.serverless),
             ],
         )
         self._acknowledge_boundary_wildcards()

@@ -35,20 +35,26 @@ _ZIP_EPOCH: Final = (1980, 1, 1, 0, 0, 0)
 _MODE: Final = 0o644 << 16
 
 #: Powertools for AWS Lambda (Python) v3, as AWS publishes it per Python version and architecture
-#: (account 017000801446). Pinned to the layer version that carries the Powertools release the
-#: handlers' ``requirements.txt`` pins; see lambdas/README.md ("Packaging") for how to check it.
+#: (account 017000801446; one layer version number per Powertools release, the same for every Python
+#: version and architecture). The default is the newest release whose layer version could be corroborated
+#: offline: 3.31.1 ↔ ``AWSLambdaPowertoolsPythonV3-python314-arm64:36`` (a public project pins
+#: ``aws-lambda-powertools==3.31.1`` next to that ARN; AWS's own docs PRs fix e.g. 3.4.1 ↔ 6). Not verified
+#: against AWS: an environment overrides it with ``powertools_layer_version`` (config/environments.yaml)
+#: after ``aws lambda get-layer-version-by-arn`` (lambdas/README.md, "Packaging"). The handlers'
+#: ``requirements.txt`` pins the same release; the tests run on the locked (newer 3.x) Powertools, and the
+#: handlers use only APIs that 3.0 already has (Logger, Metrics, Tracer, idempotent_function).
 POWERTOOLS_LAYER_ACCOUNT: Final = "017000801446"
-POWERTOOLS_RELEASE: Final = "3.37.0"
-POWERTOOLS_LAYER_VERSION: Final = 44
+POWERTOOLS_RELEASE: Final = "3.31.1"
+POWERTOOLS_LAYER_VERSION: Final = 36
 #: The Python of the runtime and of the layer (one constant: they must match).
 PYTHON_VERSION: Final = "python314"
 ARCHITECTURE: Final = "arm64"
 
 
-def powertools_layer_arn(region: str, partition: str = "aws") -> str:
-    """``arn:aws:lambda:<region>:017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:<v>``."""
+def powertools_layer_arn(region: str, partition: str = "aws", *, version: int = POWERTOOLS_LAYER_VERSION) -> str:
+    """``arn:aws:lambda:<region>:017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:<version>``."""
     name = f"AWSLambdaPowertoolsPythonV3-{PYTHON_VERSION}-{ARCHITECTURE}"
-    return f"arn:{partition}:lambda:{region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:{name}:{POWERTOOLS_LAYER_VERSION}"
+    return f"arn:{partition}:lambda:{region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:{name}:{version}"
 
 
 def _wanted(path: Path) -> bool:

@@ -44,9 +44,10 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 import naming
+from lambdas.deploy.config import rollout_environ
 from naming import Names
 from stacks.components.keys import purpose_key
-from stacks.components.lambda_package import build_package, powertools_layer_arn
+from stacks.components.lambda_package import POWERTOOLS_LAYER_VERSION, build_package, powertools_layer_arn
 from stacks.components.ml_pipeline import sagemaker_metrics_statement, sagemaker_principal, vpc_network_statement
 from stacks.components.sagemaker_images import image_accounts
 from stacks.nag import acknowledge
@@ -93,14 +94,19 @@ TARGET_RETRIES: Final = 4
 TARGET_MAX_AGE: Final = Duration.hours(2)
 #: Lambda async retries after a function error (then the function's DLQ).
 ASYNC_RETRIES: Final = 2
-#: Rollout settings of realtime teams (the deploy handler's documented defaults).
-CANARY_SIZE_TYPE: Final = "CAPACITY_PERCENT"
-CANARY_SIZE: Final = 10
-BAKE_SECONDS: Final = 600
-TERMINATION_WAIT_SECONDS: Final = 300
-MAX_EXECUTION_SECONDS: Final = 3600
-SERVERLESS_MEMORY_MB: Final = 2048
-SERVERLESS_MAX_CONCURRENCY: Final = 5
+#: Rollout settings when a team's config has none (``teams[].deployment``; the deploy handler's defaults).
+DEFAULT_ROLLOUT: Final = rollout_environ(
+    canary_size_type="CAPACITY_PERCENT",
+    canary_size=10,
+    bake_seconds=600,
+    termination_wait_seconds=300,
+    max_execution_seconds=3600,
+    serverless_memory_mb=2048,
+    serverless_max_concurrency=5,
+)
+_REALTIME_ROLLOUT: Final = ("CANARY_SIZE_TYPE", "CANARY_SIZE", "BAKE_SECONDS", "TERMINATION_WAIT_SECONDS",
+                            "MAX_EXECUTION_SECONDS")  # fmt: skip
+_SERVERLESS_ROLLOUT: Final = ("SERVERLESS_MEMORY_MB", "SERVERLESS_MAX_CONCURRENCY")
 CAPTURE_SAMPLING_PERCENT: Final = 100
 IDEMPOTENCY_TTL_SECONDS: Final = {"data_arrival": 86_400, "deploy": 3600}
 CLAIM_TTL_DAYS: Final = 365
@@ -108,6 +114,15 @@ CLAIM_TTL_DAYS: Final = 365
 #: for 3 consecutive minutes.
 LATENCY_THRESHOLD_MICROSECONDS: Final = 1_000_000
 VARIANT_NAME: Final = "AllTraffic"
+
+
+def _check_canary(team: str, rollout: Mapping[str, str], min_instances: int) -> None:
+    """An instance-count canary fits the endpoint: at most half its instances (SageMaker's limit)."""
+    if rollout["CANARY_SIZE_TYPE"] == "INSTANCE_COUNT" and int(rollout["CANARY_SIZE"]) > max(1, min_instances // 2):
+        raise ValueError(
+            f"team {team!r}: deployment.canary_instances {rollout['CANARY_SIZE']} is more than half of the "
+            f"environment's endpoint_min_instances ({min_instances}); lower it or use canary_percent"
+        )
 
 
 def rollback_alarm_names(endpoint: str) -> tuple[str, str]:
@@ -148,6 +163,13 @@ class LifecycleProps:
     buckets: Mapping[str, str]  # zone → bucket name (raw, artifacts, capture, reports)
     zone_keys: Mapping[str, kms.IKey]
     promotion_consumers: Sequence[PromotionConsumer] = field(default_factory=tuple)
+    #: The deploy Lambda's rollout variables (:func:`lambdas.deploy.config.rollout_environ` of the team's
+    #: ``deployment`` settings); the realtime or serverless ones are set per ``deploy_target``.
+    rollout: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROLLOUT))
+    #: Reserve each function's concurrency (``SIZING``); off only where the account's quota cannot afford
+    #: it (``environments[].lambda_reserved_concurrency``).
+    reserved_concurrency: bool = True
+    powertools_layer_version: int = POWERTOOLS_LAYER_VERSION
 
 
 class LifecycleStore(Construct):
@@ -216,6 +238,8 @@ class LifecycleFunction(Construct):
         log_retention: logs.RetentionDays,
         topic: sns.ITopic,
         removal_policy: RemovalPolicy,
+        reserved_concurrency: bool = True,
+        powertools_layer_version: int = POWERTOOLS_LAYER_VERSION,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -267,13 +291,15 @@ class LifecycleFunction(Construct):
             code=lambda_.Code.from_asset(str(package.path)),
             layers=[
                 lambda_.LayerVersion.from_layer_version_arn(
-                    self, "Powertools", powertools_layer_arn(stack.region, stack.partition)
+                    self,
+                    "Powertools",
+                    powertools_layer_arn(stack.region, stack.partition, version=powertools_layer_version),
                 )
             ],
             role=self.role.without_policy_updates(),
             memory_size=sizing.memory_mb,
             timeout=sizing.timeout,
-            reserved_concurrent_executions=sizing.reserved_concurrency,
+            reserved_concurrent_executions=sizing.reserved_concurrency if reserved_concurrency else None,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
@@ -302,6 +328,14 @@ class LifecycleFunction(Construct):
             "AwsSolutions-IAM5[Resource::*]",
             "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) support no resource-level permissions",
         )
+        if not reserved_concurrency:
+            for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321"):
+                acknowledge(
+                    self.function,
+                    f"{pack}-LambdaConcurrency",
+                    "The environment sets lambda_reserved_concurrency: false: its account's concurrency quota "
+                    "cannot keep Lambda's 100 unreserved executions next to the reservations (config/models.py)",
+                )
         for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321"):
             acknowledge(
                 self.function,
@@ -514,7 +548,9 @@ class TeamLifecycle(Construct):
         common = {"TEAM": team_name, "ACCOUNT_ID": account, "MODEL_PACKAGE_GROUP": group_name,
                   "IDEMPOTENCY_TABLE": table.table_name}  # fmt: skip
         function_props: dict[str, Any] = {"key": key, "logs_key": props.logs_key, "log_retention": props.log_retention,
-                          "topic": self.topic, "removal_policy": removal_policy}  # fmt: skip
+                          "topic": self.topic, "removal_policy": removal_policy,
+                          "reserved_concurrency": props.reserved_concurrency,
+                          "powertools_layer_version": props.powertools_layer_version}  # fmt: skip
         self.arrival = LifecycleFunction(
             self,
             "DataArrival",
@@ -546,23 +582,20 @@ class TeamLifecycle(Construct):
         if props.deploy_target != "serverless":
             deploy_env["SUBNET_IDS"] = Fn.join(",", [s.subnet_id for s in subnets])
             deploy_env["SECURITY_GROUP_IDS"] = security_group.security_group_id
+        rollout = {**DEFAULT_ROLLOUT, **props.rollout}
         if realtime:
+            _check_canary(team_name, rollout, props.min_instances)
             deploy_env.update(
                 {
                     "CAPTURE_BUCKET": props.buckets["capture"],
                     "CAPTURE_KMS_KEY_ID": props.zone_keys["capture"].key_arn,
                     "CAPTURE_SAMPLING_PERCENT": str(CAPTURE_SAMPLING_PERCENT),
-                    "CANARY_SIZE_TYPE": CANARY_SIZE_TYPE,
-                    "CANARY_SIZE": str(CANARY_SIZE),
-                    "BAKE_SECONDS": str(BAKE_SECONDS),
-                    "TERMINATION_WAIT_SECONDS": str(TERMINATION_WAIT_SECONDS),
-                    "MAX_EXECUTION_SECONDS": str(MAX_EXECUTION_SECONDS),
+                    **{name: rollout[name] for name in _REALTIME_ROLLOUT},
                     "ROLLBACK_ALARMS": ",".join(alarm_names),
                 }
             )
         if props.deploy_target == "serverless":
-            deploy_env["SERVERLESS_MEMORY_MB"] = str(SERVERLESS_MEMORY_MB)
-            deploy_env["SERVERLESS_MAX_CONCURRENCY"] = str(SERVERLESS_MAX_CONCURRENCY)
+            deploy_env.update({name: rollout[name] for name in _SERVERLESS_ROLLOUT})
         self.deploy = LifecycleFunction(
             self,
             "Deploy",

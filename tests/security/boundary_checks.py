@@ -582,7 +582,8 @@ def dead_grant_problems(stage) -> list[str]:
                     continue
                 actions = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
                 resources = stmt["Resource"] if isinstance(stmt["Resource"], list) else [stmt["Resource"]]
-                context = {**base, **_satisfying(stmt.get("Condition"))}
+                # aws:PrincipalArn is in every real request (the boundary names deploy roles by it)
+                context = {**base, "aws:PrincipalArn": role.arn, **_satisfying(stmt.get("Condition"))}
                 for action in actions:
                     for resource in resources:
                         request = Request(

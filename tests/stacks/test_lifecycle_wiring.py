@@ -23,8 +23,14 @@ from lambdas.data_arrival.config import ArrivalConfig
 from lambdas.deploy.config import DeployConfig
 from naming import ZONES, Names
 from pipelines import load_template
-from stacks import cdk_json_context
-from stacks.components.lambda_package import package_bytes, package_files, powertools_layer_arn
+from stacks import PROJECT_ROOT, cdk_json_context
+from stacks.components.lambda_package import (
+    POWERTOOLS_LAYER_VERSION,
+    POWERTOOLS_RELEASE,
+    package_bytes,
+    package_files,
+    powertools_layer_arn,
+)
 from stacks.components.lifecycle import LifecycleProps, PromotionConsumer, rollback_alarm_names
 from stacks.components.ml_team import MlTeam, TeamPipeline
 from tests.security.iam_eval import Request, evaluate
@@ -188,9 +194,10 @@ def test_functions_follow_the_lambda_baseline(stages, which):
             props = fn["Properties"]
             assert props["Runtime"] == "python3.14" and props["Architectures"] == ["arm64"]
             assert props["MemorySize"] >= 128 and 3 <= props["Timeout"] <= 900
-            assert props["ReservedConcurrentExecutions"] >= 1
+            assert stage.environment.lambda_reserved_concurrency and props["ReservedConcurrentExecutions"] >= 1
             assert props["TracingConfig"] == {"Mode": "Active"}
-            assert props["Layers"] == [powertools_layer_arn(stage.environment.region)]
+            version = stage.environment.powertools_layer_version or POWERTOOLS_LAYER_VERSION
+            assert props["Layers"] == [powertools_layer_arn(stage.environment.region, version=version)]
             assert (
                 props["Handler"]
                 == f"lambdas.{'data_arrival' if which == 'DataArrival' else 'deploy'}.handler.lambda_handler"
@@ -471,3 +478,162 @@ def test_ml_team_with_lifecycle_on_a_bare_app():
     ]
     (deploy_env,) = [e for e in env if "DEPLOY_TARGET" in e]
     assert deploy_env["DEPLOY_TARGET"] == "batch" and "ROLLBACK_ALARMS" not in deploy_env
+
+
+# -- the deploy function's real requests, evaluated through the boundary ------------------------------------
+
+
+def _iam_context(request: dict, principal: str) -> dict:
+    """The IAM condition keys SageMaker derives from a Create* request as the deploy function sends it."""
+    context: dict = {"aws:PrincipalArn": principal, "aws:TagKeys": [t["Key"] for t in request.get("Tags", [])]}
+    if "VpcConfig" in request:
+        context["sagemaker:VpcSubnets"] = request["VpcConfig"]["Subnets"]
+        context["sagemaker:VpcSecurityGroupIds"] = request["VpcConfig"]["SecurityGroupIds"]
+    if "EnableNetworkIsolation" in request:
+        context["sagemaker:NetworkIsolation"] = request["EnableNetworkIsolation"]
+    if "KmsKeyId" in request:
+        context["sagemaker:VolumeKmsKey"] = request["KmsKeyId"]
+    return context
+
+
+def _deploy_requests(stage, team):
+    """``[(action, resource ARN, request)]`` of a first deployment, built by the deploy Lambda's own code."""
+    from lambdas.deploy.actions import endpoint_config_request, model_request, resource_name
+
+    config = DeployConfig.from_environ(_environment(stage, team, "Deploy"))
+    env = stage.environment
+    sm = f"arn:aws:sagemaker:{env.region}:{env.account}"
+    package_arn = f"{sm}:model-package/{config.group_name}/3"
+    package = {
+        "ModelPackageArn": package_arn,
+        "InferenceSpecification": {"Containers": [{"Image": "img", "ModelDataUrl": "s3://b/model.tar.gz"}]},
+    }
+    model = model_request(config, package, "")
+    base = config.endpoint_name if config.deploy_target != "batch" else config.group_name
+    model["ModelName"] = model_name = resource_name(base, 3, model)
+    endpoint_config = endpoint_config_request(config, "", model_name, package_arn)
+    endpoint_config["EndpointConfigName"] = config_name = resource_name(config.endpoint_name, 3, endpoint_config)
+    out = [
+        ("sagemaker:CreateModel", f"{sm}:model/{model_name}", model),
+        ("iam:PassRole", model["ExecutionRoleArn"], {"iam:PassedToService": "sagemaker.amazonaws.com"}),
+    ]
+    if config.deploy_target != "batch":
+        endpoint = {"EndpointName": config.endpoint_name, "EndpointConfigName": config_name, "Tags": model["Tags"]}
+        out += [
+            ("sagemaker:CreateEndpointConfig", f"{sm}:endpoint-config/{config_name}", endpoint_config),
+            ("sagemaker:CreateEndpoint", f"{sm}:endpoint/{config.endpoint_name}", endpoint),
+            ("sagemaker:CreateEndpoint", f"{sm}:endpoint-config/{config_name}", endpoint),
+            ("sagemaker:UpdateEndpoint", f"{sm}:endpoint/{config.endpoint_name}", endpoint),
+        ]
+    return config, out
+
+
+@pytest.mark.parametrize("team", TEAMS)
+def test_the_deploy_functions_real_requests_pass_its_policy_and_the_boundary(stages, team):
+    # the requests the deploy Lambda's code builds from its synthesized environment, as SageMaker authorizes
+    # them: a serverless team's CreateModel has no VpcConfig and no isolation, and must still be allowed
+    for stage in stages.values():
+        role = _role(stage, team, "TeamLifecycleDeployRole")
+        config, requests = _deploy_requests(stage, team)
+        for action, resource, request in requests:
+            context = request if action == "iam:PassRole" else _iam_context(request, role.arn)
+            decision = role.can(Request(action, resource, context))
+            assert decision.allowed, (stage.environment.name, team, action, resource, decision)
+        if config.deploy_target == "serverless":
+            (model,) = [r for a, _, r in requests if a == "sagemaker:CreateModel"]
+            assert "VpcConfig" not in model and "EnableNetworkIsolation" not in model
+
+
+def test_the_serverless_exception_is_exactly_the_serverless_teams_models_and_deploy_roles(dev):
+    from tests.security.boundary_checks import admin_under_boundary
+
+    config = load_config()
+    serverless = [t.name for t in config.teams if t.deploy_target == "serverless"]
+    assert serverless == ["diagnostics"]  # the example config exercises the exception
+    sm = "arn:aws:sagemaker:eu-west-1:111111111111"
+    deploy_role = "arn:aws:iam::111111111111:role/flywheel/dev/deploy/Flywheel-dev-Team-diagnostics-Role-x"
+    outside = {"aws:PrincipalArn": deploy_role}  # no VpcSubnets, no NetworkIsolation
+    isolated = {**outside, "sagemaker:VpcSubnets": ["subnet-1"], "sagemaker:NetworkIsolation": True}
+
+    def can(model: str, context: dict) -> bool:
+        return admin_under_boundary(dev, Request("sagemaker:CreateModel", f"{sm}:model/{model}", context)).allowed
+
+    assert can("flywheel-dev-diagnostics-v3-0123abcd", outside)
+    # every other model stays network-isolated in the VPC, whoever creates it
+    others = ("flywheel-dev-churn-v3-0123abcd", "flywheel-dev-diagnosticsx-v3-a", "flywheel-staging-diagnostics-v3-a",
+              "flywheel-dev-diagnostics", "m")  # fmt: skip
+    for model in others:
+        assert not can(model, outside), model
+        assert can(model, isolated), model
+    # and only this environment's deploy roles may create a serverless team's models at all
+    for principal in (
+        "arn:aws:iam::111111111111:role/flywheel/dev/diagnostics/pipeline-role",
+        "arn:aws:iam::111111111111:role/flywheel/dev/model/r",
+        "arn:aws:iam::111111111111:role/flywheel/staging/deploy/r",
+        "arn:aws:iam::222222222222:role/flywheel/dev/deploy/r",
+    ):
+        assert not can("flywheel-dev-diagnostics-v3-0123abcd", {**isolated, "aws:PrincipalArn": principal}), principal
+    # the realtime team's deploy role cannot use the exception, even for its own models
+    churn = _role(dev, "churn", "TeamLifecycleDeployRole")
+    churn_model = f"{sm}:model/flywheel-dev-churn-v3-0123abcd"
+    assert not churn.can(Request("sagemaker:CreateModel", churn_model, {"aws:PrincipalArn": churn.arn})).allowed
+
+
+def test_an_instance_count_canary_above_half_the_fleet_is_refused_at_synth():
+    import stacks.components.lifecycle as lifecycle
+
+    rollout = {**lifecycle.DEFAULT_ROLLOUT, "CANARY_SIZE_TYPE": "INSTANCE_COUNT", "CANARY_SIZE": "2"}
+    lifecycle._check_canary("churn", rollout, 4)  # two of four: fine
+    with pytest.raises(ValueError, match="canary_instances 2 is more than half of the environment's endpoint_min"):
+        lifecycle._check_canary("churn", rollout, 3)
+
+
+def test_the_teams_deployment_settings_reach_the_deploy_function(stages):
+    config = load_config()
+    for stage in stages.values():
+        for team in TEAMS:
+            settings = config.team(team).deployment
+            deploy = DeployConfig.from_environ(_environment(stage, team, "Deploy"))
+            if deploy.deploy_target == "realtime":
+                assert (deploy.canary_size_type, deploy.canary_size) == settings.canary
+                assert deploy.bake_seconds == settings.bake_seconds
+                assert deploy.termination_wait_seconds == settings.termination_wait_seconds
+                assert deploy.max_execution_seconds == settings.max_execution_seconds
+            else:
+                assert deploy.serverless_memory_mb == settings.serverless_memory_mb
+                assert deploy.serverless_max_concurrency == settings.serverless_max_concurrency
+    assert config.team("churn").deployment.canary == ("CAPACITY_PERCENT", 20)  # not the default 10: it flowed
+
+
+def test_reserved_concurrency_and_the_layer_version_follow_the_environment():
+    from config.models import LAMBDA_RESERVED_PER_TEAM
+    from stacks.components.lifecycle import SIZING
+
+    assert sum(s.reserved_concurrency for s in SIZING.values()) == LAMBDA_RESERVED_PER_TEAM
+    stack = Stack(App(context=cdk_json_context()), "Team", env={"account": "111111111111", "region": "eu-west-1"})
+    keys: dict[str, kms.IKey] = {z: kms.Key(stack, f"{z}Key") for z in ZONES}
+    subnets = [ec2.Subnet.from_subnet_attributes(stack, "Subnet", subnet_id="subnet-0aaa", route_table_id="rtb-0aaa")]
+    buckets = {z: f"bucket-{z}" for z in ZONES}
+    MlTeam(
+        stack, "Team", env_name="dev", team_name="churn", description="", removal_policy=RemovalPolicy.DESTROY,
+        pipelines=[TeamPipeline(load_template("tabular"), load_config().team("churn").template_settings("tabular"))],
+        zone_keys=keys, subnets=subnets, security_group=ec2.SecurityGroup.from_security_group_id(stack, "Sg", "sg-0c"),
+        buckets=buckets,
+        lifecycle=LifecycleProps(
+            env_name="dev", is_production=False, deploy_target="realtime", instance_type="ml.m5.large",
+            min_instances=1, log_retention=logs.RetentionDays.ONE_MONTH, logs_key=keys["raw"], buckets=buckets,
+            zone_keys=keys, reserved_concurrency=False, powertools_layer_version=41,
+        ),
+    )  # fmt: skip
+    functions = Template.from_stack(stack).find_resources("AWS::Lambda::Function")
+    assert len(functions) == 2
+    for fn in functions.values():
+        assert "ReservedConcurrentExecutions" not in fn["Properties"]
+        assert fn["Properties"]["Layers"] == [powertools_layer_arn("eu-west-1", version=41)]
+        assert fn["Properties"]["Layers"][0].endswith("AWSLambdaPowertoolsPythonV3-python314-arm64:41")
+
+
+def test_the_handlers_pin_the_powertools_release_of_the_layer():
+    for handler in ("data_arrival", "deploy"):
+        text = (PROJECT_ROOT / "lambdas" / handler / "requirements.txt").read_text()
+        assert f"aws-lambda-powertools[tracer]=={POWERTOOLS_RELEASE}" in text.splitlines()
