@@ -2,16 +2,21 @@
 
 Cold start is paid on every new execution environment, so each handler module is imported in a fresh
 interpreter (``-X importtime`` is not needed: the wall time of the import is what Lambda pays) and the
-fastest of ``--repeat`` runs counts. The baseline, measured in the same run the same way, is ``import
-boto3`` — part of the Lambda Python runtime, paid by any handler — so the ratio and the difference say
-what Flywheel's own code and Powertools add. Also checked: no SageMaker SDK, pandas, numpy, CDK or
-``flywheel`` module is loaded. Package size: the handler's asset (its folder, ``lambdas/common``,
+fastest of ``--repeat`` runs counts. The interpreter gets the environment the Lambda runtime gives the
+deployed function: ``LAMBDA_TASK_ROOT`` and ``AWS_LAMBDA_FUNCTION_NAME`` set and tracing *on* (the
+function has active tracing). That matters: outside Lambda the X-Ray SDK builds two botocore clients for
+centralized sampling at import (~135 ms), inside Lambda it uses its local sampler. The baseline, measured
+in the same run the same way, is ``import boto3`` — part of the Lambda Python runtime, paid by any handler
+— so the ratio and the difference say what Flywheel's own code and Powertools add. Also checked: no
+SageMaker SDK, pandas, numpy, CDK, ``flywheel`` or X-Ray-patched library (SQLAlchemy, requests, httpx) is
+loaded. Package size: the handler's asset (its folder, ``lambdas/common``,
 ``lambdas/lifecycle``, ``naming``; Python sources only — Powertools comes from its public layer) as a
 deflated zip::
 
     python -m bench.bench_lambdas [--repeat 7]
 
-Prints a table and writes ``bench/results/bench_lambdas.json``. Goal: ≤ 250 ms beyond ``import boto3``.
+Prints a table and writes ``bench/results/bench_lambdas.json``. Goal (issue 9): the whole cold import of
+each handler module ≤ 250 ms, boto3 included.
 """
 
 from __future__ import annotations
@@ -21,19 +26,22 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from bench import common
 
 HANDLERS = ("data_arrival", "deploy")
 GOAL_MS = 250.0
-HEAVY = ("sagemaker", "pandas", "numpy", "aws_cdk", "flywheel", "moto", "pydantic")
-# Valid placeholder configuration: handlers read their environment at import (cold start).
+HEAVY = ("sagemaker", "pandas", "numpy", "aws_cdk", "flywheel", "moto", "pydantic", "sqlalchemy", "requests", "httpx")
+# What the Lambda runtime sets for the deployed function (active tracing: the Tracer is on).
 _ENV = {
     "AWS_DEFAULT_REGION": "eu-west-1",
-    "POWERTOOLS_TRACE_DISABLED": "true",
+    "AWS_LAMBDA_FUNCTION_NAME": "bench-lambdas",
+    "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
     "POWERTOOLS_METRICS_NAMESPACE": "Flywheel",
 }
 _PROBE = """
@@ -49,6 +57,8 @@ print(json.dumps({"ms": elapsed * 1000, "heavy": heavy}))
 def import_ms(module: str, repeat: int) -> dict[str, Any]:
     """Fastest cold import of ``module`` over ``repeat`` fresh interpreters, and heavy modules it loaded."""
     best: dict[str, Any] | None = None
+    task_root = Path(tempfile.gettempdir()) / "flywheel-bench-lambdas"
+    task_root.mkdir(exist_ok=True)
     for _ in range(repeat):
         out = subprocess.run(
             [sys.executable, "-c", _PROBE, module, ",".join(HEAVY)],
@@ -56,7 +66,7 @@ def import_ms(module: str, repeat: int) -> dict[str, Any]:
             capture_output=True,
             text=True,
             cwd=common.REPO,
-            env={**_minimal_env(), **_ENV},
+            env={**_minimal_env(), **_ENV, "LAMBDA_TASK_ROOT": str(task_root)},
         )
         result = json.loads(out.stdout.strip().splitlines()[-1])
         if best is None or result["ms"] < best["ms"]:
@@ -98,7 +108,7 @@ def run(repeat: int) -> dict[str, Any]:
             "ratio_to_boto3": round(measured["ms"] / baseline["ms"], 2),
             "heavy_modules": measured["heavy"],
             "package_bytes": package_bytes(name),
-            "goal_met": extra <= GOAL_MS and not measured["heavy"],
+            "goal_met": measured["ms"] <= GOAL_MS and not measured["heavy"],
         }
     return {
         "benchmark": "bench_lambdas",
@@ -107,7 +117,8 @@ def run(repeat: int) -> dict[str, Any]:
         "repeat": repeat,
         "baseline": {"module": "boto3", "import_ms": round(baseline["ms"], 1)},
         "handlers": handlers,
-        "goal": f"<= {GOAL_MS:.0f} ms beyond import boto3; none of {', '.join(HEAVY)} imported",
+        "goal": f"cold import <= {GOAL_MS:.0f} ms (boto3 included); none of {', '.join(HEAVY)} imported",
+        "environment": "Lambda runtime variables (LAMBDA_TASK_ROOT, AWS_LAMBDA_FUNCTION_NAME), tracing on",
     }
 
 

@@ -21,9 +21,9 @@ from flywheel.state import StateStore
 
 def deploy_config(team: str, config: Any, res: TeamResources, overrides: Mapping[str, str]) -> Any:
     """The team's :class:`lambdas.deploy.config.DeployConfig` — the settings type the deploy handler
-    validates — filled from its config (``deploy_target``, ``instances.endpoint``), its resources and
-    the local rollout defaults (:data:`flywheel.rollout.LOCAL_ROLLOUT`: canary 20 %, bake 5 s) with
-    ``overrides`` (deploy-Lambda variables)."""
+    validates — filled from its config (``deploy_target``, ``instances.endpoint``, ``deployment``: the
+    deployed canary share, the bake capped at 5 s), its resources and ``overrides`` (deploy-Lambda
+    variables)."""
     from flywheel.rollout import deploy_config as rollout_deploy_config
 
     return rollout_deploy_config(
@@ -38,6 +38,7 @@ def deploy_config(team: str, config: Any, res: TeamResources, overrides: Mapping
         capture_bucket=res.platform.buckets["capture"],
         capture_key=res.platform.keys["capture"],
         overrides=overrides,
+        deployment=getattr(config, "deployment", None),
     )
 
 

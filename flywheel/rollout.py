@@ -7,8 +7,9 @@ with the same settings:
 
 * the settings are a :class:`lambdas.deploy.config.DeployConfig` — the type the deploy handler
   validates — filled from the team's config (``deploy_target``, ``instances.endpoint``, the
-  environment's ``endpoint_min_instances``) and local defaults (:data:`LOCAL_ROLLOUT`: canary 20 %,
-  bake 5 s); the canary share, bake and alarm names are read back from the ``DeploymentConfig`` the
+  environment's ``endpoint_min_instances``) and its ``deployment`` settings (:func:`local_rollout`: the
+  deployed canary share, the bake capped at 5 s; :data:`LOCAL_ROLLOUT` when a team has none, canary
+  20 %); the canary share, bake and alarm names are read back from the ``DeploymentConfig`` the
   Lambda would send to ``UpdateEndpoint`` (:meth:`RolloutSettings.from_deploy_config`);
 * each alarm named in ``AutoRollbackConfiguration`` has a local rule (:class:`AlarmRule`) on the
   canary's own figures: ``<endpoint>-5xx`` — its ``Invocation5XXErrors`` sum above 0;
@@ -43,6 +44,9 @@ LOCAL_ROLLOUT: Final[Mapping[str, str]] = {
     "TERMINATION_WAIT_SECONDS": "0",
     "MAX_EXECUTION_SECONDS": "600",
 }
+#: The longest bake the local endpoint waits (a demo cannot wait the deployed 10 minutes); the team's
+#: canary share, serverless settings and alarms are the deployed ones (:func:`local_rollout`).
+LOCAL_MAX_BAKE_SECONDS: Final = 5
 #: The local latency alarm: canary ModelLatency p99 above this (CloudWatch's is in microseconds).
 LATENCY_THRESHOLD_MS: Final = 1000.0
 #: Successful canary invocations the latency alarm needs before it can fire (one slow first call is no alarm).
@@ -54,6 +58,28 @@ _LOCAL_IDS: Final[Mapping[str, str]] = {
     "SECURITY_GROUP_IDS": "sg-00000000000000001",
     "IDEMPOTENCY_TABLE": "flywheel-local-lifecycle",
 }
+
+
+def local_rollout(deployment: Any) -> dict[str, str]:
+    """The deploy Lambda's rollout variables of a team's ``deployment`` settings, as the local endpoint runs
+    them: the same canary (percent, or an instance count — simulated on the smallest fleet it fits, twice
+    its size, i.e. the largest share SageMaker allows: 50 %), serverless memory and concurrency; the bake
+    capped at :data:`LOCAL_MAX_BAKE_SECONDS`, no termination wait (no old fleet to keep)."""
+    from lambdas.deploy.config import rollout_environ
+
+    size_type, size = deployment.canary
+    environ = rollout_environ(
+        canary_size_type=size_type,
+        canary_size=size,
+        bake_seconds=min(int(deployment.bake_seconds), LOCAL_MAX_BAKE_SECONDS),
+        termination_wait_seconds=0,
+        max_execution_seconds=int(LOCAL_ROLLOUT["MAX_EXECUTION_SECONDS"]),
+        serverless_memory_mb=int(deployment.serverless_memory_mb),
+        serverless_max_concurrency=int(deployment.serverless_max_concurrency),
+    )
+    if size_type == "INSTANCE_COUNT":
+        environ["MIN_INSTANCES"] = str(2 * size)
+    return environ
 
 
 def deploy_config(
@@ -69,8 +95,12 @@ def deploy_config(
     capture_bucket: str,
     capture_key: str,
     overrides: Mapping[str, str] | None = None,
+    deployment: Any = None,
 ) -> Any:
-    """The team's :class:`lambdas.deploy.config.DeployConfig`, validated as the deploy handler validates it."""
+    """The team's :class:`lambdas.deploy.config.DeployConfig`, validated as the deploy handler validates it.
+
+    ``deployment``: the team's ``teams[].deployment`` settings (:func:`local_rollout`); ``overrides``
+    (deploy-Lambda variables) win over both them and :data:`LOCAL_ROLLOUT`."""
     from lambdas.deploy.config import DeployConfig
 
     environ = {
@@ -87,6 +117,7 @@ def deploy_config(
         "ROLLBACK_ALARMS": ",".join(alarm_names(endpoint)),
         **{name: value.format(account=account, team=team) for name, value in _LOCAL_IDS.items()},
         **LOCAL_ROLLOUT,
+        **(local_rollout(deployment) if deployment is not None else {}),
         **(overrides or {}),
     }
     return DeployConfig.from_environ(environ)

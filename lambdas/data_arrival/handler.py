@@ -11,13 +11,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
-from lambdas.common.entry import HandlerEntry
+from lambdas.common.entry import TRACED_MODULES, HandlerEntry
 
 from .config import ArrivalConfig
 from .logic import ArrivalRuntime
 
 logger = Logger(service="flywheel-data-arrival")
-tracer = Tracer(service="flywheel-data-arrival")
+tracer = Tracer(service="flywheel-data-arrival", patch_modules=TRACED_MODULES)
 metrics = Metrics(namespace="Flywheel", service="flywheel-data-arrival")
 
 _entry: HandlerEntry[ArrivalConfig, ArrivalRuntime] = HandlerEntry(

@@ -11,13 +11,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
-from lambdas.common.entry import HandlerEntry
+from lambdas.common.entry import TRACED_MODULES, HandlerEntry
 
 from .config import DeployConfig
 from .logic import DeployRuntime
 
 logger = Logger(service="flywheel-deploy")
-tracer = Tracer(service="flywheel-deploy")
+tracer = Tracer(service="flywheel-deploy", patch_modules=TRACED_MODULES)
 metrics = Metrics(namespace="Flywheel", service="flywheel-deploy")
 
 _entry: HandlerEntry[DeployConfig, DeployRuntime] = HandlerEntry(

@@ -20,6 +20,7 @@ from flywheel.actions import RolloutRefusedError, end_rollout
 from flywheel.embedded import EmbeddedAws
 from flywheel.rollout import (
     LATENCY_DATAPOINTS,
+    LOCAL_MAX_BAKE_SECONDS,
     AlarmRule,
     CanaryRouter,
     RolloutSettings,
@@ -111,6 +112,38 @@ def test_settings_come_from_the_deploy_handlers_config_and_deployment_config() -
     # The handler's validation applies: a canary over 50 % is refused as the Lambda refuses it.
     with pytest.raises(ConfigError, match="CANARY_SIZE"):
         _settings(80, 5)
+
+
+def _team_config(deploy_target: str, deployment: Any) -> Any:
+    return deploy_config(
+        team="churn", group="flywheel-local-churn", endpoint=ENDPOINT, account="123456789012",
+        deploy_target=deploy_target, instance_type="ml.m5.large", min_instances=1,
+        volume_key="alias/flywheel-local-artifacts", capture_bucket="flywheel-local-capture",
+        capture_key="alias/flywheel-local-capture", deployment=deployment,
+    )  # fmt: skip
+
+
+def test_the_local_rollout_uses_the_teams_deployment_settings() -> None:
+    from config.loader import load_config
+    from config.models import DeploymentSettings
+
+    # the shipped churn team: its 20 % canary (not the Lambda's default 10 %), the bake capped locally
+    churn = load_config().team("churn")
+    settings = RolloutSettings.from_deploy_config(_team_config("realtime", churn.deployment))
+    assert settings is not None and settings.canary_percent == churn.deployment.canary_percent == 20
+    assert settings.bake_seconds == LOCAL_MAX_BAKE_SECONDS < churn.deployment.bake_seconds
+    custom = RolloutSettings.from_deploy_config(_team_config("realtime", DeploymentSettings(canary_percent=35)))
+    assert custom is not None and custom.canary_percent == 35
+    short = RolloutSettings.from_deploy_config(_team_config("realtime", DeploymentSettings(bake_seconds=2)))
+    assert short is not None and short.bake_seconds == 2
+    # an instance-count canary: on the smallest fleet it fits (twice its size), SageMaker's largest share
+    counted = RolloutSettings.from_deploy_config(_team_config("realtime", DeploymentSettings(canary_instances=2)))
+    assert counted is not None and counted.canary_percent == 50
+    # serverless: the team's memory and concurrency, no canary
+    memory = DeploymentSettings(serverless_memory_mb=4096, serverless_max_concurrency=50)
+    serverless = _team_config("serverless", memory)
+    assert (serverless.serverless_memory_mb, serverless.serverless_max_concurrency) == (4096, 50)
+    assert RolloutSettings.from_deploy_config(serverless) is None
 
 
 def test_serverless_and_batch_teams_are_updated_all_at_once() -> None:
