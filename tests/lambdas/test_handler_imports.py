@@ -36,7 +36,8 @@ def test_in_the_lambda_runtime_the_tracer_patches_botocore_only(module: str, tmp
            "AWS_DEFAULT_REGION": "eu-west-1"}  # fmt: skip
     code = (
         f"import json, sys; import {module} as h; from aws_xray_sdk.core import patcher, xray_recorder; "
-        "print(json.dumps({'patched': sorted(patcher._PATCHED_MODULES), 'sampler': type(xray_recorder.sampler).__name__,"
+        "print(json.dumps({'patched': sorted(patcher._PATCHED_MODULES),"
+        " 'sampler': type(xray_recorder.sampler).__name__,"
         f" 'loaded': sorted(m for m in sys.modules if m.split('.')[0] in {PATCHABLE!r}),"
         " 'disabled': h.tracer.disabled}))"
     )
