@@ -37,11 +37,13 @@ from stacks.components.data_lake import ZONES
 from stacks.components.guardrails import UNUSED_SAGEMAKER_ACTIONS
 from stacks.policy_rules import RULES
 from tests.cdk_fixtures import SynthesizedStage
+from tests.config import test_deployment_settings as deployment_tests
 from tests.config import test_loader as loader_tests
 from tests.security import boundary_checks as bc
 from tests.security import test_boundary as boundary_tests
 from tests.stacks import test_audit_stack as audit_tests
 from tests.stacks import test_data_lake_stack as lake_tests
+from tests.stacks import test_lifecycle_wiring as lifecycle_tests
 from tests.stacks import test_security_stack as security_tests
 from tests.stacks import test_team_stack as team_tests
 
@@ -428,6 +430,38 @@ def _reserve_without(name: str) -> Callable[[pytest.MonkeyPatch], None]:
 
 def _gateway_policy(t: dict[str, Json]) -> list[dict[str, Json]]:
     return stmts(t, "Security", "NetworkVpcS3")
+
+
+def _serverless_model_denies(t: dict[str, Json]) -> list[dict[str, Json]]:
+    """The boundary's CreateModel VPC/isolation denies, which leave out the serverless teams' models."""
+    found = [s for s in boundary_statements(t) if has(s, "sagemaker:CreateModel", "Deny") and "NotResource" in s]
+    assert len(found) == 2, found
+    return found
+
+
+def _widen_serverless_exception(resources: list[Json]) -> Callable[[dict[str, Json]], None]:
+    def mutate(t: dict[str, Json]) -> None:
+        for statement in _serverless_model_denies(t):
+            statement["NotResource"] = [*statement["NotResource"], *resources]
+
+    return mutate
+
+
+def _drop_serverless_principal_deny(t: dict[str, Json]) -> None:
+    drop(boundary_statements(t), lambda s: "aws:PrincipalArn" in json.dumps(s.get("Condition", {}))
+         and has(s, "sagemaker:CreateModel", "Deny"))  # fmt: skip
+
+
+#: The realtime team's models, as the boundary's statements spell an ARN.
+CHURN_MODELS = {
+    "Fn::Join": [
+        "",
+        ["arn:", {"Ref": "AWS::Partition"}, ":sagemaker:eu-west-1:111111111111:model/flywheel-dev-churn-v*"],
+    ]
+}
+SERVERLESS_EXCEPTION = real_test(
+    lifecycle_tests.test_the_serverless_exception_is_exactly_the_serverless_teams_models_and_deploy_roles
+)
 
 
 WEAKENINGS = [
@@ -994,6 +1028,35 @@ WEAKENINGS = [
             real_test(loader_tests.test_a_team_may_not_take_a_name_flywheel_uses_as_a_prefix, name="incoming"),
             real_test(loader_tests.test_reserved_names_cover_every_layout_prefix),
         ],
+        "DID NOT RAISE",
+    ),
+    # -- the serverless exception of the boundary (issue 9) --
+    _w(
+        "boundary-serverless-exception-other-team",
+        "boundary: the realtime team's models (flywheel-dev-churn-v*) added to the serverless exception",
+        templates(_widen_serverless_exception([CHURN_MODELS])),
+        [SERVERLESS_EXCEPTION],
+        "flywheel-dev-churn-v3",
+    ),
+    _w(
+        "boundary-serverless-exception-every-model",
+        "boundary: the serverless exception widened to every model (model/*)",
+        templates(_widen_serverless_exception(["arn:aws:sagemaker:*:*:model/*"])),
+        [SERVERLESS_EXCEPTION, ADMIN_CAP],
+        "model outside vpc",
+    ),
+    _w(
+        "boundary-serverless-exception-any-principal",
+        "boundary: the deny of serverless models to every principal but the deploy roles dropped",
+        templates(_drop_serverless_principal_deny),
+        [SERVERLESS_EXCEPTION],
+        "PrincipalArn",
+    ),
+    _w(
+        "lambda-concurrency-unchecked",
+        "config: Lambda's 100 unreserved executions not checked (LAMBDA_UNRESERVED_MINIMUM = 0)",
+        patch(lambda mp: mp.setattr("config.models.LAMBDA_UNRESERVED_MINIMUM", 0)),
+        [real_test(deployment_tests.test_reserved_concurrency_must_leave_lambdas_unreserved_minimum)],
         "DID NOT RAISE",
     ),
 ]
