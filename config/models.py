@@ -82,7 +82,7 @@ class EnvironmentConfig(_Frozen):
     # cannot starve another's and the deploy function runs one invocation at a time. Lambda keeps 100 of
     # the account's concurrent executions unreserved, so a new account (quota 10) cannot reserve any:
     # request a higher quota and set `lambda_account_concurrency` to it, or set `lambda_reserved_concurrency:
-    # false` (docs/runbook.md, "Lambda concurrency").
+    # false` (README.md, "Lambda concurrency").
     lambda_reserved_concurrency: bool = True
     lambda_account_concurrency: int = Field(default=1000, ge=10, le=1_000_000)
     # The version of AWS's public Powertools layer (AWSLambdaPowertoolsPythonV3-python314-arm64:<v>);
@@ -361,7 +361,7 @@ class FlywheelConfig(_Frozen):
                     f"reserve {reserved} of the account's {env.lambda_account_concurrency} concurrent Lambda "
                     f"executions and Lambda keeps {LAMBDA_UNRESERVED_MINIMUM} unreserved; raise the account's "
                     "'Concurrent executions' quota (Service Quotas) and set lambda_account_concurrency to it, or "
-                    "set lambda_reserved_concurrency: false (docs/runbook.md, 'Lambda concurrency')"
+                    "set lambda_reserved_concurrency: false (README.md, "Lambda concurrency")"
                 )
         return self
 

@@ -546,3 +546,54 @@ def test_without_source_accounts_every_promotion_is_rejected(deploy: Any) -> Non
     response = _invoke(_promotion(arn))
     assert_clean_error(response)
     assert _counts() == {"models": 0, "configs": 0, "endpoints": 0, "items": 0}
+
+
+# Settings from the team's deployment block (teams[].deployment → the function's environment) ----------------
+
+
+def test_the_update_request_carries_the_configured_instance_count_canary_and_waits(
+    deploy: Any, seam: UpdateSeam
+) -> None:
+    _configure(CANARY_SIZE_TYPE="INSTANCE_COUNT", CANARY_SIZE="1", BAKE_SECONDS="900", TERMINATION_WAIT_SECONDS="120",
+               MAX_EXECUTION_SECONDS="7200")  # fmt: skip
+    _invoke(_change(_register(), "Approved"))
+    _invoke(_change(_register(), "Approved"))
+    (request,) = seam.requests
+    policy = request["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"] == {
+        "Type": "CANARY",
+        "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+        "WaitIntervalInSeconds": 900,
+    }
+    assert (policy["TerminationWaitInSeconds"], policy["MaximumExecutionTimeoutInSeconds"]) == (120, 7200)
+
+
+def test_a_serverless_model_goes_without_vpc_isolation_and_capture_as_aws_requires(deploy: Any) -> None:
+    _configure(DEPLOY_TARGET="serverless", SUBNET_IDS="", SECURITY_GROUP_IDS="", CAPTURE_BUCKET="",
+               CAPTURE_KMS_KEY_ID="", SERVERLESS_MEMORY_MB="2048", SERVERLESS_MAX_CONCURRENCY="5")  # fmt: skip
+    sagemaker = handler.runtime().clients.client("sagemaker")
+    models = Faults(sagemaker, "CreateModel", "-", times=0).sends
+    configs = Faults(sagemaker, "CreateEndpointConfig", "-", times=0).sends
+    assert _invoke(_change(_register(), "Approved"))["status"] == "deployed"
+    (model,) = models
+    assert "VpcConfig" not in model and "EnableNetworkIsolation" not in model  # AWS's serverless exclusions
+    (config,) = configs
+    assert "DataCaptureConfig" not in config and config["KmsKeyId"] == KMS
+    assert config["ProductionVariants"][0]["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 5}
+
+
+def test_a_timed_out_first_deployment_can_be_retried_and_deploys_once(deploy: Any) -> None:
+    from .support import Kill, kill_on
+
+    arn = _register()
+    event = _change(arn, "Approved")
+    # GIVEN a first attempt killed at its deadline after the model and config, while creating the endpoint
+    sent = kill_on(handler.runtime().clients.client("sagemaker"), "CreateEndpoint")
+    with pytest.raises(Kill):
+        handler.lambda_handler(event, FakeLambdaContext(remaining_ms=1))
+    assert _counts()["endpoints"] == 0 and _counts()["models"] == 1
+    # WHEN Lambda retries after the deadline THEN the same names are found, one endpoint serves the package
+    response = _invoke(_event(arn, "Approved"))
+    assert response["status"] == "deployed" and len(sent) == 2
+    counts = _counts()
+    assert (counts["models"], counts["configs"], counts["endpoints"]) == (1, 1, 1)
