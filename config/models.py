@@ -361,7 +361,7 @@ class FlywheelConfig(_Frozen):
                     f"reserve {reserved} of the account's {env.lambda_account_concurrency} concurrent Lambda "
                     f"executions and Lambda keeps {LAMBDA_UNRESERVED_MINIMUM} unreserved; raise the account's "
                     "'Concurrent executions' quota (Service Quotas) and set lambda_account_concurrency to it, or "
-                    "set lambda_reserved_concurrency: false (README.md, "Lambda concurrency")"
+                    "set lambda_reserved_concurrency: false (README.md, 'Lambda concurrency')"
                 )
         return self
 
