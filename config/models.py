@@ -129,6 +129,15 @@ class EnvironmentConfig(_Frozen):
             raise ValueError(f"{v} is not a CloudWatch Logs retention; use one of {LOG_RETENTION_DAYS}")
         return v
 
+    @model_validator(mode="after")
+    def _production_endpoints(self) -> EnvironmentConfig:
+        if self.is_production and self.endpoint_min_instances < 2:
+            raise ValueError(
+                f"endpoint_min_instances: production endpoints need at least 2 instances (one per AZ, and a "
+                f"blue/green canary next to them), got {self.endpoint_min_instances}"
+            )
+        return self
+
     @property
     def is_production(self) -> bool:
         """Production gets multi-instance endpoints and retained data no matter what."""

@@ -87,11 +87,20 @@ def on_data_arrival(
             )
         if not _holds_data(context.s3, bucket, f"{folder}/"):
             return ArrivalResult(
-                target.team, bucket, key, input_uri, {}, None, skipped=f"no data file next to {complete_marker}"
+                target.team,
+                bucket,
+                key,
+                input_uri,
+                {},
+                None,
+                skipped=f"no data file next to {complete_marker} (empty files do not count)",
             )
     elif _is_marker_or_other(name):
         # Markers (_SUCCESS), hidden files and other objects are legitimate, just not batches.
         return ArrivalResult(target.team, bucket, key, input_uri, {}, None, skipped=f"{name} is not a data file")
+    elif event["detail"]["object"].get("size") == 0:
+        # An empty data file is no batch (a failed upload, a touch): nothing to train on.
+        return ArrivalResult(target.team, bucket, key, input_uri, {}, None, skipped=f"{name} is empty")
     claim_key = _claim_key("batch", bucket, input_uri)
     previous = context.store.claimed(claim_key)
     if previous is not None:
@@ -119,10 +128,11 @@ def _is_marker_or_other(name: str) -> bool:
 
 
 def _holds_data(s3: Any, bucket: str, folder: str) -> bool:
-    """True if ``s3://bucket/folder`` holds at least one data file (directly in the folder)."""
+    """True if ``s3://bucket/folder`` holds at least one non-empty data file (directly in the folder)."""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder, Delimiter="/"):
-        if any(not _is_marker_or_other(obj["Key"][len(folder) :]) for obj in page.get("Contents", [])):
-            return True
+        for obj in page.get("Contents", []):
+            if not _is_marker_or_other(obj["Key"][len(folder) :]) and int(obj.get("Size", 0)) > 0:
+                return True
     return False
 
 

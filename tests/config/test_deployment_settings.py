@@ -68,3 +68,10 @@ def test_a_team_named_after_another_team_plus_v_is_refused(tmp_path):
     other = {**TEAM, "name": "churn-v2"}
     with pytest.raises(ConfigError, match=r"team 'churn-v2' starts with team 'churn' \+ '-v'"):
         load_config(write(tmp_path, teams=[TEAM, other]))
+
+
+def test_production_endpoints_need_two_instances(tmp_path):
+    prod = {**ENV, "name": "prod", "endpoint_min_instances": 1}
+    with pytest.raises(ConfigError, match=r"environments\[0\]: endpoint_min_instances: production endpoints need at"):
+        load_config(write(tmp_path, envs=[prod]))
+    assert load_config(write(tmp_path, envs=[{**prod, "endpoint_min_instances": 2}])).environment("prod")

@@ -119,6 +119,15 @@ def test_a_marker_in_a_folder_without_data_starts_nothing(arrival: Any) -> None:
     assert _executions() == []
 
 
+def test_a_marker_next_to_an_empty_data_file_starts_nothing(arrival: Any) -> None:
+    # GIVEN a folder whose only data file is empty (a failed upload), and its marker
+    boto3.client("s3", region_name=REGION).put_object(Bucket=RAW, Key="churn/incoming/empty-file/churn.csv", Body=b"")
+    event = load_event(MARKER_EVENT, **{"detail.object.key": "churn/incoming/empty-file/_SUCCESS"})
+    response = _invoke(event)
+    assert response["status"] == "skipped" and "empty files do not count" in response["reason"]
+    assert _executions() == []
+
+
 def test_the_start_carries_the_object_versions_client_request_token(arrival: Any) -> None:
     sends = Faults(_client("sagemaker"), "StartPipelineExecution", "ThrottlingException", times=0).sends
     event = load_event(MARKER_EVENT)

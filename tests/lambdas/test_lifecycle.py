@@ -305,6 +305,12 @@ def test_markers_and_non_data_objects_are_skipped(context: LifecycleContext) -> 
     _no_side_effects(context)
 
 
+def test_an_empty_data_file_is_no_batch(context: LifecycleContext) -> None:
+    result = lifecycle.on_data_arrival(_arrival(**{"detail.object.size": 0}), context)
+    assert result.execution_arn is None and result.skipped and "empty" in result.skipped
+    _no_side_effects(context)
+
+
 def test_champion_metric_comes_from_the_latest_approved_package(context: LifecycleContext) -> None:
     first = _register(context, 0.81)
     lifecycle.on_model_package_state_change(_state_change(context, first, "Approved"), context)

@@ -270,6 +270,7 @@ def test_every_variable_the_handlers_read_is_set_and_valid(stages, team):
         config_team = load_config().team(team)
         assert deploy.deploy_target == config_team.deploy_target
         assert deploy.min_instances == stage.environment.endpoint_min_instances
+        assert deploy.min_instances >= (2 if stage.environment.is_production else 1)
         if deploy.deploy_target == "realtime":
             assert deploy.rollback_alarms == rollback_alarm_names(deploy.endpoint_name)
         for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
