@@ -638,3 +638,13 @@ def test_the_handlers_pin_the_powertools_release_of_the_layer():
     for handler in ("data_arrival", "deploy"):
         text = (PROJECT_ROOT / "lambdas" / handler / "requirements.txt").read_text()
         assert f"aws-lambda-powertools[tracer]=={POWERTOOLS_RELEASE}" in text.splitlines()
+
+
+def test_the_runtime_is_the_latest_python_this_cdk_offers_and_matches_the_layer():
+    from aws_cdk import aws_lambda as lambda_
+
+    from stacks.components.lambda_package import PYTHON_VERSION
+
+    versions = [tuple(int(p) for p in n.split("_")[1:]) for n in dir(lambda_.Runtime) if n.startswith("PYTHON_3_")]
+    latest = max(versions)
+    assert PYTHON_VERSION == f"python{latest[0]}{latest[1]}"  # the layer's Python is the functions' runtime
