@@ -647,4 +647,4 @@ def test_the_runtime_is_the_latest_python_this_cdk_offers_and_matches_the_layer(
 
     versions = [tuple(int(p) for p in n.split("_")[1:]) for n in dir(lambda_.Runtime) if n.startswith("PYTHON_3_")]
     latest = max(versions)
-    assert PYTHON_VERSION == f"python{latest[0]}{latest[1]}"  # the layer's Python is the functions' runtime
+    assert f"python{latest[0]}{latest[1]}" == PYTHON_VERSION  # the layer's Python is the functions' runtime
