@@ -24,7 +24,7 @@ from bench import common
 REPO = Path(__file__).resolve().parents[1]
 STEP_DIR = REPO / "pipelines" / "tabular"
 RESULTS = REPO / "bench" / "results"
-BENCH_KEY = "benchmark-only-key-0123456789"
+BENCH_KEY = "benchmark-only-key-0123456789-0123456789"
 
 # Child programs: import first, then time only the work; report seconds and peak RSS (KiB on Linux).
 _BASELINE = """
