@@ -138,13 +138,16 @@ def print_table(result: dict[str, Any]) -> None:
         r = result[label]
         has = r["has"]
         flags = f"{has['mlflow']} / {has['nvidia_nccl_cu12']} / {has['xgboost']}({has['xgboost_cpu']})"
-        print(f"{label:<10}{r['seconds']:>9.1f}{r['venv_mb']:>10,.0f}{r['distributions']:>7}{r['pyc_files']:>8}   {flags}")
+        sizes = f"{r['venv_mb']:>10,.0f}{r['distributions']:>7}{r['pyc_files']:>8}"
+        print(f"{label:<10}{r['seconds']:>9.1f}{sizes}   {flags}")
     g = result["goals"]
     ok = "meets" if g["seconds"] <= g["seconds_at_most"] else "misses"
-    print(f"install {g['seconds']:.1f} s ({ok} <= {g['seconds_at_most']:.0f} s); python -c pass {result['python_pass_s']:.2f} s")
+    floor = result["python_pass_s"]
+    print(f"install {g['seconds']:.1f} s ({ok} <= {g['seconds_at_most']:.0f} s); python -c pass {floor:.2f} s")
     if "size_ratio" in g:
         ok = "meets" if g["size_ratio"] <= g["size_ratio_at_most"] else "misses"
-        print(f"venv size ratio {g['size_ratio']:.2f} of before ({ok} <= {g['size_ratio_at_most']:.2f}); time ratio {g['time_ratio']:.2f}")
+        goal = g["size_ratio_at_most"]
+        print(f"venv size ratio {g['size_ratio']:.2f} of before ({ok} <= {goal:.2f}); time ratio {g['time_ratio']:.2f}")
     print(f"load average before {result['machine']['load_average_before'][0]:.2f}")
 
 

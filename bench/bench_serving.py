@@ -270,7 +270,8 @@ def print_table(result: dict[str, Any]) -> None:
     g = result["goals"]
     ok_p99 = "meets" if g["p99_ms"] <= g["p99_ms_at_most"] else "misses"
     ok_batch = "meets" if g["batch_ratio_vs_xgboost"] >= g["batch_ratio_at_least"] else "misses"
-    print(f"http keep-alive (= flywheel demo's figure): p99 {g['p99_ms']:.2f} ms ({ok_p99} <= {g['p99_ms_at_most']:g} ms)")
+    goal = g["p99_ms_at_most"]
+    print(f"http keep-alive (= flywheel demo's figure): p99 {g['p99_ms']:.2f} ms ({ok_p99} <= {goal:g} ms)")
     print(
         f"batch rows/s vs raw booster.predict {g['batch_ratio_vs_xgboost']:.2f} ({ok_batch} >= "
         f"{g['batch_ratio_at_least']:g}); vs predict_fn {g['batch_ratio_vs_predict_fn']:.2f}"

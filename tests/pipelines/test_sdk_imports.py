@@ -13,9 +13,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-from tests.pipelines.tabular.test_definition import make_inputs
-
 from pipelines.tabular.definition import build_pipeline_definition
+from tests.pipelines.tabular.test_definition import make_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 DROPPED = {"mlflow": "mlflow", "sagemaker-mlflow": "sagemaker_mlflow", "pyiceberg": "pyiceberg", "s3fs": "s3fs"}
