@@ -1,9 +1,12 @@
 """Benchmark: wall time of ``flywheel demo`` at 100k rows, first run and second run (challenger vs champion).
 
 Each run is a fresh ``python -m flywheel demo`` process on a fresh state dir (the second run reuses the
-first's, so it registers version 2 against the approved champion), timed from process start to exit:
-imports, embedded AWS, provisioning, data generation, the pipeline, approval, serving, report. Goal:
-well under 60 s on 2 cores::
+first's, so it registers version 2 against the approved champion), timed from process start to exit.
+A second pair of runs drives the same code (:func:`flywheel.demo.run_demo` on the CLI's runtime) from a
+child that times each phase: interpreter start, imports, embedded AWS start, provisioning, data
+generation, landing, trigger, each pipeline step, approval, serving, report, shutdown. Goal (issue 16):
+the demo in at most 20 s at 100k rows on this machine with no other load (the load average is
+recorded, because on a shared 2-core machine other work stretches every phase)::
 
     python -m bench.bench_demo [--rows 100000] [--repeat 1]
 
@@ -12,6 +15,7 @@ Prints a table and writes ``bench/results/bench_demo.json``.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -25,7 +29,25 @@ from bench import common
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-GOAL_SECONDS = 60.0
+GOAL_SECONDS = 20.0
+
+# A child that runs what `flywheel demo` runs, timing each phase (printing aside); one JSON line.
+_PHASES = """
+import json, sys, time
+t0 = time.perf_counter()
+import flywheel.cli as cli
+from flywheel.demo import run_demo
+t1 = time.perf_counter()
+with cli._runtime(__import__("pathlib").Path(sys.argv[2]), None, serve_port=0) as rt:
+    t2 = time.perf_counter()
+    result = run_demo(rt, rows=int(sys.argv[1]), say=lambda message: None)
+    record = result.outcome.execution if result.outcome else None
+    t3 = time.perf_counter()
+t4 = time.perf_counter()
+out = {"import": t1 - t0, "embedded_aws": t2 - t1, **result.timings, "shutdown": t4 - t3, "in_process": t4 - t0}
+print(json.dumps({"phases": out, "succeeded": bool(record and record.succeeded),
+                  "steps": {s.name: s.duration_s or 0.0 for s in (record.steps if record else [])}}))
+"""
 _STEP = re.compile(r"✓ (\w+) \((\w+), ([0-9.]+) s\)")
 
 
@@ -52,8 +74,26 @@ def demo(rows: int, state_dir: Path) -> dict[str, Any]:
     }
 
 
+def phases(rows: int, state_dir: Path) -> dict[str, Any]:
+    """One demo in a child that times its phases (interpreter start = process wall - in-process time)."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _PHASES, str(rows), str(state_dir)], cwd=REPO, capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"demo phases child failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if not result["succeeded"]:
+        raise RuntimeError("the demo pipeline did not succeed")
+    result["phases"] = {"interpreter": seconds - result["phases"]["in_process"], **result["phases"]}
+    result["seconds"] = seconds
+    return result
+
+
 def run(rows: int, repeat: int, scratch: Path) -> dict[str, Any]:
-    """``repeat`` pairs of (first, second) demo runs; the fastest of each counts."""
+    """``repeat`` pairs of (first, second) demo runs; the fastest of each counts; then one timed pair."""
+    load_before = os.getloadavg()
     first, second = [], []
     for i in range(repeat):
         state = scratch / f"state-{i}"
@@ -61,17 +101,21 @@ def run(rows: int, repeat: int, scratch: Path) -> dict[str, Any]:
         second.append(demo(rows, state))
     best_first = min(first, key=lambda r: r["seconds"])
     best_second = min(second, key=lambda r: r["seconds"])
+    timed_state = scratch / "state-phases"
+    timed = {"first_run": phases(rows, timed_state), "second_run": phases(rows, timed_state)}
     return {
         "benchmark": "demo",
         "rows": rows,
         "repeat": repeat,
         "first_run": best_first,
         "second_run": best_second,
-        "goal_seconds_below": GOAL_SECONDS,
+        "phases": timed,
+        "goal_seconds_at_most": GOAL_SECONDS,
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
+            "load_average_before": load_before,
             "load_average": os.getloadavg(),
         },
     }
@@ -85,9 +129,15 @@ def print_table(result: dict[str, Any]) -> None:
         r = result[name]
         steps = ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items())
         print(f"{name:<12}{r['seconds']:>9.1f}{r['model_package_version']!s:>9}   {steps}")
+    for name in ("first_run", "second_run"):
+        r = result["phases"][name]
+        print(f"phases of a {name.replace('_', ' ')} ({r['seconds']:.1f} s):")
+        print("   " + ", ".join(f"{k} {v:.1f}" for k, v in r["phases"].items() if k != "in_process"))
+        print("   pipeline steps: " + ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items()))
     worst = max(result["first_run"]["seconds"], result["second_run"]["seconds"])
-    ok = "meets" if worst < result["goal_seconds_below"] else "misses"
-    print(f"slowest run {worst:.1f} s ({ok} the goal < {result['goal_seconds_below']:.0f} s)")
+    ok = "meets" if worst <= result["goal_seconds_at_most"] else "misses"
+    load = result["machine"]["load_average_before"][0]
+    print(f"slowest run {worst:.1f} s ({ok} the goal <= {result['goal_seconds_at_most']:.0f} s; load {load:.2f})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -379,29 +379,14 @@ def register_broken_challenger(runtime: LocalRuntime, team: str) -> str:
 
 
 def measure(url: str, samples: Path, requests: int, batch_rows: int) -> dict[str, Any]:
-    """Latency of ``requests`` single-row CSV requests; throughput of ``requests`` ``batch_rows``-row ones."""
+    """Latency of ``requests`` single-row CSV requests; throughput of ``requests`` ``batch_rows``-row ones.
+
+    :func:`flywheel.serving.measure_endpoint`: one keep-alive connection after a warm-up, the same
+    measurement as ``bench/bench_serving.py`` reports.
+    """
     from flywheel import serving
 
     lines = _sample_lines(samples)
-    latencies: list[float] = []
-    errors = 0
-    for i in range(requests):
-        t = time.perf_counter()
-        response = serving.invoke(url, lines[i % len(lines)] + "\n", "text/csv", "application/json")
-        latencies.append((time.perf_counter() - t) * 1000)
-        errors += 0 if response.ok else 1
-    started = time.perf_counter()
-    for i in range(requests):
-        batch = [lines[(i * batch_rows + j) % len(lines)] for j in range(batch_rows)]
-        response = serving.invoke(url, "\n".join(batch) + "\n", "text/csv", "application/json")
-        errors += 0 if response.ok else 1
-    elapsed = time.perf_counter() - started
-    ordered = sorted(latencies)
-    return {
-        "requests": requests,
-        "batch_rows": batch_rows,
-        "errors": errors,
-        "p50_ms": serving.percentile(ordered, 0.5),
-        "p99_ms": serving.percentile(ordered, 0.99),
-        "rows_per_s": requests * batch_rows / elapsed if elapsed else 0.0,
-    }
+    singles = [(line + "\n").encode("utf-8") for line in lines]
+    batch = ("\n".join(lines[j % len(lines)] for j in range(batch_rows)) + "\n").encode("utf-8")
+    return serving.measure_endpoint(url, singles, batch, batch_rows=batch_rows, requests=requests)

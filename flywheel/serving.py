@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import http.client
 import importlib
 import io
 import ipaddress
@@ -871,3 +872,99 @@ def ping(url: str, *, timeout: float = 5.0) -> bool:
         return request("GET", url.rstrip("/") + "/ping", timeout=timeout).status == 200
     except OSError:
         return False
+
+
+# --- the one latency measurement (demo and benchmark) -------------------------------------------------
+
+#: Requests sent (and not timed) before measuring: the first ones pay for imports, caches and the connection.
+MEASURE_WARMUP = 20
+
+
+class KeepAliveClient:
+    """POST ``/invocations`` over one persistent HTTP/1.1 connection, as SageMaker's runtime clients do.
+
+    The connection is re-opened once if the server closed it (idle timeout, restart); any other error
+    is raised.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"not an http URL: {url!r}")
+        self._conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+
+    def invoke(self, body: bytes, content_type: str = CSV, accept: str = JSON) -> Response:
+        """One request; non-2xx statuses are returned, not raised."""
+        headers = {"Content-Type": content_type, "Accept": accept}
+        for attempt in (1, 2):
+            try:
+                self._conn.request("POST", "/invocations", body, headers)
+                resp = self._conn.getresponse()
+                data = resp.read()
+                return Response(resp.status, data, resp.getheader("Content-Type", ""), dict(resp.getheaders()))
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._conn.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def measure_endpoint(
+    url: str,
+    singles: Sequence[bytes],
+    batch: bytes,
+    *,
+    batch_rows: int,
+    requests: int,
+    batches: int | None = None,
+    warmup: int = MEASURE_WARMUP,
+    content_type: str = CSV,
+) -> dict[str, Any]:
+    """Single-row latency (p50/p99 over ``requests``) and batch throughput of a running endpoint.
+
+    One keep-alive connection (:class:`KeepAliveClient`), ``warmup`` untimed requests first; each
+    latency is one request's round trip as the client sees it. ``flywheel demo`` and
+    ``bench/bench_serving.py`` both report this, so their figures measure the same thing.
+    """
+    if not singles:
+        raise ValueError("no single-row request bodies to send")
+    batches = requests if batches is None else batches
+    latencies: list[float] = []
+    errors = 0
+    with KeepAliveClient(url) as client:
+        for i in range(warmup):
+            client.invoke(singles[i % len(singles)], content_type)
+        client.invoke(batch, content_type)
+        for i in range(requests):
+            started = time.perf_counter()
+            response = client.invoke(singles[i % len(singles)], content_type)
+            latencies.append((time.perf_counter() - started) * 1000)
+            errors += 0 if response.ok else 1
+        started = time.perf_counter()
+        for _ in range(batches):
+            errors += 0 if client.invoke(batch, content_type).ok else 1
+        elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+    return {
+        "client": "http keep-alive",
+        "requests": requests,
+        "batches": batches,
+        "batch_rows": batch_rows,
+        "warmup": warmup,
+        "errors": errors,
+        "p50_ms": percentile(ordered, 0.5),
+        "p99_ms": percentile(ordered, 0.99),
+        "mean_ms": sum(ordered) / len(ordered),
+        "rows_per_s": batches * batch_rows / elapsed if elapsed else 0.0,
+        "batch_ms": elapsed / batches * 1000 if batches else 0.0,
+    }

@@ -20,9 +20,11 @@ inference container needs nothing else.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -191,6 +193,162 @@ class HmacTokenizer:
         return out
 
 
+#: The token construction written by :func:`pseudonymize` (recorded with curated data and the model):
+#: 1 = HMAC-SHA256 truncated to 128 bits (:class:`HmacTokenizer`), 2 = AES-256-CMAC (:class:`CmacTokenizer`).
+TOKEN_VERSION = 2
+TOKEN_VERSIONS = (1, 2)
+#: Domain-separation label of the v2 key derivation (the PII key itself never keys AES directly).
+_CMAC_KEY_LABEL = b"flywheel/token/v2/aes-256-cmac"
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+#: Byte -> its two hex digits as one little-endian uint16 (so a tag's hex is one table look-up per byte).
+_HEX_PAIRS = (_HEX[np.arange(256) >> 4].astype("<u2") | (_HEX[np.arange(256) & 0x0F].astype("<u2") << 8)).astype("<u2")
+
+
+class CmacTokenizer:
+    """Keyed tokens v2: AES-256-CMAC (NIST SP 800-38B) of the id's UTF-8 text, all 128 bits, as hex.
+
+    Soundness: CMAC is a PRF on messages of any length (Iwata-Kurosawa's OMAC proof; NIST SP 800-38B)
+    under AES as a PRP, so a token reveals nothing about the id to anyone without the key, two ids get
+    equal tokens only with probability ~2^-128, and the same (key, id) always gives the same token
+    (deterministic, so lineage and erasure can recompute a subject's token). The AES key is
+    ``HMAC-SHA256(pii_key, label)``: the PII key (32+ bytes) keys no other primitive directly, and the
+    v1 and v2 tokens of one id are unrelated. What makes it fast: the CBC chain of CMAC runs over a whole
+    buffer of ids at once, one ECB call per 16-byte block position (ids are short: usually one call),
+    instead of two SHA-256 objects per id in a Python loop. ECB here is only the raw block cipher of
+    CMAC, never a way to encrypt data. Verified against ``cryptography``'s own CMAC in the tests.
+    """
+
+    version = 2
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < MIN_PII_KEY_BYTES:
+            raise ValueError(f"the PII key must be at least {MIN_PII_KEY_BYTES} bytes, got {len(key)}")
+        # Imported here: the inference container (which never tokenizes) needs only numpy and pandas.
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        aes_key = hmac.new(key, _CMAC_KEY_LABEL, hashlib.sha256).digest()
+        self._encrypt = Cipher(algorithms.AES(aes_key), modes.ECB()).encryptor().update  # noqa: S305 (block cipher of CMAC)
+        # Subkeys K1, K2 (SP 800-38B §6.1): L = AES(0^128), doubled in GF(2^128).
+        k1 = _gf_double(self._encrypt(bytes(16)))
+        self._k1 = np.frombuffer(k1, dtype=np.uint8)
+        self._k2 = np.frombuffer(_gf_double(k1), dtype=np.uint8)
+
+    def token(self, value: Any) -> str:
+        """The token of one value (its text: ``str(value)``)."""
+        data = np.frombuffer(str(value).encode("utf-8"), dtype=np.uint8)
+        return bytes(self._hex(self._cmac(data, np.array([0, len(data)], dtype=np.int64)))[0]).decode("ascii")
+
+    def tokens(self, values: Iterable[Any]) -> list[str | None]:
+        """Tokens of ``values`` (text: ``str(value)``); ``None`` stays ``None`` (normalize NaN/NA first)."""
+        items = list(values)
+        texts = [None if v is None else str(v).encode("utf-8") for v in items]
+        lengths = np.array([0 if t is None else len(t) for t in texts], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        data = np.frombuffer(b"".join(t for t in texts if t is not None), dtype=np.uint8)
+        hexed = self._hex(self._cmac(data, offsets)).view("S32").ravel()
+        return [None if t is None else h.decode("ascii") for t, h in zip(texts, hexed, strict=True)]
+
+    def tokens_arrow(self, array: Any) -> Any:
+        """Tokens of an Arrow array (strings; other types by their Arrow text cast) as an Arrow string array.
+
+        Nulls stay null. The id bytes are read from the Arrow buffers and the tokens written into one
+        (no Python object per row).
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        if not pa.types.is_large_string(array.type):
+            array = pc.cast(array if pa.types.is_string(array.type) else pc.cast(array, pa.string()), pa.large_string())
+        n = len(array)
+        offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset : array.offset + n + 1]
+        data_buf = array.buffers()[2]
+        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, dtype=np.uint8)
+        hexed = self._hex(self._cmac(data, offsets))
+        out_offsets = np.arange(0, (n + 1) * TOKEN_HEX_CHARS, TOKEN_HEX_CHARS, dtype=np.int32)
+        validity = array.buffers()[0] if array.null_count else None
+        if validity is not None and array.offset:
+            validity = pc.is_valid(array).buffers()[1]
+        return pa.Array.from_buffers(
+            pa.string(), n, [validity, pa.py_buffer(out_offsets), pa.py_buffer(hexed.tobytes())], array.null_count
+        )
+
+    def _cmac(self, data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """CMAC tags (n x 16 bytes) of the messages ``data[offsets[i] : offsets[i + 1]]``."""
+        starts = offsets[:-1]
+        lengths = np.diff(offsets)
+        out = np.empty((len(lengths), 16), dtype=np.uint8)
+        if not len(lengths):
+            return out
+        blocks = np.maximum(1, (lengths + 15) // 16)
+        uniform = blocks.min() == blocks.max()
+        for nb in blocks[:1] if uniform else np.unique(blocks):
+            rows = None if uniform else np.flatnonzero(blocks == nb)
+            length = lengths if rows is None else lengths[rows]
+            start = starts if rows is None else starts[rows]
+            width = int(nb) * 16
+            msg = _pad_messages(data, start, length, width)
+            complete = (length > 0) & (length % 16 == 0)
+            partial = np.flatnonzero(~complete)
+            msg[partial, length[partial]] = 0x80  # 10* padding of an incomplete last block
+            msg[:, width - 16 :] ^= np.where(complete[:, None], self._k1, self._k2)
+            y = np.zeros((len(length), 16), dtype=np.uint8)
+            for b in range(int(nb)):
+                y = np.frombuffer(self._encrypt((y ^ msg[:, b * 16 : (b + 1) * 16]).tobytes()), dtype=np.uint8)
+                y = y.reshape(-1, 16)
+            if rows is None:
+                out[:] = y
+            else:
+                out[rows] = y
+        return out
+
+    @staticmethod
+    def _hex(tags: np.ndarray) -> np.ndarray:
+        """Lower-case hex of each 16-byte tag (n x 32 ASCII bytes)."""
+        return _HEX_PAIRS[tags].view(np.uint8).reshape(len(tags), 2 * tags.shape[1])
+
+
+def _pad_messages(data: np.ndarray, start: np.ndarray, length: np.ndarray, width: int) -> np.ndarray:
+    """The messages as rows of ``width`` bytes, zero after each message's end."""
+    n = len(length)
+    if n and length.min() == length.max() and int(start[-1] - start[0]) == (n - 1) * int(length[0]):
+        # Fixed-width ids stored back to back (the usual case): one reshape, no gather.
+        size = int(length[0])
+        msg = np.zeros((n, width), dtype=np.uint8)
+        msg[:, :size] = data[int(start[0]) : int(start[0]) + n * size].reshape(n, size)
+        return msg
+    total = int(length.sum())
+    row = np.repeat(np.arange(n, dtype=np.int64), length)
+    col = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(length) - length, length)
+    src = np.repeat(start, length) + col
+    flat = np.zeros(n * width, dtype=np.uint8)
+    flat[row * width + col] = data[src]
+    return flat.reshape(n, width)
+
+
+def _gf_double(block: bytes) -> bytes:
+    """Multiplication by x in GF(2^128) (SP 800-38B subkey generation, R_128 = 0x87)."""
+    value = int.from_bytes(block, "big") << 1
+    if value >> 128:
+        value = (value & ((1 << 128) - 1)) ^ 0x87
+    return value.to_bytes(16, "big")
+
+
+def tokenizer(key: bytes, version: int = TOKEN_VERSION) -> HmacTokenizer | CmacTokenizer:
+    """The tokenizer of construction ``version`` (what the curated data's ``token_version`` says)."""
+    if version == 1:
+        return HmacTokenizer(key)
+    if version == 2:
+        return CmacTokenizer(key)
+    raise ValueError(f"unknown token version {version!r}: this code implements {list(TOKEN_VERSIONS)}")
+
+
+def token_for(key: bytes, value: Any, version: int = TOKEN_VERSION) -> str:
+    """The token of one id under construction ``version`` (erasure and lineage look-ups)."""
+    return tokenizer(key, version).token(value)
+
+
 def _is_missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
@@ -234,22 +392,36 @@ def generalize(values: pd.Series, col: ColumnSpec, reference_date: str) -> pd.Se
     raise ValueError(f"column {col.name!r} has no usable generalization rule")
 
 
-def pseudonymize(frame: pd.DataFrame, contract: DataContract, key: bytes | None) -> pd.DataFrame:
+def pseudonymize(
+    frame: pd.DataFrame,
+    contract: DataContract,
+    key: bytes | None,
+    *,
+    token_version: int = TOKEN_VERSION,
+    tokens: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
     """Raw validated batch -> curated frame: id tokens, serving columns, target (in that order).
 
     Direct identifiers and ``ignore`` columns are dropped; ``protected`` columns that are not features are
     kept (before the target) for the evaluation's per-group metrics; ``key`` is needed only if the contract
-    has ``id`` columns.
+    has ``id`` columns. Ids become tokens of construction ``token_version`` (:func:`tokenizer`), unless
+    ``tokens`` already holds them per id column (computed from the Arrow batch by the streaming step).
     """
-    out: dict[str, pd.Series] = {}
+    out: dict[str, Any] = {}
     ids = contract.names("id")
     if ids:
-        if key is None:
-            raise ValueError("a PII key is required to tokenize id columns: " + ", ".join(ids))
-        tokenizer = HmacTokenizer(key)
+        tok = None
+        if tokens is None or set(ids) - set(tokens):
+            if key is None:
+                raise ValueError("a PII key is required to tokenize id columns: " + ", ".join(ids))
+            tok = tokenizer(key, token_version)
         for name in ids:
+            if tokens is not None and name in tokens:
+                out[name] = tokens[name]
+                continue
+            assert tok is not None
             values = frame[name].astype(object).where(frame[name].notna(), None).to_numpy()
-            out[name] = pd.Series(tokenizer.tokens(values), index=frame.index, dtype=object)
+            out[name] = pd.Series(tok.tokens(values), index=frame.index, dtype=object)
     for sc in serving_columns(contract):
         spec = contract.column(sc.source)
         if spec.role == "quasi_identifier":
@@ -384,3 +556,33 @@ def encode_labels(values: pd.Series, labels: Sequence[Any]) -> np.ndarray:
 def _py(value: Any) -> Any:
     """numpy scalar -> Python scalar so labels compare and serialize as JSON."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+# --- versions recorded with the curated data ---------------------------------------------------------
+
+#: Parquet schema-metadata keys of the curated splits (written by preprocess, read by train).
+CURATED_TOKEN_VERSION_KEY = "flywheel.token_version"  # noqa: S105 (a metadata key, not a secret)
+CURATED_SPLIT_VERSION_KEY = "flywheel.split_version"
+
+
+def curated_versions(directory: str | Path) -> dict[str, int | None]:
+    """``token_version`` and ``split_version`` of the curated parquet files under ``directory``.
+
+    ``None`` for data written before the versions were recorded (token version 1, split version 1).
+    Raises ValueError if the files disagree (splits written by different constructions).
+    """
+    import pyarrow.parquet as pq
+
+    found: dict[str, set[int | None]] = {"token_version": set(), "split_version": set()}
+    for path in sorted(Path(directory).rglob("*.parquet")):
+        meta = pq.read_schema(path).metadata or {}
+        for name, key in (("token_version", CURATED_TOKEN_VERSION_KEY), ("split_version", CURATED_SPLIT_VERSION_KEY)):
+            raw = meta.get(key.encode())
+            found[name].add(int(raw) if raw is not None else None)
+    out: dict[str, int | None] = {}
+    for name, values in found.items():
+        if len(values) > 1:
+            mixed = sorted(values, key=str)
+            raise ValueError(f"curated files under {directory} mix {name}s {mixed}: re-run preprocess")
+        out[name] = next(iter(values)) if values else None
+    return out

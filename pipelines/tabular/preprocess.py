@@ -23,8 +23,10 @@ import argparse
 import json
 import logging
 import os
+import queue
 import shutil
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,14 +35,28 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from baseline import host_statistics
+from baseline import host_statistics, merge_column
 from contract import DataContract, load_contract
-from features import MIN_PII_KEY_BYTES, pseudonymize
-from validation import ValidationResult, list_input_files, validate_files
+from features import (
+    CURATED_SPLIT_VERSION_KEY,
+    CURATED_TOKEN_VERSION_KEY,
+    MIN_PII_KEY_BYTES,
+    TOKEN_VERSION,
+    CmacTokenizer,
+    group_columns,
+    pseudonymize,
+    serving_columns,
+)
+from streaming import BLOCK_SIZE, PARQUET_BATCH_ROWS, scan_file
+from validation import ValidationResult, batch_failures, list_input_files
 
 LOG = logging.getLogger("flywheel.preprocess")
 PII_KEY_ENV = "FLYWHEEL_PII_KEY"
 SPLITS = ("train", "validation", "test")
+#: Bump when :func:`assign_splits` sends rows to other splits; recorded in the status and the curated data.
+SPLIT_VERSION = 2
+#: Record batches queued for the writer thread.
+WRITE_AHEAD = 2
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -128,27 +144,22 @@ def row_hash(frame: pd.DataFrame, columns: Sequence[str], seed: int) -> np.ndarr
 
 
 def assign_splits(frame: pd.DataFrame, contract: DataContract) -> np.ndarray:
-    """Split index per row: 0 train, 1 validation, 2 test.
+    """Split index per row: 0 train, 1 validation, 2 test (split version :data:`SPLIT_VERSION`).
 
-    Rows are ordered by a seeded hash of their ``id`` columns (of all feature/target values when the
-    contract has no id) and cut at the contract fractions, within each class for classification
-    (exactly stratified). Because the order comes from the row itself, a customer keeps its split from
-    one batch to the next, and sharded input changes only the cut points of each shard.
+    A row's split is a function of the row alone: the seeded hash of its ``id`` columns (of all
+    feature/target values when the contract has no id), read as a number in [0, 1), against the
+    contract fractions (test first, then validation). So a customer keeps its split from one batch to
+    the next and across shards and record batches, and the split streams (no pass over the whole
+    batch). The hash is independent of the class, so every class is split in the contract's
+    proportions up to sampling noise (binomial: +-0.5 % of a split at 100k rows); version 1 cut a
+    whole-batch hash order per class, which needed the whole batch in memory.
     """
     key_cols = contract.names("id") or contract.names("feature", "quasi_identifier", "target")
     h = row_hash(frame, key_cols, contract.split.seed)
+    u = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53  # the top 53 bits, exactly, as a double
     out = np.zeros(len(frame), dtype=np.int8)
-    if contract.objective == "regression":
-        groups = [np.arange(len(frame))]
-    else:
-        codes, _ = pd.factorize(frame[contract.target])
-        groups = [np.flatnonzero(codes == c) for c in range(codes.max() + 1)] if len(codes) else []
-    for idx in groups:
-        order = idx[np.lexsort((idx, h[idx]))]  # ties (duplicate rows) by position
-        n_test = round(len(idx) * contract.split.test)
-        n_val = round(len(idx) * contract.split.validation)
-        out[order[:n_test]] = 2
-        out[order[n_test : n_test + n_val]] = 1
+    out[u < contract.split.test + contract.split.validation] = 1
+    out[u < contract.split.test] = 2
     return out
 
 
@@ -187,15 +198,204 @@ def write_status(output_dir: Path, status: dict[str, Any], host: str) -> None:
     write_json(output_dir / "status" / f"validation-{host}.json", status)
 
 
+def curated_schema(contract: DataContract) -> pa.Schema:
+    """The Arrow schema of the curated splits (the same for every record batch, shard and run).
+
+    Token and text columns are strings, ints ``int64`` (nullable), dates ``timestamp[ms]``; the schema
+    metadata records the token and split constructions (:func:`features.curated_versions` reads them).
+    """
+    fields = []
+    for name in contract.names("id"):
+        fields.append(pa.field(name, pa.string()))
+    for sc in serving_columns(contract):
+        spec = contract.column(sc.source)
+        if spec.role == "quasi_identifier":
+            fields.append(pa.field(sc.name, pa.int64() if spec.generalize == "year" else pa.string()))
+        else:
+            fields.append(pa.field(sc.name, _ARROW_DTYPES[spec.dtype]))
+    for name in [*group_columns(contract), contract.target]:
+        fields.append(pa.field(name, _ARROW_DTYPES[contract.column(name).dtype]))
+    meta = {CURATED_TOKEN_VERSION_KEY: str(TOKEN_VERSION), CURATED_SPLIT_VERSION_KEY: str(SPLIT_VERSION)}
+    return pa.schema(fields, metadata=meta)
+
+
+_ARROW_DTYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "date": pa.timestamp("ms"),
+    "str": pa.string(),
+}
+
+
+class CuratedWriter:
+    """Pseudonymize, split and write record batches; statistics of the training rows as they pass.
+
+    Everything goes to a staging folder (``.staging-<host>``, hidden: no reader lists it) and moves into
+    the output channels only in :meth:`commit`, so a batch that fails later (a bad record batch in the
+    middle of the last file, ``min_rows``) or a killed job leaves no half-written split behind:
+    :meth:`discard` removes the staging folder.
+    """
+
+    def __init__(self, output_dir: Path, contract: DataContract, key: bytes | None, host: str) -> None:
+        self.output_dir, self.contract, self.host = output_dir, contract, host
+        self.stage = output_dir / f".staging-{host}"
+        shutil.rmtree(self.stage, ignore_errors=True)  # what a killed run left
+        self.schema = curated_schema(contract)
+        self.ids = contract.names("id")
+        self.tokenizer = CmacTokenizer(key) if self.ids and key is not None else None
+        if self.ids and self.tokenizer is None:
+            raise ValueError("a PII key is required to tokenize id columns: " + ", ".join(self.ids))
+        # Tokens are unique per row: a dictionary page would only be built and thrown away.
+        self.dictionary = [n for n in self.schema.names if n not in self.ids]
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        self.counts = dict.fromkeys(SPLITS, 0)
+        self.stats: dict[str, Any] | None = None
+        # Parquet encoding and compression release the GIL: a writer thread overlaps them with the next
+        # batch's work; the bounded queue keeps at most WRITE_AHEAD batches in flight.
+        self._pending: queue.Queue[tuple[str, pa.Table] | None] = queue.Queue(maxsize=WRITE_AHEAD)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def write(self, raw: pa.Table, frame: pd.DataFrame) -> None:
+        """One validated record batch (``raw``: as read; ``frame``: its coerced contract columns)."""
+        split = assign_splits(frame, self.contract)
+        tokens = {}
+        for name in self.ids:
+            assert self.tokenizer is not None
+            arr = pa.array(frame[name], from_pandas=True)  # the coerced value (an int id: its decimal text)
+            tokens[name] = pd.Series(pd.arrays.ArrowExtensionArray(self.tokenizer.tokens_arrow(arr)), index=frame.index)
+        curated = (
+            pseudonymize(frame, self.contract, None, tokens=tokens)
+            if self.ids
+            else pseudonymize(frame, self.contract, None)
+        )
+        table = pa.Table.from_pandas(curated, schema=self.schema, preserve_index=False)
+        for i, name in enumerate(SPLITS):
+            mask = split == i
+            n = int(mask.sum())
+            if not n:
+                continue
+            self.counts[name] += n
+            self._submit(name, table.filter(pa.array(mask)))
+        part = host_statistics(curated[split == 0], self.contract, self.host)
+        self.stats = part if self.stats is None else merge_host_statistics(self.stats, part)
+
+    def _submit(self, name: str, table: pa.Table) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._drain, name="flywheel-writer", daemon=True)
+            self._thread.start()
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._pending.put((name, table), timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _drain(self) -> None:
+        while (item := self._pending.get()) is not None:
+            if self._error is not None:
+                continue  # keep draining so that the producer never blocks
+            name, table = item
+            try:
+                if name not in self.writers:
+                    path = self.stage / name / f"part-{self.host}.parquet"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    self.writers[name] = pq.ParquetWriter(path, self.schema, use_dictionary=self.dictionary)
+                self.writers[name].write_table(table)
+            except BaseException as exc:
+                self._error = exc
+
+    def close(self) -> None:
+        """Finish the pending writes and close the parquet files (idempotent); re-raises a write error."""
+        if self._thread is not None:
+            self._pending.put(None)
+            self._thread.join()
+            self._thread = None
+        for writer in self.writers.values():
+            writer.close()
+        self.writers = {}
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def discard(self) -> None:
+        """Drop everything staged."""
+        try:
+            self.close()
+        except Exception:  # noqa: S110 - the output is dropped anyway; the first error is already raised
+            pass
+        finally:
+            shutil.rmtree(self.stage, ignore_errors=True)
+
+    def commit(self) -> dict[str, int]:
+        """Move the staged splits into the output channels, write the statistics; the split counts."""
+        self.close()
+        for name in SPLITS:
+            staged = self.stage / name / f"part-{self.host}.parquet"
+            if staged.exists():
+                (self.output_dir / name).mkdir(parents=True, exist_ok=True)
+                os.replace(staged, self.output_dir / name / staged.name)
+        stats = self.stats or host_statistics(_empty_curated(self.contract), self.contract, self.host)
+        write_json(self.output_dir / "baseline" / f"stats-{self.host}.json", stats)
+        shutil.rmtree(self.stage, ignore_errors=True)
+        return dict(self.counts)
+
+
+def _empty_curated(contract: DataContract) -> pd.DataFrame:
+    return curated_schema(contract).empty_table().to_pandas()
+
+
+def merge_host_statistics(seen: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """Statistics of two record batches of one host as one (exact: :func:`baseline.merge_column`)."""
+    columns = {name: merge_column([col, more["columns"][name]]) for name, col in seen["columns"].items()}
+    return {**seen, "rows": seen["rows"] + more["rows"], "columns": columns}
+
+
 def preprocess(
-    input_dir: Path, output_dir: Path, contract: DataContract, key: bytes | None, host: str, hosts: list[str]
+    input_dir: Path,
+    output_dir: Path,
+    contract: DataContract,
+    key: bytes | None,
+    host: str,
+    hosts: list[str],
+    *,
+    block_size: int = BLOCK_SIZE,
+    batch_rows: int = PARQUET_BATCH_ROWS,
 ) -> dict[str, Any]:
-    """Run the step on one host's files; returns the status written to ``status/validation.json``."""
+    """Run the step on one host's files, one record batch at a time; returns the status it writes.
+
+    Peak memory is a few record batches (``block_size`` bytes of CSV, ``batch_rows`` rows of parquet:
+    one being worked on, :data:`streaming.READ_AHEAD` read ahead, :data:`WRITE_AHEAD` being written),
+    whatever the number of rows.
+    """
     multi_host = len(hosts) > 1
-    files = list_input_files(input_dir)
-    LOG.info("host %s: %d input file(s) under %s", host, len(files), input_dir)
-    result = validate_files(files, contract, root=input_dir, hosts=len(hosts))
-    if result.passed and not files:  # an empty shard of a sharded batch: nothing to do on this host
+    paths = list_input_files(input_dir)
+    LOG.info("host %s: %d input file(s) under %s", host, len(paths), input_dir)
+    writer = CuratedWriter(output_dir, contract, key, host)
+    clean = True
+
+    def sink(raw: pa.Table, frame: pd.DataFrame) -> None:
+        if clean:  # once any record batch failed, the whole batch is held: validate on, write nothing
+            writer.write(raw, frame)
+
+    files = []
+    try:
+        for path in paths:
+            name = path.relative_to(input_dir).as_posix()
+            files.append(scan_file(path, name, contract, sink, block_size=block_size, batch_rows=batch_rows))
+            clean = clean and not files[-1].failures
+        failures = [f for r in files for f in r.failures] + batch_failures(files, contract, hosts=len(hosts))
+        result = ValidationResult(files, failures)
+        if not result.passed:
+            writer.discard()
+    except BaseException:
+        writer.discard()
+        raise
+    if result.passed and not paths:  # an empty shard of a sharded batch: nothing to do on this host
+        writer.discard()
         status = {"passed": True, "host": host, "rows": 0, "files": 0, "failures": [], "summary": "empty shard"}
         write_status(output_dir, status, host)
         return status
@@ -212,37 +412,17 @@ def preprocess(
         write_status(output_dir, status, host)
         LOG.warning("%s", status["summary"])
         return status
-
-    rows, summary = result.rows, result.summary()
-    frames = [f.frame for f in result.files if f.frame is not None and len(f.frame)]
-    raw = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
-    for f in result.files:
-        f.frame = None  # drop the per-file copies of the raw batch (identifiers included) early
-    del frames
-    split = assign_splits(raw, contract)
-    curated = pseudonymize(raw, contract, key)
-    del raw
-    table = pa.Table.from_pandas(curated, preserve_index=False)  # convert once, filter per split
-    # Tokens are unique per row: a dictionary page would only be built and thrown away.
-    dictionary = [n for n in table.column_names if n not in contract.names("id")]
-    counts = {}
-    for i, name in enumerate(SPLITS):
-        mask = split == i
-        counts[name] = int(mask.sum())
-        if counts[name]:
-            path = output_dir / name / f"part-{host}.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table.filter(pa.array(mask)), path, use_dictionary=dictionary)
-    train_rows = curated[split == 0]
-    write_json(output_dir / "baseline" / f"stats-{host}.json", host_statistics(train_rows, contract, host))
+    counts = writer.commit()
     status = {
         "passed": True,
         "host": host,
-        "rows": rows,
-        "files": len(result.files),
+        "rows": result.rows,
+        "files": len(files),
         "splits": counts,
+        "token_version": TOKEN_VERSION,
+        "split_version": SPLIT_VERSION,
         "failures": [],
-        "summary": f"{summary}: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+        "summary": f"{result.summary()}: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
     }
     write_status(output_dir, status, host)
     LOG.info("%s", status["summary"])

@@ -37,6 +37,7 @@ from features import (
     ENCODING_VERSION,
     XGB_OBJECTIVES,
     class_labels,
+    curated_versions,
     encode,
     encode_labels,
     feature_types,
@@ -330,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     except SanityCheckError as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 2
+    metadata.update(curated_versions(args.train))  # the token/split constructions of the training data
     save_model(booster, metadata, contract, Path(args.model_dir))
     metric = metadata["validation_metric"]
     # One parseable line for SageMaker metric definitions: ``validation-<metric>: <value>``.

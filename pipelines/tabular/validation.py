@@ -261,6 +261,11 @@ def check_file(path: Path, name: str, contract: DataContract) -> FileResult:
     except (pa.ArrowException, OSError, ValueError) as exc:
         msg = f"file cannot be read: {_redact_parser_error(exc)}"
         return FileResult(path, name, None, [Failure("readable", None, 1, msg, name)])
+    return check_table(table, path, name, contract)
+
+
+def check_table(table: pa.Table, path: Path, name: str, contract: DataContract) -> FileResult:
+    """Validate a table read from ``path`` (a whole file, or one record batch of it when streaming)."""
     failures: list[Failure] = []
     names = table.column_names
     rows = table.num_rows
@@ -358,9 +363,14 @@ def validate_files(
     """
     base = Path(root) if root is not None else None
     files = [check_file(p, p.relative_to(base).as_posix() if base else p.name, contract) for p in paths]
-    failures = [f for r in files for f in r.failures]
+    return ValidationResult(files, [f for r in files for f in r.failures] + batch_failures(files, contract, hosts))
+
+
+def batch_failures(files: list[FileResult], contract: DataContract, hosts: int = 1) -> list[Failure]:
+    """The batch-level checks (``no_input``, ``min_rows``) over the validated files of one host."""
+    failures: list[Failure] = []
     min_rows = -(-contract.min_rows // max(hosts, 1))
-    if not paths:
+    if not files:
         if hosts == 1:
             failures.append(Failure("no_input", None, 0, "no CSV or parquet input files found"))
     elif all(r.frame is not None for r in files):  # row count unknown while a file is unreadable
@@ -369,7 +379,7 @@ def validate_files(
             share = "" if hosts == 1 else f" (this host's share of {contract.min_rows} over {hosts} hosts)"
             msg = f"batch has {rows} rows, fewer than min_rows {min_rows}{share} (min_rows)"
             failures.append(Failure("min_rows", None, rows, msg))
-    return ValidationResult(files, failures)
+    return failures
 
 
 def check_batch(input_dir: str | Path, contract: DataContract) -> ValidationResult:

@@ -230,3 +230,30 @@ def test_every_team_is_provisioned_with_the_names_naming_derives(
             assert resources.pipeline(template).pipeline_name == names.pipeline(team.name, template)
             assert sm.describe_pipeline(PipelineName=names.pipeline(team.name, template))
         assert resources.pii_key_uri == f"s3://{names.bucket('raw')}/{pii_key_object(team.name)}"
+
+
+def test_definitions_are_built_once_per_code_sdk_and_inputs(
+    churn: emb.TeamResources, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GIVEN the definition cache, WHEN the same template and inputs are provisioned again THEN the SDK build
+    is not repeated; changed inputs or a corrupt entry build again, and the cached text is the built one."""
+    monkeypatch.setenv(emb.DEFINITION_CACHE_ENV, str(tmp_path))
+    pipeline = churn.primary
+    calls: list[object] = []
+
+    def build(inputs: object) -> str:
+        calls.append(inputs)
+        return pipeline.template.build_definition(inputs)
+
+    template = dataclasses.replace(pipeline.template, build_definition=build)
+    first = emb.cached_definition(template, pipeline.inputs)
+    assert first == pipeline.definition and len(calls) == 1
+    assert emb.cached_definition(template, pipeline.inputs) == first and len(calls) == 1  # from the cache
+    other = dataclasses.replace(pipeline.inputs, gate_threshold=0.5)
+    assert emb.definition_digest(template, other) != emb.definition_digest(template, pipeline.inputs)
+    emb.cached_definition(template, other)
+    assert len(calls) == 2
+    (entry,) = tmp_path.glob(f"{template.name}-{emb.definition_digest(template, pipeline.inputs)}.json")
+    entry.write_text("{not json", encoding="utf-8")
+    assert emb.cached_definition(template, pipeline.inputs) == first and len(calls) == 3
+    assert not list(tmp_path.glob(".*.tmp"))

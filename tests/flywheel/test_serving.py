@@ -465,3 +465,29 @@ def test_flusher_thread_ends_on_close(tmp_path: Path) -> None:
     sink.close()  # writes the buffered record without waiting 30 s
     assert not any(t.is_alive() for t in started)
     assert len(list(read_local_captures(tmp_path))) == 1
+
+
+@pytest.mark.enable_socket
+@pytest.mark.network_local
+def test_measure_endpoint_uses_one_keep_alive_connection_and_counts_errors(
+    server: RunningServer, rows: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flywheel import serving
+
+    opened: list[int] = []
+    original = http.client.HTTPConnection.connect
+
+    def counting(self: http.client.HTTPConnection) -> None:
+        opened.append(1)
+        original(self)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "connect", counting)
+    singles = [_csv(rows.iloc[[i]]) for i in range(5)]
+    figures = serving.measure_endpoint(server.url, singles, _csv(rows.head(8)), batch_rows=8, requests=30, warmup=3)
+    assert len(opened) == 1  # warm-up, latencies and batches over the same connection
+    assert figures["client"] == "http keep-alive" and figures["errors"] == 0 and figures["requests"] == 30
+    assert 0 < figures["p50_ms"] <= figures["p99_ms"] and figures["rows_per_s"] > 0
+    bad = serving.measure_endpoint(server.url, [b"1,2,3\n"], _csv(rows.head(2)), batch_rows=2, requests=4, warmup=0)
+    assert bad["errors"] == 4  # a 400 per single-row request: counted, not raised
+    with pytest.raises(ValueError, match="no single-row request bodies"):
+        serving.measure_endpoint(server.url, [], b"", batch_rows=1, requests=1)
