@@ -27,7 +27,6 @@ does not enforce them; the stack tests prove the deployed ones).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import functools
 import hashlib
