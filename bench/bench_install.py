@@ -74,9 +74,10 @@ def folder_size(path: Path) -> int:
     return total
 
 
-def install(project: Path, uv: str) -> dict[str, Any]:
+def install(project: Path, uv: str, compile_bytecode: bool = True) -> dict[str, Any]:
     """``uv sync --frozen`` into ``project/.venv`` as ``make install`` runs it; time, size, distributions."""
-    env = {**os.environ, "UV_COMPILE_BYTECODE": "1", "UV_PROJECT_ENVIRONMENT": str(project / ".venv")}
+    compiled = "1" if compile_bytecode else "0"
+    env = {**os.environ, "UV_COMPILE_BYTECODE": compiled, "UV_PROJECT_ENVIRONMENT": str(project / ".venv")}
     env.pop("VIRTUAL_ENV", None)
     started = time.perf_counter()
     done = subprocess.run(
@@ -104,18 +105,23 @@ def baseline_seconds() -> float:
     return time.perf_counter() - started
 
 
-def run(repeat: int, before: str | None, workdir: Path) -> dict[str, Any]:
+def run(repeat: int, before: str | None, workdir: Path, compile_bytecode: bool = True) -> dict[str, Any]:
     """Install the current lock (and ``before``'s) ``repeat`` times each; the fastest counts."""
     uv = uv_binary()
     load = os.getloadavg()
-    result: dict[str, Any] = {"benchmark": "install", "repeat": repeat, "python_pass_s": baseline_seconds()}
+    result: dict[str, Any] = {
+        "benchmark": "install",
+        "repeat": repeat,
+        "compile_bytecode": compile_bytecode,
+        "python_pass_s": baseline_seconds(),
+    }
     for label, ref in (("current", None), ("before", before)):
         if label == "before" and ref is None:
             continue
         runs = []
         for i in range(repeat):
             project = project_copy(workdir / f"{label}-{i}", ref)
-            runs.append(install(project, uv))
+            runs.append(install(project, uv, compile_bytecode))
             shutil.rmtree(project, ignore_errors=True)
         result[label] = min(runs, key=lambda r: r["seconds"])
         if ref:
@@ -132,7 +138,9 @@ def run(repeat: int, before: str | None, workdir: Path) -> dict[str, Any]:
 
 def print_table(result: dict[str, Any]) -> None:
     """A small fixed-width table."""
-    print(f"install benchmark: uv sync --frozen, UV_COMPILE_BYTECODE=1, warm cache (best of {result['repeat']})")
+    compiled = int(result.get("compile_bytecode", True))
+    best = result["repeat"]
+    print(f"install benchmark: uv sync --frozen, UV_COMPILE_BYTECODE={compiled}, warm cache (best of {best})")
     print(f"{'lock':<10}{'seconds':>9}{'venv MB':>10}{'dists':>7}{'.pyc':>8}   mlflow / nccl / xgboost(-cpu)")
     for label in ("current", "before"):
         if label not in result:
@@ -159,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--before", default=os.environ.get("BENCH_INSTALL_BEFORE"), help="git ref to compare with")
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument("--no-compile", action="store_true", help="UV_COMPILE_BYTECODE=0 (what compiling costs)")
     p.add_argument("--rows", type=int, default=None, help=argparse.SUPPRESS)  # `python -m bench -- --rows N`
     args = p.parse_args(argv)
     # Default scratch inside the repository: on the uv cache's filesystem, as a real install is (uv links
@@ -166,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or REPO / ".flywheel"
     workdir.mkdir(parents=True, exist_ok=True)
     with common.scratch(workdir) as folder:
-        result = run(args.repeat, args.before, folder)
+        result = run(args.repeat, args.before, folder, not args.no_compile)
     print_table(result)
     common.write_result("bench_install", result)
     return 0

@@ -27,7 +27,6 @@ does not enforce them; the stack tests prove the deployed ones).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import functools
 import hashlib
@@ -588,57 +587,28 @@ def _ensure_pipeline(aws: EmbeddedAws, name: str, definition: str, role_arn: str
     return str(current["PipelineArn"])
 
 
-#: Built pipeline definitions, by a digest of everything that determines them (see :func:`cached_definition`).
+#: Where the local runtime keeps raw SDK builds of pipeline definitions (:func:`cached_definition`).
 DEFINITION_CACHE_ENV: Final = "FLYWHEEL_DEFINITION_CACHE"
-_SDK_DISTRIBUTIONS: Final = ("sagemaker-core", "sagemaker-train", "sagemaker-serve", "sagemaker-mlops")
 
 
-def _definition_cache_dir() -> Path:
+def definition_cache_dir() -> Path:
+    """``$FLYWHEEL_DEFINITION_CACHE``, else ``.flywheel/build/definitions`` of the repository."""
     default = Path(__file__).resolve().parents[1] / ".flywheel" / "build" / "definitions"
     return Path(os.environ.get(DEFINITION_CACHE_ENV) or default)
 
 
-def definition_digest(template: PipelineTemplate, inputs: Any) -> str:
-    """What a template's definition is a pure function of: its folder's code, the shared builder code
-    (``pipelines/*.py``), the SDK's versions and the inputs."""
-    import importlib.metadata
-
-    h = hashlib.sha256(b"flywheel-definition-cache-v1\0")
-    pipelines_dir = Path(__file__).resolve().parents[1] / "pipelines"
-    for path in sorted([*template.folder.glob("*.py"), *pipelines_dir.glob("*.py")]):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    for dist in _SDK_DISTRIBUTIONS:
-        try:
-            h.update(f"{dist}={importlib.metadata.version(dist)}\0".encode())
-        except importlib.metadata.PackageNotFoundError:
-            h.update(f"{dist}=missing\0".encode())
-    is_instance = dataclasses.is_dataclass(inputs) and not isinstance(inputs, type)
-    fields = dataclasses.asdict(inputs) if is_instance else inputs
-    h.update(json.dumps(fields, sort_keys=True, default=repr).encode())
-    return h.hexdigest()
-
-
 def cached_definition(template: PipelineTemplate, inputs: Any) -> str:
-    """``template.build_definition(inputs)``, from the build cache when the same code, SDK and inputs
-    built it before.
+    """``template.build_definition(inputs)`` with the SDK's output reused from the build cache
+    (:func:`pipelines.sdk_offline.build_cache`) when the same code, SDK and inputs built it before.
 
     Building imports the SageMaker SDK (seconds of CPU): synth-time work that ``flywheel up``, ``run`` and
     ``demo`` would otherwise redo on every start although the definition only changes with the code or
-    the config. The cache entry is written atomically; an unreadable one is rebuilt.
+    the config.
     """
-    folder = _definition_cache_dir()
-    path = folder / f"{template.name}-{definition_digest(template, inputs)}.json"
-    with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
-        text = path.read_text(encoding="utf-8")
-        json.loads(text)
-        return text
-    definition = template.build_definition(inputs)
-    with contextlib.suppress(OSError):
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-        tmp.write_text(definition, encoding="utf-8")
-        os.replace(tmp, path)
-    return definition
+    from pipelines.sdk_offline import build_cache
+
+    with build_cache(definition_cache_dir()):
+        return template.build_definition(inputs)
 
 
 def provision_pipeline(

@@ -30,6 +30,7 @@ telemetry over HTTPS, config files from ``~/.config/sagemaker``) and needs a reg
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import json
@@ -38,6 +39,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from naming import S3_SCHEME
@@ -117,6 +119,67 @@ def canonical_json(document: Any) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
+#: Folder of raw SDK builds for :func:`build_cache` (None: build every time, the default).
+_RAW_CACHE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("flywheel_sdk_build_cache", default=None)
+_SDK_DISTRIBUTIONS: Final = ("sagemaker-core", "sagemaker-train", "sagemaker-serve", "sagemaker-mlops")
+
+
+@contextlib.contextmanager
+def build_cache(folder: Path | None) -> Iterator[None]:
+    """Within the block, :func:`build_offline` keeps the SDK's output under ``folder`` and reuses it.
+
+    The SDK sees only sentinel inputs, so its output is a pure function of the builder's code (the
+    folder of the ``build`` function and this module), the SDK's versions, the region and the non-account
+    fields of the inputs: the key of an entry. Real values are substituted after, as without the cache.
+    The local runtime uses it so that ``flywheel up``/``run``/``demo`` do not import the SDK and rebuild an
+    unchanged definition on every start (the embedded AWS's KMS key ids differ per start; sentinels hide
+    them). Entries are written atomically; an unreadable one is rebuilt.
+    """
+    token = _RAW_CACHE.set(folder)
+    try:
+        yield
+    finally:
+        _RAW_CACHE.reset(token)
+
+
+def _raw_key(build: Callable[[Any], str], sentinel_inputs: Any, region: str) -> str:
+    import hashlib
+    import importlib.metadata
+    import inspect
+
+    h = hashlib.sha256(b"flywheel-sdk-build-v1\0" + region.encode() + b"\0")
+    source = inspect.getsourcefile(build)
+    files = sorted(Path(source).parent.glob("*.py")) if source else []
+    for path in [*files, Path(__file__)]:
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for dist in _SDK_DISTRIBUTIONS:
+        try:
+            h.update(f"{dist}={importlib.metadata.version(dist)}\0".encode())
+        except importlib.metadata.PackageNotFoundError:
+            h.update(f"{dist}=missing\0".encode())
+    h.update(json.dumps(dataclasses.asdict(sentinel_inputs), sort_keys=True, default=repr).encode())
+    return h.hexdigest()
+
+
+def _build_raw(build: Callable[[Any], str], sentinel_inputs: Any, region: str) -> str:
+    folder = _RAW_CACHE.get()
+    path = folder / f"{_raw_key(build, sentinel_inputs, region)}.json" if folder is not None else None
+    if path is not None:
+        with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
+            text = path.read_text(encoding="utf-8")
+            json.loads(text)
+            return text
+    with BUILD_LOCK, isolated_sdk_environment(region), memoized_sdk_config_validation():
+        raw = build(sentinel_inputs)
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+            tmp.write_text(raw, encoding="utf-8")
+            os.replace(tmp, path)
+    return raw
+
+
 def build_offline(
     inputs: Inputs,
     *,
@@ -132,8 +195,7 @@ def build_offline(
         OfflineBuildError: the SDK tried to call AWS (a bug to fix in the template, never a fallback).
         RuntimeError: the SDK altered a sentinel, so the inputs cannot be substituted.
     """
-    with BUILD_LOCK, isolated_sdk_environment(region), memoized_sdk_config_validation():
-        raw = build(dataclasses.replace(inputs, **sentinels))  # type: ignore[type-var]
+    raw = _build_raw(build, dataclasses.replace(inputs, **sentinels), region)  # type: ignore[type-var]
     text = canonical_json(substitute(json.loads(raw), replacements(sentinels, inputs)))
     if SENTINEL_MARK in text:
         raise RuntimeError("the SageMaker SDK altered a sentinel value; cannot substitute inputs")

@@ -131,7 +131,7 @@ def scan_file(
     block_size: int = BLOCK_SIZE,
     batch_rows: int = PARQUET_BATCH_ROWS,
 ) -> FileResult:
-    """Validate one file batch by batch, handing each passing batch to ``sink``.
+    """Validate one file batch by batch, handing each batch to ``sink`` until one fails.
 
     Returns the file's result: merged failures, and as ``frame`` a column-less frame of the file's row
     count (``None`` when the file is unreadable or has no header row), so that
@@ -170,7 +170,7 @@ def scan_file(
                 merged[key] = merge_failure(merged[key], f, rows)
             else:
                 merged[key] = replace(f, examples=[i + rows for i in f.examples])
-        if not result.failures and sink is not None:
+        if not merged and sink is not None:  # after a failure in this file, validate on but hand nothing on
             sink(table, result.frame)
         rows += table.num_rows
         position += table.num_rows

@@ -328,8 +328,8 @@ class LifecycleFunction(Construct):
             "AwsSolutions-IAM5[Resource::*]",
             "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) support no resource-level permissions",
         )
-        if not reserved_concurrency:
-            for pack in ("HIPAA.Security", "NIST.800.53.R5", "PCI.DSS.321"):
+        if not reserved_concurrency:  # the packs with a LambdaConcurrency rule
+            for pack in ("HIPAA.Security", "NIST.800.53.R5"):
                 acknowledge(
                     self.function,
                     f"{pack}-LambdaConcurrency",

@@ -236,24 +236,30 @@ def test_definitions_are_built_once_per_code_sdk_and_inputs(
     churn: emb.TeamResources, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """GIVEN the definition cache, WHEN the same template and inputs are provisioned again THEN the SDK build
-    is not repeated; changed inputs or a corrupt entry build again, and the cached text is the built one."""
+    is not repeated; account values (sentinels: a fresh embedded AWS has new KMS key ids) still land in the
+    output, a changed non-account input or a corrupt entry build again, and the result equals a fresh build."""
+    import pipelines.tabular.definition as tabular_definition
+
     monkeypatch.setenv(emb.DEFINITION_CACHE_ENV, str(tmp_path))
     pipeline = churn.primary
     calls: list[object] = []
+    sdk_build = tabular_definition._build_with_sdk
 
-    def build(inputs: object) -> str:
+    def counting(inputs: object) -> str:
         calls.append(inputs)
-        return pipeline.template.build_definition(inputs)
+        return sdk_build(inputs)  # type: ignore[arg-type]
 
-    template = dataclasses.replace(pipeline.template, build_definition=build)
-    first = emb.cached_definition(template, pipeline.inputs)
+    monkeypatch.setattr(tabular_definition, "_build_with_sdk", counting)
+    first = emb.cached_definition(pipeline.template, pipeline.inputs)
     assert first == pipeline.definition and len(calls) == 1
-    assert emb.cached_definition(template, pipeline.inputs) == first and len(calls) == 1  # from the cache
+    assert emb.cached_definition(pipeline.template, pipeline.inputs) == first and len(calls) == 1  # cached
+    new_key = "arn:aws:kms:eu-west-1:123456789012:key/00000000-1111-2222-3333-444444444444"
+    other_account = dataclasses.replace(pipeline.inputs, kms_key_arn=new_key)
+    rebuilt = emb.cached_definition(pipeline.template, other_account)
+    assert len(calls) == 1 and new_key in rebuilt and pipeline.inputs.kms_key_arn not in rebuilt
     other = dataclasses.replace(pipeline.inputs, gate_threshold=0.5)
-    assert emb.definition_digest(template, other) != emb.definition_digest(template, pipeline.inputs)
-    emb.cached_definition(template, other)
-    assert len(calls) == 2
-    (entry,) = tmp_path.glob(f"{template.name}-{emb.definition_digest(template, pipeline.inputs)}.json")
-    entry.write_text("{not json", encoding="utf-8")
-    assert emb.cached_definition(template, pipeline.inputs) == first and len(calls) == 3
+    assert emb.cached_definition(pipeline.template, other) != first and len(calls) == 2
+    for entry in tmp_path.glob("*.json"):
+        entry.write_text("{not json", encoding="utf-8")
+    assert emb.cached_definition(pipeline.template, pipeline.inputs) == first and len(calls) == 3
     assert not list(tmp_path.glob(".*.tmp"))

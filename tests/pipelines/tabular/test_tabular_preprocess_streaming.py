@@ -260,3 +260,24 @@ def test_versions_are_recorded_with_the_curated_data(tmp_path: Path, contract) -
     pq.write_table(pa.table({"x": np.arange(3)}), tmp_path / "out" / "train" / "old.parquet")
     with pytest.raises(ValueError, match="mix token_versions"):
         curated_versions(tmp_path / "out" / "train")
+
+
+def test_after_a_failing_file_later_files_are_validated_but_not_written(tmp_path: Path, contract, monkeypatch) -> None:
+    raw = tmp_path / "raw"
+    _write_with_bad_rows(raw / "a.csv", 300, {5: ("payment_method", "bitcoin")}, seed=21)
+    _write_with_bad_rows(raw / "b.csv", 300, {250: ("tenure_months", "-3")}, seed=22)  # below min 0
+    write_churn_csv(raw / "c.csv", 300, seed=23)
+    written: list[int] = []
+    original = CuratedWriter.write
+
+    def recording(self, raw_batch, frame):
+        written.append(len(frame))
+        original(self, raw_batch, frame)
+
+    monkeypatch.setattr(CuratedWriter, "write", recording)
+    out = tmp_path / "out"
+    status = _run(raw, out, contract, block_size=8 << 10)
+    assert not written  # the first record batch already failed: nothing pseudonymized or written after it
+    assert [(f["file"], f["check"]) for f in status["failures"]] == [("a.csv", "allowed"), ("b.csv", "min")]
+    assert status["quarantined_files"] == ["a.csv", "b.csv"] and status["rows"] == 900
+    assert sorted(p.name for p in out.iterdir()) == ["quarantine", "status"]
