@@ -459,7 +459,22 @@ def test_processing_steps_unpack_the_sourcedir_and_run_their_script(definition: 
         {"Get": "Parameters.ChampionMetric"},
         "--gate-threshold",
         "0.75",
+        "--trivial-margin",
+        "0.01",
+        "--fairness-max-gap",
+        "none",
     ]
+
+
+def test_the_gate_margin_and_fairness_gap_come_from_config_never_parameters() -> None:
+    inputs = make_inputs(trivial_margin=0.05, fairness_max_gap=0.2)
+    steps = steps_by_name(json.loads(d.build_pipeline_definition(inputs)))
+    args = steps["Evaluate"]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert args[args.index("--trivial-margin") + 1] == "0.05"
+    assert args[args.index("--fairness-max-gap") + 1] == "0.2"
+    for bad, field in ((dict(trivial_margin=0.9), "trivial_margin"), (dict(fairness_max_gap=0.0), "fairness_max_gap")):
+        with pytest.raises(ValueError, match=field):
+            make_inputs(**bad)
 
 
 @pytest.mark.parametrize("tampered", [False, True])
