@@ -306,7 +306,11 @@ def test_the_model_card_answers_should_i_approve(evaluation_dir: Path) -> None:
     assert ev["Decision"][0].startswith("passed")
     assert "Verdict: better" in card.text("evaluation") and "Trivial model: always 'no'." in card.text("evaluation")
     decide = card.rows("decide")
-    assert decide == {"Approve (deploys it)": ["flywheel approve churn:3"], "Reject": ["flywheel reject churn:3"]}
+    assert decide == {
+        "Approve (deploys it)": ["flywheel approve churn:3"],
+        "Reject": ['flywheel reject churn:3 --note "<why>"'],
+    }
+    assert "The quality gate passed" in card.text("decide") and "entirely missing" in card.text("decide")
 
 
 def test_the_model_card_names_each_failed_check(evaluation_dir: Path) -> None:
@@ -322,7 +326,10 @@ def test_the_model_card_names_each_failed_check(evaluation_dir: Path) -> None:
     assert ev["second_metric"][0] == "failed"
     assert ev["second_metric"][1].startswith("balanced accuracy 0.5 vs the trivial model's 0.5: needs > 0.51")
     assert ev["threshold"][0] == ev["beats_trivial"][0] == "passed"
-    assert "decide" not in card.sections  # nothing registered: no command to copy
+    # nothing registered: no command to copy, and the failed reason in words at the top
+    assert "Approve (deploys it)" not in card.rows("decide")
+    assert "nothing to approve" in card.text("decide")
+    assert "The quality gate failed: balanced accuracy 0.5 vs the trivial model's 0.5" in card.text("decide")
 
 
 def test_the_model_card_shows_per_group_metrics_and_gaps(evaluation_dir: Path) -> None:
