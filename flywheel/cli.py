@@ -232,13 +232,19 @@ def _show_outcome(outcome: Any, runtime: Any) -> str | None:
         console.print(f"[bold red]The batch failed its data contract:[/] {validation.get('summary', '')}")
         failures = (outcome.quarantine_report or {}).get("failures") or validation.get("failures") or []
         if failures:
-            table = _table("check", "column", "failing rows", "message", title="Quarantine report")
+            table = _table(
+                "check", "column", "failing rows", "message", "example values", "hint", title="Quarantine report"
+            )
             for f in failures[:20]:
+                # example_values exist only for feature/target columns: preprocessing never writes identifiers'
+                values = list(dict.fromkeys(repr(v) for v in f.get("example_values") or []))[:5]
                 table.add_row(
                     str(f.get("check", "")),
                     str(f.get("column", "") or ""),
                     str(f.get("failure_count", "")),
                     str(f.get("message", "")),
+                    ", ".join(values) or "-",
+                    str(f.get("hint", "")),
                 )
             console.print(table)
         console.print(f"Quarantined copy and report: {outcome.quarantine_uri}")

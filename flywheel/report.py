@@ -334,11 +334,12 @@ def _contract(run: Mapping[str, Any]) -> str:
                     _e(", ".join(str(i) for i in (f.get("examples") or [])[:5])),
                     # Only present for feature/target columns: validation redacts identifiers' values.
                     _e(", ".join(repr(v) for v in list(dict.fromkeys(map(str, f.get("example_values") or [])))[:5])),
+                    _e(f.get("hint") or ""),
                 )
                 for f in failures
             ]
             parts.append("<h3>Quarantine report</h3>")
-            headers = ["check", "column", "failures", "message", "file", "example rows", "example values"]
+            headers = ["check", "column", "failures", "message", "file", "example rows", "example values", "hint"]
             parts.append(_table(headers, rows))
         quarantined = contract.get("quarantined_files") or []
         where = contract.get("quarantine_uri")

@@ -872,7 +872,8 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                     on="",
                     values=[
                         f"Quality gate failed: {inputs.gate_metric}=",
-                        gate_value,
+                        # evaluate's rounded text of the value ("undefined" for a metric it could not compute)
+                        JsonGet(step_name=STEP_EVALUATE, property_file=evaluation_report, json_path="gate.display"),
                         " (required ",
                         ">=" if inputs.higher_is_better else "<=",
                         " ",

@@ -527,6 +527,7 @@ def evaluation_report(
         "gate": {
             "metric": gate_metric,
             "value": gate_value,
+            "display": _f(value),
             "higher_is_better": higher,
             "defined": value is not None,
             "threshold": threshold,

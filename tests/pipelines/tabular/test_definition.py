@@ -218,6 +218,7 @@ def evaluation_document(value: float, not_worse: int, kind: str = "binary", pass
         "gate": {
             "metric": "auc",
             "value": value,
+            "display": f"{value:.4g}",
             "higher_is_better": True,
             "passed": passed,
             "summary": "every check passed" if passed else "balanced accuracy 0.5 vs the trivial model's 0.5",
@@ -719,6 +720,9 @@ def test_quality_gate_failure_gives_value_and_threshold(definition: dict[str, An
     assert message == (
         "Quality gate failed: auc=0.7 (required >= 0.75), champion=none, challenger_not_worse=1: every check passed"
     )
+    files = {("Evaluate", "EvaluationReport"): evaluation_document(0.8544583445825821, 0)}
+    message = resolve(fail["Arguments"]["ErrorMessage"], default_parameters(definition), files)
+    assert message.startswith("Quality gate failed: auc=0.8545 (required >= 0.75)")  # rounded, not 16 digits
     files = {("Evaluate", "EvaluationReport"): evaluation_document(0.8, 1, passed=0)}
     message = resolve(fail["Arguments"]["ErrorMessage"], default_parameters(definition), files)
     assert message.endswith("challenger_not_worse=1: balanced accuracy 0.5 vs the trivial model's 0.5")
