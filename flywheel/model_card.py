@@ -43,10 +43,12 @@ def card_section(run: Mapping[str, Any], evaluation: Mapping[str, Any] | None) -
     if labels:
         rows.append(("Classes (model order)", r._e(", ".join(repr(c) for c in labels))))
     if training.get("positive_label") is not None:
-        said = (
-            "set in the contract (positive_class)" if spec.get("positive_class") is not None else "second allowed value"
-        )
-        rows.append(("Positive class", r._e(f"{training['positive_label']!r} ({said})")))
+        said = ""
+        if spec.get("positive_class") is not None:
+            said = " (set in the contract (positive_class))"
+        elif spec:
+            said = " (the target's second allowed value: the contract sets no positive_class)"
+        rows.append(("Positive class", r._e(f"{training['positive_label']!r}{said}")))
     if threshold:
         rows.append(
             (
@@ -92,7 +94,15 @@ def verdict_section(run: Mapping[str, Any], evaluation: Mapping[str, Any] | None
     if warnings:
         parts.append("<p><strong>Before approving, check:</strong></p><ul>")
         parts.append("".join(f"<li>{r._badge('warning')} {r._e(w)}</li>" for w in warnings) + "</ul>")
-    if version not in (None, ""):
+    if version not in (None, "") and lin.get("approval_status") in ("Approved", "Rejected"):
+        ref = f"{run.get('team')}:{version}"
+        status = str(lin["approval_status"])
+        undo = f'flywheel reject {ref} --note "<why>"' if status == "Approved" else f"flywheel approve {ref}"
+        parts.append(
+            f"<p>{r._badge(status.lower())} Version {r._e(version)} is already {r._e(status)} "
+            f"(approval recorded before this report was written). To change it: {r._code(undo)}</p>"
+        )
+    elif version not in (None, ""):
         ref = f"{run.get('team')}:{version}"
         parts.append(
             r._kv(

@@ -183,3 +183,28 @@ def test_a_failed_fairness_gate_names_the_gap(credit: PipelineRun, tmp_path: Pat
     assert code == 0
     gate = json.loads((out / "evaluation.json").read_text())["gate"]
     assert gate["passed"] == 0 and "above the allowed gap of 0.001" in gate["summary"]
+
+
+@pytest.mark.slow
+def test_the_card_renders_in_a_headless_browser(credit: PipelineRun, tmp_path: Path) -> None:
+    """The card as a browser draws it (make test-slow; the fast tests above parse the same HTML): Chromium
+    headless must load the self-contained file and paint a tall page. Look at ``card.png`` after a change."""
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    assert browser, "install Chromium (apt-get install -y chromium) to run the browser check"
+    page = tmp_path / "card.html"
+    page.write_text(render_report({"team": "credit", "execution_id": "x1", "status": "Succeeded",
+                                   "evaluation_dir": credit.evaluation}), encoding="utf-8")  # fmt: skip
+    shot = tmp_path / "card.png"
+    subprocess.run(
+        [
+            browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}", "--window-size=1280,4000", page.as_uri(),
+        ],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 100_000  # a page with tables and plots, not blank
