@@ -260,12 +260,19 @@ def test_the_model_card_answers_should_i_approve(evaluation_dir: Path) -> None:
     assert ev["champion"][0] == "passed" and ev["champion"][1].endswith("better, within noise (by 0.0212)")
     assert ev["Decision"][0].startswith("passed")
     assert "Verdict: better" in card.text("evaluation") and "Trivial model: always 'no'." in card.text("evaluation")
-    decide = card.rows("decide")
-    assert decide == {
+    # already approved (the demo approves before writing the card): says so and how to undo it
+    assert card.rows("decide") == {}
+    assert "Version 3 is already Approved" in card.text("decide")
+    assert 'flywheel reject churn:3 --note "<why>"' in card.text("decide")
+    assert "The quality gate passed" in card.text("decide") and "entirely missing" in card.text("decide")
+    pending = _card(
+        _full_evaluation(evaluation_dir),
+        lineage={"model_package_version": 3, "approval_status": "PendingManualApproval"},
+    )
+    assert pending.rows("decide") == {
         "Approve (deploys it)": ["flywheel approve churn:3"],
         "Reject": ['flywheel reject churn:3 --note "<why>"'],
     }
-    assert "The quality gate passed" in card.text("decide") and "entirely missing" in card.text("decide")
 
 
 def test_the_model_card_names_each_failed_check(evaluation_dir: Path) -> None:
