@@ -44,7 +44,7 @@ security-report: $(VENV)/.installed ## synthesize every environment in-process; 
 test: lint $(VENV)/.installed ## the gate: lint (ruff, mypy, layer contract), then the tests (offline, sockets blocked)
 	CDK_VALIDATION=false $(VENV)/bin/pytest -n 2 -m "not slow" -q
 
-test-slow: $(VENV)/.installed ## the slow/large tests (marker `slow`; none is slow enough today)
+test-slow: $(VENV)/.installed ## the slow/large tests (marker `slow`: the model card in headless Chromium)
 	CDK_VALIDATION=false $(VENV)/bin/pytest -m slow -q || [ $$? -eq 5 ]
 
 synth: install ## synthesize every environment into cdk.out (validating synth, cdk-nag on)

@@ -149,6 +149,11 @@ class MetricGate(_Frozen):
 
     metric: str
     threshold: float
+    # The lead over the trivial model (majority class / training mean) the gate requires; validated by the
+    # template (``pipelines/tabular/template.py``: 0 to 0.5, default 0.01).
+    trivial_margin: float | None = None
+    # Optional: fail the gate when the worst fairness gap over the contract's protected columns exceeds this.
+    fairness_max_gap: float | None = None
 
 
 class InstanceSettings(_Frozen):
@@ -231,6 +236,9 @@ class TeamConfig(_Frozen):
 
     name: str
     description: str = ""
+    # Shown on the model card: who answers for the team's models and what they are (not) meant for.
+    owner: str = ""
+    intended_use: str = ""
     pipelines: tuple[str, ...] = ("tabular",)
     contract: Any = None
     metric_gate: MetricGate | None = None
@@ -293,7 +301,7 @@ class TeamConfig(_Frozen):
         if self.contract is not None:
             values["contract"] = self.contract
         if self.metric_gate is not None:
-            values["metric_gate"] = self.metric_gate.model_dump()
+            values["metric_gate"] = self.metric_gate.model_dump(exclude_none=True)
         for name in self.pipelines:
             template = load_template(name, search_path=_template_dirs(info))
             settings = template.validate_settings(values)

@@ -232,13 +232,19 @@ def _show_outcome(outcome: Any, runtime: Any) -> str | None:
         console.print(f"[bold red]The batch failed its data contract:[/] {validation.get('summary', '')}")
         failures = (outcome.quarantine_report or {}).get("failures") or validation.get("failures") or []
         if failures:
-            table = _table("check", "column", "failing rows", "message", title="Quarantine report")
+            table = _table(
+                "check", "column", "failing rows", "message", "example values", "hint", title="Quarantine report"
+            )
             for f in failures[:20]:
+                # example_values exist only for feature/target columns: preprocessing never writes identifiers'
+                values = list(dict.fromkeys(repr(v) for v in f.get("example_values") or []))[:5]
                 table.add_row(
                     str(f.get("check", "")),
                     str(f.get("column", "") or ""),
                     str(f.get("failure_count", "")),
                     str(f.get("message", "")),
+                    ", ".join(values) or "-",
+                    str(f.get("hint", "")),
                 )
             console.print(table)
         console.print(f"Quarantined copy and report: {outcome.quarantine_uri}")
@@ -257,12 +263,7 @@ def _show_outcome(outcome: Any, runtime: Any) -> str | None:
         return f"execution {record.execution_id} failed: {record.failure_reason}"
     console.print(f"[bold green]Execution {record.execution_id} succeeded.[/]")
     if outcome.evaluation:
-        gate = outcome.evaluation.get("gate", {})
-        champion = outcome.evaluation.get("champion", {})
-        console.print(
-            f"  {gate.get('metric')} = {gate.get('value')}  (champion: {champion.get('metric_value')}, "
-            f"not worse: {bool(champion.get('challenger_not_worse'))})"
-        )
+        console.print(f"  {gate_line(outcome.evaluation)}", highlight=False)
     if not outcome.package:
         for step in record.steps:
             for name, uri in (step.metadata.get("Outputs") or {}).items():
@@ -277,6 +278,19 @@ def _show_outcome(outcome: Any, runtime: Any) -> str | None:
 
 def _num(value: Any) -> str:
     return "none" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def gate_line(evaluation: dict[str, Any]) -> str:
+    """One line: the gate metric with its interval, the champion's value and the verdict, rounded."""
+    gate, champion = evaluation.get("gate", {}), evaluation.get("champion", {})
+    metric = gate.get("metric")
+    interval = ((evaluation.get("intervals") or {}).get("metrics") or {}).get(metric) or {}
+    around = f" (95% {_num(interval['low'])} to {_num(interval['high'])})" if "low" in interval else ""
+    value = gate.get("value") if gate.get("defined", True) else None
+    champ = champion.get("metric_value")
+    versus = "no champion" if champ is None else f"champion {_num(champ)}: {champion.get('verdict', '')}"
+    decision = "gate passed" if gate.get("passed", 1) else f"gate FAILED: {gate.get('summary', '')}"
+    return f"{metric} = {_num(value)}{around}; {versus}; {decision}"
 
 
 def _print_gate(evaluation: dict[str, Any]) -> None:
@@ -422,6 +436,10 @@ def run(
         with _spinner(progress, f"Running the {team} pipeline…"):
             outcome = rt.run(team, data=data, rows=rows, seed=seed, parameters=params, template=template)
         problem = _show_outcome(outcome, rt)
+        report_path, report_uri = rt.write_report(outcome, serving=None)
+        console.print(f"  Report (model card): {report_path.resolve()}", highlight=False)
+        if report_uri:
+            console.print(f"  Report in S3: {report_uri}", highlight=False)
     if problem:
         raise _fail(problem)
 
@@ -728,7 +746,10 @@ def status(
 
 @app.command()
 def demo(
-    rows: Annotated[int, typer.Option(help="Rows of generated churn data.")] = 100_000,
+    rows: Annotated[int, typer.Option(help="Rows of generated data (teams with an example generator).")] = 100_000,
+    data: Annotated[
+        Path | None, typer.Option(help="CSV or parquet file to land instead of generated rows (any team).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 0,
     team: Annotated[str, typer.Option(help="Team to run the loop for.")] = "churn",
     port: Annotated[int, typer.Option(help="Port of the embedded AWS on 127.0.0.1 (0 = a free one).")] = 0,
@@ -770,6 +791,7 @@ def demo(
                 serve_port=serve_port,
                 say=lambda message: console.print(f"• {message}", highlight=False),
                 break_challenger=break_challenger,
+                data=data,
             )
         outcome = result.outcome
         problem = _show_outcome(outcome, rt) if outcome is not None and not outcome.execution.succeeded else None
@@ -781,10 +803,7 @@ def demo(
     if outcome is not None and record is not None:
         summary.add_row("execution", f"{record.execution_id} ({record.status})")
         if outcome.evaluation:
-            gate = outcome.evaluation.get("gate", {})
-            champion = outcome.evaluation.get("champion", {})
-            summary.add_row("gate metric", f"{gate.get('metric')} = {gate.get('value')}")
-            summary.add_row("champion", str(champion.get("metric_value")))
+            summary.add_row("quality gate", gate_line(outcome.evaluation))
         if outcome.package and not break_challenger:
             pkg = outcome.package
             summary.add_row("model package", f"version {pkg['ModelPackageVersion']}: {pkg['ModelPackageArn']}")

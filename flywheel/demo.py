@@ -63,8 +63,12 @@ def run_demo(
     serve_port: int = 0,
     say: Callable[[str], None] = print,
     break_challenger: bool = False,
+    data: Path | None = None,
 ) -> DemoResult:
-    """The whole loop on generated data; see ``flywheel demo --help``."""
+    """The whole loop on generated data, or on ``data`` (a CSV/parquet file: any team, with or without an
+    example generator); see ``flywheel demo --help``."""
+    if data is not None and not Path(data).is_file():
+        raise FlywheelError(f"--data {data}: no such file; pass an existing CSV or parquet file")
     if break_challenger:
         return _break_challenger_demo(
             runtime,
@@ -75,6 +79,7 @@ def run_demo(
             batch_rows=batch_rows,
             serve_port=serve_port,
             say=say,
+            data=data,
         )
     timings: dict[str, float] = {}
 
@@ -88,10 +93,14 @@ def run_demo(
         runtime.provision([team])
     res = runtime.resources(team)
     say(f"Provisioned team {team}: pipeline {res.primary.pipeline_name}, registry group {res.group_name}")
-    with timed("generate"):
-        folder = runtime.state.root / "data" / f"{team}-{uuid.uuid4().hex[:8]}"
-        source = runtime.generate(team, rows, seed, folder)
-    say(f"Generated {rows:,} rows of {team} data (seed {seed}, {source.stat().st_size / 1e6:.1f} MB)")
+    folder = runtime.state.root / "data" / f"{team}-{uuid.uuid4().hex[:8]}"
+    if data is None:
+        with timed("generate"):
+            source = runtime.generate(team, rows, seed, folder)
+        say(f"Generated {rows:,} rows of {team} data (seed {seed}, {source.stat().st_size / 1e6:.1f} MB)")
+    else:
+        source = Path(data)
+        say(f"Landing {source} ({source.stat().st_size / 1e6:.1f} MB) as a {team} batch")
     with timed("land"):
         try:
             event = runtime.land(team, source)
@@ -268,6 +277,7 @@ def _break_challenger_demo(
     batch_rows: int,
     serve_port: int,
     say: Callable[[str], None],
+    data: Path | None = None,
 ) -> DemoResult:
     """A challenger that fails at serving time, approved while the champion serves: the rollback."""
     runtime.provision([team])
@@ -276,7 +286,7 @@ def _break_challenger_demo(
         say(f"No {team} model is deployed yet: first the whole loop trains and approves a champion")
         first = run_demo(
             runtime, team=team, rows=rows, seed=seed, requests=requests, batch_rows=batch_rows,
-            serve_port=serve_port, say=say,
+            serve_port=serve_port, say=say, data=data,
         )  # fmt: skip
         if not _has_champion(runtime, team):
             return first

@@ -33,6 +33,8 @@ def generate(team: str, rows: int, seed: int, folder: Path) -> Path:
         raise DataError(f"--rows must be at least 1, got {rows}")
     if team == "churn":
         return datasets.write_churn_csv(folder / "churn.csv", rows, seed=seed)
+    if team == "credit":  # the fairness example (config/examples/fairness)
+        return datasets.write_credit_csv(folder / "credit.csv", rows, seed=seed)
     loaders = datasets.samples.LOADERS
     if team in loaders:
         frame = datasets.samples.sample(loaders[team](), rows, seed=seed)

@@ -30,6 +30,12 @@ Schema (``run``)::
     contract         ContractResult  passed, summary, rows, failures, quarantined_files, quarantine_uri
     artifacts        dict[str, str]  label -> S3 URI or local path
     extra_sections   list[Section]   title + rows of (label, value): e.g. drift results
+    card             dict            model card: description, owner, intended_use (the team's config)
+    contract_spec    dict            the team's data contract (DataContract as a dict: columns, split, ...)
+    champion         dict            the deployed champion: version, approval, evaluation (its evaluation.json)
+
+The model-card sections (card, "Should I approve?", contract columns, threshold/per-class/calibration,
+champion figures, drift baseline) are rendered by :mod:`flywheel.model_card`.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ _PLOT_TITLES = {
     "confusion_matrix": "Confusion matrix",
     "feature_importance": "Feature importance",
     "residuals": "Residuals",
+    "calibration": "Calibration (reliability) curve",
 }
 _OK = {"succeeded", "success", "passed", "pass", "approved", "completed", "inservice", "executed", "true"}
 _BAD = {"failed", "failure", "fail", "rejected", "error", "stopped", "false"}
@@ -85,6 +92,7 @@ class Lineage(TypedDict, total=False):
     approval_status: str  # PendingManualApproval | Approved | Rejected
     endpoint_name: str
     endpoint_url: str
+    group_versions: list[dict[str, Any]]  # every version of the group: version, approval, deployed
 
 
 class ServingFigures(TypedDict, total=False):
@@ -138,6 +146,9 @@ class RunReport(TypedDict, total=False):
     contract: ContractResult
     artifacts: dict[str, str]
     extra_sections: list[Section]
+    card: dict[str, Any]
+    contract_spec: dict[str, Any]
+    champion: dict[str, Any]
 
 
 # --- formatting --------------------------------------------------------------------------------------
@@ -294,14 +305,21 @@ def _contract(run: Mapping[str, Any]) -> str:
     if not contract:
         return _section("contract", "Data contract", _empty("No data-contract result recorded."))
     passed = bool(contract.get("passed"))
+    from flywheel.model_card import contract_spec
+
     parts = [
         _kv(
             [
                 ("Result", _badge("passed" if passed else "failed")),
                 ("Summary", _e(contract.get("summary", ""))),
                 ("Rows", _e(_num(contract.get("rows")))),
+                (
+                    "Quarantined rows",
+                    _e("none: the batch passed" if passed else "the whole batch (files copied unchanged, below)"),
+                ),
             ]
-        )
+        ),
+        contract_spec(run),
     ]
     if not passed:
         failures = contract.get("failures") or []
@@ -316,11 +334,12 @@ def _contract(run: Mapping[str, Any]) -> str:
                     _e(", ".join(str(i) for i in (f.get("examples") or [])[:5])),
                     # Only present for feature/target columns: validation redacts identifiers' values.
                     _e(", ".join(repr(v) for v in list(dict.fromkeys(map(str, f.get("example_values") or [])))[:5])),
+                    _e(f.get("hint") or ""),
                 )
                 for f in failures
             ]
             parts.append("<h3>Quarantine report</h3>")
-            headers = ["check", "column", "failures", "message", "file", "example rows", "example values"]
+            headers = ["check", "column", "failures", "message", "file", "example rows", "example values", "hint"]
             parts.append(_table(headers, rows))
         quarantined = contract.get("quarantined_files") or []
         where = contract.get("quarantine_uri")
@@ -439,6 +458,9 @@ def _evaluation_html(run: Mapping[str, Any], evaluation: Mapping[str, Any] | Non
     description = (evaluation.get("trivial_baseline") or {}).get("description")
     if description:
         parts.append(f'<p class="muted">Trivial model: {_e(description)}.</p>')
+    from flywheel.model_card import champion_figures, threshold_classes_calibration
+
+    parts.append(threshold_classes_calibration(evaluation))
 
     threshold = run.get("gate_threshold")
     higher = bool(gate.get("higher_is_better", True))
@@ -500,6 +522,7 @@ def _evaluation_html(run: Mapping[str, Any], evaluation: Mapping[str, Any] | Non
                 + (f" ({_e(champion['noise_method'])})" if champion.get("noise_method") else "")
                 + "</p>"
             )
+    parts.append(champion_figures(run))
     parts.append(_fairness(evaluation))
     return _section("evaluation", "Evaluation", "".join(parts))
 
@@ -525,16 +548,6 @@ def _fairness(evaluation: Mapping[str, Any]) -> str:
             "a selection-rate ratio under 0.8 fails the four-fifths rule.</p>"
         )
     return "".join(parts)
-
-
-def _decide(run: Mapping[str, Any]) -> str:
-    lin = run.get("lineage") or {}
-    version = lin.get("model_package_version")
-    if version in (None, ""):
-        return ""
-    ref = f"{run.get('team')}:{version}"
-    rows = [("Approve (deploys it)", _code(f"flywheel approve {ref}")), ("Reject", _code(f"flywheel reject {ref}"))]
-    return _section("decide", "Decide", _kv(rows))
 
 
 def _when(value: Any) -> str:
@@ -578,26 +591,58 @@ def _plots(paths: Sequence[Path]) -> str:
     return _section("plots", "Evaluation plots", content)
 
 
+def _history(lin: Mapping[str, Any]) -> str:
+    """The package's place in its group: first version, or the earlier versions and their approval."""
+    version = lin.get("model_package_version")
+    earlier = [v for v in lin.get("group_versions") or [] if version is None or int(v["version"]) < int(version)]
+    if version is None:
+        return ""
+    if not earlier and "group_versions" in lin:
+        return "the first version of its model package group"
+    if not earlier:
+        return ""
+    counts: dict[str, int] = {}
+    for v in earlier:
+        counts[str(v.get("approval"))] = counts.get(str(v.get("approval")), 0) + 1
+    shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    deployed = [v["version"] for v in earlier if v.get("deployed")]
+    return f"{len(earlier)} earlier version(s): {shown}" + (f"; version {deployed[0]} is deployed" if deployed else "")
+
+
 def _lineage(run: Mapping[str, Any]) -> str:
     lin = run.get("lineage") or {}
     execution = lin.get("execution_arn") or run.get("execution_id")
-    package = [
-        ("ARN", _code(lin.get("model_package_arn"))),
-        ("version", _e(lin.get("model_package_version", DASH))),
-        ("approval", _badge(lin["approval_status"]) if lin.get("approval_status") else DASH),
-        ("model data", _code(lin.get("model_data_uri"))),
-    ]
-    nodes = [
+    nodes: list[tuple[str, list[tuple[str, str]]]] = [
         ("Data", [("batch", _code(lin.get("data_uri")))]),
         ("Pipeline execution", [("id", _code(execution)), ("status", _badge(run.get("status")))]),
-        ("Model package", package),
-        ("Endpoint", [("name", _code(lin.get("endpoint_name"))), ("url", _code(lin.get("endpoint_url")))]),
     ]
+    missing: list[str] = []
+    if lin.get("model_package_arn"):
+        package = [
+            ("ARN", _code(lin.get("model_package_arn"))),
+            ("version", _e(lin.get("model_package_version", DASH))),
+            ("approval", _badge(lin["approval_status"]) if lin.get("approval_status") else DASH),
+            ("model data", _code(lin.get("model_data_uri"))),
+        ]
+        history = _history(lin)
+        if history:
+            package.append(("group", _e(history)))
+        nodes.append(("Model package", package))
+        if lin.get("endpoint_name"):
+            nodes.append(
+                ("Endpoint", [("name", _code(lin.get("endpoint_name"))), ("url", _code(lin.get("endpoint_url")))])
+            )
+        else:
+            missing.append("not served in this run (an approved version is deployed by the lifecycle)")
+    else:
+        missing.append("no model package registered by this run, so nothing to deploy")
     boxes = []
     for title, rows in nodes:
         inner = "".join(f"<div><span class='muted'>{_e(k)}</span> {v}</div>" for k, v in rows)
         boxes.append(f'<div class="node"><h4>{_e(title)}</h4>{inner}</div>')
-    return _section("lineage", "Lineage", '<div class="lineage">' + '<div class="arrow">→</div>'.join(boxes) + "</div>")
+    chain = '<div class="lineage">' + '<div class="arrow">→</div>'.join(boxes) + "</div>"
+    note = "".join(_empty(m[:1].upper() + m[1:] + ".") for m in missing)
+    return _section("lineage", "Lineage", chain + note)
 
 
 def _serving(run: Mapping[str, Any]) -> str:
@@ -661,14 +706,18 @@ def render_report(run: RunReport | Mapping[str, Any]) -> str:
     # An execution ARN ends with the execution id; the full ARN is in the summary table.
     title = run.get("title") or f"Flywheel run {str(run['execution_id']).rsplit('/', 1)[-1]}"
     subtitle = " · ".join(str(run[k]) for k in ("team", "pipeline", "objective") if run.get(k))
+    from flywheel.model_card import baseline_section, card_section, verdict_section
+
     body = "".join(
         [
             _section("summary", "Run", _summary(run)),
+            card_section(run, evaluation),
+            verdict_section(run, evaluation),
             _steps(run),
             _contract(run),
             _evaluation_html(run, evaluation),
+            baseline_section(run),
             _plots(_plot_paths(run, evaluation)),
-            _decide(run),
             _lineage(run),
             _serving(run),
             _extra(run),
@@ -710,6 +759,48 @@ def write_report(path: Path, *, run: RunReport | Mapping[str, Any]) -> Path:
 # --- a local run's report ------------------------------------------------------------------------------
 
 
+_OPERATORS = {
+    "GreaterThanOrEqualTo": "≥",
+    "GreaterThan": ">",
+    "LessThanOrEqualTo": "≤",
+    "LessThan": "<",
+    "Equals": "=",
+    "In": "in",
+}
+
+
+def condition_words(condition: Mapping[str, Any] | None) -> str:
+    """A condition step's evaluations in words, numbers rounded: ``0.8545 ≥ 0.7: yes; 1 = 1: yes``.
+
+    The executor records each as ``"<left!r> <Operator> <right!r> -> <True|False>"``; anything else is shown
+    as recorded.
+    """
+    if not condition:
+        return ""
+    out = []
+    for text in condition.get("Evaluations") or []:
+        head, arrow, result = str(text).rpartition(" -> ")
+        words = None
+        for name, symbol in _OPERATORS.items():
+            left, sep, right = head.partition(f" {name} ")
+            if arrow and sep and name == "Equals" and right == "True" and left in ("True", "False"):
+                words = "passed" if left == "True" else "not passed"  # a recorded flag, e.g. the contract check
+                break
+            if arrow and sep:
+                words = f"{_round_text(left)} {symbol} {_round_text(right)}: {'yes' if result == 'True' else 'no'}"
+                break
+        out.append(words or str(text))
+    return "; ".join(out)
+
+
+def _round_text(text: str) -> str:
+    try:
+        value = float(text.strip("'\""))
+    except ValueError:
+        return text
+    return f"{value:.4g}"
+
+
 def gate_override_label(threshold: float, deployed: float) -> str:
     """The label of a local run whose gate differs from the deployed (configured) one."""
     return f"gate threshold overridden locally: {threshold} (deployed: {deployed})"
@@ -725,13 +816,19 @@ def run_report(
     serving: Mapping[str, Any] | None = None,
     endpoint_name: str = "",
     evaluation_dir: Path | None = None,
+    card: Mapping[str, Any] | None = None,
+    contract_spec: Mapping[str, Any] | None = None,
+    champion: Mapping[str, Any] | None = None,
+    group_versions: Sequence[Mapping[str, Any]] | None = None,
 ) -> RunReport:
     """The report of one run: its steps, the parameters it used, its lineage, contract and serving figures.
 
     The gate threshold is the one the run used (its recorded parameters); ``default_gate_threshold``
     (the team's configured gate) only for a run that recorded none; a template without a gate (no
     threshold either way) gets no gate in its report, one without a data contract (``objective`` None) no
-    objective. ``endpoint_name`` is shown when the run's model was served (``serving``).
+    objective. ``endpoint_name`` is shown when the run's model was served (``serving``). ``card``,
+    ``contract_spec``, ``champion`` and ``group_versions`` (every version of the team's group) feed the
+    model-card sections.
     """
     record = outcome.execution
     steps: list[StepRecord] = [
@@ -740,10 +837,19 @@ def run_report(
             "status": s.status,
             "type": s.type,
             "duration_s": s.duration_s,
-            "message": s.failure_reason or "; ".join((s.metadata.get("Condition") or {}).get("Evaluations", [])) or "",
+            "message": s.failure_reason or condition_words(s.metadata.get("Condition")),
         }
         for s in record.steps
     ]
+    evaluation = outcome.evaluation or {}
+    for step in steps:
+        if step["name"] == reading.quality_gate_step and evaluation.get("gate"):
+            gate = evaluation["gate"]
+            step["message"] = (
+                "every check passed: the model is registered"
+                if gate.get("passed")
+                else f"gate failed: {gate.get('summary', '')}"
+            )
     deployment = deployment or {}
     package = outcome.package or {}
     lineage = {
@@ -812,6 +918,14 @@ def run_report(
             requests=serving["requests"],
             batch_rows=serving["batch_rows"],
         )
+    if card:
+        run["card"] = dict(card)
+    if contract_spec:
+        run["contract_spec"] = dict(contract_spec)
+    if champion:
+        run["champion"] = dict(champion)
+    if group_versions is not None and "model_package_version" in run["lineage"]:
+        run["lineage"]["group_versions"] = [dict(v) for v in group_versions]
     if record.failure_reason:
         run["extra_sections"] = [{"title": "Failure", "rows": [("reason", record.failure_reason)]}]
     return run

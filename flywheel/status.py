@@ -110,9 +110,12 @@ def report(
     evaluation_dir = (
         download_evaluation(runtime.aws, reading, outcome.execution, folder) if folder is not None else None
     )
+    from flywheel.model_card import card_inputs
+
     return run_report(
         outcome,
         reading,
+        **card_inputs(runtime, outcome.team, outcome.package),
         objective=objective(runtime, outcome.team, template),
         default_gate_threshold=team.metric_gate.threshold if reading.has_gate and team.metric_gate else None,
         deployment=runtime.state.deployment(outcome.team),
@@ -143,4 +146,7 @@ def write_report(runtime: LocalRuntime, outcome: RunOutcome, serving: dict[str, 
         )
     except ClientError:
         return path, None
+    from flywheel.model_card import store_with_package
+
+    store_with_package(runtime, outcome, path)
     return path, naming.s3_uri(bucket, key)

@@ -4,6 +4,8 @@
 name           objective   contract               source
 =============  ==========  =====================  ==================================================
 churn          binary      churn.json             :mod:`flywheel.datasets.churn` (synthetic, any size)
+credit         binary      examples/fairness/     :mod:`flywheel.datasets.credit` (synthetic, any size; protected
+                           contracts/credit.json  attributes ``sex`` and ``ethnicity``; team in that config dir)
 diagnostics    binary      diagnostics.json       scikit-learn breast-cancer data
 diabetes       regression  diabetes.json          scikit-learn diabetes data
 wine           multiclass  wine.json              scikit-learn wine data
@@ -23,6 +25,7 @@ from flywheel.datasets.churn import (
     write_churn_csv,
     write_churn_shards,
 )
+from flywheel.datasets.credit import credit_frame, write_credit_csv
 from flywheel.datasets.samples import LOADERS, load_diabetes, load_diagnostics, load_wine, sample, write_csv
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "LOADERS",
     "churn_frame",
     "contract_path",
+    "credit_frame",
     "iter_churn",
     "iter_churn_tables",
     "load_diabetes",
@@ -39,6 +43,7 @@ __all__ = [
     "sample",
     "write_churn_csv",
     "write_churn_shards",
+    "write_credit_csv",
     "write_csv",
     "write_fixtures",
 ]

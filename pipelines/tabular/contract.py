@@ -50,6 +50,12 @@ TRAINING_DEFAULTS: dict[str, int | float] = {
     "min_child_weight": 1.0,
     "seed": 42,
 }
+#: How much better than the trivial model a challenger must be (absolute for metrics where higher is better,
+#: a fraction of the trivial value for rmse/mae/log_loss), on the gate metric and the second metric: the
+#: default of a team's ``metric_gate.trivial_margin`` and of ``evaluate.py --trivial-margin``.
+DEFAULT_TRIVIAL_MARGIN = 0.01
+#: The rules ``decision_threshold`` may name (besides a fixed number); see ``thresholds.py``.
+DECISION_RULES = ("max_f1", "youden")
 # Metrics bounded to [0, 1]; the others (log_loss, rmse, mae) are non-negative and unbounded, r2 <= 1.
 UNIT_INTERVAL_METRICS = frozenset({"auc", "pr_auc", "accuracy", "f1", "precision", "recall", "macro_f1"})
 
@@ -99,6 +105,14 @@ class DataContract:
     empty_feature: Literal["warn", "fail"] = "warn"
     # Use the ``protected`` columns as model features too (a warning in the model's metadata and report).
     protected_as_features: bool = False
+    # Binary only: how the decision threshold on P(positive class) is chosen, on the validation split
+    # (``train.py``, ``thresholds.choose_threshold``): ``max_f1``, ``youden``, or a fixed number in (0, 1).
+    # Serving (``inference.py``) and the test metrics use the chosen value; it is in the model's metadata.
+    decision_threshold: str | float = "max_f1"
+    # Binary only: which target value is the positive class (the one whose probability the model reports,
+    # whose recall/precision/F1 are measured and whose selection rate fairness compares). Written as in
+    # ``allowed`` (a string). Unset: the second ``allowed`` value (a ``ValueError`` without ``allowed``).
+    positive_class: str | None = None
 
     def column(self, name: str) -> ColumnSpec:
         """The spec of column ``name`` (KeyError if the contract has none)."""
@@ -171,6 +185,15 @@ def contract_problems(contract: DataContract) -> list[str]:
         binary_allowed = target.allowed if target is not None and contract.objective == "binary" else None
         if binary_allowed is not None and len(set(binary_allowed)) != 2:
             problems.append(f"binary target {contract.target!r} needs exactly two allowed values")
+    if contract.positive_class is not None:
+        target = next((c for c in contract.columns if c.name == contract.target), None)
+        allowed = [str(a) for a in (target.allowed or ())] if target is not None else []
+        if contract.objective != "binary":
+            problems.append("positive_class applies only to a binary objective")
+        elif str(contract.positive_class) not in allowed:
+            problems.append(
+                f"positive_class {contract.positive_class!r} is not one of the target's allowed values {allowed}"
+            )
     if not 0 < contract.split.validation < 1 or not 0 < contract.split.test < 1:
         problems.append("split fractions must be between 0 and 1")
     elif contract.split.validation + contract.split.test >= 0.9:
@@ -181,6 +204,11 @@ def contract_problems(contract: DataContract) -> list[str]:
         problems.append("min_class_count must be at least 1")
     if contract.empty_feature not in ("warn", "fail"):
         problems.append("empty_feature must be 'warn' or 'fail'")
+    rule = contract.decision_threshold
+    if isinstance(rule, bool) or not (
+        rule in DECISION_RULES or (isinstance(rule, int | float) and 0 < float(rule) < 1)
+    ):
+        problems.append(f"decision_threshold must be one of {list(DECISION_RULES)} or a number in (0, 1), got {rule!r}")
     return problems
 
 

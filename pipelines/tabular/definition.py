@@ -90,7 +90,7 @@ from pipelines.sdk_offline import (  # OfflineBuildError, object_name: re-export
     sequence_sentinels,
     uri_sentinel,
 )
-from pipelines.tabular.contract import TRAINING_DEFAULTS
+from pipelines.tabular.contract import DEFAULT_TRIVIAL_MARGIN, TRAINING_DEFAULTS
 
 __all__ = [
     "OfflineBuildError",
@@ -227,6 +227,9 @@ class TabularPipelineInputs:
     gate_metric: str
     gate_threshold: float
     higher_is_better: bool
+    # The gate's required lead over the trivial model, and the optional worst-fairness-gap gate (config).
+    trivial_margin: float = DEFAULT_TRIVIAL_MARGIN
+    fairness_max_gap: float | None = None
     processing_instance_type: str = "ml.m5.large"
     training_instance_type: str = "ml.m5.large"
     evaluation_instance_type: str = "ml.m5.large"
@@ -292,6 +295,13 @@ class TabularPipelineInputs:
         if not isinstance(self.gate_metric, str) or not _METRIC_NAME.match(self.gate_metric):
             raise ValueError(f"gate_metric: expected a metric name like 'auc', got {self.gate_metric!r}")
         _require_number("gate_threshold", self.gate_threshold)
+        _require_number("trivial_margin", self.trivial_margin)
+        if not 0 <= self.trivial_margin <= 0.5:
+            raise ValueError(f"trivial_margin: expected 0 <= margin <= 0.5, got {self.trivial_margin!r}")
+        if self.fairness_max_gap is not None:
+            _require_number("fairness_max_gap", self.fairness_max_gap)
+            if self.fairness_max_gap <= 0:
+                raise ValueError(f"fairness_max_gap: expected a positive gap, got {self.fairness_max_gap!r}")
         if not isinstance(self.higher_is_better, bool):
             raise ValueError(f"higher_is_better: expected a bool, got {self.higher_is_better!r}")
         for name in ("processing_instance_type", "training_instance_type", "evaluation_instance_type"):
@@ -401,6 +411,8 @@ def inputs_for_settings(
         gate_metric=settings.metric_gate.metric,
         gate_threshold=settings.metric_gate.threshold,
         higher_is_better=settings.higher_is_better,
+        trivial_margin=float(getattr(settings.metric_gate, "trivial_margin", DEFAULT_TRIVIAL_MARGIN)),
+        fairness_max_gap=getattr(settings.metric_gate, "fairness_max_gap", None),
         processing_instance_type=settings.instances.processing,
         training_instance_type=settings.instances.training,
         evaluation_instance_type=settings.instances.processing,
@@ -778,6 +790,11 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 "--gate-threshold",
                 # container arguments are strings: a constant as text, the local parameter joined into one
                 Join(on="", values=[gate_threshold]) if inputs.local_overrides else repr(float(gate_threshold)),
+                # From the team's config at synth, never parameters (like the threshold).
+                "--trivial-margin",
+                repr(float(inputs.trivial_margin)),
+                "--fairness-max-gap",
+                "none" if inputs.fairness_max_gap is None else repr(float(inputs.fairness_max_gap)),
             ],
         ),
         property_files=[evaluation_report],
@@ -855,7 +872,8 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                     on="",
                     values=[
                         f"Quality gate failed: {inputs.gate_metric}=",
-                        gate_value,
+                        # evaluate's rounded text of the value ("undefined" for a metric it could not compute)
+                        JsonGet(step_name=STEP_EVALUATE, property_file=evaluation_report, json_path="gate.display"),
                         " (required ",
                         ">=" if inputs.higher_is_better else "<=",
                         " ",

@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 from baseline import constraints, merge_statistics
-from contract import METRICS, DataContract, load_contract
+from contract import DEFAULT_TRIVIAL_MARGIN, METRICS, DataContract, load_contract
 from fairness import group_metrics, worst_gap
 from features import encode_labels
-from inference import Model, model_fn, predict_scores
+from inference import Model, decision_threshold, model_fn, predict_scores
 from sklearn import metrics as skm
+from thresholds import calibration, per_class
 from train import read_split
 
 LOG = logging.getLogger("flywheel.evaluate")
@@ -67,10 +68,15 @@ def parse_champion(value: str | None) -> float | None:
     return out
 
 
-def compute_metrics(problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int) -> dict[str, float | None]:
-    """Test metrics; ``None`` where a metric is undefined (e.g. AUC with one class in the test set)."""
+def compute_metrics(
+    problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, threshold: float = 0.5
+) -> dict[str, float | None]:
+    """Test metrics; ``None`` where a metric is undefined (e.g. AUC with one class in the test set).
+
+    Binary labels are ``P(positive) >= threshold`` (the model's decision threshold, chosen on validation).
+    """
     if problem == "binary":
-        pred = (scores >= 0.5).astype(int)
+        pred = (scores >= threshold).astype(int)
         two_classes = len(np.unique(y)) == 2
         return {
             "auc": float(skm.roc_auc_score(y, scores)) if two_classes else None,
@@ -113,9 +119,8 @@ def passes_gate(value: float | None, threshold: float, higher_is_better: bool) -
 
 # --- trivial baseline, second metric, bootstrap ---------------------------------------------------------
 
-#: How much better than the trivial model the challenger must be (absolute for metrics where higher is
-#: better, a fraction of the trivial value for rmse/mae/log_loss), on the gate metric and the second metric.
-DEFAULT_MARGIN = 0.01
+#: How much better than the trivial model the challenger must be (``contract.DEFAULT_TRIVIAL_MARGIN``).
+DEFAULT_MARGIN = DEFAULT_TRIVIAL_MARGIN
 DEFAULT_RESAMPLES = 300
 DEFAULT_SEED = 20260101
 #: Bootstrap work bound: resamples x test rows stays under this (fewer resamples on very large test sets).
@@ -125,14 +130,16 @@ SECOND_METRIC = {"binary": "balanced_accuracy", "multiclass": "balanced_accuracy
 _TIE = 1e-12
 
 
-def second_metric(problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int) -> float | None:
+def second_metric(
+    problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, threshold: float = 0.5
+) -> float | None:
     """The metric a degenerate model cannot fake: balanced accuracy (the mean recall over classes present
     in ``y``; 1/k for any constant prediction) for classification, R² (0 for the mean) for regression."""
     if len(y) == 0:
         return None
     if problem == "regression":
         return float(skm.r2_score(y, scores)) if len(np.unique(y)) > 1 else None
-    pred = (scores >= 0.5).astype(int) if problem == "binary" else np.argmax(scores, axis=1)
+    pred = (scores >= threshold).astype(int) if problem == "binary" else np.argmax(scores, axis=1)
     recalls = [float(np.mean(pred[y == c] == c)) for c in range(max(n_classes, 2)) if np.any(y == c)]
     return float(np.mean(recalls)) if recalls else None
 
@@ -173,9 +180,11 @@ def _resamples(n: int, requested: int) -> int:
     return max(min(requested, 100), min(requested, BOOTSTRAP_BUDGET // n))
 
 
-def _all_metrics(problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int) -> dict[str, float | None]:
-    values = compute_metrics(problem, y, scores, n_classes)
-    values[SECOND_METRIC[problem]] = second_metric(problem, y, scores, n_classes)
+def _all_metrics(
+    problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, threshold: float = 0.5
+) -> dict[str, float | None]:
+    values = compute_metrics(problem, y, scores, n_classes, threshold)
+    values[SECOND_METRIC[problem]] = second_metric(problem, y, scores, n_classes, threshold)
     return values
 
 
@@ -225,8 +234,8 @@ def _fast_auc_ap(y: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     return auc, ap
 
 
-def _fast_binary(y: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:
-    pred = scores >= 0.5
+def _fast_binary(y: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, float | None]:
+    pred = scores >= threshold
     truth = y == 1
     n = len(y)
     tp = int(np.count_nonzero(pred & truth))
@@ -275,19 +284,21 @@ def _fast_regression(y: np.ndarray, scores: np.ndarray) -> dict[str, float | Non
     return {"rmse": float(np.sqrt(np.mean(sq))), "mae": float(np.mean(np.abs(err))), "r2": r2}
 
 
-def fast_metrics(problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int) -> dict[str, float | None]:
+def fast_metrics(
+    problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, threshold: float = 0.5
+) -> dict[str, float | None]:
     """``_all_metrics`` (compute_metrics + second_metric) in plain numpy, for bootstrap resamples."""
     if len(y) == 0:
-        return _all_metrics(problem, y, scores, n_classes)
+        return _all_metrics(problem, y, scores, n_classes, threshold)
     if problem == "binary":
-        return _fast_binary(y, scores)
+        return _fast_binary(y, scores, threshold)
     if problem == "multiclass":
         return _fast_multiclass(y, scores, n_classes)
     return _fast_regression(y, scores)
 
 
 def bootstrap_intervals(
-    problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, resamples: int, seed: int
+    problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, resamples: int, seed: int, threshold: float = 0.5
 ) -> dict[str, dict[str, Any]]:
     """Percentile bootstrap intervals (``CONFIDENCE``) of every test metric, resampling test rows.
 
@@ -302,7 +313,7 @@ def bootstrap_intervals(
         idx = rng.integers(0, n, size=n)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            values = fast_metrics(problem, y[idx], scores[idx], n_classes)
+            values = fast_metrics(problem, y[idx], scores[idx], n_classes, threshold)
         for name, v in values.items():
             if v is not None and math.isfinite(v):
                 draws.setdefault(name, []).append(v)
@@ -328,6 +339,7 @@ def paired_bootstrap(
     metric: str,
     resamples: int,
     seed: int,
+    thresholds: tuple[float, float] = (0.5, 0.5),
 ) -> dict[str, Any]:
     """Paired bootstrap of ``metric(challenger) - metric(champion)`` on the same resampled test rows.
 
@@ -340,18 +352,18 @@ def paired_bootstrap(
     r = _resamples(n, resamples)
     rng = np.random.default_rng(seed)
 
-    def value(idx: np.ndarray | None, s: np.ndarray) -> float | None:
+    def value(idx: np.ndarray | None, s: np.ndarray, t: float) -> float | None:
         if idx is None:  # the observed values: sklearn, like the point estimates
-            return _all_metrics(problem, y, s, n_classes)[metric]
-        return fast_metrics(problem, y[idx], s[idx], n_classes)[metric]
+            return _all_metrics(problem, y, s, n_classes, t)[metric]
+        return fast_metrics(problem, y[idx], s[idx], n_classes, t)[metric]
 
-    a, b = value(None, challenger), value(None, champion)
+    a, b = value(None, challenger, thresholds[0]), value(None, champion, thresholds[1])
     diffs = []
     for _ in range(r):
         idx = rng.integers(0, n, size=n)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            va, vb = value(idx, challenger), value(idx, champion)
+            va, vb = value(idx, challenger, thresholds[0]), value(idx, champion, thresholds[1])
         if va is not None and vb is not None:
             diffs.append(va - vb)
     arr = np.asarray(diffs) if diffs else np.zeros(1)
@@ -366,7 +378,7 @@ def paired_bootstrap(
         "high": float(np.quantile(arr, 1 - alpha)),
         "share_worse": float(np.mean(sign * arr < -_TIE)),
         "resamples": len(diffs),
-        "identical_predictions": bool(np.array_equal(challenger, champion)),
+        "identical_predictions": bool(np.array_equal(challenger, champion)) and thresholds[0] == thresholds[1],
     }
 
 
@@ -515,6 +527,7 @@ def evaluation_report(
         "gate": {
             "metric": gate_metric,
             "value": gate_value,
+            "display": _f(value),
             "higher_is_better": higher,
             "defined": value is not None,
             "threshold": threshold,
@@ -529,6 +542,17 @@ def evaluation_report(
         "intervals": {"confidence": CONFIDENCE, "method": "percentile bootstrap over test rows", "metrics": intervals},
         "test_rows": test_rows,
     }
+
+
+def _fairness_reason(worst: tuple[str, float], allowed: float) -> str:
+    """The fairness check in words: the worst gap, on which column, against the allowed gap."""
+    column, _, name = worst[0].partition(".")
+    within = "within" if worst[1] <= allowed else "above"
+    if name == "selection_rate_ratio":
+        what = f"selection-rate ratio {1 - worst[1]:.3f} (a gap of {worst[1]:.3f} from parity)"
+    else:
+        what = f"{name.replace('_', ' ')} {worst[1]:.3f}"
+    return f"worst group gap on {column!r}: {what}, {within} the allowed gap of {allowed:g}"
 
 
 def add_check(report: dict[str, Any], name: str, passed: bool, reason: str) -> None:
@@ -579,8 +603,9 @@ def _save(plt: Any, fig: Any, path: Path) -> str:
     return path.name
 
 
-def make_plots(model: Model, y: np.ndarray, scores: np.ndarray, out: Path) -> list[str]:
-    """ROC + PR (binary), confusion matrix (classification), residuals (regression), importance (all).
+def make_plots(model: Model, y: np.ndarray, scores: np.ndarray, out: Path, threshold: float = 0.5) -> list[str]:
+    """ROC + PR + calibration (binary), confusion matrix at ``threshold`` (classification), residuals
+    (regression), importance (all).
 
     Returns the file names written (none if matplotlib is missing from the container).
     """
@@ -604,8 +629,19 @@ def make_plots(model: Model, y: np.ndarray, scores: np.ndarray, out: Path) -> li
         ax.axhline(float(np.mean(y)), ls="--", color="grey")
         ax.set(xlabel="recall", ylabel="precision", title="Precision-recall")
         written.append(_save(plt, fig, out / "pr.png"))
+    table = calibration(y, scores, model.problem)
+    if table is not None and table["bins"]:
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        xs = [b["predicted"] for b in table["bins"]]
+        ys = [b["observed"] for b in table["bins"]]
+        ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
+        ax.plot(xs, ys, "o-", label=f"model (ECE {table['ece']:.3f})")
+        label = "P(positive)" if model.problem == "binary" else "top-class confidence"
+        ax.set(xlabel=f"mean predicted {label}", ylabel="observed rate", title="Calibration", xlim=(0, 1), ylim=(0, 1))
+        ax.legend(loc="upper left")
+        written.append(_save(plt, fig, out / "calibration.png"))
     if model.problem in ("binary", "multiclass"):
-        pred = (scores >= 0.5).astype(int) if model.problem == "binary" else np.argmax(scores, axis=1)
+        pred = (scores >= threshold).astype(int) if model.problem == "binary" else np.argmax(scores, axis=1)
         k = len(model.labels)
         cm = skm.confusion_matrix(y, pred, labels=list(range(k)))
         fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.2 * k + 2))
@@ -615,7 +651,8 @@ def make_plots(model: Model, y: np.ndarray, scores: np.ndarray, out: Path) -> li
             ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
         names = [str(c) for c in model.labels]
         ax.set(xticks=range(k), yticks=range(k), xticklabels=names, yticklabels=names)
-        ax.set(xlabel="predicted", ylabel="actual", title="Confusion matrix")
+        at = f" (threshold {threshold:g})" if model.problem == "binary" else ""
+        ax.set(xlabel="predicted", ylabel="actual", title=f"Confusion matrix{at}")
         written.append(_save(plt, fig, out / "confusion_matrix.png"))
     else:
         fig, ax = plt.subplots(figsize=(4.5, 4))
@@ -685,17 +722,22 @@ def evaluate(
     if model.problem != "regression":
         y = y.astype(int)
     k = len(model.labels)
-    values = compute_metrics(model.problem, y, scores, k)
+    cut = decision_threshold(model) if model.problem == "binary" else 0.5
+    values = compute_metrics(model.problem, y, scores, k, cut)
     base_scores, description = trivial_scores(model, y)
+    # The trivial model is the majority-class predictor: its labels at 0.5 (the prior decides them).
     trivial = _all_metrics(model.problem, y, base_scores, k)
-    intervals = bootstrap_intervals(model.problem, y, scores, k, resamples, seed)
+    intervals = bootstrap_intervals(model.problem, y, scores, k, resamples, seed, cut)
     paired = None
     champion_values = None
     if champion_model is not None:
         champ_scores = predict_scores(test[champion_model.columns], champion_model)
-        champion_values = _all_metrics(model.problem, y, champ_scores, k)
+        champ_cut = decision_threshold(champion_model) if model.problem == "binary" else 0.5
+        champion_values = _all_metrics(model.problem, y, champ_scores, k, champ_cut)
         champion = champion_values[gate_metric] if champion is None else champion
-        paired = paired_bootstrap(model.problem, y, scores, champ_scores, k, gate_metric, resamples, seed)
+        paired = paired_bootstrap(
+            model.problem, y, scores, champ_scores, k, gate_metric, resamples, seed, thresholds=(cut, champ_cut)
+        )
     report = evaluation_report(
         model.problem,
         values,
@@ -708,13 +750,13 @@ def evaluate(
         threshold=threshold,
         margin=margin,
         paired=paired,
-        second_value=second_metric(model.problem, y, scores, k),
+        second_value=second_metric(model.problem, y, scores, k, cut),
     )
     if champion_values is not None:
         report["champion"]["metrics"] = champion_values
     protected = [c for c in contract.names("protected") if c in test.columns]
     if protected:
-        columns = {c: group_metrics(model.problem, y, scores, test[c]) for c in protected}
+        columns = {c: group_metrics(model.problem, y, scores, test[c], cut) for c in protected}
         report["fairness"] = {"columns": columns, "used_as_features": contract.protected_as_features}
         worst = worst_gap(model.problem, columns)
         if fairness_max_gap is not None and worst is not None:
@@ -722,8 +764,7 @@ def evaluate(
                 report,
                 "fairness",
                 worst[1] <= fairness_max_gap,
-                f"worst group gap {worst[0]} = {worst[1]:.3g} (1 - ratio for a selection-rate ratio); "
-                f"allowed <= {fairness_max_gap:g}",
+                _fairness_reason(worst, fairness_max_gap),
             )
     report["intervals"].update(seed=seed, resamples_requested=resamples)
     report["training"] = {
@@ -744,7 +785,28 @@ def evaluate(
         )
     }
     report["test_summary"] = _test_summary(model, y)
-    report["plots"] = make_plots(model, y, scores, output_dir / "plots")
+    if model.problem == "binary":
+        chosen = model.metadata.get("decision_threshold") or {}
+        report["decision_threshold"] = {
+            "value": cut,
+            "method": chosen.get("method", "default 0.5 (the model records no chosen threshold)"),
+            "rule": chosen.get("rule", "default"),
+            "positive_label": model.labels[1],
+            "validation": {
+                k2: chosen[k2]
+                for k2 in ("validation_rows", "validation_score", "validation_score_at_0_5", "score_name")
+                if k2 in chosen
+            },
+        }
+    if model.problem != "regression":
+        pred = (scores >= cut).astype(int) if model.problem == "binary" else np.argmax(scores, axis=1)
+        report["per_class"] = per_class(y, pred, model.labels)
+        report["confusion_matrix"] = {
+            "labels": model.labels,
+            "rows_actual_columns_predicted": skm.confusion_matrix(y, pred, labels=list(range(k))).tolist(),
+        }
+    report["calibration"] = calibration(y, scores, model.problem)
+    report["plots"] = make_plots(model, y, scores, output_dir / "plots", threshold=cut)
     merge_baseline(baseline_dir, contract, output_dir / "baseline")
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "evaluation.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")

@@ -36,11 +36,14 @@ def _spread(values: list[float | None]) -> float | None:
     return max(defined) - min(defined) if len(defined) >= 2 else None
 
 
-def group_metrics(problem: str, y: np.ndarray, scores: np.ndarray, groups: pd.Series) -> dict[str, Any]:
-    """Per-group figures and gaps for one protected column (``groups``: its value per test row)."""
+def group_metrics(
+    problem: str, y: np.ndarray, scores: np.ndarray, groups: pd.Series, threshold: float = 0.5
+) -> dict[str, Any]:
+    """Per-group figures and gaps for one protected column (``groups``: its value per test row); binary
+    labels are ``P(positive) >= threshold`` (the model's decision threshold)."""
     labels = groups.astype(object).where(groups.notna(), _MISSING).astype(str).to_numpy()
     if problem == "binary":
-        pred = (scores >= 0.5).astype(int)
+        pred = (scores >= threshold).astype(int)
     elif problem == "multiclass":
         pred = np.argmax(scores, axis=1)
     else:

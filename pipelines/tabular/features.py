@@ -528,12 +528,17 @@ def stable_bucket(value: str) -> int:
 def class_labels(contract: DataContract, observed: Iterable[Any] = ()) -> list[Any]:
     """Class labels in model order: the target's ``allowed`` if given, else the sorted observed labels.
 
-    For ``binary`` the second label is the positive class (probability reported by the model).
+    For ``binary`` the second label is the positive class (probability reported by the model): the
+    contract's ``positive_class`` when set, else the second ``allowed`` value (else the larger observed one).
     """
     if contract.objective == "regression":
         return []
     spec = contract.column(contract.target)
     labels = list(dict.fromkeys(typed_allowed(spec))) or sorted({_py(v) for v in observed if not _is_missing(v)})
+    positive = getattr(contract, "positive_class", None)
+    if contract.objective == "binary" and positive is not None and spec.allowed:
+        typed = typed_allowed(spec)[[str(a) for a in spec.allowed].index(str(positive))]
+        labels = [v for v in labels if v != typed] + [typed]
     if contract.objective == "binary" and len(labels) != 2:
         raise ValueError(f"binary objective needs exactly 2 class labels, got {labels!r}")
     if contract.objective == "multiclass" and len(labels) < 2:

@@ -169,11 +169,19 @@ def predict_scores(frame: pd.DataFrame, model: Model) -> np.ndarray:
     return scores
 
 
+def decision_threshold(model: Model) -> float:
+    """The binary decision threshold chosen at training (``metadata.json``), else ``BINARY_THRESHOLD``."""
+    chosen = model.metadata.get("decision_threshold") or {}
+    value = chosen.get("value") if isinstance(chosen, dict) else None
+    return float(value) if isinstance(value, int | float) and 0 < value < 1 else BINARY_THRESHOLD
+
+
 def predict_fn(data: pd.DataFrame, model: Model) -> dict[str, Any]:
     """Predict for a parsed request: ``{"problem", "scores", "labels"}`` (see :func:`output_fn`)."""
     scores = predict_scores(align(data, model), model)
     if model.problem == "binary":
-        labels = [model.labels[1] if p >= BINARY_THRESHOLD else model.labels[0] for p in scores]
+        cut = decision_threshold(model)
+        labels = [model.labels[1] if p >= cut else model.labels[0] for p in scores]
     elif model.problem == "multiclass":
         labels = [model.labels[i] for i in np.argmax(scores, axis=1)]
     else:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pipelines.tabular import definition as d
 from pipelines.tabular.contract import (
+    DEFAULT_TRIVIAL_MARGIN,
     METRICS,
     UNIT_INTERVAL_METRICS,
     DataContract,
@@ -36,12 +37,17 @@ PREPROCESSING, TRAINING, EVALUATION = d.STEP_ROLE_KINDS
 
 
 class GateSettings(BaseModel):
-    """The quality gate: a metric ``evaluate`` reports and the threshold it must meet."""
+    """The quality gate: a metric ``evaluate`` reports and the threshold it must meet; the lead over the
+    trivial model (``trivial_margin``) and, optionally, the largest fairness gap allowed over the contract's
+    ``protected`` columns (``fairness_max_gap``: 1 - selection-rate ratio, TPR/FPR differences, or the
+    per-group error gap for regression)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     metric: str
     threshold: float
+    trivial_margin: float = Field(default=DEFAULT_TRIVIAL_MARGIN, ge=0.0, le=0.5)
+    fairness_max_gap: float | None = Field(default=None, gt=0.0)
 
 
 class InstanceSettings(BaseModel):
@@ -86,6 +92,17 @@ class TabularSettings(BaseModel):
             raise ValueError(f"metric_gate.threshold: {threshold} is above 1, the maximum of r2")
         if metric in ("rmse", "mae", "log_loss") and threshold <= 0:
             raise ValueError(f"metric_gate.threshold: {threshold} must be positive for {metric}")
+        gap = self.metric_gate.fairness_max_gap
+        if gap is not None and objective != "regression" and gap > 1:
+            raise ValueError(
+                f"metric_gate.fairness_max_gap: {gap} is above 1; classification gaps (1 - selection-rate ratio, "
+                "TPR/FPR or accuracy differences) lie in [0, 1]"
+            )
+        if gap is not None and not self.contract.names("protected"):
+            raise ValueError(
+                "metric_gate.fairness_max_gap: the data contract has no column with role 'protected' to measure "
+                "groups on; add one or remove fairness_max_gap"
+            )
         return self
 
     @property

@@ -43,6 +43,7 @@ from features import (
     feature_types,
     serving_names,
 )
+from thresholds import choose_threshold
 
 LOG = logging.getLogger("flywheel.train")
 MODEL_FILE = "xgboost-model.json"
@@ -279,6 +280,10 @@ def train_model(
         "validation_rows": len(validation),
         "contract_sha256": hashlib.sha256(contract.to_json().encode()).hexdigest(),
     }
+    if contract.objective == "binary":
+        # Chosen on the validation split (never the test split); serving and evaluate use it.
+        y_val = dval.get_label().astype(int)
+        metadata["decision_threshold"] = choose_threshold(contract.decision_threshold, y_val, booster.predict(dval))
     return booster, metadata
 
 

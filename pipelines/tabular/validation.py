@@ -60,12 +60,35 @@ class Failure:
     # Offending values, only for feature/target columns (never identifiers or unexpected columns).
     example_values: list[Any] | None = None
 
+    @property
+    def hint(self) -> str:
+        """What to change: the data or the contract (:data:`HINTS`)."""
+        return HINTS.get(self.check, "fix the data or the data contract")
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (``example_values`` omitted when redacted)."""
+        """JSON-ready form with its ``hint`` (``example_values`` omitted when redacted)."""
         out = asdict(self)
         if self.example_values is None:
             out.pop("example_values")
+        out["hint"] = self.hint
         return out
+
+
+#: Per check: how to fix the batch or the contract (shown next to each failure and in the summary).
+HINTS: dict[str, str] = {
+    "no_input": "land at least one CSV or parquet file in the batch folder",
+    "readable": "re-export the file (consistent columns per row, UTF-8 CSV or valid parquet)",
+    "header_row": "add a header row with the contract's column names as the first line",
+    "duplicate_column": "rename or remove the repeated column in the file",
+    "column_present": "add the column to the file, or remove it from the contract if the data no longer has it",
+    "unexpected_column": "drop the column from the export, or declare it in the contract (role 'ignore' drops it)",
+    "dtype": "fix the values, or change the column's dtype in the contract (int, float, str, bool, date)",
+    "not_null": 'fill the missing values, or set "nullable": true on the column in the contract',
+    "min": "fix the values, or lower the column's min in the contract if they are legitimate",
+    "max": "fix the values, or raise the column's max in the contract if they are legitimate",
+    "allowed": "fix the values, or add them to the column's allowed list in the contract (written as strings)",
+    "min_rows": "land a larger batch, or lower min_rows in the contract",
+}
 
 
 @dataclass
@@ -115,7 +138,11 @@ class ValidationResult:
         where = f" in {first.file}" if first.file else ""
         more = len(self.failures) - 1
         tail = f" (+{more} more failure{'s' if more > 1 else ''})" if more else ""
-        return f"data contract violated: {first.message}{where}{tail}"
+        shown = ""
+        if first.example_values:
+            values = list(dict.fromkeys(repr(v) for v in first.example_values))[:3]
+            shown = f", e.g. {', '.join(values)}"
+        return f"data contract violated: {first.message}{shown}{where}{tail}. Hint: {first.hint}"
 
     def report(self) -> dict[str, Any]:
         """Machine-readable report (``quarantine/report.json``)."""

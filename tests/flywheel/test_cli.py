@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from flywheel import embedded as emb
 from flywheel.cli import app
 from flywheel.runtime import LocalRuntime
 from flywheel.state import StateStore
+from tests.html_card import Card
 
 COMMANDS = ["security-report", "up", "run", "approve", "reject", "serve", "invoke", "status", "demo"]
 
@@ -65,6 +67,13 @@ def test_run_status_approve_reject(cli: CliRunner, tmp_path: Path) -> None:
     assert "Preprocess" in output and "RegisterModel" in output
     assert "Registered version 1 (PendingManualApproval)" in output
     assert "flywheel approve churn:1" in output
+    flat = " ".join(output.split())
+    assert re.search(r"auc = 0\.\d{1,4} \(95% 0\.\d{1,4} to 0\.\d{1,4}\); no champion; gate passed", flat)  # rounded
+    reports = sorted((tmp_path / "state" / "reports").glob("*/report.html"))  # `run` writes the model card
+    assert len(reports) == 1 and f"Report (model card): {reports[0].resolve()}" in flat
+    card = Card.parse(reports[0].read_text(encoding="utf-8"))
+    assert card.rows("decide")["Approve (deploys it)"] == ["flywheel approve churn:1"]
+    assert "the first version of its model package group" in card.text("lineage")
 
     status = _ok(cli.invoke(app, ["status", *state]))  # tables: cells wrap at any width, so only titles here
     assert "Teams" in status and "Executions" in status and "Model registry" in status
@@ -171,7 +180,11 @@ def test_demo_twice_registers_a_challenger_against_the_champion(cli: CliRunner, 
     reports = sorted((tmp_path / "state" / "reports").glob("*/report.html"))
     assert len(reports) == 1 and "auc" in reports[0].read_text(encoding="utf-8")
 
-    second = _ok(cli.invoke(app, args))
+    from flywheel.datasets import write_churn_csv
+
+    data = write_churn_csv(tmp_path / "mine" / "churn.csv", 1000, seed=0)  # the rows the demo generates
+    second = _ok(cli.invoke(app, [*args, "--data", str(data)]))  # a file instead of generated rows
+    assert "Landing " in second and "Generated" not in second
     assert "Registered model package version 2" in second
     assert "ChampionMetric=none" not in second and "ChampionMetric=0." in second
     assert len(sorted((tmp_path / "state" / "reports").glob("*/report.html"))) == 2

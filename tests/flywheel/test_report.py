@@ -12,13 +12,13 @@ import re
 import struct
 import sys
 import zlib
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from flywheel.report import RunReport, gate_decision, render_report, write_report
+from tests.html_card import Card as _Card
 
 REPO = Path(__file__).resolve().parents[2]
 STEP_DIR = REPO / "pipelines" / "tabular"
@@ -220,51 +220,6 @@ def test_required_keys() -> None:
         render_report({"team": "t", "status": "Succeeded"})
 
 
-class _Card(HTMLParser):
-    """The report's structure: per section id, its tables (rows of cell texts) and its text."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sections: dict[str, dict[str, Any]] = {}
-        self._section: str | None = None
-        self._row: list[str] | None = None
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "section":
-            self._section = dict(attrs).get("id") or ""
-            self.sections[self._section] = {"tables": [], "text": []}
-        elif tag == "table" and self._section is not None:
-            self.sections[self._section]["tables"].append([])
-        elif tag == "tr":
-            self._row = []
-        elif tag in ("td", "th") and self._row is not None:
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._cell is not None and self._row is not None:
-            self._row.append(" ".join("".join(self._cell).split()))
-            self._cell = None
-        elif tag == "tr" and self._row is not None and self._section is not None:
-            self.sections[self._section]["tables"][-1].append(self._row)
-            self._row = None
-        elif tag == "section":
-            self._section = None
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-        if self._section is not None:
-            self.sections[self._section]["text"].append(data)
-
-    def rows(self, section: str) -> dict[str, list[str]]:
-        """First cell -> the other cells, over every table of ``section``."""
-        return {r[0]: r[1:] for t in self.sections[section]["tables"] for r in t if r}
-
-    def text(self, section: str) -> str:
-        return " ".join("".join(self.sections[section]["text"]).split())
-
-
 def _card(evaluation: dict[str, Any], **overrides: Any) -> _Card:
     parser = _Card()
     parser.feed(render_report(_run(evaluation=evaluation, **overrides)))
@@ -305,8 +260,19 @@ def test_the_model_card_answers_should_i_approve(evaluation_dir: Path) -> None:
     assert ev["champion"][0] == "passed" and ev["champion"][1].endswith("better, within noise (by 0.0212)")
     assert ev["Decision"][0].startswith("passed")
     assert "Verdict: better" in card.text("evaluation") and "Trivial model: always 'no'." in card.text("evaluation")
-    decide = card.rows("decide")
-    assert decide == {"Approve (deploys it)": ["flywheel approve churn:3"], "Reject": ["flywheel reject churn:3"]}
+    # already approved (the demo approves before writing the card): says so and how to undo it
+    assert card.rows("decide") == {}
+    assert "Version 3 is already Approved" in card.text("decide")
+    assert 'flywheel reject churn:3 --note "<why>"' in card.text("decide")
+    assert "The quality gate passed" in card.text("decide") and "entirely missing" in card.text("decide")
+    pending = _card(
+        _full_evaluation(evaluation_dir),
+        lineage={"model_package_version": 3, "approval_status": "PendingManualApproval"},
+    )
+    assert pending.rows("decide") == {
+        "Approve (deploys it)": ["flywheel approve churn:3"],
+        "Reject": ['flywheel reject churn:3 --note "<why>"'],
+    }
 
 
 def test_the_model_card_names_each_failed_check(evaluation_dir: Path) -> None:
@@ -322,7 +288,10 @@ def test_the_model_card_names_each_failed_check(evaluation_dir: Path) -> None:
     assert ev["second_metric"][0] == "failed"
     assert ev["second_metric"][1].startswith("balanced accuracy 0.5 vs the trivial model's 0.5: needs > 0.51")
     assert ev["threshold"][0] == ev["beats_trivial"][0] == "passed"
-    assert "decide" not in card.sections  # nothing registered: no command to copy
+    # nothing registered: no command to copy, and the failed reason in words at the top
+    assert "Approve (deploys it)" not in card.rows("decide")
+    assert "nothing to approve" in card.text("decide")
+    assert "The quality gate failed: balanced accuracy 0.5 vs the trivial model's 0.5" in card.text("decide")
 
 
 def test_the_model_card_shows_per_group_metrics_and_gaps(evaluation_dir: Path) -> None:
@@ -342,3 +311,45 @@ def test_the_model_card_shows_per_group_metrics_and_gaps(evaluation_dir: Path) -
     assert "not model features" in card.text("evaluation")
     plain = _card(_full_evaluation(evaluation_dir))
     assert "No protected column in the data contract" in plain.text("evaluation")
+
+
+def test_condition_steps_read_in_words_with_rounded_numbers() -> None:
+    from flywheel.report import condition_words
+
+    recorded = {
+        "Outcome": "False",
+        "Evaluations": [
+            "0.8544583445825821 GreaterThanOrEqualTo 0.7 -> True",
+            "0 Equals 1 -> False",
+            "True Equals True -> True",
+            "something else entirely",
+        ],
+    }
+    assert condition_words(recorded) == "0.8545 ≥ 0.7: yes; 0 = 1: no; passed; something else entirely"
+    assert condition_words(None) == ""
+
+
+def _lineage_card(lineage: dict[str, Any]) -> _Card:
+    return _Card.parse(render_report(_run(lineage=lineage)))
+
+
+def test_lineage_is_right_for_every_case() -> None:
+    package = {"model_package_arn": "arn:aws:sagemaker:eu-west-1:1:model-package/g/1", "model_package_version": 1}
+    first = _lineage_card({**package, "group_versions": [{"version": 1, "approval": "Pending", "deployed": False}]})
+    assert "the first version of its model package group" in first.text("lineage")
+    assert first.headings["lineage"] == ["Data", "Pipeline execution", "Model package"]  # no empty endpoint box
+    assert "Not served in this run" in first.text("lineage")
+    # version 3 after two pending versions is not "the first model", and says what came before
+    earlier = [{"version": v, "approval": "PendingManualApproval", "deployed": False} for v in (1, 2)]
+    third = _lineage_card({**package, "model_package_version": 3, "group_versions": earlier})
+    assert "2 earlier version(s): 2 PendingManualApproval" in third.text("lineage")
+    assert "first version" not in third.text("lineage")
+    served = _lineage_card({**package, "endpoint_name": "flywheel-local-churn", "endpoint_url": "http://x"})
+    assert served.headings["lineage"][-1] == "Endpoint"
+    nothing = _lineage_card({})
+    assert nothing.headings["lineage"] == ["Data", "Pipeline execution"]
+    assert "No model package registered by this run" in nothing.text("lineage")
+    html = render_report(_run(lineage={}))
+    lineage_html = html[html.index('id="lineage"') :]
+    lineage_html = lineage_html[: lineage_html.index("</section>")]
+    assert lineage_html.count('class="arrow"') == 1  # one arrow between the two boxes there are

@@ -22,6 +22,8 @@ if str(STEP_DIR) not in sys.path:
 
 FIXTURES = REPO / "tests" / "fixtures" / "data"
 CONTRACTS = REPO / "config" / "contracts"
+#: The fairness example's config directory (team ``credit``, contract with protected columns).
+FAIRNESS_CONFIG = REPO / "config" / "examples" / "fairness"
 PII_KEY = "unit-test-key-0123456789abcdef-0123"  # 34 bytes: keys must be 32+
 GATE_METRIC = {"binary": "auc", "multiclass": "macro_f1", "regression": "rmse"}
 #: Small enough for fast tests, enough rounds for a real model.
@@ -77,12 +79,14 @@ def run_preprocess(contract: Path, raw: Path, out: Path, *extra: str) -> int:
     )
 
 
-def run_chain(base: Path, name: str, write_raw: Callable[[Path], None]) -> PipelineRun:
+def run_chain(
+    base: Path, name: str, write_raw: Callable[[Path], None], contract: Path | None = None, *evaluate_args: str
+) -> PipelineRun:
     """preprocess -> train -> evaluate on ``tmp`` folders, asserting each step exits 0."""
     import evaluate
     import train
 
-    contract = CONTRACTS / f"{name}.json"
+    contract = contract or CONTRACTS / f"{name}.json"
     raw, processed, model, evaluation = (base / d for d in ("raw", "processed", "model", "evaluation"))
     raw.mkdir(parents=True)
     write_raw(raw)
@@ -99,7 +103,7 @@ def run_chain(base: Path, name: str, write_raw: Callable[[Path], None]) -> Pipel
             [
                 "--model-dir", str(model), "--test-dir", str(processed / "test"),
                 "--baseline-dir", str(processed / "baseline"), "--contract", str(contract),
-                "--output-dir", str(evaluation), "--gate-metric", GATE_METRIC[objective],
+                "--output-dir", str(evaluation), "--gate-metric", GATE_METRIC[objective], *evaluate_args,
             ]
         )
         == 0

@@ -218,6 +218,7 @@ def evaluation_document(value: float, not_worse: int, kind: str = "binary", pass
         "gate": {
             "metric": "auc",
             "value": value,
+            "display": f"{value:.4g}",
             "higher_is_better": True,
             "passed": passed,
             "summary": "every check passed" if passed else "balanced accuracy 0.5 vs the trivial model's 0.5",
@@ -459,7 +460,22 @@ def test_processing_steps_unpack_the_sourcedir_and_run_their_script(definition: 
         {"Get": "Parameters.ChampionMetric"},
         "--gate-threshold",
         "0.75",
+        "--trivial-margin",
+        "0.01",
+        "--fairness-max-gap",
+        "none",
     ]
+
+
+def test_the_gate_margin_and_fairness_gap_come_from_config_never_parameters() -> None:
+    inputs = make_inputs(trivial_margin=0.05, fairness_max_gap=0.2)
+    steps = steps_by_name(json.loads(d.build_pipeline_definition(inputs)))
+    args = steps["Evaluate"]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert args[args.index("--trivial-margin") + 1] == "0.05"
+    assert args[args.index("--fairness-max-gap") + 1] == "0.2"
+    for bad, field in ((dict(trivial_margin=0.9), "trivial_margin"), (dict(fairness_max_gap=0.0), "fairness_max_gap")):
+        with pytest.raises(ValueError, match=field):
+            make_inputs(**bad)
 
 
 @pytest.mark.parametrize("tampered", [False, True])
@@ -704,6 +720,9 @@ def test_quality_gate_failure_gives_value_and_threshold(definition: dict[str, An
     assert message == (
         "Quality gate failed: auc=0.7 (required >= 0.75), champion=none, challenger_not_worse=1: every check passed"
     )
+    files = {("Evaluate", "EvaluationReport"): evaluation_document(0.8544583445825821, 0)}
+    message = resolve(fail["Arguments"]["ErrorMessage"], default_parameters(definition), files)
+    assert message.startswith("Quality gate failed: auc=0.8545 (required >= 0.75)")  # rounded, not 16 digits
     files = {("Evaluate", "EvaluationReport"): evaluation_document(0.8, 1, passed=0)}
     message = resolve(fail["Arguments"]["ErrorMessage"], default_parameters(definition), files)
     assert message.endswith("challenger_not_worse=1: balanced accuracy 0.5 vs the trivial model's 0.5")

@@ -21,10 +21,10 @@ SECTIONS = {
     "wine": ("multiclass_classification_metrics", {"accuracy", "macro_f1", "log_loss"}),
 }
 PLOTS = {
-    "churn": {"roc.png", "pr.png", "confusion_matrix.png", "feature_importance.png"},
-    "diagnostics": {"roc.png", "pr.png", "confusion_matrix.png", "feature_importance.png"},
+    "churn": {"roc.png", "pr.png", "calibration.png", "confusion_matrix.png", "feature_importance.png"},
+    "diagnostics": {"roc.png", "pr.png", "calibration.png", "confusion_matrix.png", "feature_importance.png"},
     "diabetes": {"residuals.png", "feature_importance.png"},
-    "wine": {"confusion_matrix.png", "feature_importance.png"},
+    "wine": {"calibration.png", "confusion_matrix.png", "feature_importance.png"},
 }
 #: Quality floors: the chain learns the signal (not just runs). Observed values are well above.
 FLOORS = {"churn": ("auc", 0.75), "diagnostics": ("auc", 0.95), "diabetes": ("r2", 0.2), "wine": ("accuracy", 0.85)}
@@ -55,6 +55,32 @@ def test_evaluation_report_shape_and_quality(chains: dict[str, PipelineRun], nam
     for png in (run.evaluation / "plots").iterdir():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert tree_hashes(run.raw) == run.raw_hashes  # no step touches the raw input
+    _check_threshold_classes_calibration(report, name)
+
+
+def _check_threshold_classes_calibration(report: dict, name: str) -> None:
+    objective = {"churn": "binary", "diagnostics": "binary", "diabetes": "regression", "wine": "multiclass"}[name]
+    if objective == "binary":
+        chosen = report["decision_threshold"]
+        # chosen on the validation split, by the contract's rule, and said so
+        assert 0 < chosen["value"] < 1 and chosen["rule"] == "max_f1" and "validation split" in chosen["method"]
+        assert chosen["validation"]["validation_score"] >= chosen["validation"]["validation_score_at_0_5"]
+        assert chosen["positive_label"] == 1
+    else:
+        assert "decision_threshold" not in report
+    if objective == "regression":
+        assert report["calibration"] is None and "per_class" not in report
+        return
+    per_class = report["per_class"]
+    assert [c["label"] for c in per_class] == report["training"]["class_labels"]
+    counts = report["test_summary"]["class_counts"]
+    assert [c["support"] for c in per_class] == [counts[str(c["label"])] for c in per_class]
+    assert sum(c["predicted"] for c in per_class) == report["test_rows"]
+    matrix = report["confusion_matrix"]["rows_actual_columns_predicted"]
+    assert [sum(row) for row in matrix] == [c["support"] for c in per_class]
+    cal = report["calibration"]
+    assert sum(b["rows"] for b in cal["bins"]) == report["test_rows"]
+    assert 0 <= cal["ece"] < 0.25 and 0 <= cal["brier"] < 0.5
 
 
 @pytest.mark.parametrize("name", ["churn", "diabetes"])

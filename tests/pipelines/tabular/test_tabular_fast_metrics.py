@@ -16,11 +16,11 @@ import pytest
 N_CLASSES = 4
 
 
-def _same(problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int) -> None:
+def _same(problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, threshold: float = 0.5) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        expected = evaluate._all_metrics(problem, y, scores, n_classes)
-    got = evaluate.fast_metrics(problem, y, scores, n_classes)
+        expected = evaluate._all_metrics(problem, y, scores, n_classes, threshold)
+    got = evaluate.fast_metrics(problem, y, scores, n_classes, threshold)
     assert got.keys() == expected.keys()
     for name, want in expected.items():
         have = got[name]
@@ -54,6 +54,9 @@ def test_binary_fast_metrics_equal_sklearn(seed: int) -> None:
         _same("binary", y, scores, 2)
         idx = rng.integers(0, len(y), len(y))  # a bootstrap resample
         _same("binary", y[idx], scores[idx], 2)
+        for cut in (0.26, 0.7):  # a decision threshold chosen on validation: same labels on both paths
+            _same("binary", y, scores, 2, cut)
+            _same("binary", y[idx], scores[idx], 2, cut)
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -67,7 +67,9 @@ def test_an_all_majority_model_with_a_good_auc_is_refused(
     chains: dict[str, PipelineRun], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The issue's case: the ranking is good (AUC well above the gate) but every row is predicted 'no'."""
-    _with_scores(monkeypatch, lambda s: s * 0.49)  # same order (same AUC), every score below 0.5
+    # same order (same AUC), every score below the model's decision threshold (chosen on validation)
+    cut = json.loads((chains["churn"].model / "metadata.json").read_text())["decision_threshold"]["value"]
+    _with_scores(monkeypatch, lambda s: s * cut * 0.99)
     report = _evaluate(chains["churn"], tmp_path / "out", "--gate-threshold", "0.6")
     metrics = report["binary_classification_metrics"]
     assert metrics["auc"]["value"] > 0.75
