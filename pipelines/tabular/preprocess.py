@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from baseline import host_statistics
 from contract import DataContract, load_contract
 from features import MIN_PII_KEY_BYTES, pseudonymize
+from pii_scan import verify_outputs
 from validation import ValidationResult, list_input_files, validate_files
 
 LOG = logging.getLogger("flywheel.preprocess")
@@ -303,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"preprocess: configuration error: {exc}", file=sys.stderr)
         return 2
     preprocess(Path(args.input_dir), Path(args.output_dir), contract, key, host, hosts)
+    # Verified pseudonymization (pii_scan.py): before upload, so a finding withholds the curated outputs.
+    verify_outputs(Path(args.input_dir), Path(args.output_dir), contract, host)
     return 0
 
 
