@@ -38,7 +38,9 @@ class FlywheelStage(Stage):
         self.security = SecurityFoundationStack(
             self, "Security", environment=environment, lake_stack_name=lake_stack_name
         )
-        self.data_lake = DataLakeStack(self, "DataLake", environment=environment)
+        self.data_lake = DataLakeStack(
+            self, "DataLake", environment=environment, teams=tuple(team.name for team in teams)
+        )
         if self.data_lake.stack_name != lake_stack_name:
             raise RuntimeError(f"data-lake stack is named {self.data_lake.stack_name}, not {lake_stack_name}")
         self.audit = None
