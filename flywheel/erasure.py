@@ -72,7 +72,7 @@ def retrain(runtime: Any, team: str, batches: Sequence[str], folder: Path) -> An
 
     s3 = runtime.aws.client("s3")
     raw = runtime.resources(team).raw_bucket
-    frames = []
+    frames: list[Any] = []
     folder.mkdir(parents=True, exist_ok=True)
     for batch in batches:
         listing = s3.list_objects_v2(Bucket=raw, Prefix=batch).get("Contents", [])
