@@ -204,6 +204,23 @@ class DataLake(Construct):
                 conditions=only_readers,
             )
         )
+        # Erasure requests name a data subject and trigger deletions: only operators (break-glass) and the
+        # ingest path may put them (docs/privacy.md); the erasure role may read and delete them (above).
+        requesters = [
+            pattern
+            for kind, pattern in zip(naming.RAW_READER_KINDS, self.raw_reader_patterns, strict=True)
+            if kind in (naming.BREAK_GLASS, naming.INGEST)
+        ]
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyErasureRequestsButBreakGlassIngest",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[bucket.arn_for_objects(f"*/{naming.ERASURE}/{naming.ERASURE_REQUESTS}/*")],
+                conditions={"ArnNotLike": {"aws:PrincipalArn": requesters}},
+            )
+        )
         # Object ARNs as encryption context (no Bucket Key): per-team key conditions become possible.
         cfn = bucket.node.default_child
         assert isinstance(cfn, s3.CfnBucket)
