@@ -6,10 +6,12 @@ local runtime also scans the evaluation report and the capture files with it). I
 about every scanned file, and reports each finding by *file, column and detector* — never the value:
 
 1. **No raw identifier in clear.** Every value of the contract's ``id`` and ``direct_identifier`` columns
-   in the raw input (read back from the job's input folder) is normalized (stripped, case-folded) and
-   hashed (``pandas.util.hash_array``, 64-bit; the values themselves are not kept). A string cell of an
+   in the raw input (read back from the job's input folder) is normalized (whitespace-trimmed,
+   lower-cased) and hashed (``pandas.util.hash_array``, 64-bit; the values themselves are not kept). A string
+   cell of an
    output (a parquet/CSV cell, a JSON string value or key) equal to one of them is a finding
-   (``identifier:<column>``). The curated ``id`` columns must hold HMAC tokens (32 lowercase hex
+   (``identifier:<column>``). Token-shaped cells are compared only when some raw identifier is itself
+   token-shaped (32 hex characters, e.g. UUIDs without dashes): an HMAC token cannot equal anything else. The curated ``id`` columns must hold HMAC tokens (32 lowercase hex
    characters): anything else there is a finding (``untokenized``).
 2. **No PII-shaped strings at all** (:data:`DETECTORS`, a deliberately small documented set), in every
    string cell of every output, whatever its column is called:
@@ -46,6 +48,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from contract import DataContract
@@ -56,7 +59,7 @@ DETECTORS: Final[dict[str, str]] = {
     "email": "e-mail address shape local@domain.tld",
     "phone": "phone number: '+' and 7-15 digits, or 10-15 digits in 3+ separated groups",
     "card": "payment card number: 13-19 digits (optionally grouped) passing the Luhn check",
-    "identifier": "a cell equal to a raw id/direct_identifier value (normalized, compared by 64-bit hash)",
+    "identifier": "a cell equal to a raw id/direct_identifier value (trimmed, lower-cased; 64-bit hash)",
     "untokenized": "an id column value that is not a 32-hex HMAC token",
 }
 STATUS_FILE: Final = "pii-scan.json"
@@ -183,18 +186,23 @@ def shape_findings(text: str) -> set[str]:
 # --- identifiers -----------------------------------------------------------------------------------
 
 
-def normalize(values: pd.Series) -> pd.Series:
-    """Text form used to compare cells with raw identifiers: stripped and case-folded."""
-    return values.astype(str).str.strip().str.casefold()
+def normalize(values: Any) -> pa.Array:
+    """Text form used to compare cells with raw identifiers: whitespace-trimmed and lower-cased (Arrow)."""
+    arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(list(values), type=pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+        arr = pc.cast(arr, pa.string())
+    return pc.utf8_lower(pc.utf8_trim_whitespace(arr))
 
 
-def hash_values(values: pd.Series) -> np.ndarray:
-    """64-bit hashes of the normalized values (pandas' vectorized SipHash; empty strings dropped)."""
-    text = normalize(values.dropna())
-    text = text[text != ""]
-    if text.empty:
+def hash_values(values: Any) -> np.ndarray:
+    """64-bit hashes of the normalized, non-empty values (pandas' SipHash over Arrow-normalized text)."""
+    text = normalize(values)
+    text = text.filter(pc.and_(pc.is_valid(text), pc.not_equal(text, "")))
+    if not len(text):
         return np.empty(0, dtype=np.uint64)
-    return pd.util.hash_array(text.to_numpy(dtype=object), categorize=True)
+    return pd.util.hash_array(text.to_numpy(zero_copy_only=False), categorize=False)
 
 
 def identifier_columns(contract: DataContract) -> list[str]:
@@ -202,16 +210,27 @@ def identifier_columns(contract: DataContract) -> list[str]:
     return contract.names("id", "direct_identifier")
 
 
-def raw_identifier_hashes(input_dir: Path, contract: DataContract) -> dict[str, np.ndarray]:
-    """Column -> sorted unique hashes of that column's values in every raw file under ``input_dir``."""
+def raw_identifiers(input_dir: Path, contract: DataContract) -> tuple[dict[str, np.ndarray], bool]:
+    """Column -> sorted hashes of that column's values in every raw file under ``input_dir``, and whether
+    any of those values is itself token-shaped (then token cells must be compared too)."""
     names = identifier_columns(contract)
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    shaped = False
     for path in list_input_files(input_dir):
         table = _read_columns(path, names)
         for name in names:
             if name in table.column_names:
-                parts[name].append(hash_values(table.column(name).to_pandas()))
-    return {n: np.unique(np.concatenate(p)) if p else np.empty(0, dtype=np.uint64) for n, p in parts.items()}
+                column = table.column(name)
+                parts[name].append(hash_values(column))
+                shaped = shaped or bool(pc.any(pc.match_substring_regex(normalize(column), TOKEN_RE.pattern)).as_py())
+    # Sorted (duplicates kept: sorting is cheaper than np.unique and binary search does not mind them).
+    hashes = {n: np.sort(np.concatenate(p)) if p else np.empty(0, dtype=np.uint64) for n, p in parts.items()}
+    return hashes, shaped
+
+
+def raw_identifier_hashes(input_dir: Path, contract: DataContract) -> dict[str, np.ndarray]:
+    """Column -> sorted hashes of the raw identifier values (see :func:`raw_identifiers`)."""
+    return raw_identifiers(input_dir, contract)[0]
 
 
 def _read_columns(path: Path, names: list[str]) -> pa.Table:
@@ -234,9 +253,18 @@ def _read_columns(path: Path, names: list[str]) -> pa.Table:
 class Scanner:
     """Scans files for raw identifiers (``identifiers``: column -> hashes) and PII-shaped strings."""
 
-    def __init__(self, identifiers: Mapping[str, np.ndarray], token_columns: Iterable[str] = ()) -> None:
-        self.identifiers = {k: v for k, v in identifiers.items() if len(v)}
+    def __init__(
+        self,
+        identifiers: Mapping[str, np.ndarray],
+        token_columns: Iterable[str] = (),
+        *,
+        compare_tokens: bool = False,
+    ) -> None:
+        """``identifiers``: column -> sorted hashes; ``compare_tokens``: compare token-shaped cells with them
+        too (needed only if some raw identifier is itself token-shaped, e.g. 32-hex UUIDs)."""
+        self.identifiers = {k: np.sort(v) for k, v in identifiers.items() if len(v)}
         self.token_columns = frozenset(token_columns)
+        self.compare_tokens = compare_tokens
         self.report = ScanReport(identifier_values=sum(len(v) for v in self.identifiers.values()))
 
     def scan(self, path: Path, name: str) -> None:
@@ -288,14 +316,21 @@ class Scanner:
     def _text(self, values: pd.Series, name: str, column: str) -> None:
         if values.empty:
             return
-        values = values.astype(str)
-        hashes = hash_values(values) if self.identifiers else None
-        for ident, known in self.identifiers.items():
-            assert hashes is not None
-            self._add(name, column, f"identifier:{ident}", int(np.isin(hashes, known, assume_unique=False).sum()))
-        counts, uniques = _unique_counts(values)
+        counts, uniques = _unique_counts(values.astype(str))
+        text = pa.array(uniques, type=pa.string())
+        tokens = pc.fill_null(pc.match_substring_regex(text, TOKEN_RE.pattern), False).to_numpy(zero_copy_only=False)
         # A 32-hex token matches no shape detector (no '@', no separator, digits inside a word).
-        candidates = ~pd.Series(uniques).str.fullmatch(TOKEN_RE.pattern).to_numpy()
+        candidates = ~tokens
+        if self.identifiers:
+            # Each distinct cell once: normalize, hash, binary-search the sorted raw hashes.
+            compare = np.ones(len(uniques), bool) if self.compare_tokens else candidates
+            normalized = normalize(text.filter(pa.array(compare)))
+            hashes = pd.util.hash_array(normalized.to_numpy(zero_copy_only=False), categorize=False)
+            empty = pc.equal(normalized, "").to_numpy(zero_copy_only=False)
+            kept = counts[compare]
+            for ident, known in self.identifiers.items():
+                hit = _member(hashes, known) & ~empty
+                self._add(name, column, f"identifier:{ident}", int(kept[hit].sum()))
         hits: dict[str, int] = {}
         for i in np.flatnonzero(candidates):
             for detector in shape_findings(uniques[i]):
@@ -306,6 +341,13 @@ class Scanner:
     def _add(self, file: str, column: str, detector: str, count: int) -> None:
         if count:
             self.report.findings.append(Finding(file, column, detector, int(count)))
+
+
+def _member(hashes: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``hashes`` found in the sorted unique array ``known`` (binary search; no per-call re-sort)."""
+    idx = np.searchsorted(known, hashes)
+    idx[idx == len(known)] = 0
+    return known[idx] == hashes
 
 
 def _unique_counts(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -350,10 +392,12 @@ def scan_paths(
     files: Iterable[tuple[Path, str]],
     identifiers: Mapping[str, np.ndarray],
     token_columns: Iterable[str] = (),
+    *,
+    compare_tokens: bool = False,
 ) -> ScanReport:
     """Scan ``files`` (``(path, reported name)``) against the raw ``identifiers`` hashes."""
     started = time.perf_counter()
-    scanner = Scanner(identifiers, token_columns)
+    scanner = Scanner(identifiers, token_columns, compare_tokens=compare_tokens)
     for path, name in files:
         scanner.scan(path, name)
     scanner.report.seconds = time.perf_counter() - started
@@ -366,9 +410,9 @@ def verify_outputs(input_dir: Path, output_dir: Path, contract: DataContract, ho
     Writes ``status/pii-scan.json`` and ``status/pii-scan-<host>.json`` and returns their content.
     """
     started = time.perf_counter()
-    identifiers = raw_identifier_hashes(input_dir, contract)
+    identifiers, compare_tokens = raw_identifiers(input_dir, contract)
     files = [(p, n) for p, n in iter_files(output_dir, SCANNED_CHANNELS) if not p.name.startswith("pii-scan")]
-    report = scan_paths(files, identifiers, token_columns=contract.names("id"))
+    report = scan_paths(files, identifiers, token_columns=contract.names("id"), compare_tokens=compare_tokens)
     report.seconds = time.perf_counter() - started
     status = {**report.to_dict(), "host": host}
     if not report.passed:
