@@ -17,7 +17,6 @@ Prints a table and writes ``bench/results/bench_privacy.json``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -110,7 +109,7 @@ def _erasure(rows: int, batches: int, workdir: Path) -> dict[str, Any]:
         scope = ErasureScope(team, buckets, (pipeline,), "flywheel-bench-churn", ("customer_id",))
         t = time.perf_counter()
         read = 0
-        for zone, bucket, prefix, _ in scope.locations():
+        for _zone, bucket, prefix, _clear in scope.locations():
             for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
                 for v in page.get("Versions", []):
                     if is_data_key(v["Key"]):

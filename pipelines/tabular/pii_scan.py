@@ -7,12 +7,12 @@ about every scanned file, and reports each finding by *file, column and detector
 
 1. **No raw identifier in clear.** Every value of the contract's ``id`` and ``direct_identifier`` columns
    in the raw input (read back from the job's input folder) is normalized (whitespace-trimmed,
-   lower-cased) and hashed (``pandas.util.hash_array``, 64-bit; the values themselves are not kept). A string
-   cell of an
-   output (a parquet/CSV cell, a JSON string value or key) equal to one of them is a finding
-   (``identifier:<column>``). Token-shaped cells are compared only when some raw identifier is itself
-   token-shaped (32 hex characters, e.g. UUIDs without dashes): an HMAC token cannot equal anything else. The curated ``id`` columns must hold HMAC tokens (32 lowercase hex
-   characters): anything else there is a finding (``untokenized``).
+   lower-cased) and hashed (``pandas.util.hash_array``, 64-bit; the values themselves are not kept). A
+   string cell of an output (a parquet/CSV cell, a JSON string value or key) equal to one of them is a
+   finding (``identifier:<column>``). Token-shaped cells are compared only when some raw identifier is
+   itself token-shaped (32 hex characters, e.g. UUIDs without dashes): otherwise an HMAC token cannot
+   equal a raw value. The curated ``id`` columns must hold HMAC tokens (32 lowercase hex characters):
+   anything else there is a finding (``untokenized``).
 2. **No PII-shaped strings at all** (:data:`DETECTORS`, a deliberately small documented set), in every
    string cell of every output, whatever its column is called:
 
