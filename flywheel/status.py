@@ -110,7 +110,7 @@ def report(
     evaluation_dir = (
         download_evaluation(runtime.aws, reading, outcome.execution, folder) if folder is not None else None
     )
-    return run_report(
+    run = run_report(
         outcome,
         reading,
         objective=objective(runtime, outcome.team, template),
@@ -120,6 +120,10 @@ def report(
         endpoint_name=NAMES.endpoint(outcome.team),
         evaluation_dir=evaluation_dir,
     )
+    from flywheel.pii import pii_sections  # verified pseudonymization (docs/privacy.md)
+
+    run["extra_sections"] = [*run.get("extra_sections", []), *pii_sections(runtime, outcome)]
+    return run
 
 
 def write_report(runtime: LocalRuntime, outcome: RunOutcome, serving: dict[str, Any] | None) -> tuple[Path, str | None]:
