@@ -830,6 +830,16 @@ def demo(
         )
 
 
+def _warn_in_process(rt: Any) -> None:
+    """The lake's data lives in the embedded AWS: an in-process one is empty (only the registry persists)."""
+    if rt.aws.mode == "in-process":
+        console.print(
+            "[yellow]No `flywheel up` running: this command's in-process embedded AWS holds no landed data "
+            "(only the registry and PII keys persist in the state dir). Start `flywheel up`, then land data "
+            "(`flywheel run` / `flywheel demo`) to erase or trace it.[/]"
+        )
+
+
 @app.command()
 def erase(
     team: Annotated[str, typer.Option(help="Team whose data holds the subject (config/teams.yaml).")],
@@ -850,6 +860,7 @@ def erase(
 
     with _expected_errors(), _runtime(state_dir, endpoint_url) as rt:
         rt.team_config(team)
+        _warn_in_process(rt)
         receipt = erase_subject(rt, team, subject, request_id=request_id)
         console.print(receipt.message())
         if receipt.status == "nothing-found":
@@ -894,6 +905,7 @@ def lineage(
         raise _fail("give either --subject ID or --package <team>:<version>")
     with _expected_errors(), _runtime(state_dir, endpoint_url) as rt:
         rt.team_config(team)
+        _warn_in_process(rt)
         if package is not None:
             _, described = rt.resolve_package(package)
             record = lin.package_lineage(rt.aws.client("s3"), described)

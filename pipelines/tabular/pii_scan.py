@@ -272,10 +272,9 @@ class Scanner:
         lower = path.name.lower()
         self.report.files += 1
         if lower.endswith((".parquet", ".pq")):
-            self._frame(pq.read_table(path).to_pandas(), name)
+            self._table(pq.read_table(path), name)
         elif lower.endswith(".csv"):
-            table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
-            self._frame(table.to_pandas(), name)
+            self._table(pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True)), name)
         elif lower.endswith(".jsonl"):
             strings: dict[str, list[str]] = {}
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -288,49 +287,53 @@ class Scanner:
             _collect(_loads(path.read_text(encoding="utf-8", errors="replace")), "$", strings)
             self._strings(strings, name)
 
-    def _frame(self, frame: pd.DataFrame, name: str) -> None:
-        self.report.rows += len(frame)
-        self.report.cells += frame.size
-        for column in frame.columns:
-            values = frame[column]
+    def _table(self, table: pa.Table, name: str) -> None:
+        """Every column of a parquet/CSV table, in Arrow (no per-cell Python objects for token columns)."""
+        self.report.rows += table.num_rows
+        self.report.cells += table.num_rows * table.num_columns
+        for column in table.column_names:
+            values = table.column(column)
+            if pa.types.is_dictionary(values.type):
+                values = pc.cast(values, values.type.value_type)
+            values = values.drop_null()
+            kind = values.type
             if column in self.token_columns:
-                present = values.dropna()
-                bad = int((~present.astype(str).str.fullmatch(TOKEN_RE.pattern)).sum()) if len(present) else 0
-                self._add(name, str(column), "untokenized", bad)
-            if pd.api.types.is_integer_dtype(values.dtype):
-                big = values.dropna()
-                big = big[(big.abs() >= 10**12) & (big.abs() < 10**19)]
-                self._add(name, str(column), "card", sum(luhn_valid(str(abs(int(v)))) for v in big))
-                continue
-            if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
-                continue
-            if pd.api.types.is_datetime64_any_dtype(values.dtype):
-                continue
-            self._text(values.dropna(), name, str(column))
+                shaped = pc.match_substring_regex(pc.cast(values, pa.string()), TOKEN_RE.pattern)
+                self._add(name, column, "untokenized", len(values) - int(pc.sum(shaped).as_py() or 0))
+            if pa.types.is_integer(kind):
+                big = values.filter(pc.greater_equal(pc.abs(pc.cast(values, pa.int64())), 10**12))
+                self._add(name, column, "card", sum(luhn_valid(str(abs(int(v)))) for v in big.to_pylist()))
+            elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+                self._text(values, name, column)
 
     def _strings(self, strings: Mapping[str, list[str]], name: str) -> None:
         for where, values in strings.items():
             self.report.cells += len(values)
-            self._text(pd.Series(values, dtype=object), name, where)
+            self._text(pa.chunked_array([pa.array(values, type=pa.string())]), name, where)
 
-    def _text(self, values: pd.Series, name: str, column: str) -> None:
-        if values.empty:
+    def _text(self, values: pa.ChunkedArray, name: str, column: str) -> None:
+        """Identifier matches and shape detectors over the distinct non-null strings of one column."""
+        if not len(values):
             return
-        counts, uniques = _unique_counts(values.astype(str))
-        text = pa.array(uniques, type=pa.string())
-        tokens = pc.fill_null(pc.match_substring_regex(text, TOKEN_RE.pattern), False).to_numpy(zero_copy_only=False)
-        # A 32-hex token matches no shape detector (no '@', no separator, digits inside a word).
-        candidates = ~tokens
+        # A 32-hex token matches no shape detector (no '@', no separator, digits inside a word) and equals
+        # a raw identifier only if raw identifiers are token-shaped: drop tokens first, in Arrow.
+        if not self.compare_tokens:
+            values = values.filter(pc.invert(pc.match_substring_regex(values, TOKEN_RE.pattern)))
+            if not len(values):
+                return
+        counted = pc.value_counts(values)
+        text = counted.field("values")
+        counts = counted.field("counts").to_numpy(zero_copy_only=False)
         if self.identifiers:
             # Each distinct cell once: normalize, hash, binary-search the sorted raw hashes.
-            compare = np.ones(len(uniques), bool) if self.compare_tokens else candidates
-            normalized = normalize(text.filter(pa.array(compare)))
+            normalized = normalize(text)
             hashes = pd.util.hash_array(normalized.to_numpy(zero_copy_only=False), categorize=False)
             empty = pc.equal(normalized, "").to_numpy(zero_copy_only=False)
-            kept = counts[compare]
             for ident, known in self.identifiers.items():
                 hit = _member(hashes, known) & ~empty
-                self._add(name, column, f"identifier:{ident}", int(kept[hit].sum()))
+                self._add(name, column, f"identifier:{ident}", int(counts[hit].sum()))
+        candidates = pc.invert(pc.match_substring_regex(text, TOKEN_RE.pattern)).to_numpy(zero_copy_only=False)
+        uniques = text.to_pylist()
         hits: dict[str, int] = {}
         for i in np.flatnonzero(candidates):
             for detector in shape_findings(uniques[i]):
@@ -348,12 +351,6 @@ def _member(hashes: np.ndarray, known: np.ndarray) -> np.ndarray:
     idx = np.searchsorted(known, hashes)
     idx[idx == len(known)] = 0
     return known[idx] == hashes
-
-
-def _unique_counts(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    codes, uniques = pd.factorize(values)
-    counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
-    return counts, np.asarray(uniques, dtype=object)
 
 
 def _loads(text: str) -> Any:
