@@ -4,7 +4,8 @@
 it with their own clients (ports: an S3 client and a SageMaker client) and an :class:`ErasureScope`:
 
 1. **Refuse bad input, changing nothing** (:class:`ErasureError`): an empty or oversize subject id, a
-   PII zone bucket in object-lock *compliance* mode (no one could delete its versions), a missing PII key.
+   PII zone bucket with a default object-lock retention (*compliance*: no one could delete its versions;
+   *governance*: the boundary denies the bypass), a missing PII key.
 2. **Find** every object version holding the subject: raw (``<team>/incoming/``, ``<team>/quarantine/``)
    rows whose ``id`` column equals the subject id in clear; curated and features (``<pipeline>/`` of each
    of the team's pipelines) rows whose ``id`` column equals the subject's HMAC token (the team's PII key,
@@ -211,7 +212,8 @@ def _code(exc: ClientError) -> str:
 
 
 def assert_erasable(s3: Any, scope: ErasureScope) -> dict[str, bool]:
-    """Refuse (ErasureError) if a PII zone bucket is in compliance-mode object lock; zone -> governance lock."""
+    """Refuse (ErasureError) a PII zone bucket with a default object-lock retention (compliance: impossible;
+    governance: needs a bypass the boundary denies) before any change; returns zone -> bypass needed (False)."""
     governance: dict[str, bool] = {}
     for zone in scope.pii_zones:
         bucket = scope.buckets[zone]
@@ -229,7 +231,14 @@ def assert_erasable(s3: Any, scope: ErasureScope) -> dict[str, bool]:
                 f"the {zone} zone's bucket is in object-lock compliance mode: no version can be deleted before its "
                 "retention ends, so erasure is impossible there. PII zones must not use compliance mode",
             )
-        governance[zone] = config.get("ObjectLockEnabled") == "Enabled"
+        if mode == "GOVERNANCE":
+            raise ErasureError(
+                "GovernanceLocked",
+                f"the {zone} zone's bucket is in object-lock governance mode (a default retention): deleting its versions needs "
+                "s3:BypassGovernanceRetention, which the permissions boundary denies every Flywheel role. PII zones "
+                "carry no object lock (stacks/components/data_lake.py): remove the default retention",
+            )
+        governance[zone] = False
     return governance
 
 

@@ -193,26 +193,27 @@ def test_objects_that_are_not_this_teams_requests_are_refused(erasure: Any) -> N
     assert erasure.lambda_handler("{not json", FakeLambdaContext())["error"]["code"] == "MalformedJson"
 
 
-def test_a_compliance_locked_pii_zone_is_refused_before_any_change(erasure: Any) -> None:
+def test_an_object_locked_pii_zone_is_refused_before_any_change(erasure: Any) -> None:
     s3 = boto3.client("s3", region_name=REGION)
-    locked = "flywheel-local-features-locked"
-    s3.create_bucket(
-        Bucket=locked, CreateBucketConfiguration={"LocationConstraint": REGION}, ObjectLockEnabledForBucket=True
-    )
-    s3.put_object_lock_configuration(
-        Bucket=locked,
-        ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled",
-            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}},
-        },
-    )
-    erasure.configure({**ENV, "FEATURES_BUCKET": locked})
-    event = _request(s3, {"team": "churn", "subject": SUBJECT})
-    before = _state(s3)
-    response = erasure.lambda_handler(event, FakeLambdaContext())
-    assert_clean_error(response)
-    assert response["error"]["code"] == "ComplianceLocked" and "compliance mode" in response["error"]["message"]
-    assert _state(s3) == before
+    for mode, code in (("COMPLIANCE", "ComplianceLocked"), ("GOVERNANCE", "GovernanceLocked")):
+        locked = f"flywheel-local-features-{mode.lower()}"
+        s3.create_bucket(
+            Bucket=locked, CreateBucketConfiguration={"LocationConstraint": REGION}, ObjectLockEnabledForBucket=True
+        )
+        s3.put_object_lock_configuration(
+            Bucket=locked,
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {"Mode": mode, "Days": 1}},
+            },
+        )
+        erasure.configure({**ENV, "FEATURES_BUCKET": locked})
+        event = _request(s3, {"team": "churn", "subject": SUBJECT}, name=f"{mode}.json")
+        before = _state(s3)
+        response = erasure.lambda_handler(event, FakeLambdaContext())
+        assert_clean_error(response)
+        assert response["error"]["code"] == code and f"{mode.lower()} mode" in response["error"]["message"]
+        assert _state(s3) == before
 
 
 def test_access_denied_is_a_structured_failure(erasure: Any, monkeypatch: pytest.MonkeyPatch) -> None:
