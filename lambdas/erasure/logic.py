@@ -234,8 +234,9 @@ def assert_erasable(s3: Any, scope: ErasureScope) -> dict[str, bool]:
         if mode == "GOVERNANCE":
             raise ErasureError(
                 "GovernanceLocked",
-                f"the {zone} zone's bucket is in object-lock governance mode (a default retention): deleting its versions needs "
-                "s3:BypassGovernanceRetention, which the permissions boundary denies every Flywheel role. PII zones "
+                f"the {zone} zone's bucket is in object-lock governance mode (a default retention): deleting its "
+                "versions needs s3:BypassGovernanceRetention, which the permissions boundary denies every Flywheel "
+                "role. PII zones "
                 "carry no object lock (stacks/components/data_lake.py): remove the default retention",
             )
         governance[zone] = False
