@@ -28,12 +28,17 @@ Steps
     (artifacts bucket), status (reports bucket) and quarantine (raw bucket: PII stays in the raw zone),
     all under ``<pipeline_name>/<ExecutionId>``. ``DataContractCheck`` (Condition) reads
     each host's ``status/validation-<host>.json`` (property files ``ValidationStatusAlgo<i>``; the host
-    count is fixed at synth from the team config): ``passed == true`` on every host runs
+    count is fixed at synth from the team config): ``passed == true`` on every host runs ``PiiScanCheck``
+    (Condition) on each host's ``status/pii-scan-<host>.json`` (``PiiScanAlgo<i>``: the PII scan the
+    preprocessing job runs before upload, ``pii_scan.py``), whose failure ends in ``PiiScanFailed`` (Fail:
+    the scan's summary) and whose success runs
     ``Train`` (Training, XGBoost image, script mode), ``Evaluate`` (Processing on the XGBoost image, which
     loads the model; ``EvaluationReport``
     property file on ``evaluation.json``) and ``QualityGate`` (Condition: gate value against
     ``GateThreshold`` and champion/challenger) which leads to ``RegisterModel`` (RegisterModel, into the
-    team's model package group, ``PendingManualApproval`` by default) or ``QualityGateFailed`` (Fail);
+    team's model package group, ``PendingManualApproval`` by default; its customer metadata records the
+    lineage ``flywheel:input-data-uri`` = ``InputDataUri`` and ``flywheel:execution-id``) or
+    ``QualityGateFailed`` (Fail);
     otherwise ``DataContractFailed`` (Fail) names the quarantine location. Every job carries volume and
     output KMS keys, the VPC config, network isolation and inter-container traffic encryption.
 
