@@ -19,9 +19,9 @@ from typing import Any
 from lambdas.erasure.logic import (
     LINEAGE_EXECUTION_KEY,
     LINEAGE_INPUT_KEY,
+    count_rows,
     is_data_key,
     read_pii_key,
-    remove_rows,
     subject_token,
     validate_subject,
 )
@@ -81,7 +81,7 @@ def find_subject(runtime: Any, team: str, subject: str) -> list[dict[str, Any]]:
                 if not is_data_key(key):
                     continue
                 body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-                rows = remove_rows(key, body, scope.id_columns, subject if clear else token)[1]
+                rows = count_rows(key, body, scope.id_columns, subject if clear else token)
                 if rows:
                     found.append({"zone": zone, "bucket": bucket, "key": key, "rows": rows})
     return found

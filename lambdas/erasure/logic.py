@@ -347,11 +347,38 @@ def remove_parquet_rows(data: bytes, columns: Sequence[str], value: str) -> tupl
     return out.getvalue(), removed
 
 
+def count_rows(key: str, body: bytes, columns: Sequence[str], value: str) -> int:
+    """How many rows of the object hold ``value`` in one of ``columns`` (reads only what it must)."""
+    if key.lower().endswith(PARQUET_SUFFIXES):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        source = pa.BufferReader(body)
+        present = [c for c in columns if c in pq.read_schema(source).names]
+        if not present:
+            return 0
+        table = pq.read_table(pa.BufferReader(body), columns=present)
+        total = 0
+        for name in present:
+            match = pc.equal(pc.cast(table.column(name), pa.string()), value)
+            total += int(pc.sum(pc.fill_null(match, False)).as_py() or 0)
+        return total  # a row matching in two id columns counts twice: only zero matters here
+    data = _decompress(key, body)
+    needle, quoted = value.encode("utf-8"), value.replace('"', '""').encode("utf-8")
+    if needle not in data and quoted not in data:
+        return 0  # an exact field match needs the bytes somewhere (CSV only doubles quotes)
+    return remove_csv_rows(data, columns, value)[1]
+
+
 def remove_rows(key: str, body: bytes, columns: Sequence[str], value: str) -> tuple[bytes, int]:
     """The object's bytes without the subject's rows, and how many were removed (0: unchanged)."""
     if key.lower().endswith(PARQUET_SUFFIXES):
         return remove_parquet_rows(body, columns, value)
-    cleaned, removed = remove_csv_rows(_decompress(key, body), columns, value)
+    data = _decompress(key, body)
+    if value.encode("utf-8") not in data and value.replace('"', '""').encode("utf-8") not in data:
+        return body, 0
+    cleaned, removed = remove_csv_rows(data, columns, value)
     return (_compress(key, cleaned) if removed else body), removed
 
 
@@ -406,7 +433,7 @@ def erase(
                     continue
                 receipt.versions_scanned += 1
                 body = s3.get_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])["Body"].read()
-                if remove_rows(key, body, scope.id_columns, value)[1]:
+                if count_rows(key, body, scope.id_columns, value):
                     holding += 1
             if holding:
                 plans.append((zone, bucket, key, value, versions, holding))
