@@ -61,6 +61,42 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+#: Noncurrent-version expiry per zone (days) unless an environment's ``retention.noncurrent_days`` says
+#: otherwise. The PII zones keep noncurrent versions briefly (an erased subject must not linger there).
+DEFAULT_NONCURRENT_DAYS: dict[str, int] = {
+    "raw": 30,
+    "curated": 30,
+    "features": 30,
+    "artifacts": 365,
+    "capture": 90,
+    "reports": 90,
+}
+
+
+class RetentionConfig(_Frozen):
+    """Per-zone data retention (days), applied by the data lake as S3 lifecycle rules (docs/privacy.md).
+
+    ``raw_days``: landed batches (``<team>/incoming/``) expire this long after landing (``None``: kept);
+    ``quarantine_days``: quarantined batches (``<team>/quarantine/``) expire; ``noncurrent_days``: zone ->
+    how long a noncurrent version is kept (defaults: :data:`DEFAULT_NONCURRENT_DAYS`; partial maps merge).
+    """
+
+    raw_days: int | None = Field(default=365, ge=1, le=3650)
+    quarantine_days: int = Field(default=90, ge=1, le=3650)
+    noncurrent_days: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_NONCURRENT_DAYS))
+
+    @field_validator("noncurrent_days")
+    @classmethod
+    def _noncurrent(cls, v: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(v) - set(DEFAULT_NONCURRENT_DAYS))
+        if unknown:
+            raise ValueError(f"unknown zone(s) {unknown}; zones: {list(DEFAULT_NONCURRENT_DAYS)}")
+        bad = {zone: days for zone, days in v.items() if not 1 <= days <= 3650}
+        if bad:
+            raise ValueError(f"noncurrent_days must be 1-3650 days, got {bad}")
+        return {**DEFAULT_NONCURRENT_DAYS, **v}
+
+
 class EnvironmentConfig(_Frozen):
     """One deployment environment (an AWS account + region) and its cost/safety settings."""
 
@@ -88,6 +124,8 @@ class EnvironmentConfig(_Frozen):
     # The version of AWS's public Powertools layer (AWSLambdaPowertoolsPythonV3-python314-arm64:<v>);
     # unset: stacks/components/lambda_package.py's POWERTOOLS_LAYER_VERSION. Check it before a first deploy.
     powertools_layer_version: int | None = Field(default=None, ge=1, le=10_000)
+    # Data retention per zone (raw expiry, quarantine expiry, noncurrent-version expiry).
+    retention: RetentionConfig = RetentionConfig()
 
     @field_validator("name")
     @classmethod

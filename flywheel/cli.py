@@ -849,5 +849,105 @@ def demo(
         )
 
 
+def _warn_in_process(rt: Any) -> None:
+    """The lake's data lives in the embedded AWS: an in-process one is empty (only the registry persists)."""
+    if rt.aws.mode == "in-process":
+        console.print(
+            "[yellow]No `flywheel up` running: this command's in-process embedded AWS holds no landed data "
+            "(only the registry and PII keys persist in the state dir). Start `flywheel up`, then land data "
+            "(`flywheel run` / `flywheel demo`) to erase or trace it.[/]"
+        )
+
+
+@app.command()
+def erase(
+    team: Annotated[str, typer.Option(help="Team whose data holds the subject (config/teams.yaml).")],
+    subject: Annotated[str, typer.Option(help="The data subject's id (the value of the contract's `id` column).")],
+    request_id: Annotated[
+        str | None, typer.Option(help="Name of the erasure receipt (default: erase-<time>-<random>).")
+    ] = None,
+    retrain: Annotated[
+        bool, typer.Option(help="Then retrain on the erased batches (one new batch) and register a new version.")
+    ] = False,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Erase a data subject: rewrite every raw, curated and feature object holding it, delete every old
+    version, write a receipt (no PII), list the model packages trained on it (docs/privacy.md)."""
+    from flywheel.erasure import erase_subject
+    from flywheel.erasure import retrain as retrain_on
+
+    with _expected_errors(), _runtime(state_dir, endpoint_url) as rt:
+        rt.team_config(team)
+        _warn_in_process(rt)
+        receipt = erase_subject(rt, team, subject, request_id=request_id)
+        console.print(receipt.message())
+        if receipt.status == "nothing-found":
+            return
+        table = _table("zone", "object", "rows removed", "versions deleted", title="Rewritten objects")
+        for obj in receipt.objects:
+            table.add_row(
+                obj.zone, f"s3://{obj.bucket}/{obj.key}", str(obj.rows_removed), str(len(obj.removed_version_ids))
+            )
+        console.print(table)
+        if receipt.packages:
+            packages = _table(
+                "package", "status", "why", "recommended action", title="Model packages trained on the subject"
+            )
+            for package in receipt.packages:
+                packages.add_row(f"{team}:{package.version}", package.status, package.reason, package.action)
+            console.print(packages)
+        console.print(f"Receipt: {receipt.receipt_uri}")
+        if retrain:
+            folder = Path(state_dir) / "data" / f"retrain-{receipt.request_id}"
+            with _spinner(_Progress(), f"Retraining {team} on the erased batches…"):
+                outcome = retrain_on(rt, team, receipt.batches, folder)
+            problem = _show_outcome(outcome, rt)
+            if problem:
+                raise _fail(problem)
+
+
+@app.command()
+def lineage(
+    team: Annotated[str, typer.Option(help="Team (config/teams.yaml).")],
+    subject: Annotated[str | None, typer.Option(help="Where are this data subject's rows (id column value)?")] = None,
+    package: Annotated[
+        str | None, typer.Option(help="Which raw objects trained this package (<team>:<version>)?")
+    ] = None,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """Lineage: the raw objects (bucket, key, version id) a package was trained on, or a subject's rows."""
+    from flywheel import lineage as lin
+
+    if (subject is None) == (package is None):
+        raise _fail("give either --subject ID or --package <team>:<version>")
+    with _expected_errors(), _runtime(state_dir, endpoint_url) as rt:
+        rt.team_config(team)
+        _warn_in_process(rt)
+        if package is not None:
+            _, described = rt.resolve_package(package)
+            record = lin.package_lineage(rt.aws.client("s3"), described)
+            console.print(
+                f"{package} was trained on batch {record['input_data_uri']} (execution {record['execution_id']})"
+            )
+            table = _table("bucket", "key", "version id", title="Raw objects")
+            for obj in record["raw_objects"]:
+                table.add_row(obj["bucket"], obj["key"], obj["version_id"])
+            console.print(table)
+            return
+        try:
+            found = lin.find_subject(rt, team, str(subject))
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        if not found:
+            console.print(f"No current object of team {team} holds this subject.")
+            return
+        table = _table("zone", "object", "rows", title="Objects holding the subject (raw: its id; else its token)")
+        for item in found:
+            table.add_row(item["zone"], f"s3://{item['bucket']}/{item['key']}", str(item["rows"]))
+        console.print(table)
+
+
 if __name__ == "__main__":
     app()

@@ -112,7 +112,7 @@ def report(
     )
     from flywheel.model_card import card_inputs
 
-    return run_report(
+    run = run_report(
         outcome,
         reading,
         **card_inputs(runtime, outcome.team, outcome.package),
@@ -123,6 +123,10 @@ def report(
         endpoint_name=NAMES.endpoint(outcome.team),
         evaluation_dir=evaluation_dir,
     )
+    from flywheel.pii import pii_sections  # verified pseudonymization (docs/privacy.md)
+
+    run["extra_sections"] = [*run.get("extra_sections", []), *pii_sections(runtime, outcome)]
+    return run
 
 
 def write_report(runtime: LocalRuntime, outcome: RunOutcome, serving: dict[str, Any] | None) -> tuple[Path, str | None]:

@@ -15,12 +15,15 @@ Names (per environment, :class:`Names`)
     ``/flywheel/<env>/<kind>/``            IAM path of a role kind (:meth:`Names.role_path`): the step
                                            roles ``preprocessing``/``training``/``evaluation``, the
                                            pipelines' own roles ``pipeline``, the ``ingest`` path that
-                                           lands raw data and the operators' ``break-glass`` role. The
+                                           lands raw data, the ``erasure`` handler and the operators'
+                                           ``break-glass`` role. The
                                            raw zone's bucket and key policies name the raw readers by it.
 
 S3 layout (per team / pipeline, module functions)
     raw:        ``<team>/incoming/<batch>/<file>`` (landed batches), ``<team>/_keys/pii-hmac.key``
-                (the team's PII HMAC key), ``<team>/quarantine/<pipeline>/<execution>/`` (failed batches)
+                (the team's PII HMAC key), ``<team>/quarantine/<pipeline>/<execution>/`` (failed batches),
+                ``<team>/_erasure/requests/<request>.json`` (erasure requests: they name a subject)
+    reports:    also ``_erasure/<team>/<request>.json`` (erasure receipts, no PII)
     features, artifacts, reports: ``<pipeline>/<execution>/...``
     capture:    ``datacapture/<endpoint>/<variant>/<yyyy>/<mm>/<dd>/<hh>/...``
     artifacts:  ``_code/...`` (step code and per-team files the local runtime uploads)
@@ -49,6 +52,9 @@ KEYS: Final = "_keys"
 PII_KEY_FILE: Final = "pii-hmac.key"
 CAPTURE: Final = "datacapture"
 CODE: Final = "_code"
+#: Erasure: requests under ``<team>/_erasure/requests/`` (raw zone), receipts under ``_erasure/<team>/`` (reports).
+ERASURE: Final = "_erasure"
+ERASURE_REQUESTS: Final = "requests"
 
 # IAM role kinds (the segment after /flywheel/<env>/ in a role's path).
 PREPROCESSING: Final = "preprocessing"
@@ -57,15 +63,17 @@ EVALUATION: Final = "evaluation"
 PIPELINE_ROLE: Final = "pipeline"
 INGEST: Final = "ingest"
 BREAK_GLASS: Final = "break-glass"
+#: The erasure handler's role: it reads and rewrites a team's raw objects to remove a data subject.
+ERASURE_ROLE: Final = "erasure"
 #: The role kinds that may read raw data and decrypt it with the raw zone key (the raw bucket and key
 #: policies deny everyone else): the preprocessing step roles, the ingest path, break-glass operators.
-RAW_READER_KINDS: Final[tuple[str, ...]] = (PREPROCESSING, INGEST, BREAK_GLASS)
+RAW_READER_KINDS: Final[tuple[str, ...]] = (PREPROCESSING, INGEST, BREAK_GLASS, ERASURE_ROLE)
 #: Role kinds a template's step may not use (they are not step roles).
-NON_STEP_ROLE_KINDS: Final[frozenset[str]] = frozenset({PIPELINE_ROLE, INGEST, BREAK_GLASS})
+NON_STEP_ROLE_KINDS: Final[frozenset[str]] = frozenset({PIPELINE_ROLE, INGEST, BREAK_GLASS, ERASURE_ROLE})
 
 #: Names a team may not have: every prefix Flywheel uses next to team prefixes (or as a name part).
 RESERVED: Final[frozenset[str]] = frozenset(
-    {INCOMING, QUARANTINE, KEYS, CAPTURE, PREFIX, CODE, "keys", "code", *RAW_READER_KINDS, PIPELINE_ROLE}
+    {INCOMING, QUARANTINE, KEYS, CAPTURE, PREFIX, CODE, ERASURE, "keys", "code", *RAW_READER_KINDS, PIPELINE_ROLE}
 )
 #: Start of every permissions boundary's name (``Names.boundary``: ``flywheel-boundary-<env>``).
 BOUNDARY_PREFIX: Final = f"{PREFIX}-boundary-"
@@ -167,6 +175,22 @@ def quarantine_prefix(team: str, pipeline: str) -> str:
     """``<team>/quarantine/<pipeline>/``: where a team's pipeline copies batches that fail their contract
     (raw zone; under the team's prefix, so quarantined PII stays with the team's raw data)."""
     return f"{team}/{QUARANTINE}/{pipeline}/"
+
+
+def team_quarantine_prefix(team: str) -> str:
+    """``<team>/quarantine/``: every quarantined batch of the team (all its pipelines)."""
+    return f"{team}/{QUARANTINE}/"
+
+
+def erasure_request_prefix(team: str) -> str:
+    """``<team>/_erasure/requests/``: where erasure requests for the team's data subjects are put (raw zone:
+    a request names a subject in clear, so it lives with the team's PII, readable by raw readers only)."""
+    return f"{team}/{ERASURE}/{ERASURE_REQUESTS}/"
+
+
+def erasure_receipt_prefix(team: str) -> str:
+    """``_erasure/<team>/``: the team's erasure receipts (reports zone; they hold no PII)."""
+    return f"{ERASURE}/{team}/"
 
 
 def code_prefix() -> str:

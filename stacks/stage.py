@@ -44,7 +44,9 @@ class FlywheelStage(Stage):
             serverless_endpoints=[Names(environment.name).endpoint(t.name) for t in teams
                                   if t.deploy_target == "serverless"],
         )  # fmt: skip
-        self.data_lake = DataLakeStack(self, "DataLake", environment=environment)
+        self.data_lake = DataLakeStack(
+            self, "DataLake", environment=environment, teams=tuple(team.name for team in teams)
+        )
         if self.data_lake.stack_name != lake_stack_name:
             raise RuntimeError(f"data-lake stack is named {self.data_lake.stack_name}, not {lake_stack_name}")
         self.audit = None

@@ -28,12 +28,17 @@ Steps
     (artifacts bucket), status (reports bucket) and quarantine (raw bucket: PII stays in the raw zone),
     all under ``<pipeline_name>/<ExecutionId>``. ``DataContractCheck`` (Condition) reads
     each host's ``status/validation-<host>.json`` (property files ``ValidationStatusAlgo<i>``; the host
-    count is fixed at synth from the team config): ``passed == true`` on every host runs
+    count is fixed at synth from the team config): ``passed == true`` on every host runs ``PiiScanCheck``
+    (Condition) on each host's ``status/pii-scan-<host>.json`` (``PiiScanAlgo<i>``: the PII scan the
+    preprocessing job runs before upload, ``pii_scan.py``), whose failure ends in ``PiiScanFailed`` (Fail:
+    the scan's summary) and whose success runs
     ``Train`` (Training, XGBoost image, script mode), ``Evaluate`` (Processing on the XGBoost image, which
     loads the model; ``EvaluationReport``
     property file on ``evaluation.json``) and ``QualityGate`` (Condition: gate value against
     ``GateThreshold`` and champion/challenger) which leads to ``RegisterModel`` (RegisterModel, into the
-    team's model package group, ``PendingManualApproval`` by default) or ``QualityGateFailed`` (Fail);
+    team's model package group, ``PendingManualApproval`` by default; its customer metadata records the
+    lineage ``flywheel:input-data-uri`` = ``InputDataUri`` and ``flywheel:execution-id``) or
+    ``QualityGateFailed`` (Fail);
     otherwise ``DataContractFailed`` (Fail) names the quarantine location. Every job carries volume and
     output KMS keys, the VPC config, network isolation and inter-container traffic encryption.
 
@@ -141,6 +146,13 @@ STEP_EVALUATE: Final = "Evaluate"
 STEP_QUALITY_GATE: Final = "QualityGate"
 STEP_QUALITY_GATE_FAILED: Final = "QualityGateFailed"
 STEP_REGISTER_MODEL: Final = "RegisterModel"
+STEP_PII_SCAN_CHECK: Final = "PiiScanCheck"
+STEP_PII_SCAN_FAILED: Final = "PiiScanFailed"
+PROPERTY_FILE_PII_SCAN: Final = "PiiScan"
+"""Prefix of the per-host PII scan property files: ``PiiScanAlgo1`` reads ``status/pii-scan-algo-1.json``."""
+#: Customer metadata of a registered package: its lineage (the raw batch its training data came from).
+LINEAGE_INPUT_KEY: Final = "flywheel:input-data-uri"
+LINEAGE_EXECUTION_KEY: Final = "flywheel:execution-id"
 PROPERTY_FILE_VALIDATION: Final = "ValidationStatus"
 """Prefix of the per-host property files: ``ValidationStatusAlgo1`` reads ``status/validation-algo-1.json``."""
 PROPERTY_FILE_EVALUATION: Final = "EvaluationReport"
@@ -644,6 +656,11 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
         PropertyFile(name=f"{PROPERTY_FILE_VALIDATION}Algo{i}", output_name="status", path=f"validation-{host}.json")
         for i, host in enumerate(hosts, start=1)
     ]
+    # Verified pseudonymization (pii_scan.py) runs in the same job after preprocessing, before upload.
+    pii_scan_status = [
+        PropertyFile(name=f"{PROPERTY_FILE_PII_SCAN}Algo{i}", output_name="status", path=f"pii-scan-{host}.json")
+        for i, host in enumerate(hosts, start=1)
+    ]
     preprocess = ProcessingStep(
         name=STEP_PREPROCESS,
         description="Validate the batch against the data contract, pseudonymize PII, split.",
@@ -681,7 +698,7 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 allowed_input_prefix,
             ],
         ),
-        property_files=validation_status,
+        property_files=[*validation_status, *pii_scan_status],
     )
 
     def preprocess_output(name: str) -> Any:
@@ -843,6 +860,9 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 "flywheel:objective": inputs.objective,
                 "flywheel:gate-metric": inputs.gate_metric,
                 "flywheel:higher-is-better": str(inputs.higher_is_better).lower(),
+                # Lineage: the raw batch (a write-once prefix) and the run; see docs/privacy.md.
+                LINEAGE_INPUT_KEY: input_data_uri,
+                LINEAGE_EXECUTION_KEY: execution_id,
             },
         ),
     )
@@ -889,6 +909,33 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
             )
         ],
     )
+    pii_scan_check = ConditionStep(
+        name=STEP_PII_SCAN_CHECK,
+        description="Train only on outputs the PII scan proved free of raw identifiers and PII-shaped values.",
+        conditions=[
+            ConditionEquals(
+                left=JsonGet(step_name=STEP_PREPROCESS, property_file=status, json_path="passed"),
+                right=True,
+            )
+            for status in pii_scan_status
+        ],
+        if_steps=[train, evaluate, quality_gate],
+        else_steps=[
+            FailStep(
+                name=STEP_PII_SCAN_FAILED,
+                error_message=Join(
+                    on="",
+                    values=_interleave(
+                        [
+                            JsonGet(step_name=STEP_PREPROCESS, property_file=status, json_path="summary")
+                            for status in pii_scan_status
+                        ],
+                        " | ",
+                    ),
+                ),
+            )
+        ],
+    )
     data_contract_check = ConditionStep(
         name=STEP_DATA_CONTRACT_CHECK,
         description="Continue only with a batch that passed the data contract.",
@@ -899,7 +946,7 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
             )
             for status in validation_status
         ],
-        if_steps=[train, evaluate, quality_gate],
+        if_steps=[pii_scan_check],
         else_steps=[
             FailStep(
                 name=STEP_DATA_CONTRACT_FAILED,

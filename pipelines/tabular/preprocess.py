@@ -47,6 +47,7 @@ from features import (
     pseudonymize,
     serving_columns,
 )
+from pii_scan import verify_outputs
 from streaming import BLOCK_SIZE, PARQUET_BATCH_ROWS, scan_file
 from validation import ValidationResult, batch_failures, list_input_files
 
@@ -483,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"preprocess: configuration error: {exc}", file=sys.stderr)
         return 2
     preprocess(Path(args.input_dir), Path(args.output_dir), contract, key, host, hosts)
+    # Verified pseudonymization (pii_scan.py): before upload, so a finding withholds the curated outputs.
+    verify_outputs(Path(args.input_dir), Path(args.output_dir), contract, host)
     return 0
 
 

@@ -192,7 +192,7 @@ TEMPLATE = PipelineTemplate(
         evaluation_file="evaluation.json",
         evaluation_property_file=d.PROPERTY_FILE_EVALUATION,
         gate_step=d.STEP_QUALITY_GATE,
-        fail_steps=(d.STEP_DATA_CONTRACT_FAILED, d.STEP_QUALITY_GATE_FAILED),
+        fail_steps=(d.STEP_DATA_CONTRACT_FAILED, d.STEP_PII_SCAN_FAILED, d.STEP_QUALITY_GATE_FAILED),
         model_metadata_file="metadata.json",
         feature_names_field="feature_names",
     ),

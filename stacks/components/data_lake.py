@@ -14,9 +14,10 @@ encrypted with the writing team's own job key).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aws_cdk import CfnOutput, Fn, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -73,6 +74,21 @@ if tuple(_ZONE_METADATA) != naming.ZONES:
 ZONES: tuple[Zone, ...] = tuple(_ZONE_METADATA[name] for name in naming.ZONES)
 
 
+def _raw_expiry(
+    teams: Sequence[str], raw_days: int | None, quarantine_days: int | None
+) -> tuple[s3.LifecycleRule, ...]:
+    """Per-team expiry of landed and quarantined batches (the PII key folder is never matched)."""
+    rules: list[s3.LifecycleRule] = []
+    for team in sorted(teams):
+        for rule_id, prefix, days in (
+            ("ExpireIncoming", naming.incoming_prefix(team), raw_days),
+            ("ExpireQuarantine", f"{team}/{naming.QUARANTINE}/", quarantine_days),
+        ):
+            if days is not None:
+                rules.append(s3.LifecycleRule(id=f"{rule_id}-{team}", prefix=prefix, expiration=Duration.days(days)))
+    return tuple(rules)
+
+
 def bucket_export_name(env_name: str, zone: str) -> str:
     """Export name of a zone bucket's name. Team stacks import it so that IAM resources built from it
     read as ``arn:aws:s3:::flywheel-dev-raw-bucket/...`` to reviewers and cdk-nag (a stable, named
@@ -96,8 +112,20 @@ class DataLake(Construct):
         env_name: str,
         removal_policy: RemovalPolicy,
         object_lock_days: int,
+        noncurrent_days: Mapping[str, int] | None = None,
+        raw_expiry_days: int | None = None,
+        quarantine_expiry_days: int | None = None,
+        teams: Sequence[str] = (),
     ) -> None:
+        """Retention (``config.models.RetentionConfig``, docs/privacy.md): ``noncurrent_days`` zone -> days a
+        noncurrent version is kept (default: each zone's :class:`Zone` value); ``raw_expiry_days`` /
+        ``quarantine_expiry_days``: current objects under each of ``teams``' ``<team>/incoming/`` /
+        ``<team>/quarantine/`` expire (per-team prefix rules: the team's PII key under ``<team>/_keys/``
+        never expires)."""
         super().__init__(scope, construct_id)
+        noncurrent = dict(noncurrent_days or {})
+        #: zone -> the noncurrent-version expiry applied (days).
+        self.noncurrent_days: dict[str, int] = {}
         # S3 server access log delivery only supports SSE-S3 on the target bucket (SSE-KMS targets are
         # rejected), so this one bucket uses S3-managed keys; it holds request metadata, not data.
         self.access_logs = SecureBucket(
@@ -114,6 +142,7 @@ class DataLake(Construct):
             for kind in naming.RAW_READER_KINDS
         ]
         for zone in ZONES:
+            self.noncurrent_days[zone.name] = noncurrent.get(zone.name, zone.noncurrent_days)
             key = purpose_key(
                 self, f"{zone.construct_id}Key", purpose=f"{zone.name} zone", removal_policy=removal_policy
             )
@@ -124,7 +153,10 @@ class DataLake(Construct):
                 access_log_bucket=self.access_logs,
                 access_log_prefix=f"{zone.name}/",
                 removal_policy=removal_policy,
-                noncurrent_days=zone.noncurrent_days,
+                noncurrent_days=self.noncurrent_days[zone.name],
+                extra_lifecycle=(
+                    _raw_expiry(teams, raw_expiry_days, quarantine_expiry_days) if zone.name == "raw" else ()
+                ),
                 transition_after_days=zone.transition_after_days,
                 object_lock_days=object_lock_days if zone.object_lock else None,
                 # Landed objects are events for the teams' data-arrival rules (team stacks, default bus).
@@ -170,6 +202,23 @@ class DataLake(Construct):
                 actions=["kms:Decrypt", "kms:ReEncryptFrom"],
                 resources=["*"],  # in a key policy "*" means "this key"
                 conditions=only_readers,
+            )
+        )
+        # Erasure requests name a data subject and trigger deletions: only operators (break-glass) and the
+        # ingest path may put them (docs/privacy.md); the erasure role may read and delete them (above).
+        requesters = [
+            pattern
+            for kind, pattern in zip(naming.RAW_READER_KINDS, self.raw_reader_patterns, strict=True)
+            if kind in (naming.BREAK_GLASS, naming.INGEST)
+        ]
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyErasureRequestsButBreakGlassIngest",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:PutObject"],
+                resources=[bucket.arn_for_objects(f"*/{naming.ERASURE}/{naming.ERASURE_REQUESTS}/*")],
+                conditions={"ArnNotLike": {"aws:PrincipalArn": requesters}},
             )
         )
         # Object ARNs as encryption context (no Bucket Key): per-team key conditions become possible.

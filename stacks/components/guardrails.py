@@ -30,7 +30,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct, IConstruct
 
-from naming import PREFIX, Names
+from naming import ERASURE_ROLE, PREFIX, Names
 from stacks.components.lifecycle import DEPLOY_ROLE_KIND
 from stacks.components.sagemaker_images import image_accounts
 from stacks.nag import acknowledge
@@ -98,7 +98,6 @@ BUCKET_CONTROL_ACTIONS = (
     "s3:PutObjectVersionAcl",
     "s3:PutEncryptionConfiguration",
     "s3:PutBucketLogging",
-    "s3:DeleteObjectVersion",
     "s3:DeleteBucket",
     "s3:CreateAccessPoint",
     "s3:PutAccessPointPolicy",
@@ -457,6 +456,22 @@ class Guardrails(Construct):
                     effect=iam.Effect.DENY,
                     actions=list(BUCKET_CONTROL_ACTIONS),
                     resources=["*"],
+                ),
+                # History is never destroyed, except by the erasure handler (right to erasure: a subject's
+                # rows must leave every noncurrent version too; docs/privacy.md). Its own policy scopes it to
+                # its team's PII-zone prefixes.
+                iam.PolicyStatement(
+                    sid="DenyVersionDeletionButErasure",
+                    effect=iam.Effect.DENY,
+                    actions=["s3:DeleteObjectVersion"],
+                    resources=["*"],
+                    conditions={
+                        "ArnNotLike": {
+                            "aws:PrincipalArn": Names(env_name).role_arn_pattern(
+                                ERASURE_ROLE, account=account, partition=partition
+                            )
+                        }
+                    },
                 ),
                 iam.PolicyStatement(
                     sid="DenyNetworkEscape",

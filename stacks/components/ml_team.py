@@ -20,6 +20,8 @@ from constructs import Construct
 
 from naming import Names
 from pipelines.template import PipelineTemplate
+from stacks.components.data_lake import imported_bucket_name
+from stacks.components.erasure import TeamErasure
 from stacks.components.keys import purpose_key
 from stacks.components.lifecycle import DEPLOY_ROLE_KIND, LifecycleProps, TeamLifecycle
 from stacks.components.ml_pipeline import MlPipeline
@@ -96,6 +98,8 @@ class MlTeam(Construct):
             pipeline.pipeline.node.add_dependency(self.registry.model_package_group)
             self.pipelines[name] = pipeline
         self.lifecycle: TeamLifecycle | None = None
+        #: The team's erasure (TeamErasure), with the lifecycle and an `id` column; else None.
+        self.erasure: TeamErasure | None = None
         if lifecycle is not None:
             self.lifecycle = TeamLifecycle(
                 self,
@@ -109,3 +113,32 @@ class MlTeam(Construct):
                 security_group=security_group,
                 removal_policy=removal_policy,
             )
+            # The right to erasure (docs/privacy.md): for teams whose contracts have `id` columns.
+            id_columns = sorted({c for item in pipelines for c in _id_columns(item.settings)})
+            if id_columns:
+                self.erasure = TeamErasure(
+                    self,
+                    "Erasure",
+                    env_name=env_name,
+                    team_name=team_name,
+                    pipeline_names=[p.pipeline_name for p in self.pipelines.values()],
+                    group_name=self.registry.group_name,
+                    id_columns=id_columns,
+                    buckets={
+                        zone: (buckets or {}).get(zone) or imported_bucket_name(env_name, zone)
+                        for zone in ("raw", "curated", "features", "reports")
+                    },
+                    zone_keys=zone_keys,
+                    job_key=self.job_key,
+                    queue_key=self.lifecycle.store.key,
+                    logs_key=lifecycle.logs_key,
+                    log_retention=lifecycle.log_retention,
+                    topic=self.lifecycle.topic,
+                    removal_policy=removal_policy,
+                )
+
+
+def _id_columns(settings: Any) -> list[str]:
+    """The ``id`` columns of a template's settings (its data contract), if it has one."""
+    contract = getattr(settings, "contract", None)
+    return list(contract.names("id")) if contract is not None else []

@@ -15,7 +15,7 @@ from flywheel.runtime import LocalRuntime
 from flywheel.state import StateStore
 
 ROWS = 2000
-STEPS = ["Preprocess", "DataContractCheck", "Train", "Evaluate", "QualityGate", "RegisterModel"]
+STEPS = ["Preprocess", "DataContractCheck", "PiiScanCheck", "Train", "Evaluate", "QualityGate", "RegisterModel"]
 
 
 @pytest.mark.enable_socket

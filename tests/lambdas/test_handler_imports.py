@@ -17,7 +17,9 @@ FORBIDDEN = ("sagemaker", "pandas", "numpy", "aws_cdk", "flywheel", "moto", "pyd
 PATCHABLE = ("sqlalchemy", "requests", "httpx", "pymongo", "psycopg2", "pynamodb", "aiobotocore")
 
 
-@pytest.mark.parametrize("module", ["lambdas.data_arrival.handler", "lambdas.deploy.handler"])
+@pytest.mark.parametrize(
+    "module", ["lambdas.data_arrival.handler", "lambdas.deploy.handler", "lambdas.erasure.handler"]
+)
 def test_a_handler_imports_nothing_heavy(module: str) -> None:
     code = (
         f"import json, sys; import {module}; "

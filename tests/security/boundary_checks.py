@@ -308,6 +308,24 @@ def _cases(stage) -> list[tuple[str, Request, bool]]:
         ("replication", Request("s3:PutReplicationConfiguration", f"arn:aws:s3:::{raw}"), False),
         ("lifecycle", Request("s3:PutLifecycleConfiguration", f"arn:aws:s3:::{raw}"), False),
         ("delete a version", Request("s3:DeleteObjectVersion", f"arn:aws:s3:::{raw}/churn/incoming/b/x.csv"), False),
+        (
+            "erasure role deletes a version",
+            Request(
+                "s3:DeleteObjectVersion",
+                f"arn:aws:s3:::{raw}/churn/incoming/b/x.csv",
+                {"aws:PrincipalArn": f"arn:aws:iam::{acct}:role/flywheel/{env.name}/erasure/churn-erasure"},
+            ),
+            True,
+        ),
+        (
+            "preprocessing role deletes a version",
+            Request(
+                "s3:DeleteObjectVersion",
+                f"arn:aws:s3:::{raw}/churn/incoming/b/x.csv",
+                {"aws:PrincipalArn": f"arn:aws:iam::{acct}:role/flywheel/{env.name}/preprocessing/churn-pre"},
+            ),
+            False,
+        ),
         ("suspend versioning", Request("s3:PutBucketVersioning", f"arn:aws:s3:::{raw}"), False),
         ("ownership controls", Request("s3:PutBucketOwnershipControls", f"arn:aws:s3:::{raw}"), False),
         (
@@ -582,7 +600,7 @@ def dead_grant_problems(stage) -> list[str]:
                     continue
                 actions = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
                 resources = stmt["Resource"] if isinstance(stmt["Resource"], list) else [stmt["Resource"]]
-                # aws:PrincipalArn is in every real request (the boundary names deploy roles by it)
+                # AWS sets aws:PrincipalArn to the role's ARN (path included) for the role's sessions.
                 context = {**base, "aws:PrincipalArn": role.arn, **_satisfying(stmt.get("Condition"))}
                 for action in actions:
                     for resource in resources:

@@ -44,6 +44,7 @@ from tests.security import test_boundary as boundary_tests
 from tests.stacks import test_audit_stack as audit_tests
 from tests.stacks import test_data_lake_stack as lake_tests
 from tests.stacks import test_lifecycle_wiring as lifecycle_tests
+from tests.stacks import test_erasure_stack as erasure_tests
 from tests.stacks import test_security_stack as security_tests
 from tests.stacks import test_team_stack as team_tests
 
@@ -1058,6 +1059,21 @@ WEAKENINGS = [
         patch(lambda mp: mp.setattr("config.models.LAMBDA_UNRESERVED_MINIMUM", 0)),
         [real_test(deployment_tests.test_reserved_concurrency_must_leave_lambdas_unreserved_minimum)],
         "DID NOT RAISE",
+    ),
+    # -- privacy: erasure controls (docs/privacy.md) --
+    _w(
+        "boundary-version-deletion-open",
+        "boundary: s3:DeleteObjectVersion out of the erasure-only deny (any role may destroy history)",
+        templates(lambda t: drop_denied(boundary_statements(t), "s3:DeleteObjectVersion")),
+        [ADMIN_CAP],
+        "deletes a version|delete a version",
+    ),
+    _w(
+        "raw-erasure-requests-open",
+        "raw bucket policy: the deny of erasure-request puts to all but break-glass/ingest dropped",
+        templates(lambda t: drop(_bucket_policy("Raw")(t), lambda s: "_erasure" in json.dumps(s))),
+        [real_test(erasure_tests.test_only_break_glass_and_ingest_may_put_erasure_requests_and_erasure_may_read_them)],
+        "EXPLICIT_DENY",
     ),
 ]
 

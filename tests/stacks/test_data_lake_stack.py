@@ -75,7 +75,63 @@ def test_zone_lifecycle_aborts_uploads_and_expires_noncurrent(dev, zone):
     _, b = _zone_bucket(dev.data_lake, zone)
     rules = {r["Id"]: r for r in b["Properties"]["LifecycleConfiguration"]["Rules"]}
     assert rules["AbortIncompleteUploads"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 7
-    assert rules["ExpireNoncurrent"]["NoncurrentVersionExpiration"]["NoncurrentDays"] >= 90
+    name = next(z.name for z in ZONES if z.construct_id == zone)
+    expected = dev.environment.retention.noncurrent_days[name]
+    assert rules["ExpireNoncurrent"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == expected
+    assert rules["ExpireNoncurrent"]["Status"] == "Enabled"
+
+
+def test_retention_comes_from_config_per_zone(stages):
+    """docs/privacy.md's data-retention table: raw batches, quarantine and noncurrent versions expire as
+    configured; PII zones keep noncurrent versions for at most 30 days by default; the PII key never expires."""
+    from config.models import DEFAULT_NONCURRENT_DAYS
+
+    assert max(DEFAULT_NONCURRENT_DAYS[z] for z in ("raw", "curated", "features")) <= 30
+    for stage in stages.values():
+        retention = stage.environment.retention
+        _, raw = _zone_bucket(stage.data_lake, "Raw")
+        rules = {r["Id"]: r for r in raw["Properties"]["LifecycleConfiguration"]["Rules"]}
+        for team in stage.teams:
+            incoming, quarantine = rules[f"ExpireIncoming-{team}"], rules[f"ExpireQuarantine-{team}"]
+            assert incoming["Prefix"] == f"{team}/incoming/"
+            assert incoming["ExpirationInDays"] == retention.raw_days
+            assert quarantine["Prefix"] == f"{team}/quarantine/"
+            assert quarantine["ExpirationInDays"] == retention.quarantine_days
+        # No rule may match the teams' PII key folders (<team>/_keys/): expiring the key breaks the tokens.
+        for rule in rules.values():
+            prefix = rule.get("Prefix", rule.get("Filter", {}).get("Prefix"))
+            if rule.get("ExpirationInDays") is not None:
+                assert prefix and "_keys" not in prefix, rule
+        for zone in ZONES:
+            _, b = _zone_bucket(stage.data_lake, zone.construct_id)
+            zone_rules = {r["Id"]: r for r in b["Properties"]["LifecycleConfiguration"]["Rules"]}
+            days = zone_rules["ExpireNoncurrent"]["NoncurrentVersionExpiration"]["NoncurrentDays"]
+            assert days == retention.noncurrent_days[zone.name]
+
+
+def test_retention_config_is_validated():
+    from pydantic import ValidationError
+
+    from config.models import RetentionConfig
+
+    assert RetentionConfig(noncurrent_days={"raw": 7}).noncurrent_days["raw"] == 7
+    assert RetentionConfig(noncurrent_days={"raw": 7}).noncurrent_days["artifacts"] == 365
+    with pytest.raises(ValidationError, match="unknown zone"):
+        RetentionConfig(noncurrent_days={"bronze": 7})
+    with pytest.raises(ValidationError, match="1-3650"):
+        RetentionConfig(noncurrent_days={"raw": 0})
+    with pytest.raises(ValidationError):
+        RetentionConfig(raw_days=0)
+
+
+def test_pii_zones_are_never_in_compliance_mode_object_lock(stages):
+    """Erasure must be able to delete every version in raw/curated/features: no compliance-mode lock."""
+    for stage in stages.values():
+        for zone in ("Raw", "Curated", "Features"):
+            _, b = _zone_bucket(stage.data_lake, zone)
+            lock = b["Properties"].get("ObjectLockConfiguration", {})
+            assert lock.get("Rule", {}).get("DefaultRetention", {}).get("Mode") != "COMPLIANCE"
+            assert b["Properties"].get("ObjectLockEnabled") in (None, False)
 
 
 def test_each_zone_has_a_distinct_key(dev):

@@ -471,8 +471,9 @@ def test_ml_team_with_lifecycle_on_a_bare_app():
         ),
     )  # fmt: skip
     template = Template.from_stack(stack)
-    template.resource_count_is("AWS::Lambda::Function", 2)
-    template.resource_count_is("AWS::Events::Rule", 2)  # batch: arrival + approval, no endpoint rollout rule
+    template.resource_count_is("AWS::Lambda::Function", 3)  # data arrival, deploy, erasure (churn has an id)
+    # batch: arrival + approval + erasure requests, no endpoint rollout rule
+    template.resource_count_is("AWS::Events::Rule", 3)
     template.has_resource_properties("AWS::SageMaker::ModelPackageGroup", {"ModelPackageGroupPolicy": {}})
     env = [
         f["Properties"]["Environment"]["Variables"] for f in template.find_resources("AWS::Lambda::Function").values()

@@ -58,4 +58,6 @@ def test_the_arrival_rule_matches_the_incoming_prefix_naming_derives(stages) -> 
                 if r.get("EventPattern", {}).get("detail-type") == ["Object Created"]
                 for key in r["EventPattern"]["detail"]["object"]["key"]
             ]
-            assert prefixes == [naming.incoming_prefix(team.name)], (env_name, team.name)
+            # data arrival (landed batches) and erasure (erasure requests), each from naming
+            expected = sorted([naming.incoming_prefix(team.name), naming.erasure_request_prefix(team.name)])
+            assert sorted(prefixes) == expected, (env_name, team.name)

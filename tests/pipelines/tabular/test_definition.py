@@ -264,8 +264,11 @@ def test_steps_form_the_agreed_tree(definition: dict[str, Any]) -> None:
     assert top == ["Preprocess", "DataContractCheck"]
     steps = steps_by_name(definition)
     check = steps["DataContractCheck"]["Arguments"]
-    assert [s["Name"] for s in check["IfSteps"]] == ["Train", "Evaluate", "QualityGate"]
+    assert [s["Name"] for s in check["IfSteps"]] == ["PiiScanCheck"]
     assert [s["Name"] for s in check["ElseSteps"]] == ["DataContractFailed"]
+    pii = steps["PiiScanCheck"]["Arguments"]
+    assert [s["Name"] for s in pii["IfSteps"]] == ["Train", "Evaluate", "QualityGate"]
+    assert [s["Name"] for s in pii["ElseSteps"]] == ["PiiScanFailed"]
     gate = steps["QualityGate"]["Arguments"]
     assert [s["Name"] for s in gate["IfSteps"]] == ["RegisterModel"]
     assert [s["Name"] for s in gate["ElseSteps"]] == ["QualityGateFailed"]
@@ -278,6 +281,8 @@ def test_steps_form_the_agreed_tree(definition: dict[str, Any]) -> None:
         "RegisterModel": "RegisterModel",
         "QualityGateFailed": "Fail",
         "DataContractFailed": "Fail",
+        "PiiScanCheck": "Condition",
+        "PiiScanFailed": "Fail",
     }
 
 
@@ -331,6 +336,7 @@ def test_property_files_point_at_declared_outputs(definition: dict[str, Any]) ->
     }
     assert declared == {
         ("Preprocess", "ValidationStatusAlgo1"): ("status", "validation-algo-1.json"),
+        ("Preprocess", "PiiScanAlgo1"): ("status", "pii-scan-algo-1.json"),
         ("Evaluate", "EvaluationReport"): ("evaluation", "evaluation.json"),
     }
     for (name, _), (output, _) in declared.items():
@@ -619,7 +625,32 @@ def test_data_contract_check_gates_training(definition: dict[str, Any], passed: 
     taken = branch_taken(check, default_parameters(definition), files)
     assert taken == branch
     names = [s["Name"] for s in check["Arguments"][taken]]
+    assert ("PiiScanCheck" in names) is passed
+
+
+@pytest.mark.parametrize(("passed", "branch"), [(True, "IfSteps"), (False, "ElseSteps")])
+def test_pii_scan_check_gates_training(definition: dict[str, Any], passed: bool, branch: str) -> None:
+    """Training runs only if every host's PII scan passed; the failure message is the scan's summary."""
+    check = steps_by_name(definition)["PiiScanCheck"]
+    summary = "PII scan failed: train/part-algo-1.parquet: column 'contact': 1 email value(s)"
+    files = {("Preprocess", "PiiScanAlgo1"): {"passed": passed, "summary": summary}}
+    taken = branch_taken(check, default_parameters(definition), files)
+    assert taken == branch
+    names = [s["Name"] for s in check["Arguments"][taken]]
     assert ("Train" in names) is passed
+    if not passed:
+        (fail,) = check["Arguments"]["ElseSteps"]
+        message = fail["Arguments"]["ErrorMessage"]
+        assert {"Std:JsonGet": {"PropertyFile": {"Get": "Steps.Preprocess.PropertyFiles.PiiScanAlgo1"},
+                                "Path": "summary"}} in message["Std:Join"]["Values"]  # fmt: skip
+
+
+def test_registered_package_records_its_raw_batch(definition: dict[str, Any]) -> None:
+    """Lineage: the package's customer metadata carries the InputDataUri and the execution id."""
+    register = steps_by_name(definition)["RegisterModel"]["Arguments"]
+    metadata = register["CustomerMetadataProperties"]
+    assert metadata[d.LINEAGE_INPUT_KEY] == {"Get": "Parameters.InputDataUri"}
+    assert metadata[d.LINEAGE_EXECUTION_KEY] == {"Get": "Execution.PipelineExecutionId"}
 
 
 def test_data_contract_failure_names_the_quarantine_location(definition: dict[str, Any]) -> None:
@@ -650,7 +681,7 @@ def test_sharded_preprocess_passes_only_if_every_host_passed(host_results: tuple
     }
     assert branch_taken(steps["DataContractCheck"], default_parameters(document), files) == branch
     declared = {p["FilePath"] for p in steps["Preprocess"]["PropertyFiles"]}
-    assert declared == {"validation-algo-1.json", "validation-algo-2.json", "validation-algo-3.json"}
+    assert declared == {f"{kind}-algo-{i}.json" for kind in ("validation", "pii-scan") for i in (1, 2, 3)}
 
 
 @pytest.mark.parametrize(
