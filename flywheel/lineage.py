@@ -22,7 +22,7 @@ from lambdas.erasure.logic import (
     count_rows,
     is_data_key,
     read_pii_key,
-    subject_token,
+    subject_tokens,
     validate_subject,
 )
 from naming import split_s3_uri
@@ -72,7 +72,7 @@ def find_subject(runtime: Any, team: str, subject: str) -> list[dict[str, Any]]:
     scope = scope_of(runtime, team)
     subject = validate_subject(subject)
     s3 = runtime.aws.client("s3")
-    token = subject_token(read_pii_key(s3, scope), subject)
+    tokens = subject_tokens(read_pii_key(s3, scope), subject)
     found = []
     for zone, bucket, prefix, clear in scope.locations():
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -81,7 +81,7 @@ def find_subject(runtime: Any, team: str, subject: str) -> list[dict[str, Any]]:
                 if not is_data_key(key):
                     continue
                 body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-                rows = count_rows(key, body, scope.id_columns, subject if clear else token)
+                rows = sum(count_rows(key, body, scope.id_columns, v) for v in ((subject,) if clear else tokens))
                 if rows:
                     found.append({"zone": zone, "bucket": bucket, "key": key, "rows": rows})
     return found

@@ -184,10 +184,36 @@ class ErasureReceipt:
 
 
 def subject_token(key: bytes, subject: str) -> str:
-    """The subject id's HMAC-SHA256 token (hex, first 128 bits): ``features.HmacTokenizer``'s value."""
+    """The subject id's v1 token: HMAC-SHA256 (hex, first 128 bits), ``features.HmacTokenizer``'s value."""
     if len(key) < MIN_PII_KEY_BYTES:
         raise ErasureError("InvalidPiiKey", f"the team's PII key is shorter than {MIN_PII_KEY_BYTES} bytes")
     return hmac.new(key, subject.encode("utf-8"), hashlib.sha256).hexdigest()[:TOKEN_HEX_CHARS]
+
+
+#: Domain-separation label of the v2 token key (``features.CmacTokenizer``; docs/decisions.md D7).
+_CMAC_KEY_LABEL: Final = b"flywheel/token/v2/aes-256-cmac"
+
+
+def subject_token_v2(key: bytes, subject: str) -> str:
+    """The subject id's v2 token: AES-256-CMAC under ``HMAC-SHA256(key, label)``, ``features.CmacTokenizer``'s
+    value, computed here with ``cryptography``'s own CMAC (one id: no buffer tricks needed)."""
+    if len(key) < MIN_PII_KEY_BYTES:
+        raise ErasureError("InvalidPiiKey", f"the team's PII key is shorter than {MIN_PII_KEY_BYTES} bytes")
+    try:
+        from cryptography.hazmat.primitives.ciphers import algorithms
+        from cryptography.hazmat.primitives.cmac import CMAC
+    except ImportError as exc:  # a missing library must not silently skip v2 data
+        raise ErasureError(
+            "TokenLibraryMissing", "the `cryptography` package is needed to find v2 tokens: add it to the package"
+        ) from exc
+    mac = CMAC(algorithms.AES(hmac.new(key, _CMAC_KEY_LABEL, hashlib.sha256).digest()))
+    mac.update(subject.encode("utf-8"))
+    return mac.finalize().hex()
+
+
+def subject_tokens(key: bytes, subject: str) -> tuple[str, ...]:
+    """Every token the subject's rows may carry: one per construction the template ever wrote (v1, v2)."""
+    return (subject_token(key, subject), subject_token_v2(key, subject))
 
 
 def validate_subject(subject: object) -> str:
@@ -418,23 +444,27 @@ def erase(
     if not scope.id_columns:
         raise ErasureError("NoIdColumns", f"team {scope.team}'s data contract has no `id` column to find a subject by")
     governance = assert_erasable(s3, scope)
-    token = subject_token(read_pii_key(s3, scope), subject)
+    tokens = subject_tokens(read_pii_key(s3, scope), subject)
     receipt = ErasureReceipt(request_id=request_id, team=scope.team, status="nothing-found", started=now())
     plans: list[tuple[str, str, str, str, list[dict[str, Any]], int]] = []
     for zone, bucket, prefix, clear in scope.locations():
-        value = subject if clear else token
+        candidates = (subject,) if clear else tokens
         for key, versions in sorted(_versions(s3, bucket, prefix).items()):
             if not is_data_key(key):
                 continue
             receipt.objects_scanned += 1
             holding = 0
+            value = candidates[0]
             for version in versions:
                 if version["marker"]:
                     continue
                 receipt.versions_scanned += 1
                 body = s3.get_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])["Body"].read()
-                if count_rows(key, body, scope.id_columns, value):
+                # One object is written under one token construction: the first candidate it holds is its own.
+                found = next((c for c in candidates if count_rows(key, body, scope.id_columns, c)), None)
+                if found is not None:
                     holding += 1
+                    value = found
             if holding:
                 plans.append((zone, bucket, key, value, versions, holding))
     if not plans:

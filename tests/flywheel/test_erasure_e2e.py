@@ -22,7 +22,7 @@ from flywheel.erasure import erase_subject
 from flywheel.errors import FlywheelError, UnknownTeamError
 from flywheel.runtime import LocalRuntime
 from flywheel.state import StateStore
-from lambdas.erasure.logic import subject_token
+from lambdas.erasure.logic import subject_token_v2
 
 ZONES = ("raw", "curated", "features")
 
@@ -63,7 +63,7 @@ def test_erase_a_subject_from_two_batches_every_version_and_report_the_package(t
         runtime.land("churn", tmp_path / "second.csv", batch="batch-second")
         s3, res = aws.client("s3"), runtime.resources("churn")
         buckets = res.platform.buckets
-        token = subject_token(
+        token = subject_token_v2(  # what preprocessing writes today (tokens v2)
             s3.get_object(Bucket=buckets["raw"], Key="churn/_keys/pii-hmac.key")["Body"].read().strip(), subject
         )
 

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from lambdas.common.env import ConfigError
 from lambdas.erasure import handler
 from lambdas.erasure.config import ErasureConfig
-from lambdas.erasure.logic import remove_csv_rows, subject_token
+from lambdas.erasure.logic import remove_csv_rows, subject_token, subject_token_v2
 from tests.events import load_event
 
 from .conftest import REGION
@@ -244,10 +244,13 @@ def test_tokens_match_the_preprocessing_step() -> None:
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "pipelines" / "tabular"))
-    from features import HmacTokenizer
+    from features import CmacTokenizer, HmacTokenizer
 
     for key in (KEY, KEY * 3):  # a key longer than the SHA-256 block is hashed first
         assert subject_token(key, SUBJECT) == HmacTokenizer(key).token(SUBJECT)
+        # v2 (what preprocessing writes today): the Lambda's cryptography CMAC equals the buffered numpy one
+        for subject in (SUBJECT, "", "x" * 16, "é" * 40):
+            assert subject_token_v2(key, subject) == CmacTokenizer(key).token(subject)
 
 
 def test_csv_rewrite_keeps_quoted_newlines_and_other_bytes() -> None:
