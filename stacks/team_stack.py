@@ -67,6 +67,7 @@ class TeamWorkloadStack(Stack):
                 zone_keys=lake.keys,
                 promotion_consumers=tuple(promotion_consumers),
             ),
+            principals={persona: team.principals.of(persona) for persona in naming.PERSONAS},
         )
         self.lifecycle = self.team.lifecycle
         if promotion_consumers:
@@ -89,3 +90,4 @@ class TeamWorkloadStack(Stack):
         self.registry = self.team.registry
         self.job_key = self.team.job_key
         self.pipelines = self.team.pipelines
+        self.personas = self.team.personas

@@ -27,7 +27,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct, IConstruct
 
-from naming import PREFIX, Names
+from naming import APPROVER, PREFIX, Names
 from stacks.components.sagemaker_images import image_accounts
 from stacks.nag import acknowledge
 
@@ -141,7 +141,7 @@ def _sm(*actions: str) -> list[str]:
     return [f"sagemaker:{a}" for a in actions]
 
 
-def sagemaker_guardrail_statements() -> list[iam.PolicyStatement]:
+def sagemaker_guardrail_statements(approver_roles: str) -> list[iam.PolicyStatement]:
     """Deny SageMaker jobs/models/endpoint configs that lack encryption, VPC or network isolation.
 
     Condition keys from the SageMaker service authorization reference: a ``Null`` test denies the call
@@ -149,6 +149,8 @@ def sagemaker_guardrail_statements() -> list[iam.PolicyStatement]:
     *off* when a request leaves them out, so those use ``BoolIfExists``: deny when the key is false *or
     absent*. That is why each statement lists only actions that support its key (``CreateTransformJob``
     has no ``sagemaker:NetworkIsolation`` key — a transform job inherits isolation from its model).
+    ``approver_roles``: the ARN pattern of the approver personas (path ``/flywheel/<env>/approver/``), the
+    only roles the boundary lets change a model package.
     """
     return [
         iam.PolicyStatement(
@@ -193,7 +195,7 @@ def sagemaker_guardrail_statements() -> list[iam.PolicyStatement]:
             resources=["*"],
         ),
         # Models are registered for review, never pre-approved; approval belongs to the approver persona
-        # (a later issue), so no Flywheel role may change a package's approval (or anything else of it).
+        # (stacks/components/personas.py): no other Flywheel role may change a package (approval or not).
         iam.PolicyStatement(
             sid="DenyRegisteringApprovedModels",
             effect=iam.Effect.DENY,
@@ -202,10 +204,11 @@ def sagemaker_guardrail_statements() -> list[iam.PolicyStatement]:
             conditions={"StringNotEquals": {"sagemaker:ModelApprovalStatus": "PendingManualApproval"}},
         ),
         iam.PolicyStatement(
-            sid="DenyModelPackageUpdates",
+            sid="DenyModelPackageUpdatesButApprovers",
             effect=iam.Effect.DENY,
             actions=_sm("UpdateModelPackage"),
             resources=["*"],
+            conditions={"ArnNotLike": {"aws:PrincipalArn": approver_roles}},
         ),
     ]
 
@@ -390,7 +393,9 @@ class Guardrails(Construct):
                     ],
                     resources=["*"],
                 ),
-                *sagemaker_guardrail_statements(),
+                *sagemaker_guardrail_statements(
+                    Names(env_name).role_arn_pattern(APPROVER, account=account, partition=partition)
+                ),
             ],
         )
         self._acknowledge_boundary_wildcards()

@@ -582,7 +582,8 @@ def dead_grant_problems(stage) -> list[str]:
                     continue
                 actions = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
                 resources = stmt["Resource"] if isinstance(stmt["Resource"], list) else [stmt["Resource"]]
-                context = {**base, **_satisfying(stmt.get("Condition"))}
+                # The caller is the role itself (the boundary admits approval changes by role path).
+                context = {**base, "aws:PrincipalArn": role.arn, **_satisfying(stmt.get("Condition"))}
                 for action in actions:
                     for resource in resources:
                         request = Request(
