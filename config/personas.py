@@ -7,8 +7,10 @@ the principals that may assume it, each one of
   policy lets call ``sts:AssumeRole`` on the persona role (delegate the decision to that account's IAM);
 * an IAM role ARN pattern, typically an IAM Identity Center permission set's role
   (``arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/*/AWSReservedSSO_ChurnScientist_*``):
-  only principals whose ``aws:PrincipalArn`` matches it. The account must be spelled out (no wildcard
-  there), and the pattern names a role (``role/...``): people reach AWS through federation, not users.
+  only principals whose ``aws:PrincipalArn`` matches it. The account is 12 digits or ``{account}`` (the
+  environment's own account: SSO creates a permission set's role in every account it is assigned to, so
+  one pattern serves dev, staging and prod), never a wildcard; the pattern names a role (``role/...``):
+  people reach AWS through federation, not IAM users.
 
 A persona with no principals is assumable by its environment's own account (account-id semantics).
 """
@@ -21,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 ACCOUNT = re.compile(r"^\d{12}$")
 #: ``arn:<partition>:iam::<account>:role/<path and name, wildcards allowed>`` (IAM's name characters).
-ROLE_ARN_PATTERN = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::(\d{12}):role/[A-Za-z0-9+=,.@_\-/*?]{1,512}$")
+ROLE_ARN_PATTERN = re.compile(r"^arn:aws(-cn|-us-gov)?:iam::(\d{12}|\{account\}):role/[A-Za-z0-9+=,.@_\-/*?]{1,512}$")
+#: Stands for the environment's own account in a pattern (SSO roles live in each account they grant).
+OWN_ACCOUNT = "{account}"
 #: The YAML keys, in the order of :data:`naming.PERSONAS` (``data-scientist``, ``approver``, ``operator``).
 PERSONA_FIELDS = ("data_scientist", "approver", "operator")
 
@@ -78,6 +82,7 @@ class PersonaPrincipals(BaseModel):
             )
         return self
 
-    def of(self, persona: str) -> tuple[str, ...]:
-        """The principals of ``persona`` (``data-scientist`` or ``data_scientist``)."""
-        return tuple(getattr(self, persona.replace("-", "_")))
+    def of(self, persona: str, account: str) -> tuple[str, ...]:
+        """The principals of ``persona`` (``data-scientist`` or ``data_scientist``) in the environment of
+        ``account`` (``{account}`` replaced by it)."""
+        return tuple(p.replace(OWN_ACCOUNT, account) for p in getattr(self, persona.replace("-", "_")))

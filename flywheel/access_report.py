@@ -82,6 +82,8 @@ class AccessReport:
     probes: list[Probe] = field(default_factory=list)
     #: (role, probe) for every allowed probe
     allowed: list[tuple[Principal, Probe]] = field(default_factory=list)
+    #: what was evaluated (a weakened copy can be re-evaluated: tests, mutation suite)
+    templates: Templates | None = None
 
     # -- views -----------------------------------------------------------------------------------------
 
@@ -150,6 +152,9 @@ class Evaluator:
         }
         request = Request(req.action, req.resource, context)
         ident, bound = self._statements(role, req.action)
+        service = req.action.split(":", 1)[0].lower()
+        if not ident and not self._may_allow_directly(service, req):
+            return Decision.IMPLICIT_DENY  # nothing could allow it: no identity statement, no resource grant
         identity = evaluate([{"Statement": ident}], request)
         if identity is Decision.EXPLICIT_DENY:
             return identity
@@ -159,7 +164,6 @@ class Evaluator:
                 return boundary
             if identity.allowed and not boundary.allowed:
                 identity = Decision.IMPLICIT_DENY
-        service = req.action.split(":", 1)[0].lower()
         if service == "s3":
             bucket = req.resource.split(":::", 1)[-1].split("/", 1)[0]
             deny, direct, _ = self._resource(self.bucket_policies.get(bucket, []), request, role)
@@ -172,6 +176,22 @@ class Evaluator:
                 return Decision.EXPLICIT_DENY
             return Decision.ALLOW if direct or (via_account and identity.allowed) else Decision.IMPLICIT_DENY
         return identity
+
+    def _may_allow_directly(self, service: str, req: Request) -> bool:
+        """Whether a resource policy has an Allow for this action naming a principal other than the account."""
+        if service == "s3":
+            documents = self.bucket_policies.get(req.resource.split(":::", 1)[-1].split("/", 1)[0], [])
+        elif service == "kms":
+            documents = self.key_policies.get(req.resource, [])
+        else:
+            return False
+        root = f"arn:{self.t.partition}:iam::{self.account}:root"
+        for document in documents:
+            for stmt in statements(document):
+                if stmt["Effect"] == "Allow" and _mentions(stmt, req.action):
+                    if _aws_principals(stmt.get("Principal")) - {root, self.account}:
+                        return True
+        return False
 
     def _resource(self, documents: Sequence[Mapping[str, Any]], request: Request, role: Role) -> tuple[bool, bool, bool]:
         """(explicit deny, allow naming the role or ``*``, allow naming the account) of a resource policy."""
@@ -413,7 +433,7 @@ def report_of(templates: Templates, env: str, teams: Iterable[str]) -> AccessRep
     evaluator = Evaluator(templates)
     principals = principals_of(templates, env)
     probes = [probe for team in teams for probe in probes_of(templates, env, team)]
-    report = AccessReport(env=env, teams=teams, principals=principals, probes=probes)
+    report = AccessReport(env=env, teams=teams, principals=principals, probes=probes, templates=templates)
     for principal in principals:
         for probe in probes:
             if evaluator.decide(principal, probe).allowed:
@@ -447,6 +467,27 @@ def build_reports(env: str | None = None) -> list[AccessReport]:
 
 
 # -- intents --------------------------------------------------------------------------------------------------
+
+
+def weakened(report: AccessReport, mutate: Any) -> AccessReport:
+    """The report of a deep copy of ``report``'s templates after ``mutate(templates)`` (tests: a weakening
+    must trip the assertions)."""
+    import copy
+
+    assert report.templates is not None
+    t = report.templates
+    weak = copy.deepcopy(t.templates)
+    mutate(weak)
+    return report_of(Templates(weak, account=t.account, region=t.region), report.env, report.teams)
+
+
+def policy_statements(templates: dict[str, Any], env: str, team: str, persona: str) -> list[dict[str, Any]]:
+    """The statements of ``team``'s ``persona`` policy in (a copy of) the templates, to weaken in place."""
+    stack = f"{_stage(env)}-Team-{team}"
+    prefix = f"TeamPersonas{''.join(x.title() for x in persona.split('-'))}Policy"
+    (policy,) = [r for lid, r in templates[stack]["Resources"].items() if lid.startswith(prefix)]
+    found: list[dict[str, Any]] = policy["Properties"]["PolicyDocument"]["Statement"]
+    return found
 
 
 def matrix_problems(report: AccessReport) -> list[str]:

@@ -83,6 +83,10 @@ def _wildcard_regex(pattern: str, *, ignore_case: bool) -> re.Pattern[str]:
 
 def wildcard_match(pattern: str, value: str, *, ignore_case: bool = False) -> bool:
     """IAM wildcard matching: ``*`` any run of characters (``:`` and ``/`` included), ``?`` one."""
+    if "*" not in pattern and "?" not in pattern:  # most patterns are exact names: no regex needed
+        return pattern.lower() == value.lower() if ignore_case else pattern == value
+    if pattern == "*":
+        return True
     return _wildcard_regex(pattern, ignore_case=ignore_case).match(value) is not None
 
 
@@ -90,6 +94,8 @@ def arn_match(pattern: str, value: str) -> bool:
     """``ArnLike``: the six ``:``-separated ARN parts match one by one (the last may hold ``:``)."""
     if pattern == "*":
         return True
+    if "*" not in pattern and "?" not in pattern:
+        return pattern == value
     p_parts, v_parts = pattern.split(":", 5), value.split(":", 5)
     if len(p_parts) != 6 or len(v_parts) != 6:
         return False

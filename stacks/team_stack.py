@@ -67,7 +67,7 @@ class TeamWorkloadStack(Stack):
                 zone_keys=lake.keys,
                 promotion_consumers=tuple(promotion_consumers),
             ),
-            principals={persona: team.principals.of(persona) for persona in naming.PERSONAS},
+            principals={persona: team.principals.of(persona, environment.account) for persona in naming.PERSONAS},
         )
         self.lifecycle = self.team.lifecycle
         if promotion_consumers:

@@ -120,8 +120,8 @@ class TeamPersonas(Construct):
 
     def _role(self, persona: str, principals: tuple[str, ...], own_account: str) -> iam.Role:
         path = self.names.role_path(persona)
-        accounts = sorted({x for x in principals if x.isdigit()})
-        patterns = sorted(x for x in principals if not x.isdigit())
+        accounts = sorted({x for x in principals if not x.startswith("arn:")})
+        patterns = sorted(x for x in principals if x.startswith("arn:"))
         if not principals:
             accounts = [own_account]
         trusted: list[iam.IPrincipal] = [iam.AccountPrincipal(acct) for acct in accounts]
@@ -249,8 +249,7 @@ class TeamPersonas(Construct):
         jobs = [f"{sm}:{kind}-job/pipelines-*" for kind in JOB_KINDS]
         for j in jobs:
             reasons[j] = "SageMaker Pipelines names jobs pipelines-<execution>-<step>; only jobs tagged with the team"
-        doc = [
-            *self._reads(("curated", "features", "reports"), reasons),
+        pipeline_statements = [
             iam.PolicyStatement(
                 actions=["sagemaker:DescribePipeline", "sagemaker:ListPipelineExecutions",
                          "sagemaker:StartPipelineExecution", "sagemaker:DescribePipelineDefinitionForExecution"],
@@ -262,6 +261,9 @@ class TeamPersonas(Construct):
                          "sagemaker:RetryPipelineExecution", "sagemaker:DescribePipelineDefinitionForExecution"],
                 resources=executions,
             ),  # fmt: skip
+        ]
+        doc = [
+            *(self._reads(("curated", "features", "reports"), reasons) + pipeline_statements if pipelines else []),
             iam.PolicyStatement(
                 actions=[f"sagemaker:Describe{kind.title()}Job" for kind in JOB_KINDS],
                 resources=jobs,
@@ -278,7 +280,7 @@ class TeamPersonas(Construct):
         reasons: dict[str, str] = {}
         group = self.targets.group_name
         doc = [
-            *self._reads(("reports",), reasons),
+            *(self._reads(("reports",), reasons) if self.targets.pipeline_names else []),
             *self._registry_read(reasons),
             iam.PolicyStatement(
                 actions=["sagemaker:UpdateModelPackage"],

@@ -6,6 +6,8 @@ evaluator of ``tests/security/iam_eval.py`` — never Sids or logical ids.
 
 from __future__ import annotations
 
+import naming
+
 import dataclasses
 import json
 
@@ -87,7 +89,8 @@ def test_pipeline_runs_as_its_own_role_and_each_role_has_its_kind_path(dev, role
     assert roles[("churn", "pipeline")].logical_id == role_id
     for role_id, role in template.find_resources("AWS::IAM::Role").items():
         path = role["Properties"]["Path"]
-        assert path in {f"/flywheel/dev/{k}/" for k in (*KINDS, "pipeline", *LIFECYCLE_ROLE_KINDS)}, (role_id, path)
+        kinds = (*KINDS, "pipeline", *LIFECYCLE_ROLE_KINDS, *naming.PERSONAS)
+        assert path in {f"/flywheel/dev/{k}/" for k in kinds}, (role_id, path)
         assert "PermissionsBoundary" in role["Properties"]
     template.resource_count_is("AWS::IAM::Policy", 0)  # no inline policies: reviewed managed policies
 
