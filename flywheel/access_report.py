@@ -138,7 +138,11 @@ class Evaluator:
         key = (id(role), action)
         if key not in self._by_action:
             ident = [s for d in role.identity for s in statements(d) if _mentions(s, action)]
-            bound = None if role.boundary is None else [s for d in role.boundary for s in statements(d) if _mentions(s, action)]
+            bound = (
+                None
+                if role.boundary is None
+                else [s for d in role.boundary for s in statements(d) if _mentions(s, action)]
+            )
             self._by_action[key] = (ident, bound)
         return self._by_action[key]
 
@@ -188,12 +192,14 @@ class Evaluator:
         root = f"arn:{self.t.partition}:iam::{self.account}:root"
         for document in documents:
             for stmt in statements(document):
-                if stmt["Effect"] == "Allow" and _mentions(stmt, req.action):
-                    if _aws_principals(stmt.get("Principal")) - {root, self.account}:
-                        return True
+                others = _aws_principals(stmt.get("Principal")) - {root, self.account}
+                if stmt["Effect"] == "Allow" and _mentions(stmt, req.action) and others:
+                    return True
         return False
 
-    def _resource(self, documents: Sequence[Mapping[str, Any]], request: Request, role: Role) -> tuple[bool, bool, bool]:
+    def _resource(
+        self, documents: Sequence[Mapping[str, Any]], request: Request, role: Role
+    ) -> tuple[bool, bool, bool]:
         """(explicit deny, allow naming the role or ``*``, allow naming the account) of a resource policy."""
         deny = direct = account = False
         root = f"arn:{self.t.partition}:iam::{self.account}:root"
@@ -290,7 +296,10 @@ def _lake(t: Templates, env: str) -> dict[str, tuple[str, str]]:
         _, value = t.exports[Names(env).bucket_export(zone)]
         bucket = t.resource(lake, value["Ref"])
         rule = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
-        out[zone] = (t.ref(lake, value["Ref"]), str(t.resolve(lake, rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"])))
+        out[zone] = (
+            t.ref(lake, value["Ref"]),
+            str(t.resolve(lake, rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"])),
+        )
     return out
 
 
@@ -329,23 +338,30 @@ def probes_of(t: Templates, env: str, team: str) -> list[Probe]:
             ("write", "s3:DeleteObject", obj, {}),
             ("list", "s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": prefix}),
         ):
-            out.append(Probe(team, "data", f"{action} {zone}:{what}", Request(action, resource, ctx), zone=zone, verb=verb))
+            out.append(
+                Probe(team, "data", f"{action} {zone}:{what}", Request(action, resource, ctx), zone=zone, verb=verb)
+            )
         # The zone key through S3: the raw zone has no Bucket Key (object ARN as context), the others do.
         context_arn = obj if zone == "raw" else f"arn:aws:s3:::{bucket}"
         ctx = {"kms:ViaService": via_s3, "kms:EncryptionContext:aws:s3:arn": context_arn}
         for verb, action in (("decrypt", "kms:Decrypt"), ("encrypt", "kms:GenerateDataKey")):
             out.append(
                 Probe(
-                    team, "keys", f"{action} {zone} key for {what}", Request(action, zone_key, ctx),
-                    key=f"{zone} zone key", verb=verb, shared=zone != "raw",
-                )  # fmt: skip
+                    team,
+                    "keys",
+                    f"{action} {zone} key for {what}",
+                    Request(action, zone_key, ctx),
+                    key=f"{zone} zone key",
+                    verb=verb,
+                    shared=zone != "raw",
+                )
             )
 
     data("raw", f"{naming.incoming_prefix(team)}batch-1/data.csv", "landed batch")
     data("raw", naming.pii_key_object(team), "PII HMAC key")
     for pipeline in pipelines:
         data("raw", f"{naming.quarantine_prefix(team, pipeline)}exec/data.csv", f"quarantine of {pipeline}")
-        for zone in naming.PIPELINE_OWNED_ZONES + ("curated",):
+        for zone in (*naming.PIPELINE_OWNED_ZONES, "curated"):
             data(zone, f"{naming.pipeline_prefix(pipeline)}exec/part-0.parquet", pipeline)
     data("capture", f"{naming.capture_prefix(endpoint)}AllTraffic/2026/01/01/00/capture.jsonl", endpoint)
 
@@ -357,7 +373,9 @@ def probes_of(t: Templates, env: str, team: str) -> list[Probe]:
             ("decrypt", "kms:Decrypt", {}),
             ("encrypt", "kms:GenerateDataKey", {}),
         ):
-            out.append(Probe(team, "keys", f"{action} {label}", Request(action, arn, ctx), key=f"{team} {label}", verb=verb))
+            out.append(
+                Probe(team, "keys", f"{action} {label}", Request(action, arn, ctx), key=f"{team} {label}", verb=verb)
+            )
 
     group = n.model_package_group(team)
     package = f"{sm}:model-package/{group}/1"
@@ -373,11 +391,15 @@ def probes_of(t: Templates, env: str, team: str) -> list[Probe]:
 
     job_context = {"aws:ResourceTag/flywheel:team": team}
     create_context = {
-        "aws:RequestTag/flywheel:team": team, "aws:TagKeys": ["flywheel:team"],
-        "sagemaker:VolumeKmsKey": "k", "sagemaker:OutputKmsKey": "k", "sagemaker:VpcSubnets": ["subnet-1"],
-        "sagemaker:NetworkIsolation": True, "sagemaker:InterContainerTrafficEncryption": True,
+        "aws:RequestTag/flywheel:team": team,
+        "aws:TagKeys": ["flywheel:team"],
+        "sagemaker:VolumeKmsKey": "k",
+        "sagemaker:OutputKmsKey": "k",
+        "sagemaker:VpcSubnets": ["subnet-1"],
+        "sagemaker:NetworkIsolation": True,
+        "sagemaker:InterContainerTrafficEncryption": True,
         "iam:PassedToService": "sagemaker.amazonaws.com",
-    }  # fmt: skip
+    }
     for pipeline in pipelines:
         arn = f"{sm}:pipeline/{pipeline}"
         for action, resource in (
@@ -393,11 +415,15 @@ def probes_of(t: Templates, env: str, team: str) -> list[Probe]:
         job = f"{sm}:{kind}-job/pipelines-exec1-step"
         for verb in ("Describe", "Stop"):
             action = f"sagemaker:{verb}{kind.title()}Job"
-            out.append(Probe(team, "pipelines", f"{action} of {team}", Request(action, job, job_context), verb="manage"))
+            out.append(
+                Probe(team, "pipelines", f"{action} of {team}", Request(action, job, job_context), verb="manage")
+            )
         action = f"sagemaker:Create{kind.title()}Job"
-        out.append(Probe(team, "pipelines", f"{action} tagged {team}", Request(action, job, create_context), verb="manage"))
+        out.append(
+            Probe(team, "pipelines", f"{action} tagged {team}", Request(action, job, create_context), verb="manage")
+        )
 
-    for action, resource, ctx in (
+    endpoint_requests: tuple[tuple[str, str, Mapping[str, Any]], ...] = (
         ("sagemaker:DescribeEndpoint", f"{sm}:endpoint/{endpoint}", {}),
         ("sagemaker:UpdateEndpoint", f"{sm}:endpoint/{endpoint}", {}),
         ("sagemaker:DeleteEndpoint", f"{sm}:endpoint/{endpoint}", {}),
@@ -405,18 +431,37 @@ def probes_of(t: Templates, env: str, team: str) -> list[Probe]:
         ("sagemaker:UpdateEndpoint", f"{sm}:endpoint-config/{endpoint}-v1-{SUFFIX}", {}),
         ("sagemaker:CreateEndpointConfig", f"{sm}:endpoint-config/{endpoint}-v1-{SUFFIX}", create_context),
         ("sagemaker:CreateModel", f"{sm}:model/{endpoint}-v1-{SUFFIX}", create_context),
-    ):
-        out.append(Probe(team, "endpoints", f"{action} {resource.rsplit(':', 1)[-1]}", Request(action, resource, ctx), verb="manage"))
+    )
+    for action, resource, request_context in endpoint_requests:
+        out.append(
+            Probe(
+                team,
+                "endpoints",
+                f"{action} {resource.rsplit(':', 1)[-1]}",
+                Request(action, resource, request_context),
+                verb="manage",
+            )
+        )
 
     logs = [t.get_att(stack, lid, "Arn") for lid in _typed(t, stack, "AWS::Logs::LogGroup")]
     logs.append(f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{endpoint}:*")
     for arn in logs:
         stream = arn.removesuffix(":*") + ":log-stream:s"
-        out.append(Probe(team, "operations", f"logs:GetLogEvents {arn.split('log-group:')[1]}", Request("logs:GetLogEvents", stream), verb="read"))
+        out.append(
+            Probe(
+                team,
+                "operations",
+                f"logs:GetLogEvents {arn.split('log-group:')[1]}",
+                Request("logs:GetLogEvents", stream),
+                verb="read",
+            )
+        )
     for lid in _typed(t, stack, "AWS::CloudWatch::Alarm"):
         arn = t.get_att(stack, lid, "Arn")
         for action in ("cloudwatch:DescribeAlarms", "cloudwatch:SetAlarmState", "cloudwatch:DisableAlarmActions"):
-            out.append(Probe(team, "operations", f"{action} {arn.rsplit(':', 1)[-1]}", Request(action, arn), verb="manage"))
+            out.append(
+                Probe(team, "operations", f"{action} {arn.rsplit(':', 1)[-1]}", Request(action, arn), verb="manage")
+            )
     for lid in _typed(t, stack, "AWS::DynamoDB::Table"):
         arn = t.get_att(stack, lid, "Arn")
         for action in ("dynamodb:GetItem", "dynamodb:PutItem"):
@@ -596,7 +641,16 @@ CAPABILITIES: tuple[tuple[str, str], ...] = (
     ("read lifecycle / endpoint logs", "logs:GetLogEvents"),
 )
 #: Column order of the table: the personas first, then the workload roles.
-KIND_ORDER = (*naming.PERSONAS, "preprocessing", "training", "evaluation", "pipeline", "data-arrival", "deploy", "model")
+KIND_ORDER = (
+    *naming.PERSONAS,
+    "preprocessing",
+    "training",
+    "evaluation",
+    "pipeline",
+    "data-arrival",
+    "deploy",
+    "model",
+)
 
 
 def capability_table(report: AccessReport) -> tuple[list[str], list[tuple[str, list[str]]]]:
@@ -698,8 +752,7 @@ def print_report(report: AccessReport, console: Any) -> bool:
     for team in report.teams:
         table.add_column(team, justify="center")
     for (team, kind), others in sorted(matrix.items(), key=lambda x: (x[0][0], _order(x[0][1]))):
-        cells = ["[dim]own[/]" if other == team else (f"[red]{len(others[other])}[/]" if others.get(other) else "[green]—[/]")
-                 for other in report.teams]  # fmt: skip
+        cells = [_cell(team, other, others) for other in report.teams]
         table.add_row(f"{team}/{kind}", *cells)
     console.print(table)
     kinds, rows = capability_table(report)
@@ -715,7 +768,9 @@ def print_report(report: AccessReport, console: Any) -> bool:
         zones.add_column(col)
     z = report.zones()
     for zone in naming.ZONES:
-        zones.add_row(zone, *[", ".join(_kinds(z.get(zone, {}).get(v, set()))) or "—" for v in ("read", "write", "list")])
+        zones.add_row(
+            zone, *[", ".join(_kinds(z.get(zone, {}).get(v, set()))) or "—" for v in ("read", "write", "list")]
+        )
     console.print(zones)
     keys = Table(title=f"environment {report.env}: per key")
     for col in ("key", "decrypt", "encrypt"):
@@ -731,6 +786,12 @@ def print_report(report: AccessReport, console: Any) -> bool:
             console.print(f"    [red]{problem}[/]")
         ok = ok and not found
     return ok
+
+
+def _cell(team: str, other: str, others: Mapping[str, list[str]]) -> str:
+    if other == team:
+        return "[dim]own[/]"
+    return f"[red]{len(others[other])}[/]" if others.get(other) else "[green]—[/]"
 
 
 def _order(kind: str) -> int:

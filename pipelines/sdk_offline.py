@@ -244,11 +244,11 @@ def no_local_session_probe() -> Iterator[None]:
             yield
             return
     original = steps.LocalSagemakerClient
-    steps.LocalSagemakerClient = _LocalClientMethodNames  # type: ignore[misc,assignment]
+    steps.LocalSagemakerClient = _LocalClientMethodNames
     try:
         yield
     finally:
-        steps.LocalSagemakerClient = original  # type: ignore[misc]
+        steps.LocalSagemakerClient = original
 
 
 def _refuse_request(event_name: str = "", request: Any = None, **_: Any) -> None:

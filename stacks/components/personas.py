@@ -49,13 +49,29 @@ DECISIONS = ("Approved", "Rejected")
 #: SageMaker job kinds a team's pipelines run (what a data scientist may describe, tagged with the team).
 JOB_KINDS = ("processing", "training", "transform")
 READ = ("s3:GetObject", "s3:GetObjectVersion")
-S3_WRITES = ("s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:AbortMultipartUpload",
-             "s3:PutObjectTagging", "s3:RestoreObject")  # fmt: skip
-PIPELINE_CHANGES = ("sagemaker:StartPipelineExecution", "sagemaker:RetryPipelineExecution",
-                    "sagemaker:StopPipelineExecution", "sagemaker:CreatePipeline", "sagemaker:UpdatePipeline",
-                    "sagemaker:DeletePipeline", "sagemaker:UpdatePipelineExecution")  # fmt: skip
-APPROVAL_CHANGES = ("sagemaker:UpdateModelPackage", "sagemaker:CreateModelPackage", "sagemaker:DeleteModelPackage",
-                    "sagemaker:DeleteModelPackageGroup")  # fmt: skip
+S3_WRITES = (
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:AbortMultipartUpload",
+    "s3:PutObjectTagging",
+    "s3:RestoreObject",
+)
+PIPELINE_CHANGES = (
+    "sagemaker:StartPipelineExecution",
+    "sagemaker:RetryPipelineExecution",
+    "sagemaker:StopPipelineExecution",
+    "sagemaker:CreatePipeline",
+    "sagemaker:UpdatePipeline",
+    "sagemaker:DeletePipeline",
+    "sagemaker:UpdatePipelineExecution",
+)
+APPROVAL_CHANGES = (
+    "sagemaker:UpdateModelPackage",
+    "sagemaker:CreateModelPackage",
+    "sagemaker:DeleteModelPackage",
+    "sagemaker:DeleteModelPackageGroup",
+)
 
 
 @dataclass(frozen=True)
@@ -177,7 +193,9 @@ class TeamPersonas(Construct):
     def _objects(self, zone: str, prefixes: Sequence[str]) -> list[tuple[str, str]]:
         """``(ARN, as cdk-nag shows it)`` of the objects under each of ``prefixes`` in ``zone``."""
         name, shown = self._bucket_name(zone), bucket_export_name(self.env_name, zone)
-        return [(f"arn:{self._partition}:s3:::{name}/{x}*", f"arn:{self._partition}:s3:::{shown}/{x}*") for x in prefixes]
+        return [
+            (f"arn:{self._partition}:s3:::{name}/{x}*", f"arn:{self._partition}:s3:::{shown}/{x}*") for x in prefixes
+        ]
 
     def _own_prefixes(self) -> list[str]:
         return [naming.pipeline_prefix(n) for n in self.targets.pipeline_names]
@@ -187,7 +205,7 @@ class TeamPersonas(Construct):
         prefixes = self._own_prefixes()
         out: list[iam.PolicyStatement] = []
         objects = [o for zone in zones for o in self._objects(zone, prefixes)]
-        for arn, shown in objects:
+        for _, shown in objects:
             reasons[shown] = "the team's own pipeline prefix of the zone; object keys are per execution"
         out.append(iam.PolicyStatement(actions=list(READ), resources=[o[0] for o in objects]))
         out.append(
@@ -251,16 +269,25 @@ class TeamPersonas(Construct):
             reasons[j] = "SageMaker Pipelines names jobs pipelines-<execution>-<step>; only jobs tagged with the team"
         pipeline_statements = [
             iam.PolicyStatement(
-                actions=["sagemaker:DescribePipeline", "sagemaker:ListPipelineExecutions",
-                         "sagemaker:StartPipelineExecution", "sagemaker:DescribePipelineDefinitionForExecution"],
+                actions=[
+                    "sagemaker:DescribePipeline",
+                    "sagemaker:ListPipelineExecutions",
+                    "sagemaker:StartPipelineExecution",
+                    "sagemaker:DescribePipelineDefinitionForExecution",
+                ],
                 resources=pipelines,
-            ),  # fmt: skip
+            ),
             iam.PolicyStatement(
-                actions=["sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineExecutionSteps",
-                         "sagemaker:ListPipelineParametersForExecution", "sagemaker:StopPipelineExecution",
-                         "sagemaker:RetryPipelineExecution", "sagemaker:DescribePipelineDefinitionForExecution"],
+                actions=[
+                    "sagemaker:DescribePipelineExecution",
+                    "sagemaker:ListPipelineExecutionSteps",
+                    "sagemaker:ListPipelineParametersForExecution",
+                    "sagemaker:StopPipelineExecution",
+                    "sagemaker:RetryPipelineExecution",
+                    "sagemaker:DescribePipelineDefinitionForExecution",
+                ],
                 resources=executions,
-            ),  # fmt: skip
+            ),
         ]
         doc = [
             *(self._reads(("curated", "features", "reports"), reasons) + pipeline_statements if pipelines else []),
@@ -319,9 +346,7 @@ class TeamPersonas(Construct):
                 resources=["*"],
             ),
             iam.PolicyStatement(effect=iam.Effect.DENY, actions=[*READ, *S3_WRITES], resources=["*"]),
-            iam.PolicyStatement(
-                effect=iam.Effect.DENY, actions=["kms:Decrypt", "kms:ReEncryptFrom"], resources=["*"]
-            ),
+            iam.PolicyStatement(effect=iam.Effect.DENY, actions=["kms:Decrypt", "kms:ReEncryptFrom"], resources=["*"]),
             iam.PolicyStatement(
                 effect=iam.Effect.DENY, actions=[*APPROVAL_CHANGES, *PIPELINE_CHANGES], resources=["*"]
             ),

@@ -79,7 +79,9 @@ def test_trust_admits_the_configured_principals_only(people):
     assert _assume(churn_ds, f"{SSO}/AWSReservedSSO_ChurnDataScientist_0123abcd")
     assert not _assume(churn_ds, f"{SSO}/AWSReservedSSO_ChurnMlLead_0123abcd"), "the approver's permission set"
     assert not _assume(churn_ds, f"arn:aws:iam::{ACCOUNT}:role/anything")
-    assert not _assume(churn_ds, "arn:aws:iam::999999999999:role/aws-reserved/x/AWSReservedSSO_ChurnDataScientist_1", "999999999999")
+    assert not _assume(
+        churn_ds, "arn:aws:iam::999999999999:role/aws-reserved/x/AWSReservedSSO_ChurnDataScientist_1", "999999999999"
+    )
     assert _assume(people[("churn", naming.APPROVER)].role, f"{SSO}/AWSReservedSSO_ChurnMlLead_0123abcd")
     # No principals configured (diagnostics): the environment's own account, no other.
     diag = people[("diagnostics", naming.OPERATOR)].role
@@ -93,8 +95,12 @@ def test_session_tags_only_with_the_teams_own_values(people):
     own = {"aws:RequestTag/flywheel:team": "churn", "aws:RequestTag/flywheel:persona": "data-scientist"}
     keys = {"aws:TagKeys": ["flywheel:team", "flywheel:persona"]}
     assert _assume(role, who, action="sts:TagSession", **own, **keys)
-    assert not _assume(role, who, action="sts:TagSession", **{**own, "aws:RequestTag/flywheel:team": "diagnostics"}, **keys)
-    assert not _assume(role, who, action="sts:TagSession", **{**own, "aws:RequestTag/flywheel:persona": "approver"}, **keys)
+    assert not _assume(
+        role, who, action="sts:TagSession", **{**own, "aws:RequestTag/flywheel:team": "diagnostics"}, **keys
+    )
+    assert not _assume(
+        role, who, action="sts:TagSession", **{**own, "aws:RequestTag/flywheel:persona": "approver"}, **keys
+    )
     extra = {"aws:TagKeys": ["flywheel:team", "flywheel:persona", "cost-center"]}
     assert not _assume(role, who, action="sts:TagSession", **own, **extra)
     assert _assume(role, who, action="sts:SetSourceIdentity")
@@ -111,12 +117,19 @@ def test_data_scientist_reads_and_runs_but_never_approves_or_reads_raw(dev, eval
     assert d("kms:Decrypt", _key(dev, "curated"), **via_s3).allowed
     assert not d("kms:Decrypt", _key(dev, "curated")).allowed, "zone keys only through S3"
     assert d("sagemaker:DescribeModelPackage", f"{SM}:model-package/flywheel-dev-churn/3").allowed
-    approve = d("sagemaker:UpdateModelPackage", f"{SM}:model-package/flywheel-dev-churn/3", **{"sagemaker:ModelApprovalStatus": "Approved"})
+    approve = d(
+        "sagemaker:UpdateModelPackage",
+        f"{SM}:model-package/flywheel-dev-churn/3",
+        **{"sagemaker:ModelApprovalStatus": "Approved"},
+    )
     assert approve is Decision.EXPLICIT_DENY
     raw = f"arn:aws:s3:::{_bucket(dev, 'raw')}"
     assert d("s3:GetObject", f"{raw}/churn/incoming/b/data.csv") is Decision.EXPLICIT_DENY
     assert d("s3:GetObject", f"{raw}/{naming.pii_key_object('churn')}") is Decision.EXPLICIT_DENY
-    assert d("kms:Decrypt", _key(dev, "raw"), **via_s3, **{"kms:EncryptionContext:aws:s3:arn": f"{raw}/churn/x"}) is Decision.EXPLICIT_DENY
+    assert (
+        d("kms:Decrypt", _key(dev, "raw"), **via_s3, **{"kms:EncryptionContext:aws:s3:arn": f"{raw}/churn/x"})
+        is Decision.EXPLICIT_DENY
+    )
     assert not d("s3:PutObject", f"arn:aws:s3:::{_bucket(dev, 'curated')}/{pipeline}/e/x").allowed
     assert not d("s3:GetObject", f"arn:aws:s3:::{_bucket(dev, 'curated')}/flywheel-dev-diagnostics-tabular/e/x").allowed
 
@@ -126,11 +139,15 @@ def test_approver_decides_but_never_starts_pipelines_or_writes_data(dev, evaluat
     package = f"{SM}:model-package/flywheel-dev-churn/3"
     for status in ("Approved", "Rejected"):
         assert a("sagemaker:UpdateModelPackage", package, **{"sagemaker:ModelApprovalStatus": status}).allowed
-    assert not a("sagemaker:UpdateModelPackage", package, **{"sagemaker:ModelApprovalStatus": "PendingManualApproval"}).allowed
+    assert not a(
+        "sagemaker:UpdateModelPackage", package, **{"sagemaker:ModelApprovalStatus": "PendingManualApproval"}
+    ).allowed
     assert not a("sagemaker:UpdateModelPackage", package).allowed, "metadata edits without a decision"
     other = f"{SM}:model-package/flywheel-dev-diagnostics/3"
     assert not a("sagemaker:UpdateModelPackage", other, **{"sagemaker:ModelApprovalStatus": "Approved"}).allowed
-    assert a("s3:GetObject", f"arn:aws:s3:::{_bucket(dev, 'reports')}/flywheel-dev-churn-tabular/e/evaluation.json").allowed
+    assert a(
+        "s3:GetObject", f"arn:aws:s3:::{_bucket(dev, 'reports')}/flywheel-dev-churn-tabular/e/evaluation.json"
+    ).allowed
     start = a("sagemaker:StartPipelineExecution", f"{SM}:pipeline/flywheel-dev-churn-tabular")
     assert start is Decision.EXPLICIT_DENY
     for zone in ("reports", "features", "curated", "artifacts"):
@@ -152,18 +169,32 @@ def test_operator_watches_and_rolls_back_but_reads_no_data(dev, evaluator, peopl
     for zone in ("curated", "features", "reports", "capture", "artifacts"):
         read = o("s3:GetObject", f"arn:aws:s3:::{_bucket(dev, zone)}/flywheel-dev-churn-tabular/e/x")
         assert read is Decision.EXPLICIT_DENY, zone
-    assert o("kms:Decrypt", _key(dev, "capture"), **{"kms:ViaService": f"s3.{REGION}.amazonaws.com"}) is Decision.EXPLICIT_DENY
-    approve = o("sagemaker:UpdateModelPackage", f"{SM}:model-package/flywheel-dev-churn/3", **{"sagemaker:ModelApprovalStatus": "Approved"})
+    assert (
+        o("kms:Decrypt", _key(dev, "capture"), **{"kms:ViaService": f"s3.{REGION}.amazonaws.com"})
+        is Decision.EXPLICIT_DENY
+    )
+    approve = o(
+        "sagemaker:UpdateModelPackage",
+        f"{SM}:model-package/flywheel-dev-churn/3",
+        **{"sagemaker:ModelApprovalStatus": "Approved"},
+    )
     assert approve is Decision.EXPLICIT_DENY
 
 
 def test_the_boundary_lets_only_approver_roles_change_a_model_package(dev):
     package = f"{SM}:model-package/flywheel-dev-churn/3"
     status = {"sagemaker:ModelApprovalStatus": "Approved"}
-    for kind, expected in ((naming.APPROVER, Decision.ALLOW), ("pipeline", Decision.EXPLICIT_DENY),
-                           (naming.DATA_SCIENTIST, Decision.EXPLICIT_DENY), ("deploy", Decision.EXPLICIT_DENY)):  # fmt: skip
+    expectations = {
+        naming.APPROVER: Decision.ALLOW,
+        "pipeline": Decision.EXPLICIT_DENY,
+        naming.DATA_SCIENTIST: Decision.EXPLICIT_DENY,
+        "deploy": Decision.EXPLICIT_DENY,
+    }
+    for kind, expected in expectations.items():
         arn = f"arn:aws:iam::{ACCOUNT}:role/flywheel/dev/{kind}/r"
-        decision = admin_under_boundary(dev, Request("sagemaker:UpdateModelPackage", package, {**status, "aws:PrincipalArn": arn}))
+        decision = admin_under_boundary(
+            dev, Request("sagemaker:UpdateModelPackage", package, {**status, "aws:PrincipalArn": arn})
+        )
         assert decision is expected, kind
     # A caller the evaluator cannot place is denied (the key is always present in AWS).
     assert admin_under_boundary(dev, Request("sagemaker:UpdateModelPackage", package, status)) is Decision.EXPLICIT_DENY
@@ -196,10 +227,16 @@ def test_moto_enforces_the_synthesized_persona_policies_across_teams(dev):
     from moto.core import set_initial_no_auth_action_count
 
     t = templates_of(dev)
-    roles = {team: [p for p in principals_of(t, "dev") if p.team == team and p.kind == naming.DATA_SCIENTIST][0] for team in dev.teams}
+    roles = {
+        team: next(p for p in principals_of(t, "dev") if p.team == team and p.kind == naming.DATA_SCIENTIST)
+        for team in dev.teams
+    }
     curated, raw = _bucket(dev, "curated"), _bucket(dev, "raw")
-    objects = [(curated, "flywheel-dev-churn-tabular/e/part-0.parquet"), (curated, "flywheel-dev-diagnostics-tabular/e/part-0.parquet"),
-               (raw, "churn/incoming/b/data.csv")]  # fmt: skip
+    objects = [
+        (curated, "flywheel-dev-churn-tabular/e/part-0.parquet"),
+        (curated, "flywheel-dev-diagnostics-tabular/e/part-0.parquet"),
+        (raw, "churn/incoming/b/data.csv"),
+    ]
     setup_calls = 2 + len(objects) + 2 * len(roles) + 1
 
     @set_initial_no_auth_action_count(setup_calls)
@@ -211,15 +248,24 @@ def test_moto_enforces_the_synthesized_persona_policies_across_teams(dev):
         for bucket, key in objects:
             s3.put_object(Bucket=bucket, Key=key, Body=b"x")
         for team, p in roles.items():
-            iam.create_role(RoleName=f"ds-{team}", Path=f"/flywheel/dev/{naming.DATA_SCIENTIST}/",
-                            AssumeRolePolicyDocument=json.dumps(p.role.trust))  # fmt: skip
+            iam.create_role(
+                RoleName=f"ds-{team}",
+                Path=f"/flywheel/dev/{naming.DATA_SCIENTIST}/",
+                AssumeRolePolicyDocument=json.dumps(p.role.trust),
+            )
             document = {"Version": "2012-10-17", "Statement": [s for d in p.role.identity for s in d["Statement"]]}
             iam.put_role_policy(RoleName=f"ds-{team}", PolicyName="persona", PolicyDocument=json.dumps(document))
         creds = boto3.client("sts", region_name=REGION).assume_role(
-            RoleArn=f"arn:aws:iam::123456789012:role/flywheel/dev/{naming.DATA_SCIENTIST}/ds-churn", RoleSessionName="alice"
+            RoleArn=f"arn:aws:iam::123456789012:role/flywheel/dev/{naming.DATA_SCIENTIST}/ds-churn",
+            RoleSessionName="alice",
         )["Credentials"]
-        as_churn = boto3.client("s3", region_name=REGION, aws_access_key_id=creds["AccessKeyId"],
-                                aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])  # fmt: skip
+        as_churn = boto3.client(
+            "s3",
+            region_name=REGION,
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+        )
         out = {}
         for bucket, key in objects:
             try:

@@ -147,7 +147,9 @@ def test_a_removed_teams_stack_retains_its_data_keys_and_registry(stages, env):
     assert {r["Type"] for r in stateful.values()} == STATEFUL
     kept = {lid for lid, r in stateful.items() if r.get("DeletionPolicy") == "Retain"}
     assert kept == set(stateful), f"deleted with the team: {sorted(set(stateful) - kept)}"
-    retained_stateless = [lid for lid, r in removed.items() if r["Type"] not in STATEFUL and r.get("DeletionPolicy") == "Retain"]
+    retained_stateless = [
+        lid for lid, r in removed.items() if r["Type"] not in STATEFUL and r.get("DeletionPolicy") == "Retain"
+    ]
     assert retained_stateless == [], "stateless resources would outlive the team"
 
 
@@ -160,9 +162,10 @@ def test_removing_teams_leaves_the_other_stacks_unchanged(one_team, ten_teams):
     assert set(after.teams) == {"churn"} and len(before.teams) == 10
     assert _template(before, "churn") == _template(after, "churn")
     for shared in ("security", "data_lake", "audit"):
-        assert Template.from_stack(getattr(before, shared)).to_json() == Template.from_stack(
-            getattr(after, shared)
-        ).to_json(), shared
+        assert (
+            Template.from_stack(getattr(before, shared)).to_json()
+            == Template.from_stack(getattr(after, shared)).to_json()
+        ), shared
 
 
 def test_dev_does_not_retain_by_config(stages):
@@ -189,7 +192,10 @@ def test_every_stack_is_within_cloudformation_limits(ten_teams, stages):
                 t = Template.from_stack(stack).to_json()
                 sizes[stack.stack_name] = (len(t["Resources"]), len(t.get("Outputs", {})), len(t.get("Parameters", {})))
     for name, (resources, outputs, parameters) in sizes.items():
-        assert resources <= MAX_RESOURCES and outputs <= MAX_OUTPUTS and parameters <= MAX_PARAMETERS, (name, sizes[name])
+        assert resources <= MAX_RESOURCES and outputs <= MAX_OUTPUTS and parameters <= MAX_PARAMETERS, (
+            name,
+            sizes[name],
+        )
     largest = max((s for n, s in sizes.items() if "-Team-" in n), key=lambda s: s[0])
     # Headroom: the largest team stack uses less than a fifth of the resource quota.
     assert largest[0] < MAX_RESOURCES / 5, largest
@@ -217,7 +223,10 @@ def test_adding_a_team_is_one_entry(tmp_path):
 @pytest.mark.parametrize(
     ("teams", "message"),
     [
-        ([{"name": "churn"}, {"name": "churn-v2"}], r"team 'churn-v2'.*falls under team 'churn'.*flywheel-<env>-churn-v\*"),
+        (
+            [{"name": "churn"}, {"name": "churn-v2"}],
+            r"team 'churn-v2'.*falls under team 'churn'.*flywheel-<env>-churn-v\*",
+        ),
         ([{"name": "flywheel-x"}], r"team 'flywheel-x': names starting with 'flywheel-' are reserved"),
     ],
 )
@@ -238,7 +247,9 @@ def test_names_over_aws_limits_are_rejected_naming_team_and_limit(tmp_path):
     assert load_config(_write(tmp_path / "ok", [{"name": longest}], [env])).team(longest)
     # ... and the checker rejects what a longer name would produce (role names 64, SageMaker names 63).
     found = team_problems(["e" * 16], [("t" * 30, ["tabular"])])
-    assert any("data-scientist role" in p and "IAM role name limit of 64" in p and "'" + "t" * 30 + "'" in p for p in found)
+    assert any(
+        "data-scientist role" in p and "IAM role name limit of 64" in p and "'" + "t" * 30 + "'" in p for p in found
+    )
     assert any("endpoint" in p and "SageMaker name limit of 63" in p for p in found), found
     bad = team_problems(["dev"], [("churn", ["my_template"])])
     assert any("not a valid SageMaker pipeline name" in p for p in bad), bad
@@ -258,7 +269,10 @@ def test_principals_are_validated(tmp_path):
         ({"operator": ["arn:aws:iam::111111111111:role/*"]}, r"matches every role of the account"),
         ({"operator": ["arn:aws:iam::111111111111:user/alice"]}, r"neither an account id .* nor an IAM role ARN"),
         (
-            {"data_scientist": ["arn:aws:iam::{account}:role/x/Lead_*"], "approver": ["arn:aws:iam::{account}:role/x/Lead_*"]},
+            {
+                "data_scientist": ["arn:aws:iam::{account}:role/x/Lead_*"],
+                "approver": ["arn:aws:iam::{account}:role/x/Lead_*"],
+            },
             r"may assume both data_scientist and approver: separation of duties",
         ),
         ({"auditor": ["111111111111"]}, r"principals.auditor: Extra inputs are not permitted"),

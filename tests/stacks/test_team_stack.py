@@ -6,14 +6,13 @@ evaluator of ``tests/security/iam_eval.py`` — never Sids or logical ids.
 
 from __future__ import annotations
 
-import naming
-
 import dataclasses
 import json
 
 import pytest
 from aws_cdk import Token
 
+import naming
 from pipelines.tabular.definition import build_pipeline_definition
 from stacks.components.lifecycle import LIFECYCLE_ROLE_KINDS
 from tests.security.iam_eval import Decision, Request, Templates, evaluate
