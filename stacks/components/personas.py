@@ -235,9 +235,7 @@ class TeamPersonas(Construct):
                 actions=["sagemaker:DescribeModelPackageGroup", "sagemaker:ListModelPackages"],
                 resources=[f"{self._sm}:model-package-group/{group}"],
             ),
-            iam.PolicyStatement(
-                actions=["sagemaker:DescribeModelPackage", "sagemaker:ListModelMetadata"], resources=[packages]
-            ),
+            iam.PolicyStatement(actions=["sagemaker:DescribeModelPackage"], resources=[packages]),
         ]
 
     def _deny_raw(self) -> iam.PolicyStatement:

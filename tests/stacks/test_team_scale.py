@@ -104,14 +104,14 @@ def test_raw_zone_curated_and_duties_hold(reports, count):
 
 def test_a_data_scientist_statement_on_star_trips_the_matrix(reports):
     """The issue's weakened fixture: one statement Allow * on * in churn's data-scientist policy."""
-    report = reports[10]
+    report = reports[2]
     star = {"Effect": "Allow", "Action": "*", "Resource": "*"}
     weak = weakened(report, lambda t: policy_statements(t, "dev", "churn", naming.DATA_SCIENTIST).insert(0, star))
     found = matrix_problems(weak)
     assert found and all("churn/data-scientist" in p for p in found), found[:5]
-    others = {p.split(" of team ")[1].split(" ")[0] for p in found}
-    assert others == set(report.teams) - {"churn"}, f"not every other team is reachable: {sorted(others)}"
-    assert any("curated data of team" in p for p in intent_problems(weak))
+    categories = {p.split(" can ")[1].split(" ")[0] for p in found}
+    assert {"s3:GetObject", "sagemaker:StartPipelineExecution", "sagemaker:UpdateEndpoint"} <= categories, categories
+    assert any("curated data of team diagnostics" in p for p in intent_problems(weak))
 
 
 # -- one entry per team; what removing one keeps -------------------------------------------------------------
@@ -153,19 +153,19 @@ def test_a_removed_teams_stack_retains_its_data_keys_and_registry(stages, env):
     assert retained_stateless == [], "stateless resources would outlive the team"
 
 
-def test_removing_teams_leaves_the_other_stacks_unchanged(one_team, ten_teams):
+def test_removing_teams_leaves_the_other_stacks_unchanged(reports):
     """The same config minus nine teams: ``churn``'s stack and the shared stacks are byte-identical, so a
     deploy after the removal deletes only the removed teams' stacks."""
-    from aws_cdk.assertions import Template
-
-    before, after = ten_teams["dev"], one_team["dev"]
-    assert set(after.teams) == {"churn"} and len(before.teams) == 10
-    assert _template(before, "churn") == _template(after, "churn")
-    for shared in ("security", "data_lake", "audit"):
-        assert (
-            Template.from_stack(getattr(before, shared)).to_json()
-            == Template.from_stack(getattr(after, shared)).to_json()
-        ), shared
+    before, after = reports[10].templates, reports[1].templates
+    assert before is not None and after is not None
+    assert set(after.templates) == {
+        "Flywheel-dev-Security",
+        "Flywheel-dev-DataLake",
+        "Flywheel-dev-Audit",
+        "Flywheel-dev-Team-churn",
+    }
+    for stack, template in after.templates.items():
+        assert before.templates[stack] == template, stack
 
 
 def test_dev_does_not_retain_by_config(stages):
@@ -181,21 +181,17 @@ def test_dev_does_not_retain_by_config(stages):
 # -- CloudFormation limits -------------------------------------------------------------------------------------
 
 
-def test_every_stack_is_within_cloudformation_limits(ten_teams, stages):
-    from aws_cdk import Stack
-    from aws_cdk.assertions import Template
-
+def test_every_stack_is_within_cloudformation_limits(reports, prod):
     sizes = {}
-    for stage in (ten_teams["dev"], stages["prod"].stage):
-        for stack in stage.node.children:
-            if isinstance(stack, Stack):
-                t = Template.from_stack(stack).to_json()
-                sizes[stack.stack_name] = (len(t["Resources"]), len(t.get("Outputs", {})), len(t.get("Parameters", {})))
+    ten = reports[10].templates
+    assert ten is not None
+    for templates in (ten.templates, templates_of(prod).templates):
+        for name, t in templates.items():
+            sizes[name] = (len(t["Resources"]), len(t.get("Outputs", {})), len(t.get("Parameters", {})))
+    assert len([n for n in sizes if "-Team-" in n]) == 10 + len(prod.teams)
     for name, (resources, outputs, parameters) in sizes.items():
-        assert resources <= MAX_RESOURCES and outputs <= MAX_OUTPUTS and parameters <= MAX_PARAMETERS, (
-            name,
-            sizes[name],
-        )
+        within = resources <= MAX_RESOURCES and outputs <= MAX_OUTPUTS and parameters <= MAX_PARAMETERS
+        assert within, (name, sizes[name])
     largest = max((s for n, s in sizes.items() if "-Team-" in n), key=lambda s: s[0])
     # Headroom: the largest team stack uses less than a fifth of the resource quota.
     assert largest[0] < MAX_RESOURCES / 5, largest
