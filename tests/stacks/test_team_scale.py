@@ -281,3 +281,32 @@ def test_principals_are_validated(tmp_path):
 def test_config_errors_name_the_file_and_team_field(tmp_path):
     with pytest.raises(ConfigError, match=r"teams.yaml: teams\[0\].principals.approver"):
         load_config(_write(tmp_path, [{"name": "churn", "principals": {"approver": ["nobody"]}}]))
+
+
+# -- the security gates hold for every team count ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [1, 10])
+def test_cdk_nag_finds_nothing_unacknowledged(one_team, ten_teams, count):
+    """2 teams: tests/security/test_nag.py (every environment)."""
+    from stacks.nag import findings
+
+    stage = (one_team if count == 1 else ten_teams)["dev"]
+    problems = findings(stage)
+    assert problems == [], "\n".join(f"{f.pack} {f.rule} {f.resource}" for f in problems[:20])
+
+
+def test_cfn_lint_passes_an_added_teams_stack(reports):
+    """A copied team's stack (team09 of the 10-team config) lints like the shipped teams' do."""
+    import json as _json
+
+    from cfnlint.api import ManualArgs, lint
+
+    from tests.security.test_cfn_lint import ALLOWED_WARNINGS
+
+    ten = reports[10].templates
+    assert ten is not None
+    template = ten.templates["Flywheel-dev-Team-team09"]
+    matches = lint(_json.dumps(template), regions=["eu-west-1"], config=ManualArgs(regions=["eu-west-1"]))
+    assert [m for m in matches if m.rule.id.startswith("E")] == []
+    assert {m.rule.id for m in matches if m.rule.id.startswith("W")} <= ALLOWED_WARNINGS
