@@ -495,17 +495,19 @@ def stage_templates(stage: FlywheelStage) -> Templates:
     return Templates(stacks, account=stage.environment.account, region=stage.environment.region)
 
 
-def build_reports(env: str | None = None) -> list[AccessReport]:
-    """Synthesize the configured environments in-process (no AWS call; validation off) and evaluate them."""
+def build_reports(env: str | None = None, config: Any = None) -> list[AccessReport]:
+    """Synthesize the configured environments in-process (no AWS call; validation off) and evaluate them
+    (``env``: only that one; ``config``: a loaded ``FlywheelConfig``, default ``config/``)."""
+    from config.loader import load_config
+
+    config = config if config is not None else load_config()
+    envs = [config.environment(env)] if env else list(config.environments)  # KeyError before any synth
     os.environ.setdefault("CDK_VALIDATION", "false")
     from aws_cdk import App
 
-    from config.loader import load_config
     from stacks import cdk_json_context
     from stacks.stage import add_stages
 
-    config = load_config()
-    envs = [config.environment(env)] if env else list(config.environments)
     app = App(context=cdk_json_context())
     stages = add_stages(app, config.environments, config.teams)
     return [report_of(stage_templates(stages[e.name]), e.name, [t.name for t in config.teams]) for e in envs]

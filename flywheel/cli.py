@@ -352,11 +352,12 @@ def access_report(
     """Who can read, write, decrypt, approve, deploy: every role evaluated from the synthesized templates."""
     from flywheel.access_report import build_reports, print_report, render_markdown
 
+    with _expected_errors():
+        config = _load_config()
     try:
-        reports = build_reports(env)
+        reports = build_reports(env, config)
     except KeyError as exc:
-        console.print(f"[red]{exc.args[0]}[/]")
-        raise typer.Exit(2) from None
+        raise _fail(str(exc.args[0]), 2) from None
     ok = all([print_report(report, console) for report in reports])
     if markdown is not None:
         (chosen,) = [r for r in reports if r.env == (env or "dev")] or reports[:1]
