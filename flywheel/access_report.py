@@ -34,8 +34,10 @@ from naming import Names
 if TYPE_CHECKING:
     from stacks.stage import FlywheelStage
 
-#: Role kinds that may read raw objects and decrypt with the raw key (naming.RAW_READER_KINDS).
-RAW_READERS = frozenset(naming.RAW_READER_KINDS)
+#: Role kinds that may read raw objects and decrypt with the raw key: the preprocessing jobs and the ingest
+#: path. The lake's policies also admit the operators' documented ``break-glass`` path (docs/runbook.md);
+#: no stack creates such a role, and one that appears in the templates is reported (it is a person's).
+RAW_READERS = frozenset({naming.PREPROCESSING, naming.INGEST})
 PERSONAS = frozenset(naming.PERSONAS)
 #: What kind of resource a probe targets (the matrix's categories).
 CATEGORIES = ("data", "keys", "registry", "pipelines", "endpoints", "operations")
