@@ -16,7 +16,7 @@ export UV_COMPILE_BYTECODE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install demo security-report test test-slow synth lint format typecheck bench clean checkov
+.PHONY: help install demo security-report access-report access-docs test test-slow synth lint format typecheck bench clean checkov
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +40,12 @@ demo: $(VENV)/.installed ## the main job: the whole ML loop offline on an embedd
 
 security-report: $(VENV)/.installed ## synthesize every environment in-process; nag + policy-rule summary
 	$(PY) -m flywheel security-report
+
+access-report: $(VENV)/.installed ## who can read/write/decrypt/approve/deploy, evaluated from the synthesized templates
+	$(PY) -m flywheel access-report
+
+access-docs: $(VENV)/.installed ## regenerate docs/access.md (the "who can do what" table) from the access report
+	$(PY) -m flywheel access-report --env dev --markdown docs/access.md
 
 test: lint $(VENV)/.installed ## the gate: lint (ruff, mypy, layer contract), then the tests (offline, sockets blocked)
 	CDK_VALIDATION=false $(VENV)/bin/pytest -n 2 -m "not slow" -q

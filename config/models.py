@@ -21,6 +21,8 @@ from pydantic import (
 )
 
 import naming
+from config.personas import PersonaPrincipals
+from config.team_limits import team_problems
 from pipelines import load_template
 from pipelines.template import PipelineTemplate
 
@@ -285,6 +287,8 @@ class TeamConfig(_Frozen):
     deployment: DeploymentSettings = DeploymentSettings()
     monthly_budget_usd: float = Field(default=500, gt=0)
     tags: dict[str, str] = Field(default_factory=dict)
+    # Who may assume the team's persona roles (config/personas.py; docs/teams.md).
+    principals: PersonaPrincipals = PersonaPrincipals()
     _templates: dict[str, PipelineTemplate] = PrivateAttr(default_factory=dict)
     _settings: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
 
@@ -418,6 +422,10 @@ class FlywheelConfig(_Frozen):
                     "'Concurrent executions' quota (Service Quotas) and set lambda_account_concurrency to it, or "
                     "set lambda_reserved_concurrency: false (README.md, 'Lambda concurrency')"
                 )
+        # AWS name limits and cross-team collisions, in every environment (config/team_limits.py).
+        problems = team_problems([e.name for e in self.environments], [(t.name, t.pipelines) for t in self.teams])
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def environment(self, name: str) -> EnvironmentConfig:

@@ -356,6 +356,31 @@ def security_report() -> None:
         raise typer.Exit(1)
 
 
+@app.command("access-report")
+def access_report(
+    env: Annotated[str | None, typer.Option(help="One environment (default: every configured one).")] = None,
+    markdown: Annotated[
+        Path | None, typer.Option(help="Also write the 'who can do what' table (docs/access.md) of --env or dev.")
+    ] = None,
+) -> None:
+    """Who can read, write, decrypt, approve, deploy: every role evaluated from the synthesized templates."""
+    from flywheel.access_report import build_reports, print_report, render_markdown
+
+    with _expected_errors():
+        config = _load_config()
+    try:
+        reports = build_reports(env, config)
+    except KeyError as exc:
+        raise _fail(str(exc.args[0]), 2) from None
+    ok = all([print_report(report, console) for report in reports])
+    if markdown is not None:
+        (chosen,) = [r for r in reports if r.env == (env or "dev")] or reports[:1]
+        markdown.write_text(render_markdown(chosen), encoding="utf-8")
+        console.print(f"wrote {markdown} (environment {chosen.env})")
+    if not ok:
+        raise typer.Exit(1)
+
+
 @app.command()
 def up(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = a free one).")] = 0,

@@ -18,6 +18,8 @@ Names (per environment, :class:`Names`)
                                            lands raw data, the ``erasure`` handler and the operators'
                                            ``break-glass`` role. The
                                            raw zone's bucket and key policies name the raw readers by it.
+                                           People's roles: ``data-scientist``, ``approver``, ``operator``.
+    ``flywheel-<env>-<team>-<persona>``    a person's role of a team (path ``/flywheel/<env>/<persona>/``)
 
 S3 layout (per team / pipeline, module functions)
     raw:        ``<team>/incoming/<batch>/<file>`` (landed batches), ``<team>/_keys/pii-hmac.key``
@@ -68,8 +70,14 @@ ERASURE_ROLE: Final = "erasure"
 #: The role kinds that may read raw data and decrypt it with the raw zone key (the raw bucket and key
 #: policies deny everyone else): the preprocessing step roles, the ingest path, break-glass operators.
 RAW_READER_KINDS: Final[tuple[str, ...]] = (PREPROCESSING, INGEST, BREAK_GLASS, ERASURE_ROLE)
+# People's roles per team (stacks/components/personas.py): the role kind is the persona.
+DATA_SCIENTIST: Final = "data-scientist"
+APPROVER: Final = "approver"
+OPERATOR: Final = "operator"
+#: The personas every team gets, in the order the access report lists them.
+PERSONAS: Final[tuple[str, ...]] = (DATA_SCIENTIST, APPROVER, OPERATOR)
 #: Role kinds a template's step may not use (they are not step roles).
-NON_STEP_ROLE_KINDS: Final[frozenset[str]] = frozenset({PIPELINE_ROLE, INGEST, BREAK_GLASS, ERASURE_ROLE})
+NON_STEP_ROLE_KINDS: Final[frozenset[str]] = frozenset({PIPELINE_ROLE, INGEST, BREAK_GLASS, ERASURE_ROLE, *PERSONAS})
 
 #: Names a team may not have: every prefix Flywheel uses next to team prefixes (or as a name part).
 RESERVED: Final[frozenset[str]] = frozenset(
@@ -129,6 +137,12 @@ class Names:
     def endpoint(self, team: str) -> str:
         """The team's serving endpoint."""
         return f"{PREFIX}-{self.env}-{team}"
+
+    def persona_role(self, team: str, persona: str) -> str:
+        """``flywheel-<env>-<team>-<persona>``: a person's role of a team (a fixed name people assume)."""
+        if persona not in PERSONAS:
+            raise ValueError(f"unknown persona {persona!r}; personas: {', '.join(PERSONAS)}")
+        return f"{PREFIX}-{self.env}-{team}-{persona}"
 
     def role_path(self, kind: str | None = None) -> str:
         """``/flywheel/<env>/`` (every role of the environment), or ``/flywheel/<env>/<kind>/``.

@@ -22,7 +22,9 @@ telemetry over HTTPS, config files from ``~/.config/sagemaker``) and needs a reg
   config (telemetry opted out), so an attempted AWS call fails loudly with :class:`OfflineBuildError`
   instead of leaking — templates pass explicit S3 locations everywhere;
 * memoizes the SDK's validation of that constant config against its JSON schema, which the SDK
-  repeats on each of ~45 config lookups (about 1.2 s per build otherwise);
+  repeats on each of ~45 config lookups (about 1.2 s per build otherwise), the image-registry lookups
+  (:func:`image_uri`), and spares the SDK's steps a local-mode session they build only to read a method
+  name (:func:`no_local_session_probe`, ~0.4 s per build): synth cost per team (``bench/bench_synth.py``);
 * serializes with :func:`canonical_json`: same inputs, byte-identical JSON, whatever the machine, the
   environment or the clock.
 """
@@ -169,7 +171,7 @@ def _build_raw(build: Callable[[Any], str], sentinel_inputs: Any, region: str) -
             text = path.read_text(encoding="utf-8")
             json.loads(text)
             return text
-    with BUILD_LOCK, isolated_sdk_environment(region), memoized_sdk_config_validation():
+    with BUILD_LOCK, isolated_sdk_environment(region), memoized_sdk_config_validation(), no_local_session_probe():
         raw = build(sentinel_inputs)
     if path is not None:
         with contextlib.suppress(OSError):
@@ -257,25 +259,58 @@ def isolated_sdk_environment(region: str) -> Iterator[None]:
         boto3.DEFAULT_SESSION = saved_default_session
 
 
+#: SDK configs already validated in this process (a config that passed once passes again: the schema
+#: is the SDK's constant).
+_VALIDATED_CONFIGS: set[str] = set()
+
+
 @contextlib.contextmanager
 def memoized_sdk_config_validation() -> Iterator[None]:
-    """Validate each distinct SDK config once instead of on every lookup (same result, ~5x faster)."""
+    """Validate each distinct SDK config once per process instead of on every lookup (same result)."""
     from sagemaker.core.config.config_manager import SageMakerConfig
 
     original = SageMakerConfig.__dict__["validate_sagemaker_config"]
-    validated: set[str] = set()
 
     def validate(sagemaker_config: dict[str, Any] | None = None) -> None:
         key = json.dumps(sagemaker_config, sort_keys=True, default=repr)
-        if key not in validated:
+        if key not in _VALIDATED_CONFIGS:
             original.__func__(sagemaker_config)
-            validated.add(key)
+            _VALIDATED_CONFIGS.add(key)
 
     SageMakerConfig.validate_sagemaker_config = staticmethod(validate)
     try:
         yield
     finally:
         SageMakerConfig.validate_sagemaker_config = original
+
+
+class _LocalClientMethodNames:
+    """What ``ProcessingStep``/``TransformStep`` read of a ``LocalSagemakerClient()``: method names only."""
+
+    def create_processing_job(self) -> None:
+        """Stands for ``LocalSagemakerClient.create_processing_job`` (only its ``__name__`` is read)."""
+
+    def create_transform_job(self) -> None:
+        """Stands for ``LocalSagemakerClient.create_transform_job`` (only its ``__name__`` is read)."""
+
+
+@contextlib.contextmanager
+def no_local_session_probe() -> Iterator[None]:
+    """The SDK's ``ProcessingStep``/``TransformStep`` build a ``LocalSagemakerClient()`` (a local-mode
+    session: boto3 clients and resources, ~0.2 s) only to read one method's name; give them the names."""
+    from sagemaker.core.local.local_session import LocalSagemakerClient
+    from sagemaker.mlops.workflow import steps
+
+    for name in ("create_processing_job", "create_transform_job"):
+        if getattr(LocalSagemakerClient, name).__name__ != name:  # the SDK changed: do not pretend
+            yield
+            return
+    original = steps.LocalSagemakerClient
+    steps.LocalSagemakerClient = _LocalClientMethodNames
+    try:
+        yield
+    finally:
+        steps.LocalSagemakerClient = original
 
 
 def _refuse_request(event_name: str = "", request: Any = None, **_: Any) -> None:
@@ -314,8 +349,11 @@ def pipeline_session(region: str) -> Any:
     return PipelineSession(boto_session=offline_boto_session(region), sagemaker_config=SDK_CONFIG)
 
 
+@functools.cache
 def image_uri(framework: str, version: str, region: str, scope: str) -> str:
     """Look the framework image up in the SDK's bundled registry (offline; call inside a build).
+
+    Cached: the lookup reads the SDK's bundled JSON and builds a botocore endpoint resolver (~0.08 s).
 
     Raises ValueError naming ``<framework>_framework_version`` or ``region``.
     """

@@ -88,6 +88,7 @@ class TeamWorkloadStack(Stack):
                 reserved_concurrency=environment.lambda_reserved_concurrency,
                 powertools_layer_version=environment.powertools_layer_version or POWERTOOLS_LAYER_VERSION,
             ),
+            principals={persona: team.principals.of(persona, environment.account) for persona in naming.PERSONAS},
         )
         self.lifecycle = self.team.lifecycle
         if promotion_consumers:
@@ -110,3 +111,4 @@ class TeamWorkloadStack(Stack):
         self.registry = self.team.registry
         self.job_key = self.team.job_key
         self.pipelines = self.team.pipelines
+        self.personas = self.team.personas

@@ -30,7 +30,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct, IConstruct
 
-from naming import ERASURE_ROLE, PREFIX, Names
+from naming import APPROVER, ERASURE_ROLE, PREFIX, Names
 from stacks.components.lifecycle import DEPLOY_ROLE_KIND
 from stacks.components.sagemaker_images import image_accounts
 from stacks.nag import acknowledge
@@ -175,7 +175,9 @@ def serverless_exception(
     )
 
 
-def sagemaker_guardrail_statements(serverless: ServerlessException | None = None) -> list[iam.PolicyStatement]:
+def sagemaker_guardrail_statements(
+    approver_roles: str, serverless: ServerlessException | None = None
+) -> list[iam.PolicyStatement]:
     """Deny SageMaker jobs/models/endpoint configs that lack encryption, VPC or network isolation.
 
     Condition keys from the SageMaker service authorization reference: a ``Null`` test denies the call
@@ -183,6 +185,8 @@ def sagemaker_guardrail_statements(serverless: ServerlessException | None = None
     *off* when a request leaves them out, so those use ``BoolIfExists``: deny when the key is false *or
     absent*. That is why each statement lists only actions that support its key (``CreateTransformJob``
     has no ``sagemaker:NetworkIsolation`` key — a transform job inherits isolation from its model).
+    ``approver_roles``: the ARN pattern of the approver personas (path ``/flywheel/<env>/approver/``), the
+    only roles the boundary lets change a model package.
 
     ``serverless``: the models of serverless teams are left out of the model VPC/isolation denies
     (``NotResource``), and every other principal is denied creating them at all.
@@ -263,7 +267,7 @@ def sagemaker_guardrail_statements(serverless: ServerlessException | None = None
             resources=["*"],
         ),
         # Models are registered for review, never pre-approved; approval belongs to the approver persona
-        # (a later issue), so no Flywheel role may change a package's approval (or anything else of it).
+        # (stacks/components/personas.py): no other Flywheel role may change a package (approval or not).
         iam.PolicyStatement(
             sid="DenyRegisteringApprovedModels",
             effect=iam.Effect.DENY,
@@ -272,10 +276,11 @@ def sagemaker_guardrail_statements(serverless: ServerlessException | None = None
             conditions={"StringNotEquals": {"sagemaker:ModelApprovalStatus": "PendingManualApproval"}},
         ),
         iam.PolicyStatement(
-            sid="DenyModelPackageUpdates",
+            sid="DenyModelPackageUpdatesButApprovers",
             effect=iam.Effect.DENY,
             actions=_sm("UpdateModelPackage"),
             resources=["*"],
+            conditions={"ArnNotLike": {"aws:PrincipalArn": approver_roles}},
         ),
     ]
 
@@ -489,7 +494,10 @@ class Guardrails(Construct):
                     ],
                     resources=["*"],
                 ),
-                *sagemaker_guardrail_statements(self.serverless),
+                *sagemaker_guardrail_statements(
+                    Names(env_name).role_arn_pattern(APPROVER, account=account, partition=partition),
+                    self.serverless,
+                ),
             ],
         )
         self._acknowledge_boundary_wildcards()

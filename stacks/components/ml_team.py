@@ -26,6 +26,7 @@ from stacks.components.keys import purpose_key
 from stacks.components.lifecycle import DEPLOY_ROLE_KIND, LifecycleProps, TeamLifecycle
 from stacks.components.ml_pipeline import MlPipeline
 from stacks.components.model_registry import ModelRegistry
+from stacks.components.personas import PersonaTargets, TeamPersonas
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class TeamPipeline:
 
 class MlTeam(Construct):
     """``job_key`` (kms.Key), ``registry`` (ModelRegistry), ``pipelines`` (template name → MlPipeline),
-    ``lifecycle`` (TeamLifecycle, or None without ``lifecycle`` props)."""
+    ``lifecycle`` (TeamLifecycle, or None without ``lifecycle`` props), ``personas`` (TeamPersonas)."""
 
     def __init__(
         self,
@@ -55,8 +56,10 @@ class MlTeam(Construct):
         removal_policy: RemovalPolicy,
         buckets: Mapping[str, str] | None = None,
         lifecycle: LifecycleProps | None = None,
+        principals: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
-        """``buckets``: zone → bucket name (default: the environment's exported zone buckets)."""
+        """``buckets``: zone → bucket name (default: the environment's exported zone buckets);
+        ``principals``: persona → who may assume it (config/personas.py; default: the own account)."""
         super().__init__(scope, construct_id)
         names = Names(env_name)
         self.team_name = team_name
@@ -113,6 +116,28 @@ class MlTeam(Construct):
                 security_group=security_group,
                 removal_policy=removal_policy,
             )
+        # People's roles (stacks/components/personas.py): data scientist, approver, operator.
+        life = self.lifecycle
+        alarms = [] if life is None else [*life.metric_alarms.values(), life.arrival.dlq_alarm, life.deploy.dlq_alarm]
+        if life is not None and life.endpoint_alarms is not None:
+            alarms += life.endpoint_alarms.alarms
+        self.personas = TeamPersonas(
+            self,
+            "Personas",
+            env_name=env_name,
+            team_name=team_name,
+            principals=dict(principals or {}),
+            targets=PersonaTargets(
+                pipeline_names=[p.pipeline_name for p in self.pipelines.values()],
+                group_name=self.registry.group_name,
+                endpoint_name=names.endpoint(team_name),
+                zone_keys=zone_keys,
+                job_key=self.job_key,
+                alarms=alarms,
+                log_groups=[] if life is None else [life.arrival.log_group, life.deploy.log_group],
+                buckets=buckets,
+            ),
+        )
             # The right to erasure (docs/privacy.md): for teams whose contracts have `id` columns.
             id_columns = sorted({c for item in pipelines for c in _id_columns(item.settings)})
             if id_columns:

@@ -33,6 +33,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 import naming
+from flywheel.access_report import duty_problems, intent_problems, matrix_problems
 from stacks.components.data_lake import ZONES
 from stacks.components.guardrails import UNUSED_SAGEMAKER_ACTIONS
 from stacks.policy_rules import RULES
@@ -463,9 +464,68 @@ CHURN_MODELS = {
 SERVERLESS_EXCEPTION = real_test(
     lifecycle_tests.test_the_serverless_exception_is_exactly_the_serverless_teams_models_and_deploy_roles
 )
+def access(fn: Callable[..., list[str]]) -> Check:
+    """An assertion of ``flywheel access-report`` on the subject's stage (every role evaluated)."""
+    from flywheel.access_report import report_of
+    from tests.security.stage_policies import templates_of
+
+    def check(s: Subject) -> list[str]:
+        return fn(report_of(templates_of(s.stage), s.stage.environment.name, list(s.stage.teams)))
+
+    return _named(check, f"access_report.{fn.__name__}")
+
+
+def _persona(t: dict[str, Json], persona: str, team: str = "churn") -> list[dict[str, Json]]:
+    return stmts(t, f"Team-{team}", f"TeamPersonas{''.join(x.title() for x in persona.split('-'))}Policy")
+
+
+def _ds_star(t: dict[str, Json]) -> None:
+    _persona(t, naming.DATA_SCIENTIST).insert(0, {"Effect": "Allow", "Action": "*", "Resource": "*"})
+
+
+def _approver_starts_pipelines(t: dict[str, Json]) -> None:
+    statements = _persona(t, naming.APPROVER)
+    statements[:] = [x for x in statements if "sagemaker:StartPipelineExecution" not in x.get("Action", [])]
+    statements.append({"Effect": "Allow", "Action": "sagemaker:StartPipelineExecution", "Resource": "*"})
+
+
+def _arrival_reads_raw(t: dict[str, Json]) -> None:
+    every = "arn:aws:iam::111111111111:role/flywheel/dev/*"
+    lake = t["DataLake"]["Resources"]
+    documents = [r["Properties"]["PolicyDocument"] for r in lake.values() if r["Type"] == "AWS::S3::BucketPolicy"]
+    documents += [r["Properties"]["KeyPolicy"] for lid, r in lake.items() if lid.startswith("LakeRawKey")]
+    for document in documents:
+        for x in document["Statement"]:
+            if x["Effect"] == "Deny" and "ArnNotLike" in x.get("Condition", {}):
+                x["Condition"]["ArnNotLike"]["aws:PrincipalArn"] = [every]
+    stmts(t, "Team-churn", "TeamLifecycleDataArrivalPolicy").append(
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}
+    )
 
 
 WEAKENINGS = [
+    # -- people and isolation (issue 12, issue 15 item 2): flywheel access-report --
+    _w(
+        "data-scientist-on-star",
+        "churn's data-scientist policy: Allow * on *",
+        templates(_ds_star),
+        [access(matrix_problems), access(intent_problems)],
+        "churn/data-scientist can .* of team diagnostics",
+    ),
+    _w(
+        "approver-starts-pipelines",
+        "churn's approver: the explicit pipeline deny dropped, StartPipelineExecution allowed",
+        templates(_approver_starts_pipelines),
+        [access(duty_problems)],
+        "churn/approver can start its pipelines",
+    ),
+    _w(
+        "lifecycle-reads-raw",
+        "raw bucket/key reader patterns widened to every Flywheel role; data arrival may GetObject",
+        templates(_arrival_reads_raw),
+        [access(intent_problems)],
+        r"churn/data-arrival \(not a raw reader\)",
+    ),
     # -- the permissions boundary (finding 1, 2) --
     _w(
         "boundary-passrole-any-role",

@@ -13,6 +13,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk.assertions import Template
 
+import naming
 from config.loader import CONFIG_DIR, load_config
 from naming import ZONES
 from pipelines import discover_templates, load_template
@@ -59,7 +60,7 @@ def test_a_template_folder_in_another_directory_is_discovered_and_synthesized(tm
     # The step role gets exactly what the template's access declares: raw batches (a preprocessing role),
     # its own reports prefix, no quarantine, no registry; the pipeline's role only processing jobs.
     roles = _roles_by_kind(synthesized)
-    assert set(roles) == {"preprocessing", "pipeline", *LIFECYCLE_ROLE_KINDS}
+    assert set(roles) == {"preprocessing", "pipeline", *LIFECYCLE_ROLE_KINDS, *naming.PERSONAS}
     pre, pipeline = roles["preprocessing"], roles["pipeline"]
     raw, reports = "arn:aws:s3:::raw-bucket", "arn:aws:s3:::reports-bucket"
     assert _allowed(pre, "s3:GetObject", f"{raw}/counter/incoming/b/part.csv")
@@ -131,7 +132,7 @@ def test_ml_team_with_one_tabular_pipeline():
     )
     template.has_resource_properties("AWS::SageMaker::Pipeline", {"PipelineName": "flywheel-dev-churn-tabular"})
     roles = _roles_by_kind(template)
-    assert set(roles) == {"preprocessing", "training", "evaluation", "pipeline"}
+    assert set(roles) == {"preprocessing", "training", "evaluation", "pipeline", *naming.PERSONAS}
     quarantine = "arn:aws:s3:::bucket-raw/churn/quarantine/flywheel-dev-churn-tabular/e/x.csv"
     assert _allowed(roles["preprocessing"], "s3:PutObject", quarantine)
     assert _allowed(roles["preprocessing"], "s3:GetObject", "arn:aws:s3:::bucket-raw/churn/incoming/b/x.csv")
