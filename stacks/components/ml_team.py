@@ -116,28 +116,6 @@ class MlTeam(Construct):
                 security_group=security_group,
                 removal_policy=removal_policy,
             )
-        # People's roles (stacks/components/personas.py): data scientist, approver, operator.
-        life = self.lifecycle
-        alarms = [] if life is None else [*life.metric_alarms.values(), life.arrival.dlq_alarm, life.deploy.dlq_alarm]
-        if life is not None and life.endpoint_alarms is not None:
-            alarms += life.endpoint_alarms.alarms
-        self.personas = TeamPersonas(
-            self,
-            "Personas",
-            env_name=env_name,
-            team_name=team_name,
-            principals=dict(principals or {}),
-            targets=PersonaTargets(
-                pipeline_names=[p.pipeline_name for p in self.pipelines.values()],
-                group_name=self.registry.group_name,
-                endpoint_name=names.endpoint(team_name),
-                zone_keys=zone_keys,
-                job_key=self.job_key,
-                alarms=alarms,
-                log_groups=[] if life is None else [life.arrival.log_group, life.deploy.log_group],
-                buckets=buckets,
-            ),
-        )
             # The right to erasure (docs/privacy.md): for teams whose contracts have `id` columns.
             id_columns = sorted({c for item in pipelines for c in _id_columns(item.settings)})
             if id_columns:
@@ -161,6 +139,29 @@ class MlTeam(Construct):
                     topic=self.lifecycle.topic,
                     removal_policy=removal_policy,
                 )
+
+        # People's roles (stacks/components/personas.py): data scientist, approver, operator.
+        life = self.lifecycle
+        alarms = [] if life is None else [*life.metric_alarms.values(), life.arrival.dlq_alarm, life.deploy.dlq_alarm]
+        if life is not None and life.endpoint_alarms is not None:
+            alarms += life.endpoint_alarms.alarms
+        self.personas = TeamPersonas(
+            self,
+            "Personas",
+            env_name=env_name,
+            team_name=team_name,
+            principals=dict(principals or {}),
+            targets=PersonaTargets(
+                pipeline_names=[p.pipeline_name for p in self.pipelines.values()],
+                group_name=self.registry.group_name,
+                endpoint_name=names.endpoint(team_name),
+                zone_keys=zone_keys,
+                job_key=self.job_key,
+                alarms=alarms,
+                log_groups=[] if life is None else [life.arrival.log_group, life.deploy.log_group],
+                buckets=buckets,
+            ),
+        )
 
 
 def _id_columns(settings: Any) -> list[str]:

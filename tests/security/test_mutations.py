@@ -44,8 +44,8 @@ from tests.security import boundary_checks as bc
 from tests.security import test_boundary as boundary_tests
 from tests.stacks import test_audit_stack as audit_tests
 from tests.stacks import test_data_lake_stack as lake_tests
-from tests.stacks import test_lifecycle_wiring as lifecycle_tests
 from tests.stacks import test_erasure_stack as erasure_tests
+from tests.stacks import test_lifecycle_wiring as lifecycle_tests
 from tests.stacks import test_security_stack as security_tests
 from tests.stacks import test_team_stack as team_tests
 
@@ -464,6 +464,8 @@ CHURN_MODELS = {
 SERVERLESS_EXCEPTION = real_test(
     lifecycle_tests.test_the_serverless_exception_is_exactly_the_serverless_teams_models_and_deploy_roles
 )
+
+
 def access(fn: Callable[..., list[str]]) -> Check:
     """An assertion of ``flywheel access-report`` on the subject's stage (every role evaluated)."""
     from flywheel.access_report import report_of
