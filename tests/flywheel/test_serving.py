@@ -91,6 +91,10 @@ def model(artifact: tuple[Path, pd.DataFrame]) -> Iterator[LoadedModel]:
         yield loaded
 
 
+def _threshold(model: LoadedModel) -> float:
+    return float(json.loads((Path(model.model_dir) / "metadata.json").read_text())["decision_threshold"]["value"])
+
+
 @pytest.fixture(scope="module")
 def rows(artifact: tuple[Path, pd.DataFrame]) -> pd.DataFrame:
     return artifact[1]
@@ -130,7 +134,8 @@ def test_ping_and_csv_invocation_match_in_process_predict(
     expected = model.predict(rows)["scores"]
     np.testing.assert_allclose(probs, expected, rtol=1e-6)
     labels = [p["label"] for p in resp.json()["predictions"]]
-    assert labels == [1 if p >= 0.5 else 0 for p in probs]
+    cut = _threshold(model)  # the decision threshold chosen on the validation split at training
+    assert labels == [1 if p >= cut else 0 for p in probs]
 
 
 @pytest.mark.enable_socket
@@ -311,12 +316,13 @@ def test_two_models_side_by_side_do_not_interfere(
     plain = ("inference", "contract", "features")
     before = {n: sys.modules.get(n) for n in plain}
     # B's code differs: every row gets the negative label, whatever its probability.
-    with load_model(_patched_artifact(artifact[0], "\nBINARY_THRESHOLD = 1.5\nMARKER = 'B'\n")) as other:
+    patch = "\ndef decision_threshold(model):\n    return 1.5\n\n\nMARKER = 'B'\n"
+    with load_model(_patched_artifact(artifact[0], patch)) as other:
         assert {n: sys.modules.get(n) for n in plain} == before  # nothing registered or replaced
         assert other.module is not model.module and not hasattr(model.module, "MARKER")
         assert other.modules["features"] is not model.modules["features"]
         assert Path(other.modules["contract"].__file__).is_relative_to(other.model_dir)  # type: ignore[arg-type]
-        positive = rows[model.predict(rows)["scores"] >= 0.5]
+        positive = rows[model.predict(rows)["scores"] >= _threshold(model)]
         assert len(positive), "the fixture model should predict some churners"
         body = _csv(positive)
         with serve(model, endpoint_name="model-a") as a, serve(other, endpoint_name="model-b") as b:
