@@ -163,6 +163,8 @@ class TeamConfig(_Frozen):
     metric_gate: MetricGate | None = None
     instances: InstanceSettings = InstanceSettings()
     deploy_target: Literal["serverless", "realtime", "batch"] = "realtime"
+    #: Batch-scoring settings (schedule, transform capacity): validated by the ``batch-scoring`` template.
+    scoring: Any = None
     monthly_budget_usd: float = Field(default=500, gt=0)
     tags: dict[str, str] = Field(default_factory=dict)
     _templates: dict[str, PipelineTemplate] = PrivateAttr(default_factory=dict)
@@ -203,6 +205,8 @@ class TeamConfig(_Frozen):
             values["contract"] = self.contract
         if self.metric_gate is not None:
             values["metric_gate"] = self.metric_gate.model_dump()
+        if self.scoring is not None:
+            values["scoring"] = self.scoring
         for name in self.pipelines:
             template = load_template(name, search_path=_template_dirs(info))
             settings = template.validate_settings(values)

@@ -12,7 +12,8 @@ through :attr:`PipelineTemplate.steps`. Discovery: :func:`pipelines.discover_tem
 :func:`pipelines.load_template`.
 
 What a template declares
-    ``name``            the folder name; part of the pipeline's name ``flywheel-<env>-<team>-<name>``
+    ``name``            the folder name (``_`` read as ``-``: folder ``batch_scoring``, name
+                        ``batch-scoring``); part of the pipeline's name ``flywheel-<env>-<team>-<name>``
     ``folder``          the folder; its step code is packaged into ``sourcedir.tar.gz``
                         (:mod:`pipelines.packaging`: flat, deterministic; ``definition.py`` and
                         ``template.py`` are never packaged)
@@ -60,7 +61,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from naming import NON_STEP_ROLE_KINDS, PIPELINE_OWNED_ZONES, PREPROCESSING, ZONES
+from naming import INCOMING, NON_STEP_ROLE_KINDS, PIPELINE_OWNED_ZONES, PREPROCESSING, RAW_INPUTS, ZONES
+
+#: The SageMaker job kinds a step role may run. A ``Transform`` role is the execution role of the model a
+#: batch transform runs (SageMaker runs the transform job as its model's role).
+JOB_KINDS: tuple[str, ...] = ("Processing", "Training", "Transform")
 
 _ROLE_KIND = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 
@@ -169,6 +174,11 @@ class StepRole:
     and its PII key — only the ``preprocessing`` kind may, the raw zone's policies deny every other
     role; ``writes_quarantine``: ``<team>/quarantine/<pipeline>/`` of the raw zone; ``reads`` /
     ``writes``: ``<pipeline>/`` of those zones; ``job_kinds``: the SageMaker job kinds run as it.
+    ``raw_input``: which of the team's raw prefixes (:data:`naming.RAW_INPUTS`) ``reads_team_raw``
+    means — ``incoming`` (landed training batches) or ``scoring/incoming`` (batches to score).
+    ``reads_team_models``: the model artifacts the team's model-registering pipelines wrote (the
+    ``artifacts`` zone, each such pipeline's prefix) and the model images — what a ``Transform`` role
+    needs to load the team's approved model.
     """
 
     kind: str
@@ -177,6 +187,8 @@ class StepRole:
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     job_kinds: tuple[str, ...] = ("Processing",)
+    raw_input: str = INCOMING
+    reads_team_models: bool = False
 
     def __post_init__(self) -> None:
         if not _ROLE_KIND.match(self.kind) or self.kind in NON_STEP_ROLE_KINDS:
@@ -191,9 +203,11 @@ class StepRole:
             )
         _check_zones(f"step role {self.kind!r} reads", self.reads)
         _check_zones(f"step role {self.kind!r} writes", self.writes)
-        unknown = sorted(set(self.job_kinds) - {"Processing", "Training"})
+        unknown = sorted(set(self.job_kinds) - set(JOB_KINDS))
         if unknown or not self.job_kinds:
-            raise ValueError(f"step role {self.kind!r}: job_kinds {self.job_kinds!r}; use Processing, Training")
+            raise ValueError(f"step role {self.kind!r}: job_kinds {self.job_kinds!r}; use {', '.join(JOB_KINDS)}")
+        if self.raw_input not in RAW_INPUTS:
+            raise ValueError(f"step role {self.kind!r}: raw_input {self.raw_input!r}; use {', '.join(RAW_INPUTS)}")
 
     @property
     def zones(self) -> tuple[str, ...]:
@@ -255,7 +269,7 @@ class ExecutionAccess:
     def all_job_kinds(self) -> tuple[str, ...]:
         """Every SageMaker job kind the pipeline runs (the pipeline's role creates them)."""
         kinds = {kind for role in self.roles for kind in role.job_kinds}
-        return tuple(kind for kind in ("Processing", "Training") if kind in kinds)
+        return tuple(kind for kind in JOB_KINDS if kind in kinds)
 
     @property
     def zones(self) -> tuple[str, ...]:
@@ -283,7 +297,7 @@ class PipelineTemplate:
     merge_status: Callable[[Sequence[Mapping[str, Any]]], Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
-        if self.folder.name != self.name:
+        if self.folder.name.replace("_", "-") != self.name:
             raise ValueError(f"template {self.name!r}: declared in folder {self.folder.name!r}")
 
     def validate_settings(self, values: Mapping[str, Any]) -> BaseModel:
