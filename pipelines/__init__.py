@@ -5,8 +5,9 @@ code that runs in the SageMaker containers; the SDK-offline build harness is :mo
 Adding a template = adding a folder with a ``template.py``; it is discovered here, so config can name
 it. A template's name is its folder's name with ``_`` read as ``-`` (:func:`template_name`): the folder
 is a Python package (``pipelines/batch_scoring/``), the name is what config and AWS names use
-(``batch-scoring``, pipeline ``flywheel-<env>-<team>-batch-scoring``). :func:`load_template` also searches extra directories (a test's ``tmp_path``, a team's own
-templates): ``load_template("minimal", search_path=[tmp_path])``.
+(``batch-scoring``, pipeline ``flywheel-<env>-<team>-batch-scoring``). :func:`load_template` also
+searches extra directories (a test's ``tmp_path``, a team's own templates):
+``load_template("minimal", search_path=[tmp_path])``.
 """
 
 from __future__ import annotations

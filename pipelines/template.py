@@ -39,6 +39,9 @@ What a template declares
                         ``preprocessing`` kind may read the team's raw batches and PII key.
     ``describe(team_name, settings)``  the pipeline's description
     ``merge_status``    optional: merges per-host validation statuses (the local runtime's run outcome)
+    ``schedule(settings)``  optional: the team's :class:`Schedule` (EventBridge Scheduler); a scheduled
+                        template is launched by the scoring launcher with the newest Approved model
+                        (``batch-scoring``), not by data arrival
 
 Deployed vs local
     The deployed definition carries no parameter that weakens a control: the PII key location, the
@@ -215,6 +218,8 @@ class StepRole:
         touched = set(self.reads) | set(self.writes)
         if self.reads_team_raw or self.writes_quarantine:
             touched.add("raw")
+        if self.reads_team_models:
+            touched.add("artifacts")
         return tuple(zone for zone in ZONES if zone in touched)
 
 
@@ -279,6 +284,16 @@ class ExecutionAccess:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """When a scheduled template's pipeline runs: an EventBridge Scheduler expression, its time zone and
+    whether the schedule is enabled (a template's :attr:`PipelineTemplate.schedule` returns one per team)."""
+
+    expression: str
+    timezone: str = "UTC"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class PipelineTemplate:
     """One pipeline template, as declared by ``pipelines/<name>/template.py`` (``TEMPLATE``)."""
 
@@ -295,6 +310,10 @@ class PipelineTemplate:
     #: Merges the per-host validation statuses of the ``status`` output into the batch's status (a batch
     #: passes only if every host passed); ``None``: the runtime reads a single status file only.
     merge_status: Callable[[Sequence[Mapping[str, Any]]], Mapping[str, Any]] | None = None
+    #: The team's schedule (``None``: the pipeline is started by events, e.g. data arrival). A scheduled
+    #: template is launched by the batch-scoring launcher (``lambdas/batch_scoring``): it scores the
+    #: team's new ``scoring/incoming/`` batches with the newest Approved model.
+    schedule: Callable[[Any], Schedule | None] = lambda settings: None
 
     def __post_init__(self) -> None:
         if self.folder.name.replace("_", "-") != self.name:

@@ -60,7 +60,7 @@ def model_container(sagemaker: Any, model_name: str) -> dict[str, Any]:
             described = sagemaker.describe_model_package(ModelPackageName=package)
         except ClientError as exc:
             raise StepFailed(f"ValidationException: model {model_name}: its package {package}: {exc}") from exc
-        first = next(iter((described.get("InferenceSpecification") or {}).get("Containers") or []), {})
+        first: dict[str, Any] = next(iter((described.get("InferenceSpecification") or {}).get("Containers") or []), {})
         container = {**first, **{k: v for k, v in container.items() if k == "Environment"}}
         container["Environment"] = {**(first.get("Environment") or {}), **(container.get("Environment") or {})}
     if not container.get("ModelDataUrl"):

@@ -169,7 +169,7 @@ def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     try:
         counts = run(spec)
-    except Exception as exc:  # noqa: BLE001 - the container reports any failure as its FailureReason
+    except Exception as exc:
         traceback.print_exc()
         reason = str(exc) if isinstance(exc, TransformError) else f"{type(exc).__name__}: {exc}"
         failure = Path(spec["failure_file"])

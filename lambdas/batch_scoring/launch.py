@@ -223,7 +223,9 @@ FAILED_METRIC: Final = "ScoringRunsFailed"
 SUCCEEDED_METRIC: Final = "ScoringRunsSucceeded"
 
 
-def summary_metrics(team: str, pipeline_name: str, status: str, summary: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+def summary_metrics(
+    team: str, pipeline_name: str, status: str, summary: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
     """``PutMetricData`` entries of one finished run: its row counts (when it wrote a summary) and a
     succeeded/failed count — a run that failed before its summary is counted as failed."""
     dimensions = [{"Name": naming.TEAM_DIMENSION, "Value": team}, {"Name": "pipeline", "Value": pipeline_name}]
@@ -237,7 +239,9 @@ def summary_metrics(team: str, pipeline_name: str, status: str, summary: Mapping
     ]
     for field_name, metric in ROW_METRICS.items():
         if summary is not None and isinstance(summary.get(field_name), int):
-            data.append({"MetricName": metric, "Dimensions": dimensions, "Value": float(summary[field_name]), "Unit": "Count"})
+            data.append(
+                {"MetricName": metric, "Dimensions": dimensions, "Value": float(summary[field_name]), "Unit": "Count"}
+            )
     return data
 
 

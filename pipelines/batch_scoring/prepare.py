@@ -78,7 +78,8 @@ def load_key(path: str) -> bytes:
 
 def input_files(input_dir: Path) -> tuple[list[Path], list[str]]:
     """``(data files, unsupported files)`` under ``input_dir``, sorted; markers (``_*``, ``.*``) skipped."""
-    files, unsupported = [], []
+    files: list[Path] = []
+    unsupported: list[Path] = []
     for path in sorted(p for p in input_dir.rglob("*") if p.is_file()):
         if path.name.startswith(("_", ".")):
             continue

@@ -48,7 +48,9 @@ def count_predictions(predictions_dir: Path) -> tuple[int, int, int]:
     return lines, malformed, files
 
 
-def summarize(status: dict[str, Any], predictions_dir: Path, *, model_package_arn: str, input_uri: str) -> dict[str, Any]:
+def summarize(
+    status: dict[str, Any], predictions_dir: Path, *, model_package_arn: str, input_uri: str
+) -> dict[str, Any]:
     """The run's summary from the prepare status and the predictions."""
     rows_prepared = int(status.get("rows_prepared", 0))
     rows_scored, malformed, files = count_predictions(predictions_dir) if predictions_dir.is_dir() else (0, 0, 0)

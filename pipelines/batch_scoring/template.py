@@ -29,6 +29,7 @@ from pipelines.template import (
     ExecutionAccess,
     PipelineSteps,
     PipelineTemplate,
+    Schedule,
     StepRole,
     TeamFile,
 )
@@ -223,6 +224,12 @@ def describe(team_name: str, settings: BatchScoringSettings) -> str:
     return f"{team_name}: batch scoring with the latest approved model ({settings.scoring.schedule})"
 
 
+def schedule(settings: BatchScoringSettings) -> Schedule:
+    """The team's scoring schedule (validated cron, IANA time zone, enabled or not)."""
+    scoring = settings.scoring
+    return Schedule(expression=scoring.schedule, timezone=scoring.timezone, enabled=scoring.enabled)
+
+
 TEMPLATE = PipelineTemplate(
     name="batch-scoring",
     folder=FOLDER,
@@ -232,6 +239,7 @@ TEMPLATE = PipelineTemplate(
     build_definition=d.build_pipeline_definition,
     team_files=team_files,
     describe=describe,
+    schedule=schedule,
     access=ExecutionAccess(
         registers_models=False,
         step_roles=(
