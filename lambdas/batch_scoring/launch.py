@@ -212,8 +212,9 @@ def launch(
     return result
 
 
-#: The metrics a finished scoring run publishes (namespace ``Flywheel``; dimensions ``team``, ``pipeline``).
-METRICS_NAMESPACE: Final = "Flywheel"
+#: The metrics a finished scoring run publishes (namespace ``Flywheel/BatchScoring``; dimensions ``team``,
+#: ``pipeline``).
+METRICS_NAMESPACE: Final = "Flywheel/BatchScoring"
 ROW_METRICS: Final = {
     "rows_in": "ScoringRowsIn",
     "rows_scored": "ScoringRowsScored",

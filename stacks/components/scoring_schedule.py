@@ -8,7 +8,7 @@ team's lifecycle (its table, key, topic):
   Approved package, creates the scoring Model (network-isolated, in the VPC, as the pipeline's
   ``scoring`` role — the only role it may pass), and starts the pipeline once per new batch under
   ``<team>/scoring/incoming/``; when an execution of the pipeline ends it publishes the run's row
-  counts and outcome (``Flywheel`` namespace, ``team`` + ``pipeline`` dimensions);
+  counts and outcome (``Flywheel/BatchScoring`` namespace, ``team`` + ``pipeline`` dimensions);
 * ``AWS::Scheduler::Schedule`` with the team's validated cron and time zone, a retry policy and the
   function's dead-letter queue, run as a scheduler role (path ``/flywheel/<env>/scheduler/``) that may
   invoke exactly this function and write exactly that queue;
@@ -49,7 +49,7 @@ EXECUTION_STATUS_CHANGE: Final = "SageMaker Model Building Pipeline Execution St
 #: Scheduler → Lambda: retries within the hour, then the function's DLQ.
 SCHEDULE_RETRIES: Final = 3
 SCHEDULE_MAX_AGE_SECONDS: Final = 3600
-METRICS_NAMESPACE: Final = "Flywheel"
+METRICS_NAMESPACE: Final = "Flywheel/BatchScoring"
 
 
 class ScoringSchedule(Construct):
@@ -186,7 +186,7 @@ class ScoringSchedule(Construct):
             (packages, "versions of the team's own model package group; version numbers are assigned at registration"),
             (models, "the scoring models of this pipeline, one per package version (<pipeline>-v<version>)"),
             (shown_summaries, "the run summaries of this pipeline; one folder per execution"),
-            ("*", "cloudwatch:PutMetricData has no resource type; limited to the Flywheel namespace"),
+            ("*", "cloudwatch:PutMetricData has no resource type; limited to the Flywheel/BatchScoring namespace"),
         ):
             acknowledge(launcher.policy, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
 

@@ -99,15 +99,19 @@ def test_the_models_role_reads_only_the_teams_models_and_its_own_prefix(lake, ro
 def test_the_pipeline_creates_tagged_transforms_and_never_passes_the_models_role(roles):
     pipeline = roles["pipeline"]
     job = f"{SM}:transform-job/pipelines-abc-score-x"
-    assert _can(pipeline, "sagemaker:CreateTransformJob", job, **{TEAM_TAG: "churn", "aws:TagKeys": ["flywheel:team"]})
-    assert not _can(pipeline, "sagemaker:CreateTransformJob", job, **{TEAM_TAG: "diagnostics"})
-    assert not _can(pipeline, "sagemaker:CreateTransformJob", job)
+    keys = {"sagemaker:VolumeKmsKey": "arn:aws:kms:k", "sagemaker:OutputKmsKey": "arn:aws:kms:k"}
+    request = {TEAM_TAG: "churn", "aws:TagKeys": ["flywheel:team"], **keys}
+    assert _can(pipeline, "sagemaker:CreateTransformJob", job, **request)
+    assert not _can(pipeline, "sagemaker:CreateTransformJob", job, **{**request, TEAM_TAG: "diagnostics"})
+    assert not _can(pipeline, "sagemaker:CreateTransformJob", job, **keys)  # untagged
+    unencrypted = {k: v for k, v in request.items() if k != "sagemaker:OutputKmsKey"}
+    assert not _can(pipeline, "sagemaker:CreateTransformJob", job, **unencrypted)  # the boundary's guardrail
     to_sagemaker = {"iam:PassedToService": "sagemaker.amazonaws.com"}
     assert _can(pipeline, "iam:PassRole", roles["preprocessing"].arn, **to_sagemaker)
     assert _can(pipeline, "iam:PassRole", roles["reporting"].arn, **to_sagemaker)
     assert not _can(pipeline, "iam:PassRole", roles["scoring"].arn, **to_sagemaker)
     assert not _can(pipeline, "sagemaker:CreateModelPackage", f"{SM}:model-package/flywheel-dev-churn/3")
-    assert not _can(roles["diagnostics-pipeline"], "sagemaker:CreateTransformJob", job, **{TEAM_TAG: "churn"})
+    assert not _can(roles["diagnostics-pipeline"], "sagemaker:CreateTransformJob", job, **request)
 
 
 def test_the_launcher_creates_only_isolated_tagged_models_and_starts_only_its_pipeline(lake, roles):
@@ -133,8 +137,8 @@ def test_the_launcher_creates_only_isolated_tagged_models_and_starts_only_its_pi
     assert not _can(launcher, "s3:ListBucket", raw, **{"s3:prefix": "churn/incoming/"})
     assert _can(launcher, "s3:GetObject", _obj(lake, "reports", f"{PIPELINE}/e1/summary/summary.json"))
     assert not _can(launcher, "s3:GetObject", _obj(lake, "reports", f"{PIPELINE}/e1/manifest/status.json"))
-    assert _can(launcher, "cloudwatch:PutMetricData", "*", **{"cloudwatch:namespace": "Flywheel"})
-    assert not _can(launcher, "cloudwatch:PutMetricData", "*", **{"cloudwatch:namespace": "Other"})
+    assert _can(launcher, "cloudwatch:PutMetricData", "*", **{"cloudwatch:namespace": "Flywheel/BatchScoring"})
+    assert not _can(launcher, "cloudwatch:PutMetricData", "*", **{"cloudwatch:namespace": "Flywheel"})
 
 
 def test_the_schedule_uses_the_teams_cron_and_a_role_that_only_invokes_its_launcher(dev, lake, roles):
