@@ -41,13 +41,19 @@ def _train_model(tmp_path: Path) -> bytes:
     write_churn_csv(raw / "batch.csv", 1200, seed=7)
     key = tmp_path / "key"
     key.write_text("a-test-key-for-the-churn-model-0123456789")
-    assert preprocess.main(["--contract", str(CONTRACT), "--input-dir", str(raw), "--output-dir", str(processed),
-                            "--pii-key-file", str(key), "--resource-config", str(tmp_path / "none.json")]) == 0  # fmt: skip
+    prepared = preprocess.main(
+        ["--contract", str(CONTRACT), "--input-dir", str(raw), "--output-dir", str(processed),
+         "--pii-key-file", str(key), "--resource-config", str(tmp_path / "none.json")]
+    )  # fmt: skip
+    assert prepared == 0
     contract_dir = tmp_path / "contract"
     contract_dir.mkdir()
     (contract_dir / "contract.json").write_bytes(CONTRACT.read_bytes())
-    assert train.main(["--train", str(processed / "train"), "--validation", str(processed / "validation"),
-                       "--contract", str(contract_dir), "--model-dir", str(model), "--num_round", "30"]) == 0  # fmt: skip
+    trained = train.main(
+        ["--train", str(processed / "train"), "--validation", str(processed / "validation"),
+         "--contract", str(contract_dir), "--model-dir", str(model), "--num_round", "30"]
+    )  # fmt: skip
+    assert trained == 0
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for path in sorted(model.rglob("*")):
@@ -69,7 +75,10 @@ def _register_approved(aws: emb.EmbeddedAws, artifact: bytes) -> str:
                 {
                     "Image": "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-xgboost:3.2-0",
                     "ModelDataUrl": f"s3://flywheel-local-artifacts/{key}",
-                    "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
+                    "Environment": {
+                        "SAGEMAKER_PROGRAM": "inference.py",
+                        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                    },
                 }
             ],
             "SupportedContentTypes": ["text/csv"],
@@ -90,7 +99,9 @@ def test_scoring_refuses_without_an_approved_model_then_scores_every_row_with_to
         rt.provision(["churn"])
 
         # GIVEN no Approved model, WHEN a batch is to be scored, THEN a clear refusal and nothing lands.
-        with pytest.raises(NoApprovedModelError, match=r"team churn has no Approved model .*`flywheel approve churn:<version>`"):
+        with pytest.raises(
+            NoApprovedModelError, match=r"team churn has no Approved model .*`flywheel approve churn:<version>`"
+        ):
             rt.score("churn", "batch-scoring", rows=10)
         listed = aws.client("s3").list_objects_v2(Bucket="flywheel-local-raw", Prefix="churn/scoring/")
         assert listed.get("KeyCount", 0) == 0

@@ -121,7 +121,9 @@ def test_a_config_file_with_a_bad_schedule_names_the_file_team_and_field(tmp_pat
     teams = (config / "teams.yaml").read_text()
     assert 'schedule: "cron(0 2 * * ? *)"' in teams
     (config / "teams.yaml").write_text(teams.replace('schedule: "cron(0 2 * * ? *)"', 'schedule: "cron(0 25 * * ? *)"'))
-    with pytest.raises(ConfigError, match=r"config/teams\.yaml: teams\[0\]: scoring\.schedule: hours: 25 in '25' is outside"):
+    with pytest.raises(
+        ConfigError, match=r"config/teams\.yaml: teams\[0\]: scoring\.schedule: hours: 25 in '25' is outside"
+    ):
         load_config(config)
 
 
