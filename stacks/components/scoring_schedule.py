@@ -179,7 +179,8 @@ class ScoringSchedule(Construct):
                 conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
             )
         )
-        shown_summaries = f"arn:{partition}:s3:::{names.bucket_export('reports')}/{naming.pipeline_prefix(name)}*/summary/summary.json"
+        summary_key = f"{naming.pipeline_prefix(name)}*/summary/summary.json"
+        shown_summaries = f"arn:{partition}:s3:::{names.bucket_export('reports')}/{summary_key}"
         for resource, reason in (
             (packages, "versions of the team's own model package group; version numbers are assigned at registration"),
             (models, "the scoring models of this pipeline, one per package version (<pipeline>-v<version>)"),
