@@ -154,8 +154,7 @@ def describe_outcome(outcome: ScoringOutcome) -> tuple[list[str], str | None]:
     record = outcome.execution
     lines = [
         f"Scored batch {outcome.batch_uri} with {outcome.launch.model_name} ({outcome.launch.package_arn})",
-        f"Execution {record.execution_id}: {record.status}"
-        + "".join(f"\n  {step.name} ({step.type}): {step.status}" for step in record.steps),
+        f"Execution {record.execution_id}: {record.status}",
     ]
     summary = outcome.summary
     if summary is not None:

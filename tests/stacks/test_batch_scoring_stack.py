@@ -25,20 +25,23 @@ def lake(dev):
     return Templates({s.stack_name: templates[k].to_json() for k, s in stacks.items()}, account=ACCOUNT, region=REGION)
 
 
-@pytest.fixture(scope="module")
-def roles(lake):
-    prefixes = {
-        "pipeline": "TeamBatchScoringPipelinePipelineRole",
-        "preprocessing": "TeamBatchScoringPipelinePreprocessingRole",
-        "scoring": "TeamBatchScoringPipelineScoringRole",
-        "reporting": "TeamBatchScoringPipelineReportingRole",
-        "launcher": "TeamBatchScoringScheduleLauncherRole",
-        "scheduler": "TeamBatchScoringScheduleSchedulerRole",
-        "tabular-training": "TeamTabularPipelineTrainingRole",
-        "diagnostics-pipeline": "TeamTabularPipelinePipelineRole",
-    }
-    out = {kind: lake.role(STACK, prefix) for kind, prefix in prefixes.items() if not kind.startswith("diagnostics")}
-    out["diagnostics-pipeline"] = lake.role("Flywheel-dev-Team-diagnostics", prefixes["diagnostics-pipeline"])
+PREFIXES = {
+    "pipeline": "TeamBatchScoringPipelinePipelineRole",
+    "preprocessing": "TeamBatchScoringPipelinePreprocessingRole",
+    "scoring": "TeamBatchScoringPipelineScoringRole",
+    "reporting": "TeamBatchScoringPipelineReportingRole",
+    "launcher": "TeamBatchScoringScheduleLauncherRole",
+    "scheduler": "TeamBatchScoringScheduleSchedulerRole",
+    "tabular-training": "TeamTabularPipelineTrainingRole",
+}
+
+
+def scoring_roles(lake):
+    """kind → the role (churn's batch-scoring roles, its tabular training role, diagnostics' pipeline role).
+
+    A function of ``lake``, not a fixture: the mutation suite calls these tests on weakened templates."""
+    out = {kind: lake.role(STACK, prefix) for kind, prefix in PREFIXES.items()}
+    out["diagnostics-pipeline"] = lake.role("Flywheel-dev-Team-diagnostics", "TeamTabularPipelinePipelineRole")
     return out
 
 
@@ -54,7 +57,8 @@ def _can(role, action, resource="*", **context):
     return role.can(Request(action, resource, context)).allowed
 
 
-def test_every_role_carries_the_boundary_and_its_kind_path(roles):
+def test_every_role_carries_the_boundary_and_its_kind_path(lake):
+    roles = scoring_roles(lake)
     paths = {
         "pipeline": "pipeline",
         "preprocessing": "preprocessing",
@@ -69,7 +73,8 @@ def test_every_role_carries_the_boundary_and_its_kind_path(roles):
         assert f":role/flywheel/dev/{path}/" in role.arn, (kind, role.arn)
 
 
-def test_prepare_reads_only_the_scoring_prefix_and_the_pii_key(lake, roles):
+def test_prepare_reads_only_the_scoring_prefix_and_the_pii_key(lake):
+    roles = scoring_roles(lake)
     pre = roles["preprocessing"]
     assert _can(pre, "s3:GetObject", _obj(lake, "raw", "churn/scoring/incoming/b1/part.csv"))
     assert _can(pre, "s3:GetObject", _obj(lake, "raw", "churn/_keys/pii-hmac.key"))
@@ -81,7 +86,8 @@ def test_prepare_reads_only_the_scoring_prefix_and_the_pii_key(lake, roles):
         assert not _can(roles[kind], "s3:GetObject", _obj(lake, "raw", "churn/scoring/incoming/b1/part.csv")), kind
 
 
-def test_the_models_role_reads_only_the_teams_models_and_its_own_prefix(lake, roles):
+def test_the_models_role_reads_only_the_teams_models_and_its_own_prefix(lake):
+    roles = scoring_roles(lake)
     scoring = roles["scoring"]
     model = "flywheel-dev-churn-tabular/e1/model/pipelines-e1-train/output/model.tar.gz"
     assert _can(scoring, "s3:GetObject", _obj(lake, "artifacts", model))
@@ -96,7 +102,8 @@ def test_the_models_role_reads_only_the_teams_models_and_its_own_prefix(lake, ro
     assert not _can(roles["tabular-training"], "s3:GetObject", _obj(lake, "features", f"{PIPELINE}/e1/x"))
 
 
-def test_the_pipeline_creates_tagged_transforms_and_never_passes_the_models_role(roles):
+def test_the_pipeline_creates_tagged_transforms_and_never_passes_the_models_role(lake):
+    roles = scoring_roles(lake)
     pipeline = roles["pipeline"]
     job = f"{SM}:transform-job/pipelines-abc-score-x"
     keys = {"sagemaker:VolumeKmsKey": "arn:aws:kms:k", "sagemaker:OutputKmsKey": "arn:aws:kms:k"}
@@ -114,7 +121,8 @@ def test_the_pipeline_creates_tagged_transforms_and_never_passes_the_models_role
     assert not _can(roles["diagnostics-pipeline"], "sagemaker:CreateTransformJob", job, **request)
 
 
-def test_the_launcher_creates_only_isolated_tagged_models_and_starts_only_its_pipeline(lake, roles):
+def test_the_launcher_creates_only_isolated_tagged_models_and_starts_only_its_pipeline(lake):
+    roles = scoring_roles(lake)
     launcher = roles["launcher"]
     model = f"{SM}:model/{PIPELINE}-v3"
     good = {TEAM_TAG: "churn", "sagemaker:NetworkIsolation": True, "sagemaker:VpcSubnets": ["subnet-1"]}
@@ -141,7 +149,8 @@ def test_the_launcher_creates_only_isolated_tagged_models_and_starts_only_its_pi
     assert not _can(launcher, "cloudwatch:PutMetricData", "*", **{"cloudwatch:namespace": "Flywheel"})
 
 
-def test_the_schedule_uses_the_teams_cron_and_a_role_that_only_invokes_its_launcher(dev, lake, roles):
+def test_the_schedule_uses_the_teams_cron_and_a_role_that_only_invokes_its_launcher(dev, lake):
+    roles = scoring_roles(lake)
     template = dev.teams["churn"].to_json()["Resources"]
     (schedule,) = [r["Properties"] for r in template.values() if r["Type"] == "AWS::Scheduler::Schedule"]
     assert schedule["ScheduleExpression"] == "cron(0 2 * * ? *)"
