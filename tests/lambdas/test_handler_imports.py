@@ -15,7 +15,9 @@ import pytest
 FORBIDDEN = ("sagemaker", "pandas", "numpy", "aws_cdk", "flywheel", "moto", "pydantic")
 
 
-@pytest.mark.parametrize("module", ["lambdas.data_arrival.handler", "lambdas.deploy.handler"])
+@pytest.mark.parametrize(
+    "module", ["lambdas.data_arrival.handler", "lambdas.deploy.handler", "lambdas.batch_scoring.handler"]
+)
 def test_a_handler_imports_nothing_heavy(module: str) -> None:
     code = (
         f"import json, sys; import {module}; "
