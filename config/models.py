@@ -215,6 +215,13 @@ class TeamConfig(_Frozen):
             if "contract" in type(settings).model_fields:
                 # The template's typed contract replaces the raw mapping (validated, not re-parsed).
                 object.__setattr__(self, "contract", settings.contract)  # type: ignore[attr-defined]
+        if self.scoring is not None and not any(
+            "scoring" in type(settings).model_fields for settings in self._settings.values()
+        ):
+            raise ValueError(
+                "scoring: set, but none of the team's pipelines reads it: add batch-scoring to pipelines: "
+                "or remove scoring:"
+            )
         return self
 
     def template(self, name: str) -> PipelineTemplate:

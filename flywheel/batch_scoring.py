@@ -34,6 +34,7 @@ from flywheel.errors import DataError, FlywheelError
 from flywheel.executor import ExecutionRecord
 from lambdas import lifecycle
 from lambdas.batch_scoring import launch as scoring
+from lambdas.batch_scoring.config import DEFAULT_MARKER as BATCH_MARKER
 from lambdas.lifecycle import DATA_SUFFIXES
 
 if TYPE_CHECKING:
@@ -66,7 +67,8 @@ def is_scoring_template(template: PipelineTemplate) -> bool:
 
 
 def land_scoring_batch(rt: LocalRuntime, team: str, source: Path, batch: str | None = None) -> str:
-    """Upload ``source`` to ``<team>/scoring/incoming/<batch>/`` (SSE-KMS, the raw zone's key); the batch URI."""
+    """Upload ``source`` and the ``_SUCCESS`` marker to ``<team>/scoring/incoming/<batch>/`` (SSE-KMS, the raw
+    zone's key); the batch URI."""
     if not source.is_file():
         raise DataError(f"data file {source} does not exist: pass an existing CSV or parquet file")
     if not source.name.lower().endswith(DATA_SUFFIXES):
@@ -75,6 +77,8 @@ def land_scoring_batch(rt: LocalRuntime, team: str, source: Path, batch: str | N
     batch = batch or f"batch-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     prefix = f"{naming.scoring_incoming_prefix(team)}{batch}/"
     put_object(rt.aws, res.raw_bucket, prefix + source.name, source.read_bytes(), res.platform.keys["raw"])
+    # The completion marker the deployed launcher waits for (Prepare skips it).
+    put_object(rt.aws, res.raw_bucket, prefix + BATCH_MARKER, b"", res.platform.keys["raw"])
     return naming.s3_uri(res.raw_bucket, prefix)
 
 

@@ -11,8 +11,8 @@ What the batch-scoring schedule's function does (and what the local runtime call
    package version (:func:`model_name`), so a retry finds what the first attempt created.
 3. :func:`new_batches` — the batch folders under ``<team>/scoring/incoming/`` of the raw zone (a folder
    counts once its files are there; with ``marker``, only once its completion marker is).
-4. :func:`launch` — per batch, a claim (:func:`claim_key` of pipeline, batch, version: a batch is scored once
-   per model version, retries and overlapping schedules start nothing twice) and
+4. :func:`launch` — per batch, a claim (:func:`claim_key` of pipeline and batch: a batch is scored once;
+   retries, overlapping schedules and later model versions start nothing twice) and
    ``StartPipelineExecution`` with ``InputDataUri``, ``ModelName`` and ``ModelPackageArn`` and a
    ``ClientRequestToken`` derived from the claim.
 """
@@ -163,9 +163,10 @@ def new_batches(s3: Any, target: ScoringTarget, *, marker: str | None = None) ->
     return sorted(batches)
 
 
-def claim_key(target: ScoringTarget, batch_uri: str, version: int) -> str:
-    """The claim of scoring one batch with one model version (``score-<digest>``: a safe name everywhere)."""
-    digest = hashlib.sha256(f"{target.pipeline_name}\n{batch_uri}\nv{version}".encode()).hexdigest()
+def claim_key(target: ScoringTarget, batch_uri: str) -> str:
+    """The claim of scoring one batch (``score-<digest>``: a safe name everywhere). A batch is new until it
+    is claimed: approving another model version does not re-score the batches already scored."""
+    digest = hashlib.sha256(f"{target.pipeline_name}\n{batch_uri}".encode()).hexdigest()
     return f"score-{digest[:48]}"
 
 
@@ -188,14 +189,16 @@ def launch(
         if not rest or any(part in (".", "..") for part in rest.split("/")):
             raise ValueError(f"batch {uri!r} is not under the team's scoring prefix {allowed}")
     package = require_approved(sagemaker, target)
-    version = int(package["ModelPackageVersion"])
     name = ensure_model(sagemaker, target, package)
     result = LaunchResult(package_arn=str(package["ModelPackageArn"]), model_name=name)
     for uri in batch_uris:
-        key = claim_key(target, uri, version)
+        key = claim_key(target, uri)
         if not store.claim(key, {"batch": uri, "model": name}):
             previous = store.claimed(key) or {}
-            result.skipped[uri] = f"already scored with version {version} ({previous.get('execution_arn', 'running')})"
+            result.skipped[uri] = (
+                f"already scored with {previous.get('model', 'an earlier model')} "
+                f"({previous.get('execution_arn', 'still starting')})"
+            )
             continue
         parameters = {
             PARAM_INPUT_DATA_URI: uri,

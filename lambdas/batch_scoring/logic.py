@@ -2,8 +2,8 @@
 
 * The schedule's event (``{"source": "flywheel.scoring-schedule", "team": <team>}``, EventBridge
   Scheduler's static input) → :func:`~.launch.launch` on every complete batch under the team's
-  ``scoring/incoming/`` prefix: the newest Approved model, one execution per batch and model version
-  (claims in the team's lifecycle table). No Approved model: ``{"status": "no-approved-model"}``, the
+  ``scoring/incoming/`` prefix: the newest Approved model, one execution per new batch (claims in the
+  team's lifecycle table). No Approved model: ``{"status": "no-approved-model"}``, the
   ``ScoringSkippedNoModel`` metric and a warning naming the fix — not an error (a retry cannot help).
 * ``SageMaker Model Building Pipeline Execution Status Change`` of the team's scoring pipeline, in a
   final state → the run's ``summary.json`` (reports zone) read and :func:`~.launch.publish_summary`

@@ -149,7 +149,8 @@ def test_scoring_refuses_without_an_approved_model_then_scores_every_row_with_to
         # WHEN the same batch is launched again with the same model THEN nothing starts twice.
         target = emb_target(rt)
         again = launch.launch(aws.client("sagemaker"), state, target, [outcome.batch_uri], lambda p, t: "unused")
-        assert not again.started and "already scored with version 1" in again.skipped[outcome.batch_uri]
+        assert not again.started
+        assert "already scored with flywheel-local-churn-batch-scoring-v1" in again.skipped[outcome.batch_uri]
 
 
 def emb_target(rt: LocalRuntime) -> launch.ScoringTarget:
@@ -164,3 +165,20 @@ def test_the_cli_refuses_params_for_a_scoring_run_before_anything_runs(tmp_path:
     result = CliRunner().invoke(cli.app, [*args, "--param", "ModelName=x"])
     assert result.exit_code != 0 and "--param does not apply to a batch-scoring run" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.enable_socket
+@pytest.mark.network_local
+def test_the_demo_flow_scores_with_the_model_its_own_pipeline_trained(tmp_path: Path) -> None:
+    """The guide's commands (docs/templates.md): train churn with its tabular pipeline, approve, score."""
+    state = StateStore(tmp_path / "state")
+    with emb.in_process() as aws:
+        rt = LocalRuntime(aws, state)
+        trained = rt.run("churn", rows=2000, seed=3)
+        assert trained.package is not None
+        rt.set_approval("churn:1", "Approved")
+        outcome = rt.score("churn", "batch-scoring", rows=300, seed=5)
+        assert outcome.execution.succeeded, outcome.execution.failure_reason
+        assert outcome.summary is not None and outcome.summary["rows_scored"] == outcome.summary["rows_in"] == 300
+        assert outcome.launch.package_arn == trained.package["ModelPackageArn"]

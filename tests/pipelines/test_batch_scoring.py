@@ -110,6 +110,8 @@ def test_a_team_with_a_bad_schedule_or_settings_is_refused_naming_the_field() ->
             column["role"] = "ignore"
     with pytest.raises(ValueError, match=r"contract: batch-scoring keys each prediction by the token of exactly one"):
         TeamConfig.model_validate(_team(contract=contract))
+    with pytest.raises(ValueError, match=r"scoring: set, but none of the team's pipelines reads it"):
+        TeamConfig.model_validate(_team(pipelines=["tabular"]))
     team = TeamConfig.model_validate(_team())
     settings = team.template_settings("batch-scoring")
     assert team.template("batch-scoring").schedule(settings).expression == "cron(0 2 * * ? *)"
