@@ -37,6 +37,7 @@ its model (``CreateModel`` ``VpcConfig``/``EnableNetworkIsolation``: the launche
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -181,8 +182,12 @@ def inputs_for_settings(
     )
 
 
+@functools.lru_cache(maxsize=64)
 def build_pipeline_definition(inputs: BatchScoringInputs) -> str:
-    """The pipeline definition JSON (canonical), built without touching AWS (see :mod:`pipelines.sdk_offline`)."""
+    """The pipeline definition JSON (canonical), built without touching AWS (see :mod:`pipelines.sdk_offline`).
+
+    Memoized per inputs (a frozen, hashable dataclass; the build is deterministic): a process that
+    provisions or synthesizes the same team twice builds its definition once."""
     return build_offline(inputs, region=inputs.region, sentinels=_sentinel_values(inputs), build=_build_with_sdk)
 
 
