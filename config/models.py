@@ -285,6 +285,8 @@ class TeamConfig(_Frozen):
     instances: InstanceSettings = InstanceSettings()
     deploy_target: Literal["serverless", "realtime", "batch"] = "realtime"
     deployment: DeploymentSettings = DeploymentSettings()
+    #: Batch-scoring settings (schedule, transform capacity): validated by the ``batch-scoring`` template.
+    scoring: Any = None
     monthly_budget_usd: float = Field(default=500, gt=0)
     tags: dict[str, str] = Field(default_factory=dict)
     # Who may assume the team's persona roles (config/personas.py; docs/teams.md).
@@ -344,6 +346,8 @@ class TeamConfig(_Frozen):
             values["contract"] = self.contract
         if self.metric_gate is not None:
             values["metric_gate"] = self.metric_gate.model_dump(exclude_none=True)
+        if self.scoring is not None:
+            values["scoring"] = self.scoring
         for name in self.pipelines:
             template = load_template(name, search_path=_template_dirs(info))
             settings = template.validate_settings(values)
@@ -352,6 +356,13 @@ class TeamConfig(_Frozen):
             if "contract" in type(settings).model_fields:
                 # The template's typed contract replaces the raw mapping (validated, not re-parsed).
                 object.__setattr__(self, "contract", settings.contract)  # type: ignore[attr-defined]
+        if self.scoring is not None and not any(
+            "scoring" in type(settings).model_fields for settings in self._settings.values()
+        ):
+            raise ValueError(
+                "scoring: set, but none of the team's pipelines reads it: add batch-scoring to pipelines: "
+                "or remove scoring:"
+            )
         return self
 
     def template(self, name: str) -> PipelineTemplate:

@@ -458,13 +458,24 @@ def run(
                 "[dim]No `flywheel up` running: using an in-process embedded AWS for this command "
                 "(the registry is kept in the state dir).[/]"
             )
-        with _spinner(progress, f"Running the {team} pipeline…"):
-            outcome = rt.run(team, data=data, rows=rows, seed=seed, parameters=params, template=template)
-        problem = _show_outcome(outcome, rt)
-        report_path, report_uri = rt.write_report(outcome, serving=None)
-        console.print(f"  Report (model card): {report_path.resolve()}", highlight=False)
-        if report_uri:
-            console.print(f"  Report in S3: {report_uri}", highlight=False)
+        if rt.is_scoring(team, template):
+            if params:
+                raise _fail("--param does not apply to a batch-scoring run (its model is the newest Approved one)")
+            from flywheel.batch_scoring import describe_outcome
+
+            with _spinner(progress, f"Scoring a {team} batch…"):
+                scored = rt.score(team, str(template), data=data, rows=rows, seed=seed)
+            lines, problem = describe_outcome(scored)
+            for line in lines:
+                console.print(line, markup=False, highlight=False)
+        else:
+            with _spinner(progress, f"Running the {team} pipeline…"):
+                outcome = rt.run(team, data=data, rows=rows, seed=seed, parameters=params, template=template)
+            problem = _show_outcome(outcome, rt)
+            report_path, report_uri = rt.write_report(outcome, serving=None)
+            console.print(f"  Report (model card): {report_path.resolve()}", highlight=False)
+            if report_uri:
+                console.print(f"  Report in S3: {report_uri}", highlight=False)
     if problem:
         raise _fail(problem)
 

@@ -322,6 +322,11 @@ class LocalRuntime:
         self.team_config(team)
         if template is not None:
             self.reading(team, template)  # an unknown template is an error before anything lands
+            if self.is_scoring(team, template):
+                raise FlywheelError(
+                    f"{template} scores batches with the team's approved model: use score() "
+                    f"(`flywheel run --team {team} --template {template}`)"
+                )
         if (data is None) == (rows is None):
             raise DataError("give either a data file (--data) or a number of rows to generate (--rows)")
         if not self._resources:
@@ -343,6 +348,28 @@ class LocalRuntime:
         finally:
             self.actions.parameter_overrides.pop(team, None)
         return self.outcome(team, event, arrival, record)
+
+    def is_scoring(self, team: str, template: str | None) -> bool:
+        """Whether ``team``'s pipeline of ``template`` is a batch-scoring one (launched with the approved model)."""
+        from flywheel.batch_scoring import is_scoring_template
+
+        if template is None:
+            return False
+        self.reading(team, template)  # UnknownTemplateError naming the team's templates
+        return is_scoring_template(self.team_config(team).template(template))
+
+    def score(
+        self, team: str, template: str, *, data: Path | None = None, rows: int | None = None, seed: int = 0
+    ) -> Any:
+        """Land a batch to score and run the team's scoring pipeline of ``template`` with its newest Approved
+        model (:func:`flywheel.batch_scoring.run_scoring`; NoApprovedModelError if it has none)."""
+        from flywheel.batch_scoring import run_scoring
+
+        if not self.is_scoring(team, template):
+            raise UnknownTemplateError(f"team {team}'s pipeline {template} does not score batches")
+        if not self._resources:
+            self.provision([team])
+        return run_scoring(self, team, template, data=data, rows=rows, seed=seed)
 
     def outcome(
         self, team: str, event: dict[str, Any], arrival: lifecycle.ArrivalResult, record: ExecutionRecord

@@ -22,8 +22,9 @@ Names (per environment, :class:`Names`)
     ``flywheel-<env>-<team>-<persona>``    a person's role of a team (path ``/flywheel/<env>/<persona>/``)
 
 S3 layout (per team / pipeline, module functions)
-    raw:        ``<team>/incoming/<batch>/<file>`` (landed batches), ``<team>/_keys/pii-hmac.key``
-                (the team's PII HMAC key), ``<team>/quarantine/<pipeline>/<execution>/`` (failed batches),
+    raw:        ``<team>/incoming/<batch>/<file>`` (landed batches), ``<team>/scoring/incoming/<batch>/<file>``
+                (batches to score with the team's approved model), ``<team>/_keys/pii-hmac.key``
+                (the team's PII HMAC key), ``<team>/quarantine/<pipeline>/<execution>/`` (failed batches)
                 ``<team>/_erasure/requests/<request>.json`` (erasure requests: they name a subject)
     reports:    also ``_erasure/<team>/<request>.json`` (erasure receipts, no PII)
     features, artifacts, reports: ``<pipeline>/<execution>/...``
@@ -49,6 +50,10 @@ PIPELINE_ZONES: Final[tuple[str, ...]] = ("raw", "features", "artifacts", "repor
 PIPELINE_OWNED_ZONES: Final[tuple[str, ...]] = ("features", "artifacts", "reports")
 
 INCOMING: Final = "incoming"
+SCORING: Final = "scoring"
+#: The raw-zone inputs a template's preprocessing role may read (below ``<team>/``): landed training
+#: batches and batches to score.
+RAW_INPUTS: Final[tuple[str, ...]] = (INCOMING, f"{SCORING}/{INCOMING}")
 QUARANTINE: Final = "quarantine"
 KEYS: Final = "_keys"
 PII_KEY_FILE: Final = "pii-hmac.key"
@@ -173,6 +178,18 @@ def team_raw_prefix(team: str) -> str:
 def incoming_prefix(team: str) -> str:
     """``<team>/incoming/``: where a team's raw batches land (``<batch>/<file>`` below it)."""
     return f"{team}/{INCOMING}/"
+
+
+def scoring_incoming_prefix(team: str) -> str:
+    """``<team>/scoring/incoming/``: where a team's batches to score land (``<batch>/<file>`` below it)."""
+    return f"{team}/{SCORING}/{INCOMING}/"
+
+
+def raw_input_prefix(team: str, raw_input: str = INCOMING) -> str:
+    """``<team>/<raw_input>/`` for one of :data:`RAW_INPUTS`; ValueError for anything else."""
+    if raw_input not in RAW_INPUTS:
+        raise ValueError(f"unknown raw input {raw_input!r}; raw inputs: {', '.join(RAW_INPUTS)}")
+    return f"{team}/{raw_input}/"
 
 
 def pii_key_prefix(team: str) -> str:

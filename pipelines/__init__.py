@@ -3,8 +3,11 @@
 code that runs in the SageMaker containers; the SDK-offline build harness is :mod:`pipelines.sdk_offline`.
 
 Adding a template = adding a folder with a ``template.py``; it is discovered here, so config can name
-it. :func:`load_template` also searches extra directories (a test's ``tmp_path``, a team's own
-templates): ``load_template("minimal", search_path=[tmp_path])``.
+it. A template's name is its folder's name with ``_`` read as ``-`` (:func:`template_name`): the folder
+is a Python package (``pipelines/batch_scoring/``), the name is what config and AWS names use
+(``batch-scoring``, pipeline ``flywheel-<env>-<team>-batch-scoring``). :func:`load_template` also
+searches extra directories (a test's ``tmp_path``, a team's own templates):
+``load_template("minimal", search_path=[tmp_path])``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ TEMPLATES_DIR = Path(__file__).resolve().parent
 TEMPLATE_FILE: Final = "template.py"
 
 
+def template_name(folder: Path) -> str:
+    """The name of the template in ``folder``: its folder name, ``_`` read as ``-``."""
+    return folder.name.replace("_", "-")
+
+
 def discover_templates(*roots: Path) -> dict[str, Path]:
     """Template name → folder for every folder of ``roots`` (default: ``pipelines/``) with a ``template.py``.
 
@@ -38,7 +46,7 @@ def discover_templates(*roots: Path) -> dict[str, Path]:
             raise ValueError(f"template directory {root} does not exist")
         for folder in sorted(root.iterdir()):
             if folder.is_dir() and (folder / TEMPLATE_FILE).is_file():
-                found.setdefault(folder.name, folder)
+                found.setdefault(template_name(folder), folder)
     return found
 
 

@@ -12,7 +12,8 @@ through :attr:`PipelineTemplate.steps`. Discovery: :func:`pipelines.discover_tem
 :func:`pipelines.load_template`.
 
 What a template declares
-    ``name``            the folder name; part of the pipeline's name ``flywheel-<env>-<team>-<name>``
+    ``name``            the folder name (``_`` read as ``-``: folder ``batch_scoring``, name
+                        ``batch-scoring``); part of the pipeline's name ``flywheel-<env>-<team>-<name>``
     ``folder``          the folder; its step code is packaged into ``sourcedir.tar.gz``
                         (:mod:`pipelines.packaging`: flat, deterministic; ``definition.py`` and
                         ``template.py`` are never packaged)
@@ -38,6 +39,9 @@ What a template declares
                         ``preprocessing`` kind may read the team's raw batches and PII key.
     ``describe(team_name, settings)``  the pipeline's description
     ``merge_status``    optional: merges per-host validation statuses (the local runtime's run outcome)
+    ``schedule(settings)``  optional: the team's :class:`Schedule` (EventBridge Scheduler); a scheduled
+                        template is launched by the scoring launcher with the newest Approved model
+                        (``batch-scoring``), not by data arrival
 
 Deployed vs local
     The deployed definition carries no parameter that weakens a control: the PII key location, the
@@ -60,7 +64,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from naming import NON_STEP_ROLE_KINDS, PIPELINE_OWNED_ZONES, PREPROCESSING, ZONES
+from naming import INCOMING, NON_STEP_ROLE_KINDS, PIPELINE_OWNED_ZONES, PREPROCESSING, RAW_INPUTS, ZONES
+
+#: The SageMaker job kinds a step role may run. A ``Transform`` role is the execution role of the model a
+#: batch transform runs (SageMaker runs the transform job as its model's role).
+JOB_KINDS: tuple[str, ...] = ("Processing", "Training", "Transform")
 
 _ROLE_KIND = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 
@@ -169,6 +177,11 @@ class StepRole:
     and its PII key — only the ``preprocessing`` kind may, the raw zone's policies deny every other
     role; ``writes_quarantine``: ``<team>/quarantine/<pipeline>/`` of the raw zone; ``reads`` /
     ``writes``: ``<pipeline>/`` of those zones; ``job_kinds``: the SageMaker job kinds run as it.
+    ``raw_input``: which of the team's raw prefixes (:data:`naming.RAW_INPUTS`) ``reads_team_raw``
+    means — ``incoming`` (landed training batches) or ``scoring/incoming`` (batches to score).
+    ``reads_team_models``: the model artifacts the team's model-registering pipelines wrote (the
+    ``artifacts`` zone, each such pipeline's prefix) and the model images — what a ``Transform`` role
+    needs to load the team's approved model.
     """
 
     kind: str
@@ -177,6 +190,8 @@ class StepRole:
     reads: tuple[str, ...] = ()
     writes: tuple[str, ...] = ()
     job_kinds: tuple[str, ...] = ("Processing",)
+    raw_input: str = INCOMING
+    reads_team_models: bool = False
 
     def __post_init__(self) -> None:
         if not _ROLE_KIND.match(self.kind) or self.kind in NON_STEP_ROLE_KINDS:
@@ -191,9 +206,11 @@ class StepRole:
             )
         _check_zones(f"step role {self.kind!r} reads", self.reads)
         _check_zones(f"step role {self.kind!r} writes", self.writes)
-        unknown = sorted(set(self.job_kinds) - {"Processing", "Training"})
+        unknown = sorted(set(self.job_kinds) - set(JOB_KINDS))
         if unknown or not self.job_kinds:
-            raise ValueError(f"step role {self.kind!r}: job_kinds {self.job_kinds!r}; use Processing, Training")
+            raise ValueError(f"step role {self.kind!r}: job_kinds {self.job_kinds!r}; use {', '.join(JOB_KINDS)}")
+        if self.raw_input not in RAW_INPUTS:
+            raise ValueError(f"step role {self.kind!r}: raw_input {self.raw_input!r}; use {', '.join(RAW_INPUTS)}")
 
     @property
     def zones(self) -> tuple[str, ...]:
@@ -201,6 +218,8 @@ class StepRole:
         touched = set(self.reads) | set(self.writes)
         if self.reads_team_raw or self.writes_quarantine:
             touched.add("raw")
+        if self.reads_team_models:
+            touched.add("artifacts")
         return tuple(zone for zone in ZONES if zone in touched)
 
 
@@ -255,13 +274,23 @@ class ExecutionAccess:
     def all_job_kinds(self) -> tuple[str, ...]:
         """Every SageMaker job kind the pipeline runs (the pipeline's role creates them)."""
         kinds = {kind for role in self.roles for kind in role.job_kinds}
-        return tuple(kind for kind in ("Processing", "Training") if kind in kinds)
+        return tuple(kind for kind in JOB_KINDS if kind in kinds)
 
     @property
     def zones(self) -> tuple[str, ...]:
         """Every zone some role touches (buckets, keys), in lake order."""
         touched = {zone for role in self.roles for zone in role.zones}
         return tuple(zone for zone in ZONES if zone in touched)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a scheduled template's pipeline runs: an EventBridge Scheduler expression, its time zone and
+    whether the schedule is enabled (a template's :attr:`PipelineTemplate.schedule` returns one per team)."""
+
+    expression: str
+    timezone: str = "UTC"
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -281,9 +310,13 @@ class PipelineTemplate:
     #: Merges the per-host validation statuses of the ``status`` output into the batch's status (a batch
     #: passes only if every host passed); ``None``: the runtime reads a single status file only.
     merge_status: Callable[[Sequence[Mapping[str, Any]]], Mapping[str, Any]] | None = None
+    #: The team's schedule (``None``: the pipeline is started by events, e.g. data arrival). A scheduled
+    #: template is launched by the batch-scoring launcher (``lambdas/batch_scoring``): it scores the
+    #: team's new ``scoring/incoming/`` batches with the newest Approved model.
+    schedule: Callable[[Any], Schedule | None] = lambda settings: None
 
     def __post_init__(self) -> None:
-        if self.folder.name != self.name:
+        if self.folder.name.replace("_", "-") != self.name:
             raise ValueError(f"template {self.name!r}: declared in folder {self.folder.name!r}")
 
     def validate_settings(self, values: Mapping[str, Any]) -> BaseModel:

@@ -2,7 +2,8 @@
 
 ``PipelineExecutor(clients, work_dir).execute(definition_json, {"InputDataUri": ...})`` runs the same
 definition JSON that the CDK deploys: Processing and Training jobs as local processes under SageMaker's
-container contract, Condition and Fail steps, RegisterModel into the embedded registry.
+container contract, Transform through the model's own inference code (:mod:`.transform`), Condition and
+Fail steps, RegisterModel into the embedded registry.
 """
 
 from flywheel.errors import (

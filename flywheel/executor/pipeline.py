@@ -10,6 +10,7 @@ its record holds the failure reason and the tail of its log; a ``Fail`` step end
 ``Failed`` with its resolved ``ErrorMessage``.
 
 Supported step types: ``Processing`` and ``Training`` (local processes, see :mod:`.jobs`),
+``Transform`` (the model's inference code over the input, local processes, see :mod:`.transform`),
 ``Condition``, ``RegisterModel`` (``CreateModelPackage`` in the embedded registry) and ``Fail``.
 """
 
@@ -37,11 +38,18 @@ from flywheel.executor.expressions import (
 )
 from flywheel.executor.jobs import OWNER_FILE, JobRunner, now, run_processing_job, run_training_job, write_owner
 from flywheel.executor.s3io import S3Transfers
+from flywheel.executor.transform import model_container, run_transform_job
 
-SUPPORTED_STEP_TYPES: Final[tuple[str, ...]] = ("Processing", "Training", "Condition", "RegisterModel", "Fail")
+SUPPORTED_STEP_TYPES: Final[tuple[str, ...]] = (
+    "Processing",
+    "Training",
+    "Transform",
+    "Condition",
+    "RegisterModel",
+    "Fail",
+)
 #: Step types of the SageMaker definition language that this executor does not run (for messages).
 OTHER_STEP_TYPES: Final[tuple[str, ...]] = (
-    "Transform",
     "Tuning",
     "Model",
     "CreateModel",
@@ -455,6 +463,8 @@ class PipelineExecutor:
                 self._processing(step, scope, record, entry, runner, transfers)
             elif kind == "Training":
                 self._training(step, scope, record, entry, runner)
+            elif kind == "Transform":
+                self._transform(step, scope, record, entry, runner)
             elif kind == "RegisterModel":
                 self._register(step, scope, entry)
             entry.status = SUCCEEDED
@@ -567,6 +577,24 @@ class PipelineExecutor:
         entry.metadata = {
             "TrainingJob": {"Arn": props["TrainingJobArn"], "Name": job},
             "ModelArtifacts": props["ModelArtifacts"]["S3ModelArtifacts"],
+            "LocalTimings": props["LocalTimings"],
+        }
+
+    def _transform(
+        self, step: dict[str, Any], scope: Scope, record: ExecutionRecord, entry: StepRecord, runner: JobRunner
+    ) -> None:
+        request, job, root = self._job(step, scope, record, entry)
+        model_name = request.get("ModelName")
+        if not model_name:
+            raise StepFailed("ValidationException: CreateTransformJob needs ModelName")
+        container = model_container(self.clients.client("sagemaker"), str(model_name))
+        props = run_transform_job(runner, job, request, root, container, keep_data=self.keep_job_data)
+        props["TransformJobArn"] = self._arn("transform-job", job)
+        scope.steps[step["Name"]] = props
+        entry.metadata = {
+            "TransformJob": {"Arn": props["TransformJobArn"], "Name": job, "ModelName": str(model_name)},
+            "Outputs": {"predictions": props["TransformOutput"]["S3OutputPath"]},
+            "RecordCounts": props["LocalRecordCounts"],
             "LocalTimings": props["LocalTimings"],
         }
 

@@ -29,7 +29,7 @@ from stacks import PROJECT_ROOT
 SHARED_FOLDERS: Final[tuple[str, ...]] = ("lambdas/common", "lambdas/lifecycle", "naming")
 #: Single files every handler ships.
 SHARED_FILES: Final[tuple[str, ...]] = ("lambdas/__init__.py",)
-HANDLERS: Final[tuple[str, ...]] = ("data_arrival", "deploy", "erasure")
+HANDLERS: Final[tuple[str, ...]] = ("data_arrival", "deploy", "erasure", "batch_scoring")
 BUILD_DIR: Final = PROJECT_ROOT / ".flywheel" / "build" / "lambdas"
 _ZIP_EPOCH: Final = (1980, 1, 1, 0, 0, 0)
 _MODE: Final = 0o644 << 16

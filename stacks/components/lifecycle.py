@@ -61,7 +61,11 @@ LIFECYCLE_ROLE_KINDS: Final = (DATA_ARRIVAL_ROLE_KIND, DEPLOY_ROLE_KIND, MODEL_R
 #: The metrics namespace and service names the handlers emit under (``Metrics(namespace=..., service=...)``
 #: in ``lambdas/*/handler.py``; Powertools adds the ``service`` dimension).
 METRICS_NAMESPACE: Final = "Flywheel"
-SERVICE_NAMES: Final = {"data_arrival": "flywheel-data-arrival", "deploy": "flywheel-deploy"}
+SERVICE_NAMES: Final = {
+    "data_arrival": "flywheel-data-arrival",
+    "deploy": "flywheel-deploy",
+    "batch_scoring": "flywheel-batch-scoring",
+}
 #: The handlers' default dimension naming the team (``metrics.set_default_dimensions(team=TEAM)``): every
 #: metric is emitted with exactly ``service`` + ``team``, and an alarm matches only that exact set, so each
 #: team's alarms count only its own functions' metrics.
@@ -88,6 +92,8 @@ class FunctionSizing:
 SIZING: Final = {
     "data_arrival": FunctionSizing(256, Duration.seconds(60), 2),
     "deploy": FunctionSizing(256, Duration.seconds(120), 1),
+    # Batch scoring: a listing and a few API calls per tick; 1 at a time per pipeline (claims guard it too).
+    "batch_scoring": FunctionSizing(256, Duration.seconds(120), 1),
 }
 #: EventBridge → Lambda: retries and the oldest event worth delivering; then the target's DLQ.
 TARGET_RETRIES: Final = 4

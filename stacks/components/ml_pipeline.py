@@ -16,7 +16,7 @@ differ only in those account-specific values.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,9 +136,13 @@ class MlPipeline(Construct):
         security_group: ec2.ISecurityGroup,
         model_package_group_name: str,
         buckets: Mapping[str, str] | None = None,
+        model_sources: Sequence[str] = (),
+        model_images: Sequence[tuple[str, str, str]] = (),
     ) -> None:
         """``buckets``: zone → bucket name for ``template.access.zones`` (default: the environment's
-        exported zone buckets, imported by name)."""
+        exported zone buckets, imported by name). ``model_sources``: the team's pipelines that register
+        models and ``model_images`` their images (``image_repositories``): what a role that
+        ``reads_team_models`` may read and pull."""
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         names = Names(env_name)
@@ -148,6 +152,8 @@ class MlPipeline(Construct):
         self.env_name = env_name
         self.pipeline_name = name
         self.model_package_group_name = model_package_group_name
+        self.model_sources = tuple(model_sources)
+        self.model_images = tuple(model_images)
         sourcedir = BUILD_DIR / template.name / SOURCEDIR_NAME
         self.code_sha256 = build_sourcedir(template.folder, sourcedir)
         self.code_asset = s3_assets.Asset(self, "StepCode", path=str(sourcedir))
@@ -267,7 +273,7 @@ class MlPipeline(Construct):
         region, account, partition = stack.region, stack.account, stack.partition
         team, name = self.team_name, self.pipeline_name
         own = naming.pipeline_prefix(name) + "*"
-        incoming = naming.incoming_prefix(team) + "*"
+        incoming = naming.raw_input_prefix(team, step.raw_input) + "*"
         pii_key = naming.pii_key_object(team)
         quarantine = naming.quarantine_prefix(team, name) + "*"
         doc = _Policy()
@@ -298,6 +304,22 @@ class MlPipeline(Construct):
                         for i, (t, z) in enumerate(zip(targets, zones, strict=True))
                     },
                 )
+        if step.reads_team_models:
+            # The Transform role is the model's execution role: the artifacts the team's registering
+            # pipelines wrote (each pipeline's own prefix, by exact name) and the model images.
+            sources = [self._object("artifacts", naming.pipeline_prefix(p) + "*") for p in self.model_sources]
+            if not sources:
+                raise ValueError(
+                    f"{name}: step role {step.kind!r} reads the team's models, but team {team} has no pipeline "
+                    "that registers models (list one, e.g. tabular, in its pipelines:)"
+                )
+            doc.add(
+                iam.PolicyStatement(actions=list(READ), resources=[src[0] for src in sources]),
+                **{
+                    f"model{i}": (src[1], "the team's registered model artifacts (keys per execution)")
+                    for i, src in enumerate(sources)
+                },
+            )
         for zone in step.reads:
             prefixes.setdefault(zone, []).append(own)
         if prefixes:
@@ -352,10 +374,11 @@ class MlPipeline(Construct):
                     },
                 )
             )
+        pulled = sorted({*images, *(self.model_images if step.reads_team_models else ())})
         doc.add(
             iam.PolicyStatement(
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                resources=[f"arn:{partition}:ecr:{r}:{a}:repository/{repo}" for a, r, repo in images],
+                resources=[f"arn:{partition}:ecr:{r}:{a}:repository/{repo}" for a, r, repo in pulled],
             )
         )
         logs = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker/*"
@@ -416,10 +439,17 @@ class MlPipeline(Construct):
                 conditions={"StringEquals": {f"aws:ResourceTag/{TEAM_TAG}": team}},
             )
         )
+        # The pipeline passes the roles of the jobs it creates; a Transform role is its model's role, passed
+        # by whoever creates the model (the scoring launcher), never by the pipeline.
+        passed = [
+            self.step_roles[step.kind].role_arn
+            for step in access.roles
+            if set(step.job_kinds) & {"Processing", "Training"}
+        ]
         doc.add(
             iam.PolicyStatement(
                 actions=["iam:PassRole"],
-                resources=[role.role_arn for role in self.step_roles.values()],
+                resources=passed,
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             )
         )

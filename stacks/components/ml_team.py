@@ -24,9 +24,10 @@ from stacks.components.data_lake import imported_bucket_name
 from stacks.components.erasure import TeamErasure
 from stacks.components.keys import purpose_key
 from stacks.components.lifecycle import DEPLOY_ROLE_KIND, LifecycleProps, TeamLifecycle
-from stacks.components.ml_pipeline import MlPipeline
+from stacks.components.ml_pipeline import MlPipeline, image_repositories
 from stacks.components.model_registry import ModelRegistry
 from stacks.components.personas import PersonaTargets, TeamPersonas
+from stacks.components.scoring_schedule import ScoringSchedule
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,18 @@ class MlTeam(Construct):
             removal_policy=removal_policy,
         )
         self.pipelines: dict[str, MlPipeline] = {}
-        for item in pipelines:
+        names_listed = [item.template.name for item in pipelines]
+        twice = sorted({n for n in names_listed if names_listed.count(n) > 1})
+        if twice:
+            raise ValueError(f"team {team_name!r}: pipeline template {twice[0]!r} listed twice")
+        # Pipelines that register models first: a scoring pipeline's model role reads their artifacts.
+        ordered = sorted(pipelines, key=lambda item: not item.template.access.registers_models)
+        for item in ordered:
             name = item.template.name
-            if name in self.pipelines:
-                raise ValueError(f"team {team_name!r}: pipeline template {name!r} listed twice")
+            sources = [p for p in self.pipelines.values() if p.template.access.registers_models]
             pipeline = MlPipeline(
                 self,
-                f"{name.title().replace('-', '').replace('_', '')}Pipeline",
+                f"{_construct_name(name)}Pipeline",
                 env_name=env_name,
                 team_name=team_name,
                 template=item.template,
@@ -97,9 +103,12 @@ class MlTeam(Construct):
                 security_group=security_group,
                 model_package_group_name=self.registry.group_name,
                 buckets=buckets,
+                model_sources=[p.pipeline_name for p in sources],
+                model_images=sorted({i for p in sources for i in image_repositories(p.definition_body)}),
             )
             pipeline.pipeline.node.add_dependency(self.registry.model_package_group)
             self.pipelines[name] = pipeline
+        self.pipelines = {n: self.pipelines[n] for n in names_listed}
         self.lifecycle: TeamLifecycle | None = None
         #: The team's erasure (TeamErasure), with the lifecycle and an `id` column; else None.
         self.erasure: TeamErasure | None = None
@@ -163,8 +172,41 @@ class MlTeam(Construct):
             ),
         )
 
+        #: Template name → the launch path of a scheduled pipeline (``batch-scoring``); needs the lifecycle
+        #: (its table, key and topic), so a team built without one gets none.
+        self.schedules: dict[str, ScoringSchedule] = {}
+        for item in pipelines:
+            when = item.template.schedule(item.settings)
+            if when is None or self.lifecycle is None or lifecycle is None:
+                continue
+            self.schedules[item.template.name] = ScoringSchedule(
+                self,
+                f"{_construct_name(item.template.name)}Schedule",
+                env_name=env_name,
+                team_name=team_name,
+                pipeline=self.pipelines[item.template.name],
+                schedule=when,
+                group_name=self.registry.group_name,
+                buckets=dict(lifecycle.buckets),
+                zone_keys=dict(zone_keys),
+                job_key=self.job_key,
+                key=self.lifecycle.store.key,
+                table_arn=self.lifecycle.store.table.table_arn,
+                table_name=self.lifecycle.store.table.table_name,
+                topic=self.lifecycle.topic,
+                logs_key=lifecycle.logs_key,
+                log_retention=lifecycle.log_retention,
+                subnets=subnets,
+                security_group=security_group,
+                removal_policy=removal_policy,
+            )
+
 
 def _id_columns(settings: Any) -> list[str]:
     """The ``id`` columns of a template's settings (its data contract), if it has one."""
     contract = getattr(settings, "contract", None)
     return list(contract.names("id")) if contract is not None else []
+
+
+def _construct_name(template: str) -> str:
+    return template.title().replace("-", "").replace("_", "")

@@ -64,7 +64,7 @@ def test_zones_have_their_own_keys_and_default_sse_kms(embedded: EmbeddedAws, ch
 
 def test_team_resources_use_the_stack_names(embedded: EmbeddedAws, churn: emb.TeamResources) -> None:
     sm = embedded.client("sagemaker")
-    assert list(churn.pipelines) == ["tabular"] and churn.primary is churn.pipeline("tabular")
+    assert list(churn.pipelines) == ["tabular", "batch-scoring"] and churn.primary is churn.pipeline("tabular")
     tabular = churn.pipeline("tabular")
     assert tabular.pipeline_name == "flywheel-local-churn-tabular"
     assert churn.group_name == "flywheel-local-churn"

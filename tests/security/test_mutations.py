@@ -43,6 +43,7 @@ from tests.config import test_loader as loader_tests
 from tests.security import boundary_checks as bc
 from tests.security import test_boundary as boundary_tests
 from tests.stacks import test_audit_stack as audit_tests
+from tests.stacks import test_batch_scoring_stack as scoring_tests
 from tests.stacks import test_data_lake_stack as lake_tests
 from tests.stacks import test_erasure_stack as erasure_tests
 from tests.stacks import test_lifecycle_wiring as lifecycle_tests
@@ -503,6 +504,21 @@ def _arrival_reads_raw(t: dict[str, Json]) -> None:
     stmts(t, "Team-churn", "TeamLifecycleDataArrivalPolicy").append(
         {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}
     )
+
+
+def _replace_statements(t: dict[str, Json], policy: str, old: str, new: str) -> None:
+    statements = stmts(t, "Team-churn", policy)
+    statements[:] = replace_text(statements, old, new)
+
+
+def _pass_also(t: dict[str, Json], policy: str, role: str) -> None:
+    statement = one(stmts(t, "Team-churn", policy), lambda s: has(s, "iam:PassRole"))
+    (role_id,) = [lid for lid in t["Team-churn"]["Resources"] if lid.startswith(role)]
+    statement["Resource"] = [*statement["Resource"], {"Fn::GetAtt": [role_id, "Arn"]}]
+
+
+def _pass_any(t: dict[str, Json], policy: str) -> None:
+    one(stmts(t, "Team-churn", policy), lambda s: has(s, "iam:PassRole"))["Resource"] = "*"
 
 
 WEAKENINGS = [
@@ -1071,6 +1087,45 @@ WEAKENINGS = [
         deployed_definition(_no_hash_check),
         [real_test(team_tests.test_processing_jobs_verify_the_synthesized_code_archive_hash)],
         "sha256sum",
+    ),
+    # -- the batch-scoring pipeline (issue 12) --
+    _w(
+        "scoring-model-role-reads-every-artifact",
+        "batch-scoring: the model's role reads the whole artifacts bucket, not the team's model prefixes",
+        templates(
+            lambda t: _replace_statements(
+                t, "TeamBatchScoringPipelineScoringPolicy", "/flywheel-dev-churn-tabular/*", "/*"
+            )
+        ),
+        [real_test(scoring_tests.test_the_models_role_reads_only_the_teams_models_and_its_own_prefix)],
+        "flywheel-dev-diagnostics-tabular",
+    ),
+    _w(
+        "scoring-prepare-reads-training-batches",
+        "batch-scoring: Prepare reads the team's whole raw prefix, not scoring/incoming/",
+        templates(
+            lambda t: _replace_statements(
+                t, "TeamBatchScoringPipelinePreprocessingPolicy", "/churn/scoring/incoming/*", "/churn/*"
+            )
+        ),
+        [real_test(scoring_tests.test_prepare_reads_only_the_scoring_prefix_and_the_pii_key)],
+        "churn/incoming/b1",
+    ),
+    _w(
+        "scoring-pipeline-passes-the-model-role",
+        "batch-scoring: the pipeline's role may pass the model's (scoring) role",
+        templates(
+            lambda t: _pass_also(t, "TeamBatchScoringPipelinePipelinePolicy", "TeamBatchScoringPipelineScoringRole")
+        ),
+        [real_test(scoring_tests.test_the_pipeline_creates_tagged_transforms_and_never_passes_the_models_role)],
+        "scoring",
+    ),
+    _w(
+        "scoring-launcher-passes-any-role",
+        "batch-scoring: the launcher may pass any role",
+        templates(lambda t: _pass_any(t, "TeamBatchScoringScheduleLauncherPolicy")),
+        [real_test(scoring_tests.test_the_launcher_creates_only_isolated_tagged_models_and_starts_only_its_pipeline)],
+        "preprocessing",
     ),
     # -- config (finding 6) --
     _w(

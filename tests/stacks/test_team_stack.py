@@ -23,7 +23,10 @@ KINDS = ("preprocessing", "training", "evaluation")
 
 
 def _resource(template, kind):
-    (item,) = template.find_resources(kind).items()
+    items = template.find_resources(kind).items()
+    if kind == "AWS::SageMaker::Pipeline":  # a team may also have other templates' pipelines (batch-scoring)
+        items = [(k, v) for k, v in items if v["Properties"]["PipelineName"].endswith("-tabular")]
+    (item,) = items
     return item
 
 
@@ -40,11 +43,11 @@ def lake(dev):
 
 @pytest.fixture(scope="module")
 def roles(lake, dev):
-    """(team, kind) → the role; kind is the role's path segment after /flywheel/dev/."""
+    """(team, kind) → the role of the team's tabular pipeline; kind is the role's path segment after /flywheel/dev/."""
     out = {}
     for team, stack in dev.stage.teams.items():
         for role in lake.roles():
-            if role.stack != stack.stack_name:
+            if role.stack != stack.stack_name or not role.logical_id.startswith("TeamTabularPipeline"):
                 continue
             for kind in (*KINDS, "pipeline"):
                 if f":role/flywheel/dev/{kind}/" in role.arn:
@@ -88,7 +91,8 @@ def test_pipeline_runs_as_its_own_role_and_each_role_has_its_kind_path(dev, role
     assert roles[("churn", "pipeline")].logical_id == role_id
     for role_id, role in template.find_resources("AWS::IAM::Role").items():
         path = role["Properties"]["Path"]
-        kinds = (*KINDS, "pipeline", *LIFECYCLE_ROLE_KINDS, *naming.PERSONAS, "erasure")
+        scoring = ("scoring", "reporting", "scoring-launcher", "scheduler")  # the batch-scoring pipeline's
+        kinds = (*KINDS, "pipeline", *LIFECYCLE_ROLE_KINDS, *naming.PERSONAS, "erasure", *scoring)
         assert path in {f"/flywheel/dev/{k}/" for k in kinds}, (role_id, path)
         assert "PermissionsBoundary" in role["Properties"]
     template.resource_count_is("AWS::IAM::Policy", 0)  # no inline policies: reviewed managed policies

@@ -1,0 +1,1 @@
+"""The batch-scoring launcher: schedule → newest Approved model → one pipeline execution per new batch."""
