@@ -19,7 +19,12 @@ PATCHABLE = ("sqlalchemy", "requests", "httpx", "pymongo", "psycopg2", "pynamodb
 
 @pytest.mark.parametrize(
     "module",
-    ["lambdas.data_arrival.handler", "lambdas.deploy.handler", "lambdas.erasure.handler", "lambdas.batch_scoring.handler"],
+    [
+        "lambdas.data_arrival.handler",
+        "lambdas.deploy.handler",
+        "lambdas.erasure.handler",
+        "lambdas.batch_scoring.handler",
+    ],
 )
 def test_a_handler_imports_nothing_heavy(module: str) -> None:
     code = (
