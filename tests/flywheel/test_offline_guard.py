@@ -112,6 +112,9 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("invoke", ["invoke", "--team", "counter", "--sample", "1"]),
     ("demo", ["demo", "--team", "counter", "--rows", "20", "--requests", "1", "--batch-rows", "1"]),
     ("up", ["up", "--port", "0", "--duration", "0.2"]),
+    ("lineage", ["lineage", "--team", "counter", "--subject", "x"]),
+    ("lineage", ["lineage", "--team", "counter", "--package", "counter:1"]),
+    ("erase", ["erase", "--team", "counter", "--subject", "x"]),
 ]
 # Synthesizes every environment with CDK (minutes): its own slow test below.
 SLOW_COMMANDS = {"security-report"}
