@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 CDK := ./node_modules/.bin/cdk
 ENV ?= dev
 # What mypy checks (pyproject: strict on lambdas.*).
-TYPED := stacks lambdas pipelines flywheel config naming
+TYPED := stacks lambdas pipelines flywheel config naming toolchain
 export UV_COMPILE_BYTECODE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
@@ -50,11 +50,12 @@ test-slow: $(VENV)/.installed ## the slow/large tests (marker `slow`; none is sl
 synth: install ## synthesize every environment into cdk.out (validating synth, cdk-nag on)
 	$(CDK) synth -c env=all --quiet
 
-lint: $(VENV)/.installed ## ruff lint + format check, mypy (strict on lambdas/), the layer contract (lint-imports)
+lint: $(VENV)/.installed ## ruff lint + format check, mypy (strict on lambdas/), the layer contract (lint-imports), actionlint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy $(TYPED)
 	$(VENV)/bin/lint-imports --no-logo --no-cache
+	$(VENV)/bin/actionlint -color=false
 
 format: $(VENV)/.installed ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .

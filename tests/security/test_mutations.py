@@ -36,7 +36,7 @@ import naming
 from stacks.components.data_lake import ZONES
 from stacks.components.guardrails import UNUSED_SAGEMAKER_ACTIONS
 from stacks.policy_rules import RULES
-from tests.cdk_fixtures import SynthesizedStage
+from tests.cdk_fixtures import SynthesizedStage, SynthesizedToolchain
 from tests.config import test_loader as loader_tests
 from tests.security import boundary_checks as bc
 from tests.security import test_boundary as boundary_tests
@@ -44,6 +44,7 @@ from tests.stacks import test_audit_stack as audit_tests
 from tests.stacks import test_data_lake_stack as lake_tests
 from tests.stacks import test_security_stack as security_tests
 from tests.stacks import test_team_stack as team_tests
+from tests.stacks import test_toolchain as toolchain_tests
 
 Json = Any
 
@@ -72,6 +73,7 @@ class Subject:
     local_definition: dict[str, Any]
     tmp_path: Path
     notes: list[str] = field(default_factory=list)
+    toolchain: SynthesizedToolchain | None = None
 
     @property
     def stage(self) -> SynthesizedStage:
@@ -102,6 +104,9 @@ class Subject:
             "definition": lambda: self.definition,
             "local_definition": lambda: self.local_definition,
             "tmp_path": lambda: self.tmp_path,
+            "toolchain": lambda: self.toolchain,
+            "pipeline": lambda: toolchain_tests.pipeline.__wrapped__(self.toolchain),
+            "projects": lambda: toolchain_tests.projects.__wrapped__(self.toolchain),
         }[name]()
 
 
@@ -116,6 +121,14 @@ def _named(check: Check, label: str) -> Check:
 def rule(name: str) -> Check:
     """A template rule of ``stacks/policy_rules.py``."""
     return _named(lambda s: [f"[{name}] {p}" for p in RULES[name](s.templates)], f"rule {name}")
+
+
+def toolchain_rule(name: str) -> Check:
+    """A template rule of ``stacks/policy_rules.py`` on the toolchain's templates."""
+    return _named(
+        lambda s: [f"[{name}] {p}" for p in RULES[name](s.toolchain.templates())],  # type: ignore[union-attr]
+        f"rule {name} (toolchain)",
+    )
 
 
 def boundary(fn: Callable[..., list[str]], *args: Any) -> Check:
@@ -214,6 +227,19 @@ def deployed_definition(mutate: Callable[[dict[str, Json]], None], env: str = "d
         weak_stage = _Over(stage.stage, teams={**stage.stage.teams, team: weak_stack})
         weakened = dataclasses.replace(stage, stage=weak_stage)
         return dataclasses.replace(base, stages={**base.stages, env: weakened}, env=env)
+
+    return apply
+
+
+def toolchain_template(mutate: Callable[[dict[str, Json]], None]) -> Apply:
+    """Weaken the toolchain stack's template (a deep copy)."""
+
+    def apply(base: Subject, _: pytest.MonkeyPatch) -> Subject:
+        assert base.toolchain is not None
+        weak = copy.deepcopy(base.toolchain.template.to_json())
+        mutate(weak)
+        weakened = dataclasses.replace(base.toolchain, template=Template.from_json(weak))
+        return dataclasses.replace(base, toolchain=weakened)
 
     return apply
 
@@ -430,7 +456,87 @@ def _gateway_policy(t: dict[str, Json]) -> list[dict[str, Json]]:
     return stmts(t, "Security", "NetworkVpcS3")
 
 
+def _github_trust(t: dict[str, Json]) -> dict[str, Json]:
+    (role,) = [
+        r for lid, r in t["Resources"].items() if lid.startswith("GitHubDeployRole") and r["Type"] == "AWS::IAM::Role"
+    ]
+    (stmt,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    return stmt["Condition"]  # type: ignore[no-any-return]
+
+
+def _org_wide_subject(t: dict[str, Json]) -> None:
+    condition = _github_trust(t)
+    condition["StringEquals"].pop("token.actions.githubusercontent.com:sub")
+    condition["StringLike"] = {"token.actions.githubusercontent.com:sub": "repo:example-org/*"}
+
+
+def _toolchain_pipeline(t: dict[str, Json]) -> dict[str, Json]:
+    (found,) = [r for r in t["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"]
+    return found["Properties"]  # type: ignore[no-any-return]
+
+
+def _drop_prod_approval(t: dict[str, Json]) -> None:
+    (prod,) = [s for s in _toolchain_pipeline(t)["Stages"] if s["Name"] == "Flywheel-prod"]
+    before = len(prod["Actions"])
+    prod["Actions"] = [a for a in prod["Actions"] if a["ActionTypeId"]["Category"] != "Approval"]
+    assert len(prod["Actions"]) == before - 1
+
+
+def _privileged_synth(t: dict[str, Json]) -> None:
+    (synth,) = [
+        r
+        for lid, r in t["Resources"].items()
+        if lid.startswith("PipelineBuildSynth") and r["Type"] == "AWS::CodeBuild::Project"
+    ]
+    synth["Properties"]["Environment"]["PrivilegedMode"] = True
+
+
+TOOLCHAIN_OIDC = [
+    toolchain_rule("oidc-trust-pins-one-repository"),
+    real_test(toolchain_tests.test_oidc_trust_names_exactly_the_configured_repository_and_environment),
+]
+
 WEAKENINGS = [
+    # -- the toolchain (issue 11) --
+    _w(
+        "oidc-trust-org-wide",
+        "toolchain: GitHub role's sub StringLike repo:example-org/* (any repository of the organisation)",
+        toolchain_template(_org_wide_subject),
+        TOOLCHAIN_OIDC,
+        r"StringLike|repo:example-org/\*",
+    ),
+    _w(
+        "oidc-trust-any-audience",
+        "toolchain: GitHub role's trust without the aud condition",
+        toolchain_template(lambda t: _github_trust(t)["StringEquals"].pop("token.actions.githubusercontent.com:aud")),
+        TOOLCHAIN_OIDC,
+        "aud",
+    ),
+    _w(
+        "prod-without-approval",
+        "toolchain: the manual approval removed from the prod stage",
+        toolchain_template(_drop_prod_approval),
+        [real_test(toolchain_tests.test_every_prod_deploy_waits_for_a_manual_approval)],
+        "approvals",
+    ),
+    _w(
+        "privileged-synth",
+        "toolchain: the synth CodeBuild project runs privileged",
+        toolchain_template(_privileged_synth),
+        [
+            real_test(
+                toolchain_tests.test_codebuild_projects_are_unprivileged_encrypted_and_log_to_a_kms_group_with_retention
+            )
+        ],
+        "PrivilegedMode",
+    ),
+    _w(
+        "artifacts-with-aws-managed-key",
+        "toolchain: the artifact store without our KMS key",
+        toolchain_template(lambda t: _toolchain_pipeline(t)["ArtifactStore"].pop("EncryptionKey")),
+        [real_test(toolchain_tests.test_artifact_store_is_our_bucket_encrypted_with_our_rotating_key)],
+        "EncryptionKey",
+    ),
     # -- the permissions boundary (finding 1, 2) --
     _w(
         "boundary-passrole-any-role",
@@ -1012,9 +1118,16 @@ def module_definitions() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 @pytest.fixture
-def base(stages, module_definitions, tmp_path) -> Subject:
+def base(stages, module_definitions, tmp_path, toolchain) -> Subject:
     deployed, local = module_definitions
-    return Subject(stages=dict(stages), env="dev", definition=deployed, local_definition=local, tmp_path=tmp_path)
+    return Subject(
+        stages=dict(stages),
+        env="dev",
+        definition=deployed,
+        local_definition=local,
+        tmp_path=tmp_path,
+        toolchain=toolchain,
+    )
 
 
 def _run(checks: tuple[Check, ...], subject: Subject) -> dict[str, list[str]]:
