@@ -15,11 +15,13 @@ GitHub Actions assumes its role through OIDC.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
+from pathlib import Path
 
 import jsii
-from aws_cdk import Annotations, Aspects, Duration, Environment, IAspect, RemovalPolicy, Stack, Stage, pipelines
+from aws_cdk import Annotations, App, Aspects, Duration, Environment, IAspect, RemovalPolicy, Stack, Stage, pipelines
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline as codepipeline
 from aws_cdk import aws_codepipeline_actions as cp_actions
@@ -50,6 +52,9 @@ INSTALL_COMMAND = "make install"
 BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
 SMOKE, RETRAIN = "smoke", "retrain"
 POST_DEPLOY_COMMAND = "python -m toolchain.post_deploy"
+#: Where the post-deploy plans land in the cloud assembly, and where a post step finds the checkout.
+PLANS_DIR = "toolchain-plans"
+SOURCE_DIR = "source"
 
 
 def pinned_cdk_cli_version(package_json: Mapping[str, object] | None = None) -> str:
@@ -279,6 +284,8 @@ class ToolchainStack(Stack):
         retrain_envs = set(toolchain.retrain.environments or toolchain.stages) if toolchain.retrain.enabled else set()
         smoke_env = toolchain.smoke_test.environment if toolchain.smoke_test else None
         self.step_roles: dict[str, iam.Role] = {}
+        #: (environment, step) → the plan written to the cloud assembly
+        self.plans: dict[tuple[str, str], str] = {}
         missing = [name for name in toolchain.stages if stages and name not in stages]
         if missing:
             raise ValueError(f"the toolchain deploys {missing}, but no stage was built for them")
@@ -395,22 +402,35 @@ class ToolchainStack(Stack):
             )
         )
         smoke = self.toolchain.smoke_test
+        text = plan(
+            env,
+            teams,
+            step=step,
+            opt_out=self.toolchain.retrain.opt_out_teams,
+            require_endpoint=bool(smoke and smoke.require_endpoint),
+        )
+        name = plan_file_name(env.name, step)
+        # The plan travels in the cloud assembly (the synth step's output), not in an environment variable:
+        # it grows with the teams, variables are size-limited. Its digest is in the project, so a changed
+        # plan changes the project and the step refuses a file that does not match.
+        folder = Path(App.of(self).outdir) / PLANS_DIR  # type: ignore[union-attr]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+        self.plans[(env.name, step)] = text
         return pipelines.CodeBuildStep(
             "SmokeTest" if step == SMOKE else "Retrain",
-            input=self.source,  # the checkout: toolchain/post_deploy.py and its requirements
+            input=self.synth_step,  # the cloud assembly: toolchain-plans/<env>-<step>.json
+            additional_inputs={SOURCE_DIR: self.source},  # the checkout: toolchain/post_deploy.py
             commands=[
-                "python -m pip install --quiet --disable-pip-version-check -r toolchain/requirements.txt",
-                f"{POST_DEPLOY_COMMAND} {step}",
+                f"python -m pip install --quiet --disable-pip-version-check -r {SOURCE_DIR}/toolchain/requirements.txt",
+                f"cd {SOURCE_DIR} && {POST_DEPLOY_COMMAND} {step} --plan ../{PLANS_DIR}/{name}",
             ],
-            env={
-                "FLYWHEEL_PLAN": plan(
-                    env,
-                    teams,
-                    step=step,
-                    opt_out=self.toolchain.retrain.opt_out_teams,
-                    require_endpoint=bool(smoke and smoke.require_endpoint),
-                )
-            },
+            env={"FLYWHEEL_PLAN_SHA256": hashlib.sha256(text.encode()).hexdigest()},
             role=role,
             timeout=Duration.minutes(15),
         )
+
+
+def plan_file_name(env_name: str, step: str) -> str:
+    """``<env>-<step>.json`` in :data:`PLANS_DIR` of the cloud assembly."""
+    return f"{env_name}-{step}.json"

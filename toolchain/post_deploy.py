@@ -3,8 +3,8 @@
 Runs in a CodeBuild step of the toolchain pipeline, after a stage deployed, with the standard library and
 boto3 only (``toolchain/requirements.txt``). Its input is the *plan* the toolchain stack writes at synth
 (``stacks/components/post_deploy.py``: role to assume, teams, pipeline/registry/endpoint names, a sample
-request built from each team's data contract), passed as the ``FLYWHEEL_PLAN`` environment variable or
-``--plan FILE``.
+request built from each team's data contract): ``--plan FILE`` (the pipeline passes the file the synth wrote
+into the cloud assembly, and its digest in ``FLYWHEEL_PLAN_SHA256``) or the ``FLYWHEEL_PLAN`` variable.
 
 ``smoke``   for every team: each pipeline exists, is Active and has steps; the model registry exists; for
             an endpoint team with an approved model: the endpoint is InService, runs the endpoint config of
@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PLAN_VARIABLE = "FLYWHEEL_PLAN"
+#: The sha256 (hex) the plan must have (the toolchain sets it on the CodeBuild project next to the plan file).
+DIGEST_VARIABLE = "FLYWHEEL_PLAN_SHA256"
 PACKAGE_TAG = "flywheel:model-package-arn"
 OBJECTIVES = ("binary", "multiclass", "regression")
 #: A client factory: ``(service name) -> boto3 client`` (the seam tests replace with moto or stubs).
@@ -425,6 +427,9 @@ def main(
             raw = env[PLAN_VARIABLE]
         else:
             raise PlanError(f"no plan: pass --plan FILE or set {PLAN_VARIABLE}")
+        digest = env.get(DIGEST_VARIABLE)
+        if digest and hashlib.sha256(raw.encode()).hexdigest() != digest:
+            raise PlanError(f"the plan's sha256 is not {DIGEST_VARIABLE}: a stale or edited plan file")
         plan = parse_plan(raw)
     except (PlanError, OSError) as exc:
         print(f"post_deploy: {exc}", file=sys.stderr)

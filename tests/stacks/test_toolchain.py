@@ -21,7 +21,7 @@ from config.models import S3Source
 from stacks.components.github_oidc import AUDIENCE, GITHUB_ISSUER
 from stacks.nag import MIN_REASON, acknowledgments, findings
 from stacks.policy_rules import RULES, github_trust_statements
-from stacks.toolchain_stack import TEST_COMMAND, TOOLCHAIN_STACK, ToolchainStack, pinned_cdk_cli_version
+from stacks.toolchain_stack import PLANS_DIR, TEST_COMMAND, TOOLCHAIN_STACK, ToolchainStack, pinned_cdk_cli_version
 from tests.security.iam_eval import Request, Templates, evaluate
 from tests.snapshots import assert_matches_snapshot
 
@@ -193,21 +193,30 @@ def test_staging_smoke_tests_then_retrains_after_deploying_and_other_stages_retr
         actions, last = _post(pipeline, stage)
         assert [a["Name"] for a in actions] == ["Retrain"] and actions[0]["RunOrder"] > last
     smoke = _buildspec(projects, "stagingSmokeTest")["phases"]["build"]["commands"]
-    assert smoke[-1] == "python -m toolchain.post_deploy smoke"
-    assert "-r toolchain/requirements.txt" in smoke[0]
+    assert smoke[-1].endswith("python -m toolchain.post_deploy smoke --plan ../toolchain-plans/staging-smoke.json")
+    assert "-r source/toolchain/requirements.txt" in smoke[0]
 
 
-def test_post_deploy_plans_name_the_stage_role_they_assume(projects):
-    for lid, props in projects.items():
-        variables = {v["Name"]: v["Value"] for v in props["Environment"].get("EnvironmentVariables", [])}
-        if "FLYWHEEL_PLAN" not in variables:
-            continue
-        plan = json.loads(variables["FLYWHEEL_PLAN"])
-        step = "smoke" if "SmokeTest" in lid else "retrain"
-        env = plan["environment"]
-        assert f"Flywheel{env}" in lid
+def test_post_deploy_plans_are_in_the_assembly_with_their_digest_on_the_project(toolchain, projects):
+    import hashlib
+
+    outdir = Path(App.of(toolchain.stack).outdir) / PLANS_DIR  # type: ignore[union-attr]
+    assert sorted(toolchain.stack.plans) == sorted(
+        [("dev", "retrain"), ("staging", "smoke"), ("staging", "retrain"), ("prod", "retrain")]
+    )
+    for (env, step), text in toolchain.stack.plans.items():
+        assert (outdir / f"{env}-{step}.json").read_text(encoding="utf-8") == text
+        plan = json.loads(text)
+        assert plan["environment"] == env
         assert plan["role_arn"].endswith(f":role/flywheel/{env}/flywheel-{env}-toolchain-{step}")
         assert {t["team"] for t in plan["teams"]} == {"churn", "diagnostics"}
+        kind = "SmokeTest" if step == "smoke" else "Retrain"
+        (project,) = [p for lid, p in projects.items() if f"Flywheel{env}{kind}" in lid]
+        variables = {v["Name"]: v["Value"] for v in project["Environment"]["EnvironmentVariables"]}
+        assert variables == {"FLYWHEEL_PLAN_SHA256": hashlib.sha256(text.encode()).hexdigest()}
+        commands = json.loads(project["Source"]["BuildSpec"])["phases"]["build"]["commands"]
+        plan_file = f"../{PLANS_DIR}/{env}-{step}.json"
+        assert commands[-1] == f"cd source && python -m toolchain.post_deploy {step} --plan {plan_file}"
 
 
 def _access_templates(toolchain, stages, env: str) -> Templates:

@@ -300,6 +300,26 @@ def test_bad_plans_exit_2_with_the_problem(environ, expected, capsys):
     assert expected in capsys.readouterr().err
 
 
+def test_the_plan_file_must_match_its_digest(tmp_path, config, staging, aws, capsys):
+    import hashlib
+
+    text = build_plan(staging, config.teams, step="smoke")
+    path = tmp_path / "staging-smoke.json"
+    path.write_text(text, encoding="utf-8")
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    provision(aws, "staging", config.teams)
+
+    def clients(plan, session):
+        return lambda service: boto3.client(service, region_name=plan.region)
+
+    assert pd.main(["smoke", "--plan", str(path)], environ={pd.DIGEST_VARIABLE: digest}, clients=clients) == 0
+    path.write_text(text.replace("churn", "chur2"), encoding="utf-8")
+    assert pd.main(["smoke", "--plan", str(path)], environ={pd.DIGEST_VARIABLE: digest}, clients=clients) == 2
+    assert "a stale or edited plan file" in capsys.readouterr().err
+    assert pd.main(["smoke", "--plan", str(tmp_path / "missing.json")], environ={}, clients=clients) == 2
+    assert "No such file" in capsys.readouterr().err
+
+
 def test_an_unexpected_failure_is_named_without_a_traceback(config, staging, capsys):
     def clients(plan, session):
         def get(service):
