@@ -15,6 +15,7 @@ import sys
 from aws_cdk import App, Validations
 
 from config.loader import ConfigError, load_config, load_toolchain, sandbox_environment
+from config.models import EnvironmentConfig
 from stacks.nag import packs
 from stacks.stage import add_stages
 from stacks.toolchain_stack import TOOLCHAIN_STACK, ToolchainStack, pinned_cdk_cli_version, toolchain_stages
@@ -32,6 +33,7 @@ def build_app(app: App) -> App:
     selected = str(app.node.try_get_context("env") or "dev")
     if target == "toolchain":
         toolchain = load_toolchain(config=config)
+        _pin_availability_zones(app, [config.environment(name) for name in toolchain.stages])
         ToolchainStack(
             app,
             TOOLCHAIN_STACK,
@@ -48,10 +50,21 @@ def build_app(app: App) -> App:
     else:
         envs = [config.environment(selected)]
     if target == "stages":
+        _pin_availability_zones(app, envs)
         add_stages(app, envs, config.teams)
     if str(app.node.try_get_context("nag") or "true").lower() != "false":
         Validations.of(app).add_plugins(*packs(app))
     return app
+
+
+def _pin_availability_zones(app: App, environments: list[EnvironmentConfig]) -> None:
+    """Answer CDK's availability-zone lookup of each environment with the AZs the network names explicitly
+    (``stacks/components/network.py``): ``ec2.Vpc`` still reads ``Stack.availability_zones`` to check them,
+    and without this the CLI would call AWS (or fail without credentials, as in the toolchain's synth step)."""
+    for env in environments:
+        key = f"availability-zones:account={env.account}:region={env.region}"
+        if app.node.try_get_context(key) is None:
+            app.node.set_context(key, [f"{env.region}{suffix}" for suffix in "abc"])
 
 
 def main() -> int:

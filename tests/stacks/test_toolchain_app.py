@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aws_cdk import App
 
@@ -45,3 +47,26 @@ def test_main_reports_a_bad_toolchain_config_without_a_traceback(monkeypatch, ca
     assert entry.main() == 2
     err = capsys.readouterr().err
     assert "flywheel: configuration error:" in err and "toolchain.account" in err and "Traceback" not in err
+
+
+def test_availability_zones_are_answered_so_the_cli_makes_no_lookup(tmp_path):
+    """Without the pinned context the VPC's AZ check leaves a lookup for the CLI (an AWS call, or an error
+    without credentials: the toolchain's synth step has none for the target accounts)."""
+    from aws_cdk import Environment, Stack
+    from aws_cdk import aws_ec2 as ec2
+
+    from config.loader import load_config
+
+    def missing(pin: bool) -> list[str]:
+        app = App(context=cdk_json_context(), outdir=str(tmp_path / str(pin)))
+        env = load_config().environment("staging")
+        if pin:
+            entry._pin_availability_zones(app, [env])
+        stack = Stack(app, "S", env=Environment(account=env.account, region=env.region))
+        ec2.Vpc(stack, "Vpc", availability_zones=["eu-west-1a", "eu-west-1b"], nat_gateways=0, subnet_configuration=[])
+        app.synth()
+        manifest = json.loads((tmp_path / str(pin) / "manifest.json").read_text(encoding="utf-8"))
+        return [m["key"] for m in manifest.get("missing", [])]
+
+    assert missing(pin=False) == ["availability-zones:account=222222222222:region=eu-west-1"]
+    assert missing(pin=True) == []
