@@ -497,46 +497,6 @@ TOOLCHAIN_OIDC = [
 ]
 
 WEAKENINGS = [
-    # -- the toolchain (issue 11) --
-    _w(
-        "oidc-trust-org-wide",
-        "toolchain: GitHub role's sub StringLike repo:example-org/* (any repository of the organisation)",
-        toolchain_template(_org_wide_subject),
-        TOOLCHAIN_OIDC,
-        r"StringLike|repo:example-org/\*",
-    ),
-    _w(
-        "oidc-trust-any-audience",
-        "toolchain: GitHub role's trust without the aud condition",
-        toolchain_template(lambda t: _github_trust(t)["StringEquals"].pop("token.actions.githubusercontent.com:aud")),
-        TOOLCHAIN_OIDC,
-        "aud",
-    ),
-    _w(
-        "prod-without-approval",
-        "toolchain: the manual approval removed from the prod stage",
-        toolchain_template(_drop_prod_approval),
-        [real_test(toolchain_tests.test_every_prod_deploy_waits_for_a_manual_approval)],
-        "approvals",
-    ),
-    _w(
-        "privileged-synth",
-        "toolchain: the synth CodeBuild project runs privileged",
-        toolchain_template(_privileged_synth),
-        [
-            real_test(
-                toolchain_tests.test_codebuild_projects_are_unprivileged_encrypted_and_log_to_a_kms_group_with_retention
-            )
-        ],
-        "PrivilegedMode",
-    ),
-    _w(
-        "artifacts-with-aws-managed-key",
-        "toolchain: the artifact store without our KMS key",
-        toolchain_template(lambda t: _toolchain_pipeline(t)["ArtifactStore"].pop("EncryptionKey")),
-        [real_test(toolchain_tests.test_artifact_store_is_our_bucket_encrypted_with_our_rotating_key)],
-        "EncryptionKey",
-    ),
     # -- the permissions boundary (finding 1, 2) --
     _w(
         "boundary-passrole-any-role",
@@ -1101,6 +1061,46 @@ WEAKENINGS = [
             real_test(loader_tests.test_reserved_names_cover_every_layout_prefix),
         ],
         "DID NOT RAISE",
+    ),
+    # -- the toolchain (issue 11) --
+    _w(
+        "oidc-trust-org-wide",
+        "toolchain: GitHub role's sub StringLike repo:example-org/* (any repository of the organisation)",
+        toolchain_template(_org_wide_subject),
+        TOOLCHAIN_OIDC,
+        r"StringLike|repo:example-org/\*",
+    ),
+    _w(
+        "oidc-trust-any-audience",
+        "toolchain: GitHub role's trust without the aud condition",
+        toolchain_template(lambda t: _github_trust(t)["StringEquals"].pop("token.actions.githubusercontent.com:aud")),
+        TOOLCHAIN_OIDC,
+        "aud",
+    ),
+    _w(
+        "prod-without-approval",
+        "toolchain: the manual approval removed from the prod stage",
+        toolchain_template(_drop_prod_approval),
+        [real_test(toolchain_tests.test_every_prod_deploy_waits_for_a_manual_approval)],
+        "approvals",
+    ),
+    _w(
+        "privileged-synth",
+        "toolchain: the synth CodeBuild project runs privileged",
+        toolchain_template(_privileged_synth),
+        [
+            real_test(
+                toolchain_tests.test_codebuild_projects_are_unprivileged_encrypted_and_log_to_a_kms_group_with_retention
+            )
+        ],
+        "PrivilegedMode",
+    ),
+    _w(
+        "artifacts-with-aws-managed-key",
+        "toolchain: the artifact store without our KMS key",
+        toolchain_template(lambda t: _toolchain_pipeline(t)["ArtifactStore"].pop("EncryptionKey")),
+        [real_test(toolchain_tests.test_artifact_store_is_our_bucket_encrypted_with_our_rotating_key)],
+        "EncryptionKey",
     ),
 ]
 
