@@ -11,12 +11,12 @@ PY := $(VENV)/bin/python
 CDK := ./node_modules/.bin/cdk
 ENV ?= dev
 # What mypy checks (pyproject: strict on lambdas.*).
-TYPED := stacks lambdas pipelines flywheel config naming
+TYPED := stacks lambdas pipelines flywheel config naming toolchain
 export UV_COMPILE_BYTECODE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install demo security-report access-report access-docs test test-slow synth lint format typecheck bench clean checkov
+.PHONY: help install demo security-report access-report access-docs test test-slow synth synth-toolchain lint format typecheck bench clean checkov
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,11 +56,15 @@ test-slow: $(VENV)/.installed ## the slow/large tests (marker `slow`: the model 
 synth: install ## synthesize every environment into cdk.out (validating synth, cdk-nag on)
 	$(CDK) synth -c env=all --quiet
 
-lint: $(VENV)/.installed ## ruff lint + format check, mypy (strict on lambdas/), the layer contract (lint-imports)
+synth-toolchain: install ## synthesize the CI/CD toolchain and the stages it deploys (docs/toolchain.md)
+	$(CDK) synth -c target=toolchain --quiet
+
+lint: $(VENV)/.installed ## ruff lint + format check, mypy (strict on lambdas/), the layer contract (lint-imports), actionlint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy $(TYPED)
 	$(VENV)/bin/lint-imports --no-logo --no-cache
+	$(VENV)/bin/actionlint -color=false
 
 format: $(VENV)/.installed ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix .

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from config.models import TEMPLATE_DIRS, EnvironmentConfig, FlywheelConfig, TeamConfig
+from config.models import TEMPLATE_DIRS, EnvironmentConfig, FlywheelConfig, TeamConfig, ToolchainConfig
 from pipelines import load_template
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -156,3 +156,27 @@ def sandbox_environment(account: str | None, region: str | None) -> EnvironmentC
         )  # fmt: skip
     except ValidationError as exc:
         raise ConfigError(_format(Path("CDK_DEFAULT_ACCOUNT/CDK_DEFAULT_REGION"), "sandbox", exc)) from exc
+
+
+def load_toolchain(config_dir: Path = CONFIG_DIR, *, config: FlywheelConfig | None = None) -> ToolchainConfig:
+    """The ``toolchain:`` section of ``toolchain.yaml``, validated and checked against the environments and
+    teams of ``config`` (loaded from ``config_dir`` when not given); ConfigError naming file and field."""
+    path = Path(config_dir) / "toolchain.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found (the toolchain needs it: see docs/toolchain.md)") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("toolchain"), dict):
+        raise ConfigError(f"{path}: expected a top-level 'toolchain:' mapping")
+    try:
+        toolchain = ToolchainConfig.model_validate(data["toolchain"])
+    except ValidationError as exc:
+        raise ConfigError(_format(path, "toolchain", exc)) from exc
+    config = config if config is not None else load_config(config_dir)
+    try:
+        toolchain.check_against(config.environments, config.teams)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: toolchain.{exc}") from exc
+    return toolchain

@@ -452,3 +452,233 @@ class FlywheelConfig(_Frozen):
             if team.name == name:
                 return team
         raise KeyError(f"unknown team {name!r}; known: {', '.join(t.name for t in self.teams)}")
+
+
+# -- the CI/CD toolchain (config/toolchain.yaml) -------------------------------------------------------------
+
+#: CodeConnections providers (the ``ProviderType`` of a connection) by the name used in config.
+GIT_PROVIDERS = {
+    "github": "GitHub",
+    "github-enterprise": "GitHubEnterpriseServer",
+    "gitlab": "GitLab",
+    "gitlab-self-managed": "GitLabSelfManaged",
+    "bitbucket": "Bitbucket",
+}
+CONNECTION_ARN = re.compile(
+    r"^arn:aws(-[a-z]+)*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$"
+)
+# owner/name (GitLab also allows nested groups: group/subgroup/name); no wildcards, no '..'.
+REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){1,4}$")
+GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9-]{1,39}/[A-Za-z0-9_.-]{1,100}$")
+S3_OBJECT_KEY = re.compile(r"^[A-Za-z0-9!_.*'()/-]{1,900}\.zip$")
+GITHUB_ENVIRONMENT = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+
+
+def branch_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid git branch name (``git check-ref-format --branch`` rules), or None."""
+    if not name or name == "@":
+        return "is empty or '@'"
+    if name.startswith(("-", "/")) or name.endswith(("/", ".", ".lock")):
+        return "may not start with '-' or '/', nor end with '/', '.' or '.lock'"
+    if ".." in name or "//" in name or "@{" in name:
+        return "may not contain '..', '//' or '@{'"
+    if any(c in name for c in " ~^:?*[\\") or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "may not contain spaces, control characters or any of ~ ^ : ? * [ \\"
+    if any(part.startswith(".") for part in name.split("/")):
+        return "no path component may start with '.'"
+    return None
+
+
+def _branch(value: str) -> str:
+    problem = branch_problem(value)
+    if problem:
+        raise ValueError(f"{value!r} is not a valid git branch name: it {problem}")
+    return value
+
+
+class ConnectionSource(_Frozen):
+    """A git repository reached through an AWS CodeConnections connection (no CodeCommit)."""
+
+    kind: Literal["codeconnections"] = "codeconnections"
+    provider: str
+    connection_arn: str | None = None
+    repository: str
+    branch: str = "main"
+    trigger_on_push: bool = True
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, v: str) -> str:
+        if v not in GIT_PROVIDERS:
+            raise ValueError(f"unknown git provider {v!r}; choose from {', '.join(GIT_PROVIDERS)} (or kind: s3)")
+        return v
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, v: str) -> str:
+        if not REPOSITORY.match(v) or ".." in v:
+            raise ValueError(f"{v!r} is not a repository path: use owner/name (GitLab: group/subgroup/name)")
+        return v
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        return _branch(v)
+
+    @model_validator(mode="after")
+    def _connection(self) -> ConnectionSource:
+        if not self.connection_arn:
+            raise ValueError(
+                f"connection_arn: a git source ({self.provider}) needs the ARN of an AWS CodeConnections "
+                "connection: create one (console: Developer Tools > Settings > Connections, or `aws "
+                "codeconnections create-connection`), complete the handshake, then paste its ARN here"
+            )
+        if not CONNECTION_ARN.match(self.connection_arn):
+            raise ValueError(
+                f"connection_arn: {self.connection_arn!r} is not a connection ARN "
+                "(arn:aws:codeconnections:<region>:<account>:connection/<id>)"
+            )
+        return self
+
+
+class S3Source(_Frozen):
+    """A zip archive in a source bucket the toolchain creates (air-gapped or git-less setups)."""
+
+    kind: Literal["s3"] = "s3"
+    object_key: str = "flywheel/source.zip"
+
+    @field_validator("object_key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        if not S3_OBJECT_KEY.match(v) or v.startswith("/") or ".." in v:
+            raise ValueError(f"{v!r} is not a source object key: a relative S3 key ending in .zip")
+        return v
+
+
+class GitHubDeploy(_Frozen):
+    """The GitHub Actions deploy role: its trust names exactly this repository and branch or environment."""
+
+    repository: str
+    branch: str | None = None
+    environment: str | None = None
+    #: An AWS account holds one provider per URL: set false when the account already has GitHub's.
+    create_provider: bool = True
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, v: str) -> str:
+        if not GITHUB_REPOSITORY.match(v) or ".." in v:
+            raise ValueError(f"{v!r} is not a GitHub repository: use owner/name, no wildcards")
+        return v
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, v: str | None) -> str | None:
+        return None if v is None else _branch(v)
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, v: str | None) -> str | None:
+        if v is not None and not GITHUB_ENVIRONMENT.match(v):
+            raise ValueError(f"{v!r} is not a GitHub environment name (letters, digits, '_', '.', '-')")
+        return v
+
+    @model_validator(mode="after")
+    def _one_pin(self) -> GitHubDeploy:
+        if (self.branch is None) == (self.environment is None):
+            raise ValueError(
+                "set exactly one of branch (sub = repo:<repository>:ref:refs/heads/<branch>) or environment "
+                "(sub = repo:<repository>:environment:<name>, when the deploy job declares `environment:`)"
+            )
+        return self
+
+    @property
+    def subject(self) -> str:
+        """The exact ``token.actions.githubusercontent.com:sub`` the role trusts."""
+        if self.environment is not None:
+            return f"repo:{self.repository}:environment:{self.environment}"
+        return f"repo:{self.repository}:ref:refs/heads/{self.branch}"
+
+
+class RetrainSettings(_Frozen):
+    """Retrain on code change: after a stage deploys, restart the team pipelines whose definition changed."""
+
+    enabled: bool = True
+    #: Teams whose pipelines are never restarted by a deploy (they retrain on data arrival only).
+    opt_out_teams: tuple[str, ...] = ()
+    #: Environments whose deploy restarts pipelines (default: every stage of the toolchain).
+    environments: tuple[str, ...] | None = None
+
+
+class SmokeSettings(_Frozen):
+    """The post-deploy smoke test of one environment (staging)."""
+
+    environment: str = "staging"
+    #: Fail when a team with an endpoint target has no approved model deployed yet (off for a first deploy).
+    require_endpoint: bool = False
+
+
+class ToolchainConfig(_Frozen):
+    """The CI/CD toolchain: its account and region, its source, the stages it deploys, GitHub OIDC."""
+
+    account: str
+    region: str
+    source: ConnectionSource | S3Source = Field(discriminator="kind")
+    #: Environments deployed in this order; every production environment waits for a manual approval.
+    stages: tuple[str, ...] = ("dev", "staging", "prod")
+    github: GitHubDeploy | None = None
+    retrain: RetrainSettings = RetrainSettings()
+    smoke_test: SmokeSettings | None = SmokeSettings()
+    log_retention_days: int = 90
+    #: CodeBuild compute for the synth step (it runs the whole test suite).
+    synth_compute: Literal["BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE"] = (
+        "BUILD_GENERAL1_MEDIUM"
+    )
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, v: str) -> str:
+        return EnvironmentConfig._account(v)
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        return EnvironmentConfig._region(v)
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        return EnvironmentConfig._retention(v)
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("the toolchain needs at least one stage")
+        if len(set(v)) != len(v):
+            raise ValueError(f"a stage is listed twice: {list(v)}")
+        return v
+
+    def check_against(self, environments: tuple[EnvironmentConfig, ...], teams: tuple[TeamConfig, ...]) -> None:
+        """Cross-file checks (ValueError): stages, smoke and retrain name configured environments and teams,
+        and every stage lives in the toolchain's region (cross-region deploys need replication buckets)."""
+        known = {e.name: e for e in environments}
+        unknown = [s for s in self.stages if s not in known]
+        if unknown:
+            raise ValueError(f"stages: unknown environment(s) {unknown}; known: {', '.join(known)}")
+        other_region = [s for s in self.stages if known[s].region != self.region]
+        if other_region:
+            raise ValueError(
+                f"stages: {other_region} are not in the toolchain region {self.region}; this toolchain deploys "
+                "in its own region only (cross-region actions would need a replication bucket per region)"
+            )
+        if self.smoke_test is not None and self.smoke_test.environment not in self.stages:
+            raise ValueError(f"smoke_test.environment: {self.smoke_test.environment!r} is not one of the stages")
+        team_names = {t.name for t in teams}
+        bad_teams = sorted(set(self.retrain.opt_out_teams) - team_names)
+        if bad_teams:
+            known_teams = ", ".join(sorted(team_names))
+            raise ValueError(f"retrain.opt_out_teams: unknown team(s) {bad_teams}; known: {known_teams}")
+        bad_envs = sorted(set(self.retrain.environments or ()) - set(self.stages))
+        if bad_envs:
+            raise ValueError(f"retrain.environments: {bad_envs} are not stages of the toolchain")

@@ -243,6 +243,66 @@ def passrole_scoped_to_service(templates: Templates) -> list[str]:
     return problems
 
 
+GITHUB_OIDC = "token.actions.githubusercontent.com"
+
+
+def _is_github_provider(template: Mapping[str, Any], federated: Any) -> bool:
+    """``federated`` names GitHub's OIDC provider: its ARN, or a Ref/GetAtt of an OIDC provider whose URL is it."""
+    if isinstance(federated, str):
+        return GITHUB_OIDC in federated
+    if isinstance(federated, dict) and len(federated) == 1:
+        ((fn, arg),) = federated.items()
+        lid = arg if fn == "Ref" else arg[0] if fn == "Fn::GetAtt" and isinstance(arg, list) else None
+        resource = template.get("Resources", {}).get(lid, {}) if isinstance(lid, str) else {}
+        if resource.get("Type") in ("AWS::IAM::OIDCProvider", "Custom::AWSCDKOpenIdConnectProvider"):
+            return GITHUB_OIDC in json.dumps(resource.get("Properties", {}).get("Url", ""))
+    return GITHUB_OIDC in json.dumps(federated)
+
+
+def github_trust_statements(templates: Templates) -> list[tuple[str, dict[str, Any]]]:
+    """``(stack/role, statement)`` of every trust statement GitHub Actions could use (by its principal or by
+    conditions on GitHub's claims)."""
+    out = []
+    for stack, lid, res in _resources(templates, "AWS::IAM::Role"):
+        trust = res.get("Properties", {}).get("AssumeRolePolicyDocument", {})
+        for stmt in trust.get("Statement", []):
+            principal = stmt.get("Principal")
+            federated = principal.get("Federated", []) if isinstance(principal, dict) else []
+            federated = federated if isinstance(federated, list) else [federated]
+            keys = [k for keys in stmt.get("Condition", {}).values() for k in keys]
+            if stmt.get("Effect") == "Allow" and (
+                any(_is_github_provider(templates[stack], f) for f in federated)
+                or any(str(k).startswith(GITHUB_OIDC) for k in keys)
+            ):
+                out.append((f"{stack}/{lid}", stmt))
+    return out
+
+
+def oidc_trust_pins_one_repository(templates: Templates) -> list[str]:
+    """A role GitHub Actions may assume (OIDC) requires ``aud`` = ``sts.amazonaws.com`` and a ``sub`` that
+    *equals* one repository's branch or environment: no ``StringLike``, no wildcard, no second repository."""
+    problems = []
+    for where, stmt in github_trust_statements(templates):
+        condition = stmt.get("Condition", {})
+        equals = condition.get("StringEquals", {})
+        if equals.get(f"{GITHUB_OIDC}:aud") != "sts.amazonaws.com":
+            problems.append(f"{where}: OIDC trust without StringEquals {GITHUB_OIDC}:aud = sts.amazonaws.com")
+        for operator, keys in condition.items():
+            if operator != "StringEquals" and any(str(k).startswith(GITHUB_OIDC) for k in keys):
+                problems.append(f"{where}: OIDC trust matches GitHub's claims with {operator}, not StringEquals")
+        subject = equals.get(f"{GITHUB_OIDC}:sub")
+        subjects = subject if isinstance(subject, list) else [subject] if subject else []
+        if not subjects:
+            problems.append(f"{where}: OIDC trust does not pin {GITHUB_OIDC}:sub (any repository could assume it)")
+        for text in map(str, subjects):
+            if any(c in text for c in "*?") or not text.startswith("repo:") or text.count(":") < 3:
+                problems.append(f"{where}: OIDC subject {text!r} is not one exact repo:<owner>/<name>:<ref>")
+        repos = {str(s).split(":")[1] for s in subjects if str(s).count(":") >= 2}
+        if len(repos) > 1:
+            problems.append(f"{where}: OIDC trust names several repositories {sorted(repos)}")
+    return problems
+
+
 RULES: dict[str, Rule] = {
     "every-role-has-boundary": every_role_has_boundary,
     "no-aws-managed-policies": roles_use_no_aws_managed_policies,
@@ -252,6 +312,7 @@ RULES: dict[str, Rule] = {
     "keys-rotate": keys_rotate,
     "passrole-scoped-to-service": passrole_scoped_to_service,
     "managed-policies-are-attached": managed_policies_are_attached,
+    "oidc-trust-pins-one-repository": oidc_trust_pins_one_repository,
 }
 
 

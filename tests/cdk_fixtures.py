@@ -8,10 +8,11 @@ import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Template
 
-from config.loader import load_config
+from config.loader import load_config, load_toolchain
 from config.models import EnvironmentConfig
 from stacks import cdk_json_context
 from stacks.stage import FlywheelStage, add_stages
+from stacks.toolchain_stack import TOOLCHAIN_STACK, ToolchainStack, pinned_cdk_cli_version
 
 
 @dataclass
@@ -35,11 +36,22 @@ class SynthesizedStage:
 
 
 def synthesize_all() -> tuple[App, dict[str, SynthesizedStage]]:
-    """Build one App holding a stage per configured environment, with every configured team."""
+    """Build one App holding a stage per configured environment, with every configured team, and the
+    toolchain that deploys those very stages (one synth for both: CDK synth is slow)."""
     config = load_config()
     app = App(context=cdk_json_context())
     out = {}
-    for name, stage in add_stages(app, config.environments, config.teams).items():
+    built = add_stages(app, config.environments, config.teams)
+    ToolchainStack(
+        app,
+        TOOLCHAIN_STACK,
+        toolchain=load_toolchain(config=config),
+        environments=config.environments,
+        teams=config.teams,
+        cli_version=pinned_cdk_cli_version(),
+        stages=built,
+    )
+    for name, stage in built.items():
         env = stage.environment
         out[name] = SynthesizedStage(
             environment=env,
@@ -70,3 +82,31 @@ def dev(stages: dict[str, SynthesizedStage]) -> SynthesizedStage:
 @pytest.fixture(scope="session")
 def prod(stages: dict[str, SynthesizedStage]) -> SynthesizedStage:
     return stages["prod"]
+
+
+@dataclass
+class SynthesizedToolchain:
+    """The toolchain stack and its template, and each stage's ToolchainAccess template (by environment)."""
+
+    stack: ToolchainStack
+    template: Template
+    access: dict[str, Template]
+
+    def templates(self) -> dict[str, dict]:
+        """``{Toolchain, ToolchainAccess-<env>: template JSON}`` (what the policy rules take)."""
+        out = {"Toolchain": self.template.to_json()}
+        out.update({f"ToolchainAccess-{env}": t.to_json() for env, t in self.access.items()})
+        return out
+
+
+@pytest.fixture(scope="session")
+def toolchain(synthesized: tuple[App, dict[str, SynthesizedStage]]) -> SynthesizedToolchain:
+    app, _ = synthesized
+    stack = app.node.find_child(TOOLCHAIN_STACK)
+    assert isinstance(stack, ToolchainStack)
+    access = {
+        env: Template.from_stack(stage.node.find_child("ToolchainAccess"))  # type: ignore[arg-type]
+        for env, stage in stack.stages.items()
+        if stage.node.try_find_child("ToolchainAccess") is not None
+    }
+    return SynthesizedToolchain(stack=stack, template=Template.from_stack(stack), access=access)

@@ -46,6 +46,10 @@ VIOLATIONS: dict[str, list[tuple[str, str, str]]] = {
     "pipelines-no-flywheel": [
         ("pipelines/_bad.py", "from flywheel import cli\n", "pipelines._bad -> flywheel.cli"),
     ],
+    "toolchain-standalone": [
+        ("toolchain/_bad.py", "import naming\n", "toolchain._bad -> naming"),
+        ("toolchain/_bad.py", "def f():\n    import pydantic\n", "toolchain._bad -> pydantic"),
+    ],
     "stacks-no-flywheel": [
         ("stacks/components/_bad.py", "import flywheel.embedded\n", "stacks.components._bad -> flywheel.embedded"),
     ],

@@ -37,7 +37,7 @@ from flywheel.access_report import duty_problems, intent_problems, matrix_proble
 from stacks.components.data_lake import ZONES
 from stacks.components.guardrails import UNUSED_SAGEMAKER_ACTIONS
 from stacks.policy_rules import RULES
-from tests.cdk_fixtures import SynthesizedStage
+from tests.cdk_fixtures import SynthesizedStage, SynthesizedToolchain
 from tests.config import test_deployment_settings as deployment_tests
 from tests.config import test_loader as loader_tests
 from tests.security import boundary_checks as bc
@@ -49,6 +49,7 @@ from tests.stacks import test_erasure_stack as erasure_tests
 from tests.stacks import test_lifecycle_wiring as lifecycle_tests
 from tests.stacks import test_security_stack as security_tests
 from tests.stacks import test_team_stack as team_tests
+from tests.stacks import test_toolchain as toolchain_tests
 
 Json = Any
 
@@ -77,6 +78,7 @@ class Subject:
     local_definition: dict[str, Any]
     tmp_path: Path
     notes: list[str] = field(default_factory=list)
+    toolchain: SynthesizedToolchain | None = None
 
     @property
     def stage(self) -> SynthesizedStage:
@@ -107,6 +109,9 @@ class Subject:
             "definition": lambda: self.definition,
             "local_definition": lambda: self.local_definition,
             "tmp_path": lambda: self.tmp_path,
+            "toolchain": lambda: self.toolchain,
+            "pipeline": lambda: toolchain_tests.pipeline.__wrapped__(self.toolchain),
+            "projects": lambda: toolchain_tests.projects.__wrapped__(self.toolchain),
         }[name]()
 
 
@@ -121,6 +126,14 @@ def _named(check: Check, label: str) -> Check:
 def rule(name: str) -> Check:
     """A template rule of ``stacks/policy_rules.py``."""
     return _named(lambda s: [f"[{name}] {p}" for p in RULES[name](s.templates)], f"rule {name}")
+
+
+def toolchain_rule(name: str) -> Check:
+    """A template rule of ``stacks/policy_rules.py`` on the toolchain's templates."""
+    return _named(
+        lambda s: [f"[{name}] {p}" for p in RULES[name](s.toolchain.templates())],  # type: ignore[union-attr]
+        f"rule {name} (toolchain)",
+    )
 
 
 def boundary(fn: Callable[..., list[str]], *args: Any) -> Check:
@@ -219,6 +232,19 @@ def deployed_definition(mutate: Callable[[dict[str, Json]], None], env: str = "d
         weak_stage = _Over(stage.stage, teams={**stage.stage.teams, team: weak_stack})
         weakened = dataclasses.replace(stage, stage=weak_stage)
         return dataclasses.replace(base, stages={**base.stages, env: weakened}, env=env)
+
+    return apply
+
+
+def toolchain_template(mutate: Callable[[dict[str, Json]], None]) -> Apply:
+    """Weaken the toolchain stack's template (a deep copy)."""
+
+    def apply(base: Subject, _: pytest.MonkeyPatch) -> Subject:
+        assert base.toolchain is not None
+        weak = copy.deepcopy(base.toolchain.template.to_json())
+        mutate(weak)
+        weakened = dataclasses.replace(base.toolchain, template=Template.from_json(weak))
+        return dataclasses.replace(base, toolchain=weakened)
 
     return apply
 
@@ -520,6 +546,46 @@ def _pass_also(t: dict[str, Json], policy: str, role: str) -> None:
 def _pass_any(t: dict[str, Json], policy: str) -> None:
     one(stmts(t, "Team-churn", policy), lambda s: has(s, "iam:PassRole"))["Resource"] = "*"
 
+
+def _github_trust(t: dict[str, Json]) -> dict[str, Json]:
+    (role,) = [
+        r for lid, r in t["Resources"].items() if lid.startswith("GitHubDeployRole") and r["Type"] == "AWS::IAM::Role"
+    ]
+    (stmt,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    return stmt["Condition"]  # type: ignore[no-any-return]
+
+
+def _org_wide_subject(t: dict[str, Json]) -> None:
+    condition = _github_trust(t)
+    condition["StringEquals"].pop("token.actions.githubusercontent.com:sub")
+    condition["StringLike"] = {"token.actions.githubusercontent.com:sub": "repo:example-org/*"}
+
+
+def _toolchain_pipeline(t: dict[str, Json]) -> dict[str, Json]:
+    (found,) = [r for r in t["Resources"].values() if r["Type"] == "AWS::CodePipeline::Pipeline"]
+    return found["Properties"]  # type: ignore[no-any-return]
+
+
+def _drop_prod_approval(t: dict[str, Json]) -> None:
+    (prod,) = [s for s in _toolchain_pipeline(t)["Stages"] if s["Name"] == "Flywheel-prod"]
+    before = len(prod["Actions"])
+    prod["Actions"] = [a for a in prod["Actions"] if a["ActionTypeId"]["Category"] != "Approval"]
+    assert len(prod["Actions"]) == before - 1
+
+
+def _privileged_synth(t: dict[str, Json]) -> None:
+    (synth,) = [
+        r
+        for lid, r in t["Resources"].items()
+        if lid.startswith("PipelineBuildSynth") and r["Type"] == "AWS::CodeBuild::Project"
+    ]
+    synth["Properties"]["Environment"]["PrivilegedMode"] = True
+
+
+TOOLCHAIN_OIDC = [
+    toolchain_rule("oidc-trust-pins-one-repository"),
+    real_test(toolchain_tests.test_oidc_trust_names_exactly_the_configured_repository_and_environment),
+]
 
 WEAKENINGS = [
     # -- people and isolation (issue 12, issue 15 item 2): flywheel access-report --
@@ -1191,6 +1257,45 @@ WEAKENINGS = [
         templates(lambda t: drop(_bucket_policy("Raw")(t), lambda s: "_erasure" in json.dumps(s))),
         [real_test(erasure_tests.test_only_break_glass_and_ingest_may_put_erasure_requests_and_erasure_may_read_them)],
         "EXPLICIT_DENY",
+    # -- the toolchain (issue 11) --
+    _w(
+        "oidc-trust-org-wide",
+        "toolchain: GitHub role's sub StringLike repo:example-org/* (any repository of the organisation)",
+        toolchain_template(_org_wide_subject),
+        TOOLCHAIN_OIDC,
+        r"StringLike|repo:example-org/\*",
+    ),
+    _w(
+        "oidc-trust-any-audience",
+        "toolchain: GitHub role's trust without the aud condition",
+        toolchain_template(lambda t: _github_trust(t)["StringEquals"].pop("token.actions.githubusercontent.com:aud")),
+        TOOLCHAIN_OIDC,
+        "aud",
+    ),
+    _w(
+        "prod-without-approval",
+        "toolchain: the manual approval removed from the prod stage",
+        toolchain_template(_drop_prod_approval),
+        [real_test(toolchain_tests.test_every_prod_deploy_waits_for_a_manual_approval)],
+        "approvals",
+    ),
+    _w(
+        "privileged-synth",
+        "toolchain: the synth CodeBuild project runs privileged",
+        toolchain_template(_privileged_synth),
+        [
+            real_test(
+                toolchain_tests.test_codebuild_projects_are_unprivileged_encrypted_and_log_to_a_kms_group_with_retention
+            )
+        ],
+        "PrivilegedMode",
+    ),
+    _w(
+        "artifacts-with-aws-managed-key",
+        "toolchain: the artifact store without our KMS key",
+        toolchain_template(lambda t: _toolchain_pipeline(t)["ArtifactStore"].pop("EncryptionKey")),
+        [real_test(toolchain_tests.test_artifact_store_is_our_bucket_encrypted_with_our_rotating_key)],
+        "EncryptionKey",
     ),
 ]
 
@@ -1208,9 +1313,16 @@ def module_definitions() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 @pytest.fixture
-def base(stages, module_definitions, tmp_path) -> Subject:
+def base(stages, module_definitions, tmp_path, toolchain) -> Subject:
     deployed, local = module_definitions
-    return Subject(stages=dict(stages), env="dev", definition=deployed, local_definition=local, tmp_path=tmp_path)
+    return Subject(
+        stages=dict(stages),
+        env="dev",
+        definition=deployed,
+        local_definition=local,
+        tmp_path=tmp_path,
+        toolchain=toolchain,
+    )
 
 
 def _run(checks: tuple[Check, ...], subject: Subject) -> dict[str, list[str]]:

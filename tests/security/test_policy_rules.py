@@ -69,6 +69,19 @@ def weak():
                 name=name.lower(), location_uri=f"s3://{bucket.bucket_name}/"
             ),
         )
+    # GitHub OIDC trust for any repository of the organisation (and any branch): a wildcard subject
+    iam.Role(
+        stack,
+        "WildcardGitHubRole",
+        assumed_by=iam.FederatedPrincipal(
+            "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com",
+            conditions={
+                "StringEquals": {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"},
+                "StringLike": {"token.actions.githubusercontent.com:sub": "repo:org/*"},
+            },
+            assume_role_action="sts:AssumeRoleWithWebIdentity",
+        ),
+    )
     return {"Weak": Template.from_stack(stack).to_json()}
 
 
@@ -89,6 +102,7 @@ def test_weak_fixture_problems_name_the_resource(weak):
     assert any("LakeCuratedBucket" in p for p in trail), "a write-only selector must not count as coverage"
     assert any("OrphanGuardrails" in p for p in results["managed-policies-are-attached"])
     assert any("on any role" in p for p in results["passrole-scoped-to-service"])
+    assert any("WildcardGitHubRole" in p and "StringLike" in p for p in results["oidc-trust-pins-one-repository"])
 
 
 def _trail_templates(stage):
