@@ -1257,6 +1257,7 @@ WEAKENINGS = [
         templates(lambda t: drop(_bucket_policy("Raw")(t), lambda s: "_erasure" in json.dumps(s))),
         [real_test(erasure_tests.test_only_break_glass_and_ingest_may_put_erasure_requests_and_erasure_may_read_them)],
         "EXPLICIT_DENY",
+    ),
     # -- the toolchain (issue 11) --
     _w(
         "oidc-trust-org-wide",
