@@ -745,6 +745,14 @@ def demo(
             "automatic rollback (trains and approves a champion first if none is deployed).",
         ),
     ] = False,
+    drift: Annotated[
+        bool,
+        typer.Option(
+            "--drift",
+            help="Shift one feature of the demo traffic: the report's drift section then flags it and the "
+            "local drift alarm fires.",
+        ),
+    ] = False,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     endpoint_url: EndpointUrl = None,
 ) -> None:
@@ -770,6 +778,7 @@ def demo(
                 serve_port=serve_port,
                 say=lambda message: console.print(f"• {message}", highlight=False),
                 break_challenger=break_challenger,
+                drift=drift,
             )
         outcome = result.outcome
         problem = _show_outcome(outcome, rt) if outcome is not None and not outcome.execution.succeeded else None
@@ -828,6 +837,43 @@ def demo(
             "Run `flywheel demo` again to train a challenger against this champion, or "
             "`flywheel demo --break-challenger` to watch a failing one roll back."
         )
+
+
+@app.command()
+def monitor(
+    team: Annotated[str, typer.Option(help="Team whose endpoint's captured traffic to check.")],
+    since_hours: Annotated[
+        float | None, typer.Option(help="Only traffic captured in the last N hours (default: all of it).")
+    ] = None,
+    min_rows: Annotated[
+        int | None, typer.Option(help="Fewest rows for a verdict (default: the team's drift.min_rows).")
+    ] = None,
+    psi: Annotated[bool | None, typer.Option("--psi/--no-psi", help="PSI instead of the default tests.")] = None,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """The drift monitor (the scheduled job's code) on the team's locally captured traffic.
+
+    Compares the capture with the baseline registered with the deployed model; exit code 0 when nothing
+    drifted, 3 on drift (the alarm message is printed), 4 when the window has too few rows for a verdict.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from flywheel.monitor import report_lines, run_monitor
+
+    since = datetime.now(UTC) - timedelta(hours=since_hours) if since_hours is not None else None
+    if since_hours is not None and since_hours <= 0:
+        raise _fail("--since-hours must be positive")
+    with _expected_errors(), _runtime(state_dir, endpoint_url) as rt:
+        rt.team_config(team)
+        result = run_monitor(rt, team, since=since, min_rows=min_rows, psi=psi)
+    for line in report_lines(result):
+        style = "bold red" if line.startswith("ALARM") else None
+        console.print(line, style=style, highlight=False)
+    console.print(f"report: {result.report_path}" + (f" ({result.report_uri})" if result.report_uri else ""))
+    status = result.report["status"]
+    if status != "no_drift":
+        raise typer.Exit(3 if status == "drift" else 4)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from flywheel import monitor
 from flywheel.errors import FlywheelError
 from flywheel.outcome import RunOutcome, event_object_uri
 from lambdas import lifecycle
@@ -63,8 +65,9 @@ def run_demo(
     serve_port: int = 0,
     say: Callable[[str], None] = print,
     break_challenger: bool = False,
+    drift: bool = False,
 ) -> DemoResult:
-    """The whole loop on generated data; see ``flywheel demo --help``."""
+    """The whole loop on generated data; see ``flywheel demo --help`` (``drift``: shifted traffic)."""
     if break_challenger:
         return _break_challenger_demo(
             runtime,
@@ -123,9 +126,14 @@ def run_demo(
     with timed("approve"):
         result.approval = _approve(runtime, package["ModelPackageArn"], say)
     with timed("serve"):
-        _serve_and_measure(runtime, team, result, requests, batch_rows, serve_port, say)
+        served_since = datetime.now(UTC)
+        _serve_and_measure(runtime, team, result, requests, batch_rows, serve_port, say, drift=drift)
+    with timed("monitor"):  # the drift monitor on the traffic just captured (flywheel/monitor.py)
+        section = monitor.demo_drift(runtime, team, served_since, result.serving.get("drift_shift"), say)
     with timed("report"):
-        result.report_path, result.report_uri = runtime.write_report(outcome, serving=result.serving)
+        result.report_path, result.report_uri = runtime.write_report(
+            outcome, serving=result.serving, extra_sections=[section] if section else None
+        )
     return result
 
 
@@ -164,6 +172,8 @@ def _serve_and_measure(
     batch_rows: int,
     serve_port: int,
     say: Callable[[str], None],
+    *,
+    drift: bool = False,
 ) -> None:
     from flywheel.rollout import CanaryRouter
 
@@ -171,6 +181,10 @@ def _serve_and_measure(
     try:
         say(f"Serving version {deployment['ModelPackageVersion']} at {server.url} (capture: {capture})")
         samples = Path(deployment["Samples"] or "")
+        shift = None
+        if drift and samples.is_file():  # --drift: the traffic moves one feature (flywheel/monitor.py)
+            samples, shift = monitor.shift_samples(runtime, team, samples)
+            say(f"Drifted traffic: {shift}")
         router = server.router
         if isinstance(router, CanaryRouter):
             rollout = drive_rollout(server.url, samples, router, after=requests)
@@ -179,6 +193,8 @@ def _serve_and_measure(
                 say(line)
         result.serving = measure(server.url, samples, requests, batch_rows)
         result.serving["served_version"] = server.router.champion.version
+        if shift:
+            result.serving["drift_shift"] = shift
     finally:
         server.stop()
         runtime.state.save_server(f"endpoint-{team}", None)

@@ -18,9 +18,9 @@ Per-column tests (Evidently's defaults, pinned here; ``n`` = the reference colum
     =========================  ======================  ==================================  =========
     column                     reference n <= 1000     reference n > 1000                  drift when
     =========================  ======================  ==================================  =========
-    numeric, k > 5             Kolmogorov–Smirnov      Wasserstein / reference std         p <= 0.05
+    numeric, k > 5             Kolmogorov-Smirnov      Wasserstein / reference std         p <= 0.05
                                (``ks_2samp``)          (``wasserstein_distance``)          d >= 0.1
-    numeric k <= 5 or          chi-square (k > 2),     Jensen–Shannon distance             p < 0.05
+    numeric k <= 5 or          chi-square (k > 2),     Jensen-Shannon distance             p < 0.05
     categorical                two-proportion z (k<=2) (``jensenshannon``, natural log)    d >= 0.1
     =========================  ======================  ==================================  =========
 
@@ -65,7 +65,7 @@ from scipy.spatial import distance
 SMALL_REFERENCE_ROWS: Final = 1000
 #: p-value below which (KS: at or below which) a column drifts.
 P_VALUE_THRESHOLD: Final = 0.05
-#: Normed Wasserstein and Jensen–Shannon distance at or above which a column drifts.
+#: Normed Wasserstein and Jensen-Shannon distance at or above which a column drifts.
 DISTANCE_THRESHOLD: Final = 0.1
 #: PSI (opt-in) at or above which a column drifts, and its number of numeric bins.
 PSI_THRESHOLD: Final = 0.1
@@ -84,8 +84,17 @@ DEFAULT_MIN_ROWS: Final = 100
 NORM_FLOOR: Final = 0.001
 #: Relative accuracy of the baseline sketch when statistics do not say (pipelines/tabular/baseline.py).
 DEFAULT_RELATIVE_ACCURACY: Final = 0.01
+#: A numeric column whose sketch buckets near its mean are wider than its std / this is measured coarsely:
+#: e.g. calendar years (2020 ± 2) in 1 %-relative buckets (± 20 years); reported as a finding.
+MIN_RESOLUTION: Final = 4
 #: Values at most this far from zero fall in the sketch's zero bucket (as in the baseline).
 ZERO: Final = 1e-9
+#: Categorical columns with more baseline categories than this (open vocabularies: postcode prefixes) are
+#: tested on their most frequent ones plus one bucket for the rest: thousands of sparse categories would
+#: measure sampling noise (a deviation from Evidently, which tests every category).
+MAX_CATEGORIES: Final = 20
+#: The bucket of the categories beyond :data:`MAX_CATEGORIES` (and unseen ones) in such a column.
+OTHER: Final = "\x00other"
 #: New categories listed in a finding (the count is always complete).
 MAX_LISTED: Final = 10
 #: The CloudWatch namespace and dimensions of the monitor's metrics.
@@ -139,6 +148,15 @@ class ColumnReference:
         return self.missing / total if total else 0.0
 
     @property
+    def resolution(self) -> float:
+        """The column's std over the width of the sketch bucket at its mean (how finely drift is seen)."""
+        if self.kind != "numeric" or not self.weights.size:
+            return math.inf
+        mean = abs(float(np.average(self.values, weights=self.weights)))
+        width = mean * (self.gamma - 1)
+        return math.inf if width <= ZERO else self.std / width
+
+    @property
     def boolean(self) -> bool:
         return bool(self.categories) and set(self.categories) <= {"true", "false"}
 
@@ -165,7 +183,9 @@ def snap(values: np.ndarray, gamma: float) -> np.ndarray:
     return np.where(zero, 0.0, np.sign(values) * reps)
 
 
-def load_reference(statistics: Mapping[str, Any], constraints: Mapping[str, Any] | None = None) -> dict[str, ColumnReference]:
+def load_reference(
+    statistics: Mapping[str, Any], constraints: Mapping[str, Any] | None = None
+) -> dict[str, ColumnReference]:
     """The feature columns of a baseline ``statistics.json`` (the target is left out), in baseline order."""
     features = statistics.get("features") if isinstance(statistics, Mapping) else None
     if not isinstance(features, list) or not features:
@@ -438,7 +458,12 @@ def _test_numeric(ref: ColumnReference, current: np.ndarray, psi: bool) -> dict[
                 "drifted": p <= P_VALUE_THRESHOLD}  # fmt: skip
     norm = max(ref.std, NORM_FLOOR)
     d = float(stats.wasserstein_distance(ref.values, cur_values, ref.weights, cur_counts)) / norm
-    return {"test": "wasserstein_normed", "score": d, "threshold": DISTANCE_THRESHOLD, "drifted": d >= DISTANCE_THRESHOLD}
+    return {
+        "test": "wasserstein_normed",
+        "score": d,
+        "threshold": DISTANCE_THRESHOLD,
+        "drifted": d >= DISTANCE_THRESHOLD,
+    }
 
 
 def _number_key(value: float) -> str:
@@ -471,7 +496,7 @@ def _psi_numeric(ref: ColumnReference, snapped: np.ndarray, distinct: int) -> di
         )
     lo = min(float(ref.values.min()), float(snapped.min()))
     hi = max(float(ref.values.max()), float(snapped.max()))
-    bins = int(math.ceil(math.log2(ref.present + snapped.size))) + 1
+    bins = math.ceil(math.log2(ref.present + snapped.size)) + 1
     edges = np.linspace(lo, hi, bins + 1)
     r = np.histogram(ref.values, edges, weights=ref.weights)[0] / ref.weights.sum()
     c = np.histogram(snapped, edges)[0] / snapped.size
@@ -479,8 +504,10 @@ def _psi_numeric(ref: ColumnReference, snapped: np.ndarray, distinct: int) -> di
     return {"test": "psi", "score": value, "threshold": PSI_THRESHOLD, "drifted": value >= PSI_THRESHOLD}
 
 
-def _test_counts(reference: Mapping[str, int], current: Mapping[str, int], ref_total: int, distinct: int) -> dict[str, Any]:
-    """Chi-square / z-test (small reference) or Jensen–Shannon (large) on category counts."""
+def _test_counts(
+    reference: Mapping[str, int], current: Mapping[str, int], ref_total: int, distinct: int
+) -> dict[str, Any]:
+    """Chi-square / z-test (small reference) or Jensen-Shannon (large) on category counts."""
     keys = sorted(set(reference) | set(current))
     ref = np.array([reference.get(k, 0) for k in keys], dtype="float64")
     cur = np.array([current.get(k, 0) for k in keys], dtype="float64")
@@ -489,11 +516,12 @@ def _test_counts(reference: Mapping[str, int], current: Mapping[str, int], ref_t
         if distinct <= 2:
             return _z_test(ref, cur)
         expected = ref * n_cur / n_ref
+        statistic: float | None = None
         if np.any(expected == 0):  # a category the reference never saw: infinitely unlikely under it
-            p, statistic = 0.0, None
+            p = 0.0
         else:
             result = stats.chisquare(cur, expected)
-            p, statistic = float(result.pvalue), float(result.statistic)  # type: ignore[assignment]
+            p, statistic = float(result.pvalue), float(result.statistic)
         return {"test": "chi_square", "score": p, "statistic": statistic, "threshold": P_VALUE_THRESHOLD,
                 "drifted": p < P_VALUE_THRESHOLD}  # fmt: skip
     d = float(distance.jensenshannon(ref / n_ref, cur / n_cur))
@@ -530,7 +558,9 @@ def _categories(values: pd.Series, ref: ColumnReference) -> pd.Series:
 
 
 def compare(
-    reference: Mapping[str, ColumnReference], window: CaptureWindow | pd.DataFrame, settings: MonitorSettings | None = None
+    reference: Mapping[str, ColumnReference],
+    window: CaptureWindow | pd.DataFrame,
+    settings: MonitorSettings | None = None,
 ) -> dict[str, Any]:
     """The drift report of a window (see the module docstring for what it tests and finds)."""
     settings = settings or MonitorSettings()
@@ -623,12 +653,19 @@ def _compare_column(
         bad = int(numbers.isna().sum())
         if bad / len(present) >= RETYPED_SHARE:
             sample = ", ".join(repr(str(v)) for v in present[numbers.isna()].head(3))
+            share = bad / len(present)
             findings.append(_finding("retyped_column", name, f"column {name!r} is numeric in the baseline but "
-                                     f"{bad / len(present):.0%} of its values are not numbers (e.g. {sample})"))  # fmt: skip
+                                     f"{share:.0%} of its values are not numbers (e.g. {sample})"))  # fmt: skip
             entry.update(test=None, score=None, drifted=True, reason="retyped (not numeric)")
             return entry
         if bad:
             findings.append(_finding("invalid_values", name, f"column {name!r}: {bad} value(s) are not numbers"))
+        if ref.resolution < MIN_RESOLUTION:
+            findings.append(
+                _finding("coarse_baseline", name, f"column {name!r}: the baseline sketch's buckets near its mean are "
+                         f"wider than its standard deviation / {MIN_RESOLUTION} (values far from zero, small spread): "
+                         "shifts smaller than a bucket are not seen", "info")
+            )  # fmt: skip
         arr = numbers.dropna().to_numpy(dtype="float64")
         entry.update(_test_numeric(ref, arr, settings.psi))
         return entry
@@ -648,11 +685,27 @@ def _compare_column(
         )  # fmt: skip
         entry["new_categories"] = new[:MAX_LISTED]
         entry["new_category_share"] = share
-    distinct = len(set(counts) | set(ref.categories))
+    reference_counts: Mapping[str, int] = ref.categories
+    if len(ref.categories) > MAX_CATEGORIES:
+        reference_counts, counts = _lumped(ref.categories), _lumped(counts, keep=ref.categories)
+        entry["lumped_categories"] = len(ref.categories) - MAX_CATEGORIES
+    distinct = len(set(counts) | set(reference_counts))
     entry.update(
-        _psi_counts(ref.categories, counts) if settings.psi else _test_counts(ref.categories, counts, ref.present, distinct)
+        _psi_counts(reference_counts, counts)
+        if settings.psi
+        else _test_counts(reference_counts, counts, ref.present, distinct)
     )
     return entry
+
+
+def _lumped(counts: Mapping[str, int], keep: Mapping[str, int] | None = None) -> dict[str, int]:
+    """The :data:`MAX_CATEGORIES` most frequent categories of ``keep`` (default: of ``counts``) and one
+    :data:`OTHER` bucket for every other value of ``counts``."""
+    basis = counts if keep is None else keep
+    top = [k for k, _ in sorted(basis.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_CATEGORIES]]
+    out = {k: int(counts.get(k, 0)) for k in top}
+    out[OTHER] = int(sum(counts.values()) - sum(out.values()))
+    return out
 
 
 def _is_number(text: str) -> bool:
@@ -693,7 +746,8 @@ def metric_data(report: Mapping[str, Any], *, team: str, endpoint: str) -> list[
     out += [
         {"MetricName": "DriftedFeatures", "Dimensions": base, "Value": float(len(report["drifted_features"])),
          "Unit": "Count"},
-        {"MetricName": "DatasetDrift", "Dimensions": base, "Value": float(bool(report["dataset_drift"])), "Unit": "Count"},
+        {"MetricName": "DatasetDrift", "Dimensions": base, "Value": float(bool(report["dataset_drift"])),
+         "Unit": "Count"},
         {"MetricName": "DriftShare", "Dimensions": base, "Value": float(report["drift_share"]), "Unit": "None"},
     ]  # fmt: skip
     for name, entry in report["features"].items():
@@ -787,8 +841,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.update(team=args.team, endpoint=args.endpoint, window_label=args.window,
                   computed_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / "report.json").write_text(json.dumps(report, indent=1, default=_jsonable) + "\n", encoding="utf-8")
-    metrics = {"Namespace": METRICS_NAMESPACE, "MetricData": metric_data(report, team=args.team, endpoint=args.endpoint)}
+    (args.output_dir / "report.json").write_text(
+        json.dumps(report, indent=1, default=_jsonable) + "\n", encoding="utf-8"
+    )
+    metrics = {
+        "Namespace": METRICS_NAMESPACE,
+        "MetricData": metric_data(report, team=args.team, endpoint=args.endpoint),
+    }
     (args.output_dir / "metrics.json").write_text(json.dumps(metrics) + "\n", encoding="utf-8")
     print(json.dumps({"drift_monitor": summary(report), "status": report["status"]}))
     return 0
