@@ -166,12 +166,12 @@ class AlarmSubscription(_Frozen):
 
 
 class AlarmThresholds(_Frozen):
-    """Defaults of the team's alarms (stacks/components/monitoring.py; docs/monitoring.md)."""
+    """Defaults of the team's alarms (stacks/components/monitoring.py; docs/monitoring.md). The lifecycle's
+    own alarms (dead-letter queue not empty, rollback alarms) keep their fixed thresholds."""
 
     failed_executions: int = Field(default=1, ge=1)  # failed pipeline executions in an hour
     error_5xx_percent: float = Field(default=1.0, gt=0, le=100)  # of invocations, per 5 minutes
     p99_latency_ms: float = Field(default=1000, gt=0)  # ModelLatency p99 over 5 minutes
-    dlq_messages: int = Field(default=1, ge=1)  # visible messages in a lifecycle dead-letter queue
     drifted_features: int = Field(default=1, ge=1)  # features drifting in one monitor window
     lambda_errors: int = Field(default=1, ge=1)  # errors + throttles of a lifecycle function in 5 minutes
     budget_percent: float = Field(default=80, gt=0, le=1000)  # of monthly_budget_usd, actual spend

@@ -141,10 +141,16 @@ def run_monitor(
     except drift.MonitorInputError as exc:
         raise MonitorError(f"drift monitor: {exc}") from None
     computed = datetime.now(UTC)
-    report.update(team=team, endpoint=endpoint, computed_at=computed.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                  package_version=package.get("ModelPackageVersion"), baseline=statistics_uri)  # fmt: skip
-    result = MonitorResult(team, endpoint, report, statistics_uri, naming.s3_uri(bucket, prefix),
-                           int(package["ModelPackageVersion"]))  # fmt: skip
+    report.update(
+        team=team,
+        endpoint=endpoint,
+        computed_at=computed.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        package_version=package.get("ModelPackageVersion"),
+        baseline=statistics_uri,
+    )
+    result = MonitorResult(
+        team, endpoint, report, statistics_uri, naming.s3_uri(bucket, prefix), int(package["ModelPackageVersion"])
+    )
     if write:
         stamp = computed.strftime("%Y%m%dT%H%M%S%fZ")
         body = json.dumps(report, indent=1, default=drift._jsonable) + "\n"
@@ -154,8 +160,14 @@ def run_monitor(
         result.report_path.write_text(body, encoding="utf-8")
         reports = res.platform.buckets["reports"]
         key = f"{naming.drift_prefix(endpoint)}{stamp}/report.json"
-        s3.put_object(Bucket=reports, Key=key, Body=body.encode("utf-8"), ContentType="application/json",
-                      ServerSideEncryption="aws:kms", SSEKMSKeyId=res.platform.keys["reports"])  # fmt: skip
+        s3.put_object(
+            Bucket=reports,
+            Key=key,
+            Body=body.encode("utf-8"),
+            ContentType="application/json",
+            ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=res.platform.keys["reports"],
+        )
         result.report_uri = naming.s3_uri(reports, key)
     return result
 
@@ -182,8 +194,10 @@ def drift_section(result: MonitorResult, shifted: str | None = None) -> dict[str
         rows.append(("demo traffic", shifted))
     for name, entry in report["features"].items():
         if entry.get("test"):
-            value = (f"{entry['test']} {entry['score']:.4g} (threshold {entry['threshold']:g}) → "
-                     f"{'DRIFT' if entry['drifted'] else 'ok'}; missing {entry['missing_share']:.1%}")  # fmt: skip
+            value = (
+                f"{entry['test']} {entry['score']:.4g} (threshold {entry['threshold']:g}) → "
+                f"{'DRIFT' if entry['drifted'] else 'ok'}; missing {entry['missing_share']:.1%}"
+            )
         else:
             value = f"DRIFT ({entry.get('reason')})"
         rows.append((f"feature {name}", value))

@@ -454,8 +454,13 @@ def _test_numeric(ref: ColumnReference, current: np.ndarray, psi: bool) -> dict[
         reference = np.repeat(ref.values, ref.weights.astype(np.int64))
         result = stats.ks_2samp(reference, snapped)
         p = float(result.pvalue)
-        return {"test": "ks", "score": p, "statistic": float(result.statistic), "threshold": P_VALUE_THRESHOLD,
-                "drifted": p <= P_VALUE_THRESHOLD}  # fmt: skip
+        return {
+            "test": "ks",
+            "score": p,
+            "statistic": float(result.statistic),
+            "threshold": P_VALUE_THRESHOLD,
+            "drifted": p <= P_VALUE_THRESHOLD,
+        }
     norm = max(ref.std, NORM_FLOOR)
     d = float(stats.wasserstein_distance(ref.values, cur_values, ref.weights, cur_counts)) / norm
     return {
@@ -522,8 +527,13 @@ def _test_counts(
         else:
             result = stats.chisquare(cur, expected)
             p, statistic = float(result.pvalue), float(result.statistic)
-        return {"test": "chi_square", "score": p, "statistic": statistic, "threshold": P_VALUE_THRESHOLD,
-                "drifted": p < P_VALUE_THRESHOLD}  # fmt: skip
+        return {
+            "test": "chi_square",
+            "score": p,
+            "statistic": statistic,
+            "threshold": P_VALUE_THRESHOLD,
+            "drifted": p < P_VALUE_THRESHOLD,
+        }
     d = float(distance.jensenshannon(ref / n_ref, cur / n_cur))
     return {"test": "jensen_shannon", "score": d, "threshold": DISTANCE_THRESHOLD, "drifted": d >= DISTANCE_THRESHOLD}
 
@@ -585,13 +595,24 @@ def compare(
     }
     findings: list[dict[str, Any]] = report["findings"]
     if window.unreadable:
-        findings.append(_finding("unreadable_records", None, f"{window.unreadable} captured request(s) could not be "
-                                 f"read and were left out (first: {window.first_error})"))  # fmt: skip
+        findings.append(
+            _finding(
+                "unreadable_records",
+                None,
+                f"{window.unreadable} captured request(s) could not be "
+                f"read and were left out (first: {window.first_error})",
+            )
+        )
     if n < settings.min_rows:
         findings.append(
-            _finding("not_enough_data", None, f"the window has {n} row(s), fewer than the minimum {settings.min_rows}: "
-                     "no verdict (neither drift nor a pass); widen the window or lower drift.min_rows", "info")
-        )  # fmt: skip
+            _finding(
+                "not_enough_data",
+                None,
+                f"the window has {n} row(s), fewer than the minimum {settings.min_rows}: "
+                "no verdict (neither drift nor a pass); widen the window or lower drift.min_rows",
+                "info",
+            )
+        )
         return report
     for name in window.extra_columns:
         findings.append(_finding("extra_column", name, f"column {name!r} is not in the baseline (schema change)"))
@@ -599,10 +620,18 @@ def compare(
     drifted: list[str] = []
     for name, ref in reference.items():
         if name not in window.carried:
-            findings.append(_finding("missing_column", name, f"column {name!r} of the baseline is not in the window "
-                                     "(schema change)"))  # fmt: skip
-            report["features"][name] = {"type": ref.kind, "test": None, "score": None, "drifted": True,
-                                        "reason": "missing column"}  # fmt: skip
+            findings.append(
+                _finding(
+                    "missing_column", name, f"column {name!r} of the baseline is not in the window (schema change)"
+                )
+            )
+            report["features"][name] = {
+                "type": ref.kind,
+                "test": None,
+                "score": None,
+                "drifted": True,
+                "reason": "missing column",
+            }
             drifted.append(name)
             compared += 1
             continue
@@ -620,10 +649,14 @@ def compare(
         entry = report["features"][name]
         if entry.get("test"):
             findings.append(
-                _finding("drift", name, f"column {name!r} drifted: {entry['test']} = {entry['score']:.4g} "
-                         f"({'p-value below' if entry['test'] in ('ks', 'chi_square', 'z') else 'at or above'} "
-                         f"{entry['threshold']:g})")
-            )  # fmt: skip
+                _finding(
+                    "drift",
+                    name,
+                    f"column {name!r} drifted: {entry['test']} = {entry['score']:.4g} "
+                    f"({'p-value below' if entry['test'] in ('ks', 'chi_square', 'z') else 'at or above'} "
+                    f"{entry['threshold']:g})",
+                )
+            )
     return report
 
 
@@ -644,9 +677,12 @@ def _compare_column(
         return entry
     if entry["missing_share"] - ref.missing_share > MISSING_SHARE_INCREASE:
         findings.append(
-            _finding("missing_values", name, f"column {name!r}: {entry['missing_share']:.1%} of values missing "
-                     f"(baseline {ref.missing_share:.1%})")
-        )  # fmt: skip
+            _finding(
+                "missing_values",
+                name,
+                f"column {name!r}: {entry['missing_share']:.1%} of values missing (baseline {ref.missing_share:.1%})",
+            )
+        )
     present = values.dropna()
     if ref.kind == "numeric":
         numbers = pd.to_numeric(present, errors="coerce")
@@ -654,35 +690,55 @@ def _compare_column(
         if bad / len(present) >= RETYPED_SHARE:
             sample = ", ".join(repr(str(v)) for v in present[numbers.isna()].head(3))
             share = bad / len(present)
-            findings.append(_finding("retyped_column", name, f"column {name!r} is numeric in the baseline but "
-                                     f"{share:.0%} of its values are not numbers (e.g. {sample})"))  # fmt: skip
+            findings.append(
+                _finding(
+                    "retyped_column",
+                    name,
+                    f"column {name!r} is numeric in the baseline but "
+                    f"{share:.0%} of its values are not numbers (e.g. {sample})",
+                )
+            )
             entry.update(test=None, score=None, drifted=True, reason="retyped (not numeric)")
             return entry
         if bad:
             findings.append(_finding("invalid_values", name, f"column {name!r}: {bad} value(s) are not numbers"))
         if ref.resolution < MIN_RESOLUTION:
             findings.append(
-                _finding("coarse_baseline", name, f"column {name!r}: the baseline sketch's buckets near its mean are "
-                         f"wider than its standard deviation / {MIN_RESOLUTION} (values far from zero, small spread): "
-                         "shifts smaller than a bucket are not seen", "info")
-            )  # fmt: skip
+                _finding(
+                    "coarse_baseline",
+                    name,
+                    f"column {name!r}: the baseline sketch's buckets near its mean are "
+                    f"wider than its standard deviation / {MIN_RESOLUTION} (values far from zero, small spread): "
+                    "shifts smaller than a bucket are not seen",
+                    "info",
+                )
+            )
         arr = numbers.dropna().to_numpy(dtype="float64")
         entry.update(_test_numeric(ref, arr, settings.psi))
         return entry
     text = _categories(present, ref)
     counts = {str(k): int(v) for k, v in text.value_counts().items()}
     if ref.categories and all(_is_number(k) for k in counts) and not any(_is_number(k) for k in ref.categories):
-        findings.append(_finding("retyped_column", name, f"column {name!r} holds categories in the baseline but "
-                                 "only numbers in the window"))  # fmt: skip
+        findings.append(
+            _finding(
+                "retyped_column",
+                name,
+                f"column {name!r} holds categories in the baseline but only numbers in the window",
+            )
+        )
     new = sorted(set(counts) - set(ref.categories))
     if new:
         share = sum(counts[k] for k in new) / sum(counts.values())
         listed = ", ".join(repr(k) for k in new[:MAX_LISTED]) + (", ..." if len(new) > MAX_LISTED else "")
         findings.append(
-            _finding("new_categories", name, f"column {name!r}: {len(new)} categor{'y' if len(new) == 1 else 'ies'} "
-                     f"the baseline never saw ({share:.1%} of values): {listed}",
-                     "warning" if ref.closed_domain else "info")
-        )  # fmt: skip
+            _finding(
+                "new_categories",
+                name,
+                f"column {name!r}: {len(new)} categor{'y' if len(new) == 1 else 'ies'} "
+                f"the baseline never saw ({share:.1%} of values): {listed}",
+                "warning" if ref.closed_domain else "info",
+            )
+        )
         entry["new_categories"] = new[:MAX_LISTED]
         entry["new_category_share"] = share
     reference_counts: Mapping[str, int] = ref.categories
@@ -738,22 +794,40 @@ def metric_data(report: Mapping[str, Any], *, team: str, endpoint: str) -> list[
     base = [{"Name": "team", "Value": team}, {"Name": "endpoint", "Value": endpoint}]
     out: list[dict[str, Any]] = [
         {"MetricName": "WindowRows", "Dimensions": base, "Value": float(report["rows"]), "Unit": "Count"},
-        {"MetricName": "NotEnoughData", "Dimensions": base, "Value": float(report["status"] == NOT_ENOUGH_DATA),
-         "Unit": "Count"},
-    ]  # fmt: skip
+        {
+            "MetricName": "NotEnoughData",
+            "Dimensions": base,
+            "Value": float(report["status"] == NOT_ENOUGH_DATA),
+            "Unit": "Count",
+        },
+    ]
     if report["status"] == NOT_ENOUGH_DATA:
         return out
     out += [
-        {"MetricName": "DriftedFeatures", "Dimensions": base, "Value": float(len(report["drifted_features"])),
-         "Unit": "Count"},
-        {"MetricName": "DatasetDrift", "Dimensions": base, "Value": float(bool(report["dataset_drift"])),
-         "Unit": "Count"},
+        {
+            "MetricName": "DriftedFeatures",
+            "Dimensions": base,
+            "Value": float(len(report["drifted_features"])),
+            "Unit": "Count",
+        },
+        {
+            "MetricName": "DatasetDrift",
+            "Dimensions": base,
+            "Value": float(bool(report["dataset_drift"])),
+            "Unit": "Count",
+        },
         {"MetricName": "DriftShare", "Dimensions": base, "Value": float(report["drift_share"]), "Unit": "None"},
-    ]  # fmt: skip
+    ]
     for name, entry in report["features"].items():
         score = drift_score(entry)
-        out.append({"MetricName": "DriftScore", "Dimensions": [*base, {"Name": "feature", "Value": name}],
-                    "Value": score, "Unit": "None"})  # fmt: skip
+        out.append(
+            {
+                "MetricName": "DriftScore",
+                "Dimensions": [*base, {"Name": "feature", "Value": name}],
+                "Value": score,
+                "Unit": "None",
+            }
+        )
     return out
 
 
@@ -777,8 +851,7 @@ def summary(report: Mapping[str, Any]) -> str:
     if not drifted:
         return f"no drift: {compared} feature(s) compared on {report['rows']:,} rows, none drifted"
     kind = "DATASET DRIFT" if report["dataset_drift"] else "DRIFT"
-    return (f"{kind}: {len(drifted)} of {compared} feature(s) drifted on {report['rows']:,} rows: "
-            f"{', '.join(drifted)}")  # fmt: skip
+    return f"{kind}: {len(drifted)} of {compared} feature(s) drifted on {report['rows']:,} rows: {', '.join(drifted)}"
 
 
 def read_capture_dir(folder: Path) -> Iterator[dict[str, Any]]:
@@ -838,8 +911,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MonitorInputError as exc:
         print(f"drift monitor: {exc}", file=sys.stderr)
         return 2
-    report.update(team=args.team, endpoint=args.endpoint, window_label=args.window,
-                  computed_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
+    report.update(
+        team=args.team,
+        endpoint=args.endpoint,
+        window_label=args.window,
+        computed_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "report.json").write_text(
         json.dumps(report, indent=1, default=_jsonable) + "\n", encoding="utf-8"
