@@ -375,7 +375,7 @@ def read_window(
             times.append(when)
         try:
             section = (record.get("captureData") or {}).get("endpointInput")
-            if not isinstance(section, Mapping):
+            if not isinstance(section, dict):
                 raise ValueError("no captureData.endpointInput")
             media, text = _body(section)
             if media == "text/csv":

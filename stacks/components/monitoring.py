@@ -74,8 +74,10 @@ DRIFT_NAMESPACE: Final = "Flywheel/Drift"
 PACKAGE_TAG: Final = "flywheel:model-package-arn"
 #: The endpoint's variant (``lifecycle.VARIANT_NAME``) whose capture the monitor reads.
 VARIANT: Final = "AllTraffic"
-#: Role kind (path segment) of the monitor's processing jobs.
+#: Role kinds (path segments): the monitor's processing jobs; the state machine, schedule and retrain roles.
 MONITOR_ROLE_KIND: Final = "drift-monitor"
+MONITORING_ROLE_KIND: Final = "monitoring"
+MONITORING_ROLE_KINDS: Final = (MONITOR_ROLE_KIND, MONITORING_ROLE_KIND)
 #: SageMaker's pipeline metrics (emitted per pipeline from its execution status changes).
 PIPELINE_NAMESPACE: Final = "AWS/Sagemaker/ModelBuildingPipeline"
 #: The rule Step Functions creates to follow ``createProcessingJob.sync`` jobs.
@@ -422,6 +424,7 @@ class TeamMonitoring(Construct):
                 sklearn_image=sklearn_image,
                 dead_letters=self.dead_letters,
                 dead_letters_key=self.topic_key,
+            removal_policy=removal_policy,
             )
             self.alarms["monitor-failed"] = _alarm(
                 self,
@@ -686,6 +689,7 @@ class DriftSchedule(Construct):
         sklearn_image: str | None,
         dead_letters: sqs.IQueue,
         dead_letters_key: kms.IKey,
+        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -1013,7 +1017,7 @@ class DriftSchedule(Construct):
             "Logs",
             encryption_key=props.logs_key,
             retention=props.log_retention,
-            removal_policy=RemovalPolicy.DESTROY,
+            removal_policy=removal_policy,
         )
         # The state machine's own role with one managed policy: CDK's generated grants are left out
         # (without_policy_updates), every statement below is explicit.
@@ -1023,8 +1027,10 @@ class DriftSchedule(Construct):
             assumed_by=iam.ServicePrincipal(
                 "states.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": account}}
             ),
+            path=names.role_path(MONITORING_ROLE_KIND),
             description=f"Step Functions role of {endpoint_name}'s drift monitor",
         )
+        _pin_path(self.role, names.role_path(MONITORING_ROLE_KIND))
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
@@ -1093,8 +1099,6 @@ class DriftSchedule(Construct):
                     "logs:DescribeLogGroups",
                     "xray:PutTraceSegments",
                     "xray:PutTelemetryRecords",
-                    "xray:GetSamplingRules",
-                    "xray:GetSamplingTargets",
                 ],
                 resources=["*"],
             ),
@@ -1125,8 +1129,10 @@ class DriftSchedule(Construct):
             assumed_by=iam.ServicePrincipal(
                 "scheduler.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": account}}
             ),
+            path=names.role_path(MONITORING_ROLE_KIND),
             description=f"EventBridge Scheduler role of {endpoint_name}'s drift monitor",
         )
+        _pin_path(self.schedule_role, names.role_path(MONITORING_ROLE_KIND))
         self.schedule_policy = iam.ManagedPolicy(
             self,
             "SchedulePolicy",
@@ -1182,8 +1188,10 @@ class DriftSchedule(Construct):
             assumed_by=iam.ServicePrincipal(
                 "events.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": stack.account}}
             ),
+            path=Names(props.env_name).role_path(MONITORING_ROLE_KIND),
             description=f"EventBridge starts {pipeline_name} on persistent drift",
         )
+        _pin_path(role, Names(props.env_name).role_path(MONITORING_ROLE_KIND))
         iam.ManagedPolicy(
             self,
             "RetrainPolicy",
@@ -1214,6 +1222,13 @@ class DriftSchedule(Construct):
                 )
             ],
         )
+
+
+def _pin_path(role: iam.Role, path: str) -> None:
+    """Keep ``path`` (the role's kind) even though the stage's aspect sets the environment's path on roles."""
+    cfn = role.node.default_child
+    assert isinstance(cfn, iam.CfnRole)
+    cfn.add_property_override("Path", path)
 
 
 def _sdk_sklearn_image(region: str) -> str:

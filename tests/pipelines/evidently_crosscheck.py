@@ -14,9 +14,9 @@ from pathlib import Path
 
 import evidently
 import pandas as pd
-from scipy.stats import ks_2samp
 from evidently.legacy.calculations.stattests import get_stattest, psi_stat_test
 from evidently.legacy.core import ColumnType
+from scipy.stats import ks_2samp
 
 FIXTURES = Path(__file__).with_name("fixtures") / "drift"
 OUT = FIXTURES / "evidently.json"
