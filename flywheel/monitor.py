@@ -124,8 +124,8 @@ def run_monitor(
     options = drift.MonitorSettings(
         min_rows=settings.min_rows if min_rows is None else min_rows, psi=settings.psi if psi is None else psi
     )
+    res = runtime.resources(team)  # provisions on first use: the registry is restored from the state store
     record = runtime.deployment(team)
-    res = runtime.resources(team)
     sm, s3 = runtime.aws.client("sagemaker"), runtime.aws.client("s3")
     package = sm.describe_model_package(ModelPackageName=record["ModelPackageArn"])
     statistics_uri, constraints_uri = baseline_uris(package)
@@ -134,12 +134,30 @@ def run_monitor(
     endpoint = NAMES.endpoint(team)
     bucket = res.platform.buckets["capture"]
     prefix = naming.capture_prefix(endpoint)
+    # The endpoint captures to S3 on a shared embedded AWS (`flywheel up`), else to the state folder
+    # (`flywheel serve` in-process: flywheel.capture.LocalCaptureSink); the window is both.
+    local = Path(runtime.state.root) / "capture" / endpoint
+    sources = [naming.s3_uri(bucket, prefix)] + ([str(local)] if local.is_dir() else [])
+
+    def records() -> Iterator[dict[str, Any]]:
+        yield from capture_records(s3, bucket, prefix)
+        if local.is_dir():
+            yield from drift.read_capture_dir(local)
+
     try:
-        report = drift.run(
-            statistics, capture_records(s3, bucket, prefix), options, constraints=constraints, since=since, until=until
-        )
+        report = drift.run(statistics, records(), options, constraints=constraints, since=since, until=until)
     except drift.MonitorInputError as exc:
         raise MonitorError(f"drift monitor: {exc}") from None
+    if report["records"] == 0:
+        report["findings"].append(
+            {
+                "kind": "no_capture",
+                "column": None,
+                "severity": "info",
+                "message": f"no captured requests in {' or '.join(sources)}: serve the model (`flywheel serve --team "
+                f"{team}`, then `flywheel invoke`) or run `flywheel demo` first",
+            }
+        )
     computed = datetime.now(UTC)
     report.update(
         team=team,
@@ -149,7 +167,7 @@ def run_monitor(
         baseline=statistics_uri,
     )
     result = MonitorResult(
-        team, endpoint, report, statistics_uri, naming.s3_uri(bucket, prefix), int(package["ModelPackageVersion"])
+        team, endpoint, report, statistics_uri, " + ".join(sources), int(package["ModelPackageVersion"])
     )
     if write:
         stamp = computed.strftime("%Y%m%dT%H%M%S%fZ")

@@ -163,3 +163,27 @@ def test_shift_samples_moves_the_first_finely_resolved_numeric_feature(runtime: 
     for a, b in zip(before, after, strict=True):
         assert int(b[0]) - int(a[0]) == round(monitor.SHIFT_STD * std)  # integral: stays an integer
         assert a[1:] == b[1:]
+
+
+def test_capture_in_the_state_folder_is_read_too_and_no_capture_says_how_to_get_some(runtime: Any) -> None:
+    from flywheel.capture import LocalCaptureSink
+
+    empty = monitor.run_monitor(runtime, TEAM)
+    assert empty.report["status"] == drift.NOT_ENOUGH_DATA
+    assert any(f["kind"] == "no_capture" and "flywheel serve" in f["message"] for f in empty.report["findings"])
+    frame = table(500, 2, shift=30)
+    with LocalCaptureSink(Path(runtime.state.root) / "capture", max_records=100) as sink:  # `flywheel serve` in-process
+        for i in range(0, len(frame), 50):
+            body = frame.iloc[i : i + 50].to_csv(header=False, index=False).encode()
+            record = capture_record(
+                request_body=body,
+                request_content_type="text/csv",
+                response_body=b"[]",
+                response_content_type="application/json",
+                event_id=str(i),
+                inference_time=NOW,
+            )
+            sink.write(NAMES.endpoint(TEAM), "AllTraffic", record, NOW)
+    result = monitor.run_monitor(runtime, TEAM)
+    assert result.report["rows"] == 500 and result.report["drifted_features"] == ["tenure"]
+    assert str(Path(runtime.state.root) / "capture") in result.capture_uri
