@@ -861,9 +861,11 @@ def monitor(
 
     from flywheel.monitor import report_lines, run_monitor
 
-    since = datetime.now(UTC) - timedelta(hours=since_hours) if since_hours is not None else None
     if since_hours is not None and since_hours <= 0:
         raise _fail("--since-hours must be positive")
+    if min_rows is not None and min_rows < 1:
+        raise _fail("--min-rows must be at least 1")
+    since = datetime.now(UTC) - timedelta(hours=since_hours) if since_hours is not None else None
     with _expected_errors(), _runtime(state_dir, endpoint_url) as rt:
         rt.team_config(team)
         result = run_monitor(rt, team, since=since, min_rows=min_rows, psi=psi)
