@@ -424,7 +424,7 @@ class TeamMonitoring(Construct):
                 sklearn_image=sklearn_image,
                 dead_letters=self.dead_letters,
                 dead_letters_key=self.topic_key,
-            removal_policy=removal_policy,
+                removal_policy=removal_policy,
             )
             self.alarms["monitor-failed"] = _alarm(
                 self,

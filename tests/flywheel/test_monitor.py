@@ -47,7 +47,7 @@ def table(n: int, seed: int, shift: int = 0) -> pd.DataFrame:
 class FakeRuntime:
     """The slice of LocalRuntime the monitor uses, on moto's in-process S3 and registry."""
 
-    def __init__(self, root: Path, *, with_baseline: bool = True) -> None:
+    def __init__(self, root: Path) -> None:
         self.aws = SimpleNamespace(client=lambda name: boto3.client(name, region_name="eu-west-1"))
         self.state = SimpleNamespace(root=root)
         s3, sm = self.aws.client("s3"), self.aws.client("sagemaker")
@@ -59,17 +59,22 @@ class FakeRuntime:
                 feat["inferred_type"] = "Integral"
         s3.put_object(Bucket="rep", Key="p/e/baseline/statistics.json", Body=json.dumps(stats).encode())
         sm.create_model_package_group(ModelPackageGroupName="g")
-        extra: dict[str, Any] = {}
-        if with_baseline:
-            extra["DriftCheckBaselines"] = {"ModelDataQuality": {"Statistics": {
-                "ContentType": "application/json", "S3Uri": "s3://rep/p/e/baseline/statistics.json"}}}  # fmt: skip
+        extra: dict[str, Any] = {
+            "DriftCheckBaselines": {
+                "ModelDataQuality": {
+                    "Statistics": {"ContentType": "application/json", "S3Uri": "s3://rep/p/e/baseline/statistics.json"}
+                }
+            }
+        }
         self.arn = sm.create_model_package(
             ModelPackageGroupName="g",
-            InferenceSpecification={"Containers": [{"Image": "i", "ModelDataUrl": "s3://art/m.tar.gz"}],
-                                    "SupportedContentTypes": ["text/csv"],
-                                    "SupportedResponseMIMETypes": ["application/json"]},
+            InferenceSpecification={
+                "Containers": [{"Image": "i", "ModelDataUrl": "s3://art/m.tar.gz"}],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
             **extra,
-        )["ModelPackageArn"]  # fmt: skip
+        )["ModelPackageArn"]
 
     def team_config(self, team: str) -> Any:
         return SimpleNamespace(monitoring=MonitoringSettings())
@@ -93,10 +98,22 @@ def send(frame: pd.DataFrame, at: datetime, batch: int = 50) -> None:
     sink.close()
 
 
-@pytest.fixture
-def runtime(tmp_path: Path) -> Any:
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One embedded AWS for the module (moto's start-up is most of each test's cost)."""
     with mock_aws():
-        yield FakeRuntime(tmp_path)
+        yield FakeRuntime(tmp_path_factory.mktemp("monitor"))
+
+
+@pytest.fixture
+def runtime(shared: Any, tmp_path: Path) -> Any:
+    """The shared runtime with no capture yet and its own state folder."""
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="cap"):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket="cap", Key=obj["Key"])
+    shared.state = SimpleNamespace(root=tmp_path)
+    return shared
 
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -145,11 +162,20 @@ def test_too_little_traffic_is_not_enough_data_neither_pass_nor_alarm(runtime: A
     assert monitor.run_monitor(runtime, TEAM, min_rows=10).report["status"] == drift.DRIFT
 
 
-def test_a_package_without_a_registered_baseline_is_a_clear_error(tmp_path: Path) -> None:
-    with mock_aws():
-        runtime = FakeRuntime(tmp_path, with_baseline=False)
-        with pytest.raises(monitor.MonitorError, match="no registered baseline statistics"):
-            monitor.run_monitor(runtime, TEAM)
+def test_a_package_without_a_registered_baseline_is_a_clear_error(
+    runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bare = boto3.client("sagemaker", region_name="eu-west-1").create_model_package(
+        ModelPackageGroupName="g",
+        InferenceSpecification={
+            "Containers": [{"Image": "i", "ModelDataUrl": "s3://art/m.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+    )["ModelPackageArn"]
+    monkeypatch.setattr(runtime, "arn", bare)
+    with pytest.raises(monitor.MonitorError, match="version 2 has no registered baseline statistics"):
+        monitor.run_monitor(runtime, TEAM)
 
 
 def test_shift_samples_moves_the_first_finely_resolved_numeric_feature(runtime: Any, tmp_path: Path) -> None:
