@@ -220,3 +220,56 @@ def test_the_monitor_job_name_fits_sagemaker_for_the_longest_team_name() -> None
     longest = "a" * 21  # config.models.TEAM_NAME: at most 21 characters
     name = f"{monitoring.job_name_prefix(longest)}-2026010100-abcdef12"
     assert len(name) <= 63 and re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", name)
+
+
+def test_a_team_without_lifecycle_gets_its_own_topic_and_retraining_starts_on_persistent_drift() -> None:
+    """``TeamMonitoring`` alone (no lifecycle, retraining switched on): its own KMS topic; N drifting windows
+    in a row → an EventBridge rule starts the team's pipeline on the retrain batch, with a role that may do
+    nothing else."""
+    from aws_cdk import App, RemovalPolicy, Stack
+    from aws_cdk import aws_ec2 as ec2
+    from aws_cdk import aws_kms as kms
+    from aws_cdk import aws_logs as logs
+    from aws_cdk.assertions import Match, Template
+
+    from stacks import cdk_json_context
+
+    stack = Stack(App(context=cdk_json_context()), "Solo", env={"account": "111111111111", "region": "eu-west-1"})
+    keys = {z: kms.Key(stack, f"{z}Key") for z in ("capture", "reports")}
+    props = monitoring.MonitoringProps(
+        env_name="dev", monthly_budget_usd=100, alarms=monitoring.AlarmDefaults(), subscriptions=(),
+        drift=monitoring.DriftProps(window="hour", retrain_after_windows=3, retrain_batch="current"),
+        deploy_target="realtime", log_retention=logs.RetentionDays.ONE_MONTH,
+        buckets={"capture": "cap", "reports": "rep", "raw": "raw"}, zone_keys=keys, logs_key=kms.Key(stack, "Logs"),
+    )  # fmt: skip
+    built = monitoring.TeamMonitoring(
+        stack, "Monitoring", props=props, team_name="solo", pipeline_names=["flywheel-dev-solo-tabular"],
+        lifecycle=None, job_key=kms.Key(stack, "Job"), subnets=[ec2.Subnet.from_subnet_id(stack, "S", "subnet-1")],
+        security_group=ec2.SecurityGroup.from_security_group_id(stack, "G", "sg-1"),
+        removal_policy=RemovalPolicy.DESTROY,
+        sklearn_image="141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3",
+    )  # fmt: skip
+    template = Template.from_stack(stack)
+    template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+    persistent = template.find_resources(
+        "AWS::CloudWatch::Alarm", {"Properties": {"AlarmName": "flywheel-dev-solo-persistent-drift"}}
+    )
+    ((_, alarm),) = persistent.items()
+    assert alarm["Properties"]["EvaluationPeriods"] == 3 and alarm["Properties"]["DatapointsToAlarm"] == 3
+    assert alarm["Properties"]["Period"] == 3600  # drift.window: hour
+    ((_, rule),) = template.find_resources("AWS::Events::Rule").items()
+    assert rule["Properties"]["EventPattern"]["detail"] == {"state": {"value": ["ALARM"]}}
+    (target,) = rule["Properties"]["Targets"]
+    assert target["SageMakerPipelineParameters"]["PipelineParameterList"] == [
+        {"Name": "InputDataUri", "Value": "s3://raw/solo/incoming/current/"}
+    ]
+    assert "pipeline/flywheel-dev-solo-tabular" in json.dumps(target["Arn"])
+    policies = template.find_resources("AWS::IAM::ManagedPolicy")
+    (retrain,) = [p for lid, p in policies.items() if lid.startswith("MonitoringDriftMonitorRetrainPolicy")]
+    assert retrain["Properties"]["PolicyDocument"]["Statement"] == [
+        {"Action": "sagemaker:StartPipelineExecution", "Effect": "Allow",
+         "Resource": target["Arn"]}
+    ]  # fmt: skip
+    assert built.drift is not None and "persistent-drift" in built.alarms
+    schedule = template.find_resources("AWS::Scheduler::Schedule")
+    assert [s["Properties"]["ScheduleExpression"] for s in schedule.values()] == ["cron(10 * * * ? *)"]
