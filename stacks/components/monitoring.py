@@ -111,7 +111,7 @@ class DriftProps:
     """The drift monitor's schedule (``monitoring.drift``)."""
 
     window: str = "day"
-    min_rows: int = 100
+    min_rows: int = 500
     psi: bool = False
     instance_type: str = "ml.m5.large"
     retrain_after_windows: int = 0

@@ -158,7 +158,7 @@ def test_too_little_traffic_is_not_enough_data_neither_pass_nor_alarm(runtime: A
     send(table(30, 2, shift=30), NOW)
     result = monitor.run_monitor(runtime, TEAM)
     assert result.report["status"] == drift.NOT_ENOUGH_DATA and result.alarm is None
-    assert monitor.report_lines(result)[0].endswith("not enough data: 30 row(s) in the window, at least 100 needed")
+    assert monitor.report_lines(result)[0].endswith("not enough data: 30 row(s) in the window, at least 500 needed")
     assert monitor.run_monitor(runtime, TEAM, min_rows=10).report["status"] == drift.DRIFT
 
 
