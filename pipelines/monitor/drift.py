@@ -685,7 +685,8 @@ def _compare_column(
         )
     present = values.dropna()
     if ref.kind == "numeric":
-        numbers = pd.to_numeric(present, errors="coerce")
+        # Parsed as numbers already (the usual case): no per-value conversion.
+        numbers = present if pd.api.types.is_numeric_dtype(present) else pd.to_numeric(present, errors="coerce")
         bad = int(numbers.isna().sum())
         if bad / len(present) >= RETYPED_SHARE:
             sample = ", ".join(repr(str(v)) for v in present[numbers.isna()].head(3))

@@ -83,6 +83,7 @@ PIPELINE_NAMESPACE: Final = "AWS/Sagemaker/ModelBuildingPipeline"
 #: The rule Step Functions creates to follow ``createProcessingJob.sync`` jobs.
 SYNC_RULE: Final = "StepFunctionsGetEventsForSageMakerProcessingJobsRule"
 _SKLEARN_IMAGE = re.compile(r"\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?/sagemaker-scikit-learn:[\w.-]+")
+_BASELINE_URI = "$states.result.DriftCheckBaselines.ModelDataQuality.Statistics.S3Uri"
 #: Window length (UTC) and when its run starts (minutes after the window closes, so capture is flushed).
 WINDOWS: Final = {"hour": (Duration.hours(1), "cron(10 * * * ? *)"), "day": (Duration.days(1), "cron(20 0 * * ? *)")}
 MONITOR_MAX_RUNTIME_SECONDS: Final = 3600
@@ -852,7 +853,8 @@ class DriftSchedule(Construct):
             action="describeModelPackage",
             parameters={"ModelPackageName": "{% $package %}"},
             iam_resources=[f"{sm}:model-package/{group_name}/*"],
-            assign={"baseline": "{% $states.result.DriftCheckBaselines.ModelDataQuality.Statistics.S3Uri %}"},
+            # A package without a registered baseline assigns "" (an undefined result would fail the state).
+            assign={"baseline": f"{{% $exists({_BASELINE_URI}) ? {_BASELINE_URI} : '' %}}"},
         )
         list_window = tasks.CallAwsService.jsonata(
             self,
@@ -1002,7 +1004,7 @@ class DriftSchedule(Construct):
             .next(
                 sfn.Choice.jsonata(self, "HasBaseline?")
                 .when(
-                    sfn.Condition.jsonata("{% $exists($baseline) %}"),
+                    sfn.Condition.jsonata("{% $baseline != '' %}"),
                     setup_job.next(list_window).next(
                         sfn.Choice.jsonata(self, "HasCapture?")
                         .when(sfn.Condition.jsonata("{% $objects = 0 %}"), no_data)

@@ -165,6 +165,15 @@ def test_the_drift_monitor_job_is_scheduled_encrypted_in_the_vpc_and_isolated(st
         # The window's metrics reach CloudWatch after the job (the job itself has no network).
         assert definition["States"]["ReadMetrics"]["Next"] == "PublishMetrics"
         assert definition["States"]["PackageOfEndpoint"]["Assign"]["package"].count(PACKAGE_TAG) == 1
+        # No registered baseline: the run fails as NoBaseline (the monitor-failed alarm), it never passes.
+        (choice,) = definition["States"]["HasBaseline?"]["Choices"]
+        assert choice["Condition"] == "{% $baseline != '' %}" and choice["Next"] == "JobName"
+        assert definition["States"]["HasBaseline?"]["Default"] == "NoBaseline"
+        assert definition["States"]["NoBaseline"]["Type"] == "Fail"
+        assert (
+            "DriftCheckBaselines.ModelDataQuality.Statistics.S3Uri"
+            in definition["States"]["BaselineOfPackage"]["Assign"]["baseline"]
+        )
 
 
 def test_only_realtime_teams_get_a_drift_schedule(dev: Any) -> None:
