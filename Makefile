@@ -16,7 +16,7 @@ export UV_COMPILE_BYTECODE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install demo security-report access-report access-docs test test-slow synth synth-toolchain lint format typecheck bench clean checkov
+.PHONY: help install demo security-report access-report access-docs test test-slow synth synth-toolchain lint format typecheck bench clean checkov crosscheck
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -90,6 +90,20 @@ checkov: $(VENV)/.installed $(CHECKOV) ## checkov on every environment's synthes
 	$(CHECKOV) -d $(CHECKOV_OUT) --framework cloudformation --skip-download --compact --quiet -o json \
 	  > $(CHECKOV_OUT)/checkov.json || true
 	$(PY) -m tests.security.checkov_report $(CHECKOV_OUT)/checkov.json
+
+# Evidently lives in its own venv too (heavy; never a dependency of the project or of the drift job). Its
+# per-column statistics on the committed fixtures are kept in tests/pipelines/fixtures/drift/evidently.json,
+# which `make test` compares with ours (tests/pipelines/test_drift_crosscheck.py).
+EVIDENTLY_VERSION := 0.7.23
+EVIDENTLY := .bootstrap/evidently/bin/python
+
+$(EVIDENTLY):
+	$(PYTHON) -m venv .bootstrap/evidently
+	.bootstrap/evidently/bin/pip install --quiet "evidently==$(EVIDENTLY_VERSION)" "pandas<3"
+
+crosscheck: $(VENV)/.installed $(EVIDENTLY) ## drift statistics vs. Evidently (own venv): regenerate the reference JSON, then compare
+	$(EVIDENTLY) tests/pipelines/evidently_crosscheck.py
+	CDK_VALIDATION=false $(VENV)/bin/pytest tests/pipelines/test_drift_crosscheck.py -q -p no:randomly
 
 bench: $(VENV)/.installed ## benchmarks (ratios against baselines measured in the same run)
 	$(PY) -m bench

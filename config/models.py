@@ -260,6 +260,72 @@ class DeploymentSettings(_Frozen):
         return "CAPACITY_PERCENT", 10 if self.canary_percent is None else self.canary_percent
 
 
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class AlarmSubscription(_Frozen):
+    """Who the team's alarm topic notifies: ``email`` (an address) or ``https`` (a URL) or ``sqs`` /
+    ``lambda`` (an ARN in the environment's account)."""
+
+    protocol: Literal["email", "https", "sqs", "lambda"]
+    endpoint: str
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> AlarmSubscription:
+        ok = {
+            "email": EMAIL.match(self.endpoint) is not None,
+            "https": self.endpoint.startswith("https://") and len(self.endpoint) > len("https://"),
+            "sqs": self.endpoint.startswith("arn:aws") and ":sqs:" in self.endpoint,
+            "lambda": self.endpoint.startswith("arn:aws") and ":lambda:" in self.endpoint,
+        }[self.protocol]
+        if not ok:
+            raise ValueError(f"{self.endpoint!r} is not a valid {self.protocol} subscription endpoint")
+        return self
+
+
+class AlarmThresholds(_Frozen):
+    """Defaults of the team's alarms (stacks/components/monitoring.py; docs/monitoring.md). The lifecycle's
+    own alarms (dead-letter queue not empty, rollback alarms) keep their fixed thresholds."""
+
+    failed_executions: int = Field(default=1, ge=1)  # failed pipeline executions in an hour
+    error_5xx_percent: float = Field(default=1.0, gt=0, le=100)  # of invocations, per 5 minutes
+    p99_latency_ms: float = Field(default=1000, gt=0)  # ModelLatency p99 over 5 minutes
+    drifted_features: int = Field(default=1, ge=1)  # features drifting in one monitor window
+    lambda_errors: int = Field(default=1, ge=1)  # errors + throttles of a lifecycle function in 5 minutes
+    budget_percent: float = Field(default=80, gt=0, le=1000)  # of monthly_budget_usd, actual spend
+
+
+class DriftSettings(_Frozen):
+    """The team's drift monitor (pipelines/monitor/drift.py) and its schedule."""
+
+    enabled: bool = True
+    window: Literal["hour", "day"] = "day"  # one UTC hour / day of capture per run, run after it closes
+    # Fewer rows in a window: "not enough data". Below a few hundred rows the 0.1 distance thresholds are
+    # within sampling noise (200 test-split rows: normed Wasserstein 0.10-0.18 against their own baseline).
+    min_rows: int = Field(default=500, ge=1)
+    psi: bool = False  # PSI instead of Evidently's default tests
+    instance_type: str = "ml.m5.large"
+    # Start the team's pipeline after this many consecutive drifting windows (0 = off), on the data
+    # under <team>/incoming/<retrain_batch>/ of the raw zone.
+    retrain_after_windows: int = Field(default=0, ge=0, le=24)
+    retrain_batch: str = Field(default="retrain", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+    @field_validator("instance_type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        if not INSTANCE_TYPE.match(v):
+            raise ValueError(f"{v!r} is not a SageMaker instance type (e.g. ml.m5.large)")
+        return v
+
+
+class MonitoringSettings(_Frozen):
+    """The team's dashboard, alarms (thresholds and subscriptions of its topic) and drift monitor."""
+
+    alarms: AlarmThresholds = AlarmThresholds()
+    subscriptions: tuple[AlarmSubscription, ...] = ()
+    drift: DriftSettings = DriftSettings()
+
+
 def _template_dirs(info: ValidationInfo) -> tuple[Path, ...]:
     return tuple((info.context or {}).get(TEMPLATE_DIRS, ()))
 
@@ -288,6 +354,7 @@ class TeamConfig(_Frozen):
     #: Batch-scoring settings (schedule, transform capacity): validated by the ``batch-scoring`` template.
     scoring: Any = None
     monthly_budget_usd: float = Field(default=500, gt=0)
+    monitoring: MonitoringSettings = MonitoringSettings()
     tags: dict[str, str] = Field(default_factory=dict)
     # Who may assume the team's persona roles (config/personas.py; docs/teams.md).
     principals: PersonaPrincipals = PersonaPrincipals()

@@ -802,6 +802,14 @@ def demo(
             "automatic rollback (trains and approves a champion first if none is deployed).",
         ),
     ] = False,
+    drift: Annotated[
+        bool,
+        typer.Option(
+            "--drift",
+            help="Shift one feature of the demo traffic: the report's drift section then flags it and the "
+            "local drift alarm fires.",
+        ),
+    ] = False,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     endpoint_url: EndpointUrl = None,
 ) -> None:
@@ -828,6 +836,7 @@ def demo(
                 say=lambda message: console.print(f"• {message}", highlight=False),
                 break_challenger=break_challenger,
                 data=data,
+                drift=drift,
             )
         outcome = result.outcome
         problem = _show_outcome(outcome, rt) if outcome is not None and not outcome.execution.succeeded else None
@@ -983,6 +992,45 @@ def lineage(
         for item in found:
             table.add_row(item["zone"], f"s3://{item['bucket']}/{item['key']}", str(item["rows"]))
         console.print(table)
+
+
+@app.command()
+def monitor(
+    team: Annotated[str, typer.Option(help="Team whose endpoint's captured traffic to check.")],
+    since_hours: Annotated[
+        float | None, typer.Option(help="Only traffic captured in the last N hours (default: all of it).")
+    ] = None,
+    min_rows: Annotated[
+        int | None, typer.Option(help="Fewest rows for a verdict (default: the team's drift.min_rows).")
+    ] = None,
+    psi: Annotated[bool | None, typer.Option("--psi/--no-psi", help="PSI instead of the default tests.")] = None,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    endpoint_url: EndpointUrl = None,
+) -> None:
+    """The drift monitor (the scheduled job's code) on the team's locally captured traffic.
+
+    Compares the capture with the baseline registered with the deployed model; exit code 0 when nothing
+    drifted, 3 on drift (the alarm message is printed), 4 when the window has too few rows for a verdict.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from flywheel.monitor import report_lines, run_monitor
+
+    if since_hours is not None and since_hours <= 0:
+        raise _fail("--since-hours must be positive")
+    if min_rows is not None and min_rows < 1:
+        raise _fail("--min-rows must be at least 1")
+    since = datetime.now(UTC) - timedelta(hours=since_hours) if since_hours is not None else None
+    with _expected_errors(), _runtime(state_dir, endpoint_url) as rt:
+        rt.team_config(team)
+        result = run_monitor(rt, team, since=since, min_rows=min_rows, psi=psi)
+    for line in report_lines(result):
+        style = "bold red" if line.startswith("ALARM") else None
+        console.print(line, style=style, highlight=False)
+    console.print(f"report: {result.report_path}" + (f" ({result.report_uri})" if result.report_uri else ""))
+    status = result.report["status"]
+    if status != "no_drift":
+        raise typer.Exit(3 if status == "drift" else 4)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from flywheel import monitor
 from flywheel.errors import FlywheelError
 from flywheel.outcome import RunOutcome, event_object_uri
 from lambdas import lifecycle
@@ -64,9 +66,10 @@ def run_demo(
     say: Callable[[str], None] = print,
     break_challenger: bool = False,
     data: Path | None = None,
+    drift: bool = False,
 ) -> DemoResult:
     """The whole loop on generated data, or on ``data`` (a CSV/parquet file: any team, with or without an
-    example generator); see ``flywheel demo --help``."""
+    example generator); see ``flywheel demo --help`` (``drift``: shifted traffic)."""
     if data is not None and not Path(data).is_file():
         raise FlywheelError(f"--data {data}: no such file; pass an existing CSV or parquet file")
     if break_challenger:
@@ -132,9 +135,14 @@ def run_demo(
     with timed("approve"):
         result.approval = _approve(runtime, package["ModelPackageArn"], say)
     with timed("serve"):
-        _serve_and_measure(runtime, team, result, requests, batch_rows, serve_port, say)
+        served_since = datetime.now(UTC)
+        _serve_and_measure(runtime, team, result, requests, batch_rows, serve_port, say, drift=drift)
+    with timed("monitor"):  # the drift monitor on the traffic just captured (flywheel/monitor.py)
+        section = monitor.demo_drift(runtime, team, served_since, result.serving.get("drift_shift"), say)
     with timed("report"):
-        result.report_path, result.report_uri = runtime.write_report(outcome, serving=result.serving)
+        result.report_path, result.report_uri = runtime.write_report(
+            outcome, serving=result.serving, extra_sections=[section] if section else None
+        )
     return result
 
 
@@ -173,6 +181,8 @@ def _serve_and_measure(
     batch_rows: int,
     serve_port: int,
     say: Callable[[str], None],
+    *,
+    drift: bool = False,
 ) -> None:
     from flywheel.rollout import CanaryRouter
 
@@ -180,6 +190,10 @@ def _serve_and_measure(
     try:
         say(f"Serving version {deployment['ModelPackageVersion']} at {server.url} (capture: {capture})")
         samples = Path(deployment["Samples"] or "")
+        shift = None
+        if drift and samples.is_file():  # --drift: the traffic moves one feature (flywheel/monitor.py)
+            samples, shift = monitor.shift_samples(runtime, team, samples)
+            say(f"Drifted traffic: {shift}")
         router = server.router
         if isinstance(router, CanaryRouter):
             rollout = drive_rollout(server.url, samples, router, after=requests)
@@ -188,6 +202,8 @@ def _serve_and_measure(
                 say(line)
         result.serving = measure(server.url, samples, requests, batch_rows)
         result.serving["served_version"] = server.router.champion.version
+        if shift:
+            result.serving["drift_shift"] = shift
     finally:
         server.stop()
         runtime.state.save_server(f"endpoint-{team}", None)

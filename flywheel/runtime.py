@@ -463,6 +463,8 @@ class LocalRuntime:
         """The report dict of a run (:func:`flywheel.report.run_report`); downloads its evaluation to ``folder``."""
         return status.report(self, outcome, serving, folder)
 
-    def write_report(self, outcome: RunOutcome, serving: dict[str, Any] | None) -> tuple[Path, str | None]:
+    def write_report(
+        self, outcome: RunOutcome, serving: dict[str, Any] | None, extra_sections: list[dict[str, Any]] | None = None
+    ) -> tuple[Path, str | None]:
         """Write the run's HTML report under the state dir (and upload it to the reports bucket)."""
-        return status.write_report(self, outcome, serving)
+        return status.write_report(self, outcome, serving, extra_sections)

@@ -129,13 +129,22 @@ def report(
     return run
 
 
-def write_report(runtime: LocalRuntime, outcome: RunOutcome, serving: dict[str, Any] | None) -> tuple[Path, str | None]:
-    """Write the run's HTML report under the state dir (and upload it to the reports bucket)."""
+def write_report(
+    runtime: LocalRuntime,
+    outcome: RunOutcome,
+    serving: dict[str, Any] | None,
+    extra_sections: list[dict[str, Any]] | None = None,
+) -> tuple[Path, str | None]:
+    """Write the run's HTML report under the state dir (and upload it to the reports bucket);
+    ``extra_sections`` (e.g. the drift monitor's) are appended to the report's own."""
     from flywheel.report import write_report as write_html
 
     record = outcome.execution
     folder = runtime.state.root / "reports" / record.execution_id
-    path = write_html(folder / "report.html", run=runtime.report(outcome, serving, folder / "evaluation"))
+    run = runtime.report(outcome, serving, folder / "evaluation")
+    if extra_sections:
+        run["extra_sections"] = [*(run.get("extra_sections") or []), *extra_sections]
+    path = write_html(folder / "report.html", run=run)
     platform = runtime.resources(outcome.team).platform
     bucket, key_arn = platform.buckets["reports"], platform.keys["reports"]
     key = f"{naming.pipeline_prefix(record.pipeline_name)}{record.execution_id}/report.html"

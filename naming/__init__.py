@@ -30,6 +30,7 @@ S3 layout (per team / pipeline, module functions)
     features, artifacts, reports: ``<pipeline>/<execution>/...``
     capture:    ``datacapture/<endpoint>/<variant>/<yyyy>/<mm>/<dd>/<hh>/...``
     artifacts:  ``_code/...`` (step code and per-team files the local runtime uploads)
+    reports:    ``drift/<endpoint>/<window>/report.json`` (+ ``metrics.json``): drift monitor runs
 
 Team names never equal a prefix Flywheel puts next to them (:data:`RESERVED`): a team called
 ``quarantine`` would otherwise own ``quarantine/`` of the raw zone.
@@ -62,6 +63,7 @@ CODE: Final = "_code"
 #: Erasure: requests under ``<team>/_erasure/requests/`` (raw zone), receipts under ``_erasure/<team>/`` (reports).
 ERASURE: Final = "_erasure"
 ERASURE_REQUESTS: Final = "requests"
+DRIFT: Final = "drift"
 
 # IAM role kinds (the segment after /flywheel/<env>/ in a role's path).
 PREPROCESSING: Final = "preprocessing"
@@ -241,6 +243,17 @@ def capture_prefix(endpoint: str) -> str:
     data-capture destination, which Flywheel sets to ``s3://<capture bucket>/datacapture``.
     """
     return f"{CAPTURE}/{endpoint}/"
+
+
+def drift_prefix(endpoint: str) -> str:
+    """``drift/<endpoint>/``: the drift monitor's reports of an endpoint in the reports zone (pipeline
+    prefixes start with ``flywheel-``, so the two never overlap)."""
+    return f"{DRIFT}/{endpoint}/"
+
+
+def drift_alarm_name(endpoint: str) -> str:
+    """``<endpoint>-drift``: the alarm on the drift monitor's drifted-feature count (deployed and local)."""
+    return f"{endpoint}-drift"
 
 
 def s3_uri(bucket: str, key: str = "") -> str:

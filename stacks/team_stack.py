@@ -16,6 +16,7 @@ from stacks.components.data_lake import DataLake, imported_bucket_name
 from stacks.components.lambda_package import POWERTOOLS_LAYER_VERSION
 from stacks.components.lifecycle import MODEL_ROLE_KIND, LifecycleProps, PromotionConsumer
 from stacks.components.ml_team import MlTeam, TeamPipeline
+from stacks.components.monitoring import MonitoringProps
 from stacks.security_stack import SecurityFoundationStack
 from stacks.settings import log_retention, removal_policy
 
@@ -89,8 +90,17 @@ class TeamWorkloadStack(Stack):
                 powertools_layer_version=environment.powertools_layer_version or POWERTOOLS_LAYER_VERSION,
             ),
             principals={persona: team.principals.of(persona, environment.account) for persona in naming.PERSONAS},
+            monitoring=MonitoringProps.from_config(
+                environment,
+                team,
+                log_retention=log_retention(environment),
+                buckets={zone: imported_bucket_name(environment.name, zone) for zone in LIFECYCLE_ZONES},
+                zone_keys=lake.keys,
+                logs_key=security.logs_key,
+            ),
         )
         self.lifecycle = self.team.lifecycle
+        self.monitoring = self.team.monitoring
         if promotion_consumers:
             # The consumers' model roles read the team's artifacts (the bucket policy lives in the lake
             # stack; the team's job key, which encrypts them, admits the same roles: TeamLifecycle).

@@ -341,6 +341,7 @@ class Guardrails(Construct):
                         "sqs:*",
                         "dynamodb:*",
                         "lambda:InvokeFunction",
+                        "states:StartExecution",  # the drift-monitor schedule starts its state machine
                         "xray:PutTraceSegments",
                         "xray:PutTelemetryRecords",
                         "ssm:GetParameter*",

@@ -2,7 +2,8 @@
 when ``lifecycle`` is given, its deployed lifecycle (:class:`stacks.components.lifecycle.TeamLifecycle`:
 the data-arrival and deploy Lambdas, their table, queues, rules and alarms, the models' role).
 
-Later issues add the team's endpoints' dashboards here. Props are keyword-only
+With ``monitoring`` given, its monitoring (:class:`stacks.components.monitoring.TeamMonitoring`: dashboard,
+alarms on the team's topic, budget, drift-monitor schedule). Props are keyword-only
 and narrower than the config objects (names, the templates with their validated settings, the keys,
 subnets and security group the team's jobs use); everything built is exposed as a typed attribute.
 """
@@ -26,6 +27,7 @@ from stacks.components.keys import purpose_key
 from stacks.components.lifecycle import DEPLOY_ROLE_KIND, LifecycleProps, TeamLifecycle
 from stacks.components.ml_pipeline import MlPipeline, image_repositories
 from stacks.components.model_registry import ModelRegistry
+from stacks.components.monitoring import MonitoringProps, TeamMonitoring, sklearn_image_of
 from stacks.components.personas import PersonaTargets, TeamPersonas
 from stacks.components.scoring_schedule import ScoringSchedule
 
@@ -58,6 +60,7 @@ class MlTeam(Construct):
         buckets: Mapping[str, str] | None = None,
         lifecycle: LifecycleProps | None = None,
         principals: Mapping[str, Sequence[str]] | None = None,
+        monitoring: MonitoringProps | None = None,
     ) -> None:
         """``buckets``: zone → bucket name (default: the environment's exported zone buckets);
         ``principals``: persona → who may assume it (config/personas.py; default: the own account)."""
@@ -199,6 +202,24 @@ class MlTeam(Construct):
                 subnets=subnets,
                 security_group=security_group,
                 removal_policy=removal_policy,
+            )
+
+        self.monitoring: TeamMonitoring | None = None
+        if monitoring is not None and self.pipelines:
+            first = next(iter(self.pipelines.values()))
+            self.monitoring = TeamMonitoring(
+                self,
+                "Monitoring",
+                props=monitoring,
+                team_name=team_name,
+                pipeline_names=[p.pipeline_name for p in self.pipelines.values()],
+                lifecycle=self.lifecycle,
+                job_key=self.job_key,
+                subnets=subnets,
+                security_group=security_group,
+                removal_policy=removal_policy,
+                sklearn_image=sklearn_image_of(first.definition_body),
+                input_parameter=first.template.steps.input_data_parameter,
             )
 
 

@@ -111,6 +111,7 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("invoke", ["invoke", "--url", "https://runtime.sagemaker.eu-west-1.amazonaws.com", "--data", "{batch}"]),
     ("invoke", ["invoke", "--team", "counter", "--sample", "1"]),
     ("demo", ["demo", "--team", "counter", "--rows", "20", "--requests", "1", "--batch-rows", "1"]),
+    ("monitor", ["monitor", "--team", "counter"]),
     ("up", ["up", "--port", "0", "--duration", "0.2"]),
     ("lineage", ["lineage", "--team", "counter", "--subject", "x"]),
     ("lineage", ["lineage", "--team", "counter", "--package", "counter:1"]),

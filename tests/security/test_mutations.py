@@ -47,6 +47,7 @@ from tests.stacks import test_batch_scoring_stack as scoring_tests
 from tests.stacks import test_data_lake_stack as lake_tests
 from tests.stacks import test_erasure_stack as erasure_tests
 from tests.stacks import test_lifecycle_wiring as lifecycle_tests
+from tests.stacks import test_monitoring as monitoring_tests
 from tests.stacks import test_security_stack as security_tests
 from tests.stacks import test_team_stack as team_tests
 from tests.stacks import test_toolchain as toolchain_tests
@@ -476,6 +477,22 @@ def _widen_serverless_exception(resources: list[Json]) -> Callable[[dict[str, Js
     return mutate
 
 
+def _monitor_definition(old: str, new: str) -> Callable[[dict[str, Json]], None]:
+    """Replace ``old`` by ``new`` in the churn drift monitor's state machine definition (dev)."""
+
+    def mutate(t: dict[str, Json]) -> None:
+        (machine,) = [
+            r for r in t["Team-churn"]["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"
+        ]
+        parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+        hits = [i for i, part in enumerate(parts) if isinstance(part, str) and old in part]
+        assert hits, f"{old!r} not found"
+        for i in hits:
+            parts[i] = parts[i].replace(old, new)
+
+    return mutate
+
+
 def _drop_serverless_principal_deny(t: dict[str, Json]) -> None:
     drop(boundary_statements(t), lambda s: "aws:PrincipalArn" in json.dumps(s.get("Condition", {}))
          and has(s, "sagemaker:CreateModel", "Deny"))  # fmt: skip
@@ -587,6 +604,16 @@ TOOLCHAIN_OIDC = [
     real_test(toolchain_tests.test_oidc_trust_names_exactly_the_configured_repository_and_environment),
 ]
 
+
+def _monitoring_alarm(name: str) -> Callable[[dict[str, Json]], dict[str, Json]]:
+    def props(t: dict[str, Json]) -> dict[str, Json]:
+        (alarm,) = [r["Properties"] for r in t["Team-churn"]["Resources"].values()
+                    if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("AlarmName") == name]  # fmt: skip
+        return alarm
+
+    return props
+
+
 WEAKENINGS = [
     # -- people and isolation (issue 12, issue 15 item 2): flywheel access-report --
     _w(
@@ -609,6 +636,28 @@ WEAKENINGS = [
         templates(_arrival_reads_raw),
         [access(intent_problems)],
         r"churn/data-arrival \(not a raw reader\)",
+    ),
+    # -- monitoring (issue 13) --
+    _w(
+        "drift-monitor-job-not-isolated",
+        "drift monitor: processing job with EnableNetworkIsolation false",
+        templates(_monitor_definition('"EnableNetworkIsolation":true', '"EnableNetworkIsolation":false')),
+        [real_test(monitoring_tests.test_the_drift_monitor_job_is_scheduled_encrypted_in_the_vpc_and_isolated)],
+        "EnableNetworkIsolation",
+    ),
+    _w(
+        "drift-monitor-job-volume-unencrypted",
+        "drift monitor: processing job without VolumeKmsKeyId",
+        templates(_monitor_definition('"VolumeKmsKeyId":"', '"VolumeKey":"')),
+        [real_test(monitoring_tests.test_the_drift_monitor_job_is_scheduled_encrypted_in_the_vpc_and_isolated)],
+        "VolumeKmsKeyId",
+    ),
+    _w(
+        "drift-alarm-without-action",
+        "monitoring: the drift alarm notifies nobody",
+        templates(_del(_monitoring_alarm("flywheel-dev-churn-drift"), "AlarmActions")),
+        [real_test(monitoring_tests.test_every_alarm_of_the_team_stack_notifies_the_team_topic, team="churn")],
+        "AlarmActions",
     ),
     # -- the permissions boundary (finding 1, 2) --
     _w(

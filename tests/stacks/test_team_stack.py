@@ -15,6 +15,7 @@ from aws_cdk import Token
 import naming
 from pipelines.tabular.definition import build_pipeline_definition
 from stacks.components.lifecycle import LIFECYCLE_ROLE_KINDS
+from stacks.components.monitoring import MONITORING_ROLE_KINDS
 from tests.security.iam_eval import Decision, Request, Templates, evaluate
 
 ACCOUNT = "111111111111"
@@ -92,7 +93,15 @@ def test_pipeline_runs_as_its_own_role_and_each_role_has_its_kind_path(dev, role
     for role_id, role in template.find_resources("AWS::IAM::Role").items():
         path = role["Properties"]["Path"]
         scoring = ("scoring", "reporting", "scoring-launcher", "scheduler")  # the batch-scoring pipeline's
-        kinds = (*KINDS, "pipeline", *LIFECYCLE_ROLE_KINDS, *naming.PERSONAS, "erasure", *scoring)
+        kinds = (
+            *KINDS,
+            "pipeline",
+            *LIFECYCLE_ROLE_KINDS,
+            *naming.PERSONAS,
+            "erasure",
+            *scoring,
+            *MONITORING_ROLE_KINDS,
+        )
         assert path in {f"/flywheel/dev/{k}/" for k in kinds}, (role_id, path)
         assert "PermissionsBoundary" in role["Properties"]
     template.resource_count_is("AWS::IAM::Policy", 0)  # no inline policies: reviewed managed policies

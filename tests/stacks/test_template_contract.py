@@ -20,6 +20,7 @@ from pipelines import discover_templates, load_template
 from stacks import cdk_json_context
 from stacks.components.lifecycle import LIFECYCLE_ROLE_KINDS
 from stacks.components.ml_team import MlTeam, TeamPipeline
+from stacks.components.monitoring import MONITORING_ROLE_KINDS
 from stacks.stage import add_stages
 from tests.security.iam_eval import Request, evaluate
 
@@ -60,7 +61,7 @@ def test_a_template_folder_in_another_directory_is_discovered_and_synthesized(tm
     # The step role gets exactly what the template's access declares: raw batches (a preprocessing role),
     # its own reports prefix, no quarantine, no registry; the pipeline's role only processing jobs.
     roles = _roles_by_kind(synthesized)
-    assert set(roles) == {"preprocessing", "pipeline", *LIFECYCLE_ROLE_KINDS, *naming.PERSONAS}
+    assert set(roles) == {"preprocessing", "pipeline", *LIFECYCLE_ROLE_KINDS, *naming.PERSONAS, *MONITORING_ROLE_KINDS}
     pre, pipeline = roles["preprocessing"], roles["pipeline"]
     raw, reports = "arn:aws:s3:::raw-bucket", "arn:aws:s3:::reports-bucket"
     assert _allowed(pre, "s3:GetObject", f"{raw}/counter/incoming/b/part.csv")

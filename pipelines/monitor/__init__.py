@@ -1,0 +1,1 @@
+"""Flywheel's own drift monitor (``drift.py``): the scheduled processing job and ``flywheel monitor``."""
