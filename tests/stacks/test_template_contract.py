@@ -61,7 +61,8 @@ def test_a_template_folder_in_another_directory_is_discovered_and_synthesized(tm
     # The step role gets exactly what the template's access declares: raw batches (a preprocessing role),
     # its own reports prefix, no quarantine, no registry; the pipeline's role only processing jobs.
     roles = _roles_by_kind(synthesized)
-    assert set(roles) == {"preprocessing", "pipeline", *LIFECYCLE_ROLE_KINDS, *naming.PERSONAS, *MONITORING_ROLE_KINDS}
+    expected = {"preprocessing", "pipeline", *LIFECYCLE_ROLE_KINDS, *naming.PERSONAS, *MONITORING_ROLE_KINDS}
+    assert set(roles) == expected
     pre, pipeline = roles["preprocessing"], roles["pipeline"]
     raw, reports = "arn:aws:s3:::raw-bucket", "arn:aws:s3:::reports-bucket"
     assert _allowed(pre, "s3:GetObject", f"{raw}/counter/incoming/b/part.csv")
