@@ -53,7 +53,9 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[0-9]*[a-z]+$")
 #: Reserved concurrency of one team's lifecycle Lambdas (stacks/components/lifecycle.py ``SIZING``: data
 #: arrival 2 + deploy 1), and what Lambda always keeps unreserved in an account (UnreservedConcurrentExecutions).
-LAMBDA_RESERVED_PER_TEAM = 3
+# Upper bound per team: data arrival 2 + deploy 1 + scoring launcher 1 + erasure 1 (stacks/components/lifecycle.py
+# SIZING, erasure.py); a team without batch scoring or `id` columns reserves less.
+LAMBDA_RESERVED_PER_TEAM = 5
 LAMBDA_UNRESERVED_MINIMUM = 100
 #: SageMaker Serverless Inference memory sizes (ProductionVariantServerlessConfig.MemorySizeInMB).
 SERVERLESS_MEMORY_SIZES = (1024, 2048, 3072, 4096, 5120, 6144)
@@ -478,15 +480,8 @@ class FlywheelConfig(_Frozen):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"duplicate {kind} name(s): {', '.join(dupes)}")
-        for team in self.teams:
-            # IAM grants name a team's models and endpoint configs <endpoint>-v*: a team called <team>-v...
-            # would fall under another team's grants (and under a serverless team's boundary exception).
-            clash = next((o.name for o in self.teams if team.name.startswith(f"{o.name}-v")), None)
-            if clash is not None:
-                raise ValueError(
-                    f"team {team.name!r} starts with team {clash!r} + '-v': {clash}'s IAM grants on its models "
-                    f"(<endpoint>-v<version>-...) would cover {team.name}'s; rename the team"
-                )
+        # A team called <team>-v... would fall under <team>'s <endpoint>-v* grants (and a serverless team's
+        # boundary exception): config/team_limits.py refuses it below, naming both teams.
         for i, env in enumerate(self.environments):
             reserved = LAMBDA_RESERVED_PER_TEAM * len(self.teams)
             if (

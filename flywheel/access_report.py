@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 #: Role kinds that may read raw objects and decrypt with the raw key: the preprocessing jobs and the ingest
 #: path. The lake's policies also admit the operators' documented ``break-glass`` path (docs/runbook.md);
 #: no stack creates such a role, and one that appears in the templates is reported (it is a person's).
-RAW_READERS = frozenset({naming.PREPROCESSING, naming.INGEST})
+#: Who may read raw data and its key: the preprocessing jobs, the ingest path, and the erasure function (it
+#: rewrites a subject's raw rows; docs/privacy.md).
+RAW_READERS = frozenset({naming.PREPROCESSING, naming.INGEST, naming.ERASURE_ROLE})
 PERSONAS = frozenset(naming.PERSONAS)
 #: What kind of resource a probe targets (the matrix's categories).
 CATEGORIES = ("data", "keys", "registry", "pipelines", "endpoints", "operations")

@@ -80,6 +80,7 @@ class TeamErasure(Construct):
         log_retention: logs.RetentionDays,
         topic: sns.ITopic,
         removal_policy: RemovalPolicy,
+        reserved_concurrency: bool = True,
     ) -> None:
         """``buckets``: zone → bucket name for raw, curated, features and reports; ``zone_keys`` their keys."""
         super().__init__(scope, construct_id)
@@ -150,7 +151,9 @@ class TeamErasure(Construct):
             role=self.role.without_policy_updates(),
             memory_size=MEMORY_MB,
             timeout=TIMEOUT,
-            reserved_concurrent_executions=RESERVED_CONCURRENCY,
+            # One erasure at a time per team (its only guard against concurrent rewrites) unless the
+            # environment turns reservations off (environments[].lambda_reserved_concurrency).
+            reserved_concurrent_executions=RESERVED_CONCURRENCY if reserved_concurrency else None,
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,

@@ -150,6 +150,7 @@ class MlTeam(Construct):
                     log_retention=lifecycle.log_retention,
                     topic=self.lifecycle.topic,
                     removal_policy=removal_policy,
+                    reserved_concurrency=lifecycle.reserved_concurrency,
                 )
 
         # People's roles (stacks/components/personas.py): data scientist, approver, operator.

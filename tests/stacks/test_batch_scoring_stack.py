@@ -152,7 +152,12 @@ def test_the_launcher_creates_only_isolated_tagged_models_and_starts_only_its_pi
 def test_the_schedule_uses_the_teams_cron_and_a_role_that_only_invokes_its_launcher(dev, lake):
     roles = scoring_roles(lake)
     template = dev.teams["churn"].to_json()["Resources"]
-    (schedule,) = [r["Properties"] for r in template.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    # The scoring schedule (the drift monitor's schedule lives under the team's Monitoring construct).
+    (schedule,) = [
+        r["Properties"]
+        for lid, r in template.items()
+        if r["Type"] == "AWS::Scheduler::Schedule" and "Monitoring" not in lid
+    ]
     assert schedule["ScheduleExpression"] == "cron(0 2 * * ? *)"
     assert schedule["ScheduleExpressionTimezone"] == "UTC" and schedule["State"] == "ENABLED"
     target = schedule["Target"]

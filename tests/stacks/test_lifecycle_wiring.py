@@ -609,9 +609,11 @@ def test_the_teams_deployment_settings_reach_the_deploy_function(stages):
 
 def test_reserved_concurrency_and_the_layer_version_follow_the_environment():
     from config.models import LAMBDA_RESERVED_PER_TEAM
+    from stacks.components.erasure import RESERVED_CONCURRENCY as ERASURE_RESERVED
     from stacks.components.lifecycle import SIZING
 
-    assert sum(s.reserved_concurrency for s in SIZING.values()) == LAMBDA_RESERVED_PER_TEAM
+    # The config's per-team bound is what a team with every function reserves (lifecycle + erasure).
+    assert sum(s.reserved_concurrency for s in SIZING.values()) + ERASURE_RESERVED == LAMBDA_RESERVED_PER_TEAM
     stack = Stack(App(context=cdk_json_context()), "Team", env={"account": "111111111111", "region": "eu-west-1"})
     keys: dict[str, kms.IKey] = {z: kms.Key(stack, f"{z}Key") for z in ZONES}
     subnets = [ec2.Subnet.from_subnet_attributes(stack, "Subnet", subnet_id="subnet-0aaa", route_table_id="rtb-0aaa")]
@@ -628,10 +630,10 @@ def test_reserved_concurrency_and_the_layer_version_follow_the_environment():
         ),
     )  # fmt: skip
     functions = Template.from_stack(stack).find_resources("AWS::Lambda::Function")
-    assert len(functions) == 2
-    for fn in functions.values():
-        assert "ReservedConcurrentExecutions" not in fn["Properties"]
-        assert fn["Properties"]["Layers"] == [powertools_layer_arn("eu-west-1", version=41)]
+    assert len(functions) == 3  # data arrival, deploy, erasure (churn's contract has an id column)
+    for lid, fn in functions.items():
+        assert "ReservedConcurrentExecutions" not in fn["Properties"], lid
+        assert fn["Properties"]["Layers"][0] == powertools_layer_arn("eu-west-1", version=41)
         assert fn["Properties"]["Layers"][0].endswith("AWSLambdaPowertoolsPythonV3-python314-arm64:41")
 
 

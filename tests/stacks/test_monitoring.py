@@ -137,7 +137,10 @@ def test_the_budget_follows_monthly_budget_usd_and_notifies_the_topic(stages: di
 
 def test_the_drift_monitor_job_is_scheduled_encrypted_in_the_vpc_and_isolated(stages: dict[str, Any]) -> None:
     for name, stage in stages.items():
-        ((_, schedule),) = resources(stage, "churn", "AWS::Scheduler::Schedule").items()
+        # The drift monitor's schedule (the team's batch-scoring pipeline has its own, under its construct).
+        ((_, schedule),) = [
+            (lid, r) for lid, r in resources(stage, "churn", "AWS::Scheduler::Schedule").items() if "Monitoring" in lid
+        ]
         assert schedule["Properties"]["ScheduleExpression"] == "cron(20 0 * * ? *)"
         assert schedule["Properties"]["ScheduleExpressionTimezone"] == "Etc/UTC"
         assert "KmsKeyArn" in schedule["Properties"]

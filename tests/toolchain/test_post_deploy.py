@@ -387,7 +387,7 @@ def test_the_plan_names_what_the_stage_deploys(config, staging):
     plan = pd.parse_plan(build_plan(staging, config.teams, step="smoke", opt_out=["diagnostics"]))
     assert plan.role_arn == "arn:aws:iam::222222222222:role/flywheel/staging/flywheel-staging-toolchain-smoke"
     churn = plan.teams[0]
-    assert churn.pipelines == ("flywheel-staging-churn-tabular",)
+    assert churn.pipelines == ("flywheel-staging-churn-tabular", "flywheel-staging-churn-batch-scoring")
     assert churn.model_package_group == "flywheel-staging-churn" and churn.endpoint == "flywheel-staging-churn"
     assert churn.objective == "binary" and len(churn.sample["instances"]) == 2  # type: ignore[index]
     assert [t.retrain for t in plan.teams] == [True, False]
