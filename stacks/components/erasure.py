@@ -40,7 +40,7 @@ from constructs import Construct
 
 import naming
 from naming import Names
-from stacks.components.lambda_package import build_package, powertools_layer_arn
+from stacks.components.lambda_package import POWERTOOLS_LAYER_VERSION, build_package, powertools_layer_arn
 from stacks.nag import acknowledge
 
 SERVICE_NAME: Final = "flywheel-erasure"
@@ -81,6 +81,7 @@ class TeamErasure(Construct):
         topic: sns.ITopic,
         removal_policy: RemovalPolicy,
         reserved_concurrency: bool = True,
+        powertools_layer_version: int = POWERTOOLS_LAYER_VERSION,
     ) -> None:
         """``buckets``: zone → bucket name for raw, curated, features and reports; ``zone_keys`` their keys."""
         super().__init__(scope, construct_id)
@@ -144,7 +145,7 @@ class TeamErasure(Construct):
             code=lambda_.Code.from_asset(str(package.path)),
             layers=[
                 lambda_.LayerVersion.from_layer_version_arn(
-                    self, "Powertools", powertools_layer_arn(region, partition)
+                    self, "Powertools", powertools_layer_arn(region, partition, version=powertools_layer_version)
                 ),
                 lambda_.LayerVersion.from_layer_version_arn(self, "SdkForPandas", pandas_layer),
             ],

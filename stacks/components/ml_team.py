@@ -151,6 +151,7 @@ class MlTeam(Construct):
                     topic=self.lifecycle.topic,
                     removal_policy=removal_policy,
                     reserved_concurrency=lifecycle.reserved_concurrency,
+                    powertools_layer_version=lifecycle.powertools_layer_version,
                 )
 
         # People's roles (stacks/components/personas.py): data scientist, approver, operator.

@@ -97,9 +97,8 @@ def test_erasure_function_guardrails(dev):
     assert props["TracingConfig"] == {"Mode": "Active"} and props["DeadLetterConfig"]["TargetArn"]
     assert props["Handler"] == "lambdas.erasure.handler.lambda_handler"
     env = props["Environment"]["Variables"]
-    assert (
-        env["ID_COLUMNS"] == "customer_id"
-        and env["PIPELINE_NAMES"] == "flywheel-dev-churn-tabular,flywheel-dev-churn-batch-scoring"
+    assert env["ID_COLUMNS"] == "customer_id" and env["PIPELINE_NAMES"] == ",".join(
+        ["flywheel-dev-churn-tabular", "flywheel-dev-churn-batch-scoring"]
     )
     assert len(props["Layers"]) == 2  # Powertools + AWS SDK for pandas (resolved from AWS's SSM parameter)
     rules = [
