@@ -414,5 +414,10 @@ def measure(url: str, samples: Path, requests: int, batch_rows: int) -> dict[str
 
     lines = _sample_lines(samples)
     singles = [(line + "\n").encode("utf-8") for line in lines]
-    batch = ("\n".join(lines[j % len(lines)] for j in range(batch_rows)) + "\n").encode("utf-8")
-    return serving.measure_endpoint(url, singles, batch, batch_rows=batch_rows, requests=requests)
+    # Consecutive slices of the samples, cycling: each batch request carries other rows (the capture is what
+    # the drift monitor compares with the baseline; one batch repeated would be ~100 rows, i.e. noise).
+    batches = [
+        ("\n".join(lines[(i * batch_rows + j) % len(lines)] for j in range(batch_rows)) + "\n").encode("utf-8")
+        for i in range(max(1, min(requests, -(-len(lines) // batch_rows))))
+    ]
+    return serving.measure_endpoint(url, singles, batches, batch_rows=batch_rows, requests=requests)

@@ -922,7 +922,7 @@ class KeepAliveClient:
 def measure_endpoint(
     url: str,
     singles: Sequence[bytes],
-    batch: bytes,
+    batch: bytes | Sequence[bytes],
     *,
     batch_rows: int,
     requests: int,
@@ -938,21 +938,26 @@ def measure_endpoint(
     """
     if not singles:
         raise ValueError("no single-row request bodies to send")
+    # One batch body, or several sent in turn (the demo sends different rows so that its capture, which the
+    # drift monitor reads, is a sample of the test split rather than one batch repeated).
+    bodies = [batch] if isinstance(batch, bytes) else list(batch)
+    if not bodies:
+        raise ValueError("no batch request bodies to send")
     batches = requests if batches is None else batches
     latencies: list[float] = []
     errors = 0
     with KeepAliveClient(url) as client:
         for i in range(warmup):
             client.invoke(singles[i % len(singles)], content_type)
-        client.invoke(batch, content_type)
+        client.invoke(bodies[0], content_type)
         for i in range(requests):
             started = time.perf_counter()
             response = client.invoke(singles[i % len(singles)], content_type)
             latencies.append((time.perf_counter() - started) * 1000)
             errors += 0 if response.ok else 1
         started = time.perf_counter()
-        for _ in range(batches):
-            errors += 0 if client.invoke(batch, content_type).ok else 1
+        for i in range(batches):
+            errors += 0 if client.invoke(bodies[i % len(bodies)], content_type).ok else 1
         elapsed = time.perf_counter() - started
     ordered = sorted(latencies)
     return {
