@@ -34,7 +34,7 @@ from flywheel.errors import DataError, FlywheelError
 from flywheel.executor import ExecutionRecord
 from lambdas import lifecycle
 from lambdas.batch_scoring import launch as scoring
-from lambdas.batch_scoring.config import DEFAULT_MARKER as BATCH_MARKER
+from lambdas.common.env import DEFAULT_BATCH_MARKER as BATCH_MARKER
 from lambdas.lifecycle import DATA_SUFFIXES
 
 if TYPE_CHECKING:

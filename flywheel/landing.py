@@ -18,11 +18,11 @@ from botocore.exceptions import ClientError
 from flywheel.embedded import ACCOUNT, EmbeddedAws, TeamResources
 from flywheel.errors import DataError
 from lambdas import lifecycle
-from lambdas.data_arrival.config import DEFAULT_MARKER
+from lambdas.common.env import DEFAULT_BATCH_MARKER
 from lambdas.lifecycle import DATA_SUFFIXES
 
 #: The object that completes a batch: the data-arrival Lambda's default ``BATCH_COMPLETE_MARKER``.
-BATCH_MARKER: Final = DEFAULT_MARKER
+BATCH_MARKER: Final = DEFAULT_BATCH_MARKER
 
 
 def generate(team: str, rows: int, seed: int, folder: Path) -> Path:

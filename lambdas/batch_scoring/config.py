@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
 
-from lambdas.common.env import ACCOUNT_ID, BUCKET_NAME, SAGEMAKER_NAME, TABLE_NAME, TEAM_NAME, ConfigError, Env
-
-ROLE_ARN: Final = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-SUBNET: Final = re.compile(r"^subnet-[0-9a-f]{8,17}$")
-SECURITY_GROUP: Final = re.compile(r"^sg-[0-9a-f]{8,17}$")
-DEFAULT_MARKER: Final = "_SUCCESS"
-_MARKER: Final = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+from lambdas.common.env import (
+    ACCOUNT_ID,
+    BUCKET_NAME,
+    ROLE_ARN,
+    SAGEMAKER_NAME,
+    SECURITY_GROUP,
+    SUBNET,
+    TABLE_NAME,
+    TEAM_NAME,
+    Env,
+)
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,6 @@ class ScoringConfig:
     def from_environ(cls, environ: Mapping[str, str]) -> ScoringConfig:
         """The settings in ``environ``; ConfigError naming the first bad variable."""
         env = Env(environ)
-        marker = environ.get("BATCH_COMPLETE_MARKER", DEFAULT_MARKER).strip()
-        if marker and (not _MARKER.match(marker) or marker in (".", "..")):
-            raise ConfigError(f"environment variable BATCH_COMPLETE_MARKER={marker!r} must be a plain file name")
         return cls(
             team=env.text("TEAM", pattern=TEAM_NAME),
             account_id=env.text("ACCOUNT_ID", pattern=ACCOUNT_ID),
@@ -53,5 +52,5 @@ class ScoringConfig:
             security_group_ids=env.names("SECURITY_GROUP_IDS", pattern=SECURITY_GROUP, required=True),
             idempotency_table=env.text("IDEMPOTENCY_TABLE", pattern=TABLE_NAME),
             claim_ttl_days=env.integer("CLAIM_TTL_DAYS", default=365, low=1, high=3650),
-            complete_marker=marker or None,
+            complete_marker=env.batch_marker(),
         )

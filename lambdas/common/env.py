@@ -17,6 +17,12 @@ SAGEMAKER_NAME: Final = re.compile(r"^[A-Za-z0-9](?:-*[A-Za-z0-9]){0,62}$")
 BUCKET_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 TEAM_NAME: Final = re.compile(r"^[a-z][a-z0-9-]{1,19}[a-z0-9]$")
 TABLE_NAME: Final = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+ROLE_ARN: Final = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+SUBNET: Final = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+SECURITY_GROUP: Final = re.compile(r"^sg-[0-9a-f]{8,17}$")
+#: The object that completes a batch folder (data arrival and batch scoring; lambdas/README.md).
+DEFAULT_BATCH_MARKER: Final = "_SUCCESS"
+_MARKER: Final = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
 class ConfigError(RuntimeError):
@@ -65,6 +71,13 @@ class Env:
         if value not in choices:
             raise ConfigError(f"environment variable {name}={value!r} must be one of {', '.join(choices)}")
         return value
+
+    def batch_marker(self, name: str = "BATCH_COMPLETE_MARKER") -> str | None:
+        """The batch-complete marker's file name (default ``_SUCCESS``); None when set empty (any object)."""
+        marker = self._environ.get(name, DEFAULT_BATCH_MARKER).strip()
+        if marker and (not _MARKER.match(marker) or marker in (".", "..")):
+            raise ConfigError(f"environment variable {name}={marker!r} must be a plain file name")
+        return marker or None
 
     def names(self, name: str, *, pattern: re.Pattern[str], required: bool, most: int = 16) -> tuple[str, ...]:
         """A comma-separated list of names, each matching ``pattern`` (at least one if ``required``)."""

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
 
 from lambdas.common.env import (
     ACCOUNT_ID,
@@ -13,12 +11,8 @@ from lambdas.common.env import (
     SAGEMAKER_NAME,
     TABLE_NAME,
     TEAM_NAME,
-    ConfigError,
     Env,
 )
-
-DEFAULT_MARKER: Final = "_SUCCESS"
-_MARKER: Final = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -40,9 +34,6 @@ class ArrivalConfig:
     def from_environ(cls, environ: Mapping[str, str]) -> ArrivalConfig:
         """The settings in ``environ``; ConfigError naming the first bad variable."""
         env = Env(environ)
-        marker = environ.get("BATCH_COMPLETE_MARKER", DEFAULT_MARKER).strip()
-        if marker and (not _MARKER.match(marker) or marker in (".", "..")):
-            raise ConfigError(f"environment variable BATCH_COMPLETE_MARKER={marker!r} must be a plain file name")
         return cls(
             team=env.text("TEAM", pattern=TEAM_NAME),
             raw_bucket=env.text("RAW_BUCKET", pattern=BUCKET_NAME),
@@ -52,5 +43,5 @@ class ArrivalConfig:
             idempotency_table=env.text("IDEMPOTENCY_TABLE", pattern=TABLE_NAME),
             idempotency_ttl_seconds=env.integer("IDEMPOTENCY_TTL_SECONDS", default=86_400, low=300, high=2_592_000),
             claim_ttl_days=env.integer("CLAIM_TTL_DAYS", default=365, low=1, high=3650),
-            complete_marker=marker or None,
+            complete_marker=env.batch_marker(),
         )

@@ -10,7 +10,10 @@ from typing import Final
 from lambdas.common.env import (
     ACCOUNT_ID,
     BUCKET_NAME,
+    ROLE_ARN,
     SAGEMAKER_NAME,
+    SECURITY_GROUP,
+    SUBNET,
     TABLE_NAME,
     TEAM_NAME,
     ConfigError,
@@ -19,10 +22,7 @@ from lambdas.common.env import (
 
 DEPLOY_TARGETS: Final = ("realtime", "serverless", "batch")
 CANARY_SIZE_TYPES: Final = ("CAPACITY_PERCENT", "INSTANCE_COUNT")
-ROLE_ARN: Final = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 KMS_KEY: Final = re.compile(r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[\w/-]+|[0-9a-f-]{36}|alias/[\w/-]+)$")
-SUBNET: Final = re.compile(r"^subnet-[0-9a-f]{8,17}$")
-SECURITY_GROUP: Final = re.compile(r"^sg-[0-9a-f]{8,17}$")
 ALARM_NAME: Final = re.compile(r"^[^\x00-\x1f,]{1,255}$")
 INSTANCE_TYPE: Final = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
