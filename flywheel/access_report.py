@@ -506,6 +506,13 @@ def build_reports(env: str | None = None, config: Any = None) -> list[AccessRepo
 
     config = config if config is not None else load_config()
     envs = [config.environment(env)] if env else list(config.environments)  # KeyError before any synth
+    _, stages = synthesize(config)
+    return [report_of(stage_templates(stages[e.name]), e.name, [t.name for t in config.teams]) for e in envs]
+
+
+def synthesize(config: Any) -> tuple[Any, dict[str, FlywheelStage]]:
+    """One in-process App (no AWS call; validation off) with a stage per configured environment of ``config``
+    (a loaded ``FlywheelConfig``): ``(app, {environment: stage})``. Also used by ``flywheel cost``."""
     os.environ.setdefault("CDK_VALIDATION", "false")
     from aws_cdk import App
 
@@ -513,8 +520,7 @@ def build_reports(env: str | None = None, config: Any = None) -> list[AccessRepo
     from stacks.stage import add_stages
 
     app = App(context=cdk_json_context())
-    stages = add_stages(app, config.environments, config.teams)
-    return [report_of(stage_templates(stages[e.name]), e.name, [t.name for t in config.teams]) for e in envs]
+    return app, add_stages(app, config.environments, config.teams)
 
 
 # -- intents --------------------------------------------------------------------------------------------------

@@ -382,6 +382,71 @@ def access_report(
 
 
 @app.command()
+def cost(
+    context: Annotated[
+        list[str] | None,
+        typer.Option("--context", "-c", help="CDK-style context: env=NAME (one environment; default: all of them)."),
+    ] = None,
+    env: Annotated[str | None, typer.Option(help="One environment (same as -c env=NAME).")] = None,
+    cdk_out: Annotated[
+        Path | None,
+        typer.Option(help="Read this synthesized cloud assembly (`make synth` → cdk.out) instead of synthesizing."),
+    ] = None,
+    assume: Annotated[
+        list[str] | None,
+        typer.Option(help="Change a usage assumption NAME=VALUE (repeatable; listed under the report)."),
+    ] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Also write the report as Markdown (docs/cost.md).")] = None,
+) -> None:
+    """Idle monthly cost per team and platform baseline, from the synthesized templates and the dated price table."""
+    from flywheel.cost.assembly import AssemblyError, read_assembly, synthesize
+    from flywheel.cost.model import Assumptions
+    from flywheel.cost.prices import PriceError
+    from flywheel.cost.render import print_report, render_markdown
+    from flywheel.cost.report import estimate
+
+    for item in context or []:
+        key, sep, value = item.partition("=")
+        if key != "env" or not sep or not value:
+            raise _fail(f"-c {item!r}: only -c env=NAME is understood (e.g. -c env=dev)", 2)
+        if env is not None and env != value:
+            raise _fail(f"-c env={value} and --env {env} disagree: give one", 2)
+        env = value
+    overrides = {}
+    for item in assume or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise _fail(f"--assume {item!r}: use NAME=VALUE, e.g. --assume minutes_per_step=20", 2)
+        overrides[name] = value
+    try:
+        assumptions = Assumptions().with_overrides(overrides)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    try:
+        if cdk_out is not None:
+            envs, toolchain = read_assembly(cdk_out)
+            if env is not None:
+                chosen = [e for e in envs if e.env == env]
+                if not chosen:
+                    have = ", ".join(e.env for e in envs) or "none"
+                    raise _fail(f"{cdk_out} has no environment {env!r} (it has: {have})", 2)
+                envs, toolchain = chosen, None
+        else:
+            with _expected_errors():
+                config = _load_config()
+            envs, toolchain = synthesize(env, config)
+        report = estimate(envs, assume=assumptions, toolchain=toolchain)
+    except KeyError as exc:
+        raise _fail(str(exc.args[0]), 2) from None
+    except (AssemblyError, PriceError) as exc:
+        raise _fail(str(exc), 2) from None
+    print_report(report, console)
+    if markdown is not None:
+        markdown.write_text(render_markdown(report), encoding="utf-8")
+        console.print(f"wrote {markdown}")
+
+
+@app.command()
 def up(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = a free one).")] = 0,
     duration: Annotated[
