@@ -163,9 +163,7 @@ def _price(
 
     if kind == "AWS::KMS::Key" or kind == "AWS::KMS::ReplicaKey":
         p = prices["kms_key_month"]
-        yield line(
-            PRICED, p, f"1 key x ${p:g}/month", "KMS key", savings=(("fewer KMS keys (one per zone/purpose)", p),)
-        )
+        yield line(PRICED, p, f"1 key x ${p:g}/month", "KMS key")
     elif kind == "AWS::EC2::VPCEndpoint":
         endpoint_type = props.get("VpcEndpointType", "Gateway")
         if endpoint_type == "Gateway":

@@ -20,7 +20,7 @@ def _usd(value: float) -> str:
     return f"${value:,.2f}"
 
 
-def _items(group: Group, limit: int = 4) -> str:
+def _items(group: Group, limit: int = 5) -> str:
     parts = [f"{n} {item} {_usd(m)}" for item, n, m in group.by_item()[:limit]]
     rest = group.by_item()[limit:]
     if rest:
@@ -67,7 +67,7 @@ def run_rows(report: CostReport) -> list[tuple[str, str, str, float, float | Non
 
 
 def _free_types(report: CostReport) -> list[str]:
-    return sorted({line.type for g in report.groups() for line in g.lines if line.status == FREE})
+    return sorted({line.type for g in report.groups() for line in g.lines if line.status == FREE and not line.deployed})
 
 
 def print_report(report: CostReport, console: Any) -> None:

@@ -121,19 +121,21 @@ class CostReport:
     def not_priced(self) -> list[Line]:
         return [line for g in self.groups() for line in g.not_priced]
 
-    def knobs(self) -> list[tuple[str, float]]:
-        """Each knob that lowers the idle figure and what it saves per month over the report (largest first)."""
+    def knobs(self, *, baseline_only: bool = False) -> list[tuple[str, float]]:
+        """Each knob that lowers the idle figure and what it saves per month over the report (largest first);
+        ``baseline_only``: what it saves on the platform baselines (and the toolchain) alone."""
+        groups = [g for g in self.groups() if not baseline_only or g.kind != "team"]
         saved: dict[str, float] = {}
-        for group in self.groups():
+        for group in groups:
             for line in group.lines:
                 for label, saving in line.savings:
                     if line.deployed:
                         label = f"{label}, after the first approval"
                     saved[label] = saved.get(label, 0.0) + saving
-        # "interface endpoints in one AZ" is for the multi-AZ environments; dropping them is for dev only.
         out = []
         for label, saving in saved.items():
             if label.startswith("drop interface endpoints"):
+                # dropping them is for a dev sandbox only: jobs need them (the other environments keep them)
                 dev = [e for e in self.environments if e.env == "dev"]
                 saving = sum(
                     line.monthly for e in dev for line in e.baseline.lines if line.item == "interface endpoint"
@@ -142,6 +144,15 @@ class CostReport:
                 if not saving:
                     continue
             out.append((label, round(saving, 2)))
+        # KMS: one key per account instead of one per zone, purpose and team
+        keys = 0
+        for env in self.environments:
+            n = sum(1 for g in env.groups() if g in groups for line in g.lines if line.item == "KMS key")
+            keys += max(n - 1, 0)
+        if keys:
+            unit = self.prices["kms_key_month"]
+            label = "one KMS key per environment instead of one per zone, purpose and team (gives up key isolation)"
+            out.append((label, round(keys * unit, 2)))
         return sorted(out, key=lambda r: (-r[1], r[0]))
 
     def goals(self) -> list[tuple[str, bool | None, str]]:
@@ -154,7 +165,8 @@ class CostReport:
                 (
                     f"platform baseline ≤ ${BASELINE_GOAL:.0f}/month, three environments, full isolation",
                     met,
-                    f"${self.baseline:,.2f}/month" + ("" if met else f"; dominated by {self._dominant_baseline()}"),
+                    f"${self.baseline:,.2f}/month"
+                    + ("" if met else f"; dominated by {self._dominant_baseline()}{self._fix()}"),
                 )
             )
         else:
@@ -178,6 +190,13 @@ class CostReport:
                     why += f"; dominated by {_dominant(team)}"
                 out.append((f"≤ ${TEAM_GOAL:.0f}/month idle per extra dev team ({name})", met, why))
         return out
+
+    def _fix(self) -> str:
+        """The single knob that brings the baseline under the goal, if one does."""
+        for label, saving in self.knobs(baseline_only=True):
+            if self.baseline - saving <= BASELINE_GOAL:
+                return f"; met with {label.split(' (')[0]}: ${self.baseline - saving:,.2f}"
+        return "; no single knob meets it"
 
     def _dominant_baseline(self) -> str:
         total: dict[str, float] = {}
