@@ -60,9 +60,20 @@ def _write_assembly(root: Path, environments: list[EnvTemplates]) -> Path:
     return root
 
 
-def test_cli_dev_prints_per_team_and_baseline_rows(environments, tmp_path):
+@pytest.fixture
+def wide_console():
+    """The CLI's console 240 columns wide, so each row of the table stays on one line."""
+    from flywheel.cli import console
+
+    saved = console._width
+    console.width = 240
+    yield
+    console._width = saved
+
+
+def test_cli_dev_prints_per_team_and_baseline_rows(environments, tmp_path, wide_console):
     cdk_out = _write_assembly(tmp_path / "cdk.out", environments)
-    result = CliRunner().invoke(app, ["cost", "-c", "env=dev", "--cdk-out", str(cdk_out)], terminal_width=240)
+    result = CliRunner().invoke(app, ["cost", "-c", "env=dev", "--cdk-out", str(cdk_out)])
     assert result.exit_code == 0, result.output
     expected = estimate([e for e in environments if e.env == "dev"])
     (dev,) = expected.environments
@@ -73,7 +84,7 @@ def test_cli_dev_prints_per_team_and_baseline_rows(environments, tmp_path):
         "diagnostics": f"${dev.teams['diagnostics'].idle:,.2f}",
         "environment total": f"${dev.idle:,.2f}",
     }
-    assert "staging" not in result.output and "Cost per 1,000 pipeline runs" in result.output
+    assert "│ staging" not in result.output and "Cost per 1,000 pipeline runs" in result.output
     # the dev baseline is dominated by its interface endpoints: 7 services x 1 AZ
     assert re.search(r"7 interface endpoint \$\d+\.\d\d", result.output)
 
