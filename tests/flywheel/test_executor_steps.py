@@ -304,11 +304,14 @@ def test_unsupported_step_types_are_refused_before_anything_runs(executor: Pipel
         "Type": "Condition",
         "Arguments": {
             "Conditions": [{"Type": "Equals", "LeftValue": 1, "RightValue": 1}],
-            "IfSteps": [{"Name": "Notify", "Type": "Lambda", "Arguments": {}}],
+            "IfSteps": [{"Name": "Tune", "Type": "Tuning", "Arguments": {}}],
         },
     }
-    with pytest.raises(UnsupportedStepError, match=r"step 'Notify' has type 'Lambda'.*supported: Processing"):
+    with pytest.raises(UnsupportedStepError, match=r"step 'Tune' has type 'Tuning'.*supported: Processing"):
         executor.execute(definition([processing_step("First", "inspect.py"), nested]))
+    foreign = {"Name": "Notify", "Type": "Lambda", "FunctionArn": "arn:aws:lambda:eu-west-1:1:function:notify-me"}
+    with pytest.raises(UnsupportedStepError, match=r"step 'Notify'.*function:notify-me'.*Flywheel's own handlers.*data_arrival"):
+        executor.validate(definition([foreign]))
     with pytest.raises(UnsupportedStepError, match="'Quantum'"):
         executor.validate(definition([{"Name": "X", "Type": "Quantum", "Arguments": {}}]))
 
