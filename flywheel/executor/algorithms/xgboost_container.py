@@ -59,8 +59,13 @@ _CSV: Final = ("text/csv", "csv")
 _LIBSVM: Final = ("libsvm", "text/libsvm", "text/x-libsvm", "application/x-libsvm")
 
 
-class AlgorithmError(Exception):
-    """A failure the container reports as the job's FailureReason."""
+#: Media types of the inference contract (read by ``flywheel serve``'s loader; the first answer is the default).
+CONTENT_TYPES: Final = ("text/csv", "text/libsvm")
+ACCEPT_TYPES: Final = ("text/csv", "application/json", "application/jsonlines")
+
+
+class AlgorithmError(ValueError):
+    """A failure the container reports as the job's FailureReason (a ValueError: bad input to the server)."""
 
 
 def builtin_xgboost_notes(hyperparameters: Mapping[str, str]) -> list[str]:

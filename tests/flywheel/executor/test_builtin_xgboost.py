@@ -22,6 +22,8 @@ from flywheel.embedded import EmbeddedAws
 from flywheel.executor import SUCCEEDED, PipelineExecutor
 from flywheel.executor.algorithms import xgboost_container as xgb_container
 from flywheel.executor.images import framework_notes, framework_version, local_version, repository_and_tag
+from flywheel.executor.transform import builtin_inference
+from flywheel.serving import load_model
 from pipelines.sdk_offline import (
     BUILD_LOCK,
     image_uri,
@@ -154,6 +156,16 @@ def test_an_sdk_pipeline_with_builtin_xgboost_model_transform_and_register_runs(
     assert len(predictions) == len(data)  # one prediction per input line
     errors = [abs(p - row[0]) for p, row in zip(predictions, data, strict=True)]
     assert sum(errors) / len(errors) < 0.4  # labels span 0..5: a trained model, not a constant
+
+    # The same artifact served through the built-in inference contract (what `flywheel serve` loads).
+    container = embedded.client("sagemaker").describe_model(ModelName=model_name)["PrimaryContainer"]
+    code = builtin_inference(container)
+    assert code is not None
+    artifact = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    with load_model(artifact, code_dir=code[0], entry_point=code[1]) as served:
+        body, media = served.invoke(b"0.5,0.5,0.5\n0.1,0.2,0.3\n", "text/csv", "text/csv")
+    assert media == "text/csv" and len(body.decode().splitlines()) == 2
+    assert abs(float(body.decode().splitlines()[0]) - 2.5) < 0.6  # 4 * 0.5 + 0.5
 
     registered = record.step("Register").metadata["RegisterModel"]  # type: ignore[union-attr]
     assert registered["CreatedModelPackageGroup"] == "sdk-built-group"  # SageMaker Pipelines creates it
