@@ -312,7 +312,8 @@ def test_unsupported_step_types_are_refused_before_anything_runs(executor: Pipel
     with pytest.raises(UnsupportedStepError, match=r"step 'Tune' has type 'Tuning'.*supported: Processing"):
         executor.execute(definition([processing_step("First", "inspect.py"), nested]))
     foreign = {"Name": "Notify", "Type": "Lambda", "FunctionArn": "arn:aws:lambda:eu-west-1:1:function:notify-me"}
-    with pytest.raises(UnsupportedStepError, match=r"step 'Notify'.*function:notify-me'.*Flywheel's own handlers.*data_arrival"):
+    refused = r"step 'Notify'.*function:notify-me'.*Flywheel's own handlers.*data_arrival"
+    with pytest.raises(UnsupportedStepError, match=refused):
         executor.validate(definition([foreign]))
     with pytest.raises(UnsupportedStepError, match="'Quantum'"):
         executor.validate(definition([{"Name": "X", "Type": "Quantum", "Arguments": {}}]))
