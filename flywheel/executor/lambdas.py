@@ -7,16 +7,20 @@ The handler's ``lambda_handler(event, context)`` runs in this process with the s
 ``Arguments`` as the event and a Lambda-shaped context; the ``OutputParameters`` the step declares are read
 from the returned dict (typed as declared), as SageMaker reads them from the function's response. The
 handler reads its configuration from this process's environment, as it reads its function's (see
-``lambdas/README.md``); a missing setting fails the step with the handler's ``ConfigError``. Any other
+``lambdas/README.md``); a missing setting fails the step with the handler's ``ConfigError``. Its AWS calls go
+to the embedded AWS: the in-process mock intercepts them, and with a server the call runs with
+``AWS_ENDPOINT_URL`` (and local credentials) set to it, so a handler never reaches real AWS. Any other
 function cannot run locally (there is no Lambda runtime): the definition is refused before anything runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -97,6 +101,33 @@ def _typed(name: str, kind: str, value: Any) -> Any:
         raise StepFailed(f"ClientError: output parameter {name}: {value!r} is not a {kind}") from None
 
 
+@contextlib.contextmanager
+def _embedded_aws(endpoint_url: str | None, region: str) -> Iterator[None]:
+    """The process environment aimed at the embedded AWS server while a handler runs (restored after)."""
+    if not endpoint_url:
+        yield
+        return
+    wanted = {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": "flywheel-local",
+        "AWS_SECRET_ACCESS_KEY": "flywheel-local",
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+    }
+    saved = {key: os.environ.get(key) for key in [*wanted, "AWS_SESSION_TOKEN", "AWS_PROFILE"]}
+    for key in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        os.environ.pop(key, None)
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def call_handler(
     handler: str,
     event: Mapping[str, Any],
@@ -104,11 +135,17 @@ def call_handler(
     function_arn: str,
     request_id: str,
     declared: Sequence[Mapping[str, Any]],
+    endpoint_url: str | None = None,
+    region: str = "eu-west-1",
 ) -> dict[str, Any]:
-    """Call ``lambdas/<handler>/handler.py`` on ``event``; the declared output parameters of its answer."""
+    """Call ``lambdas/<handler>/handler.py`` on ``event``; the declared output parameters of its answer.
+
+    ``endpoint_url``: the embedded AWS server the handler's clients must use (None: the in-process mock)."""
     if not handler:
         handler = handler_for(function_arn, request_id)
-    with _LOCK:  # handlers keep per-process state (configuration, clients): one call at a time
+    # Handlers keep per-process state (configuration, clients), and the environment is the process's: one
+    # call at a time.
+    with _LOCK, _embedded_aws(endpoint_url, region):
         try:
             module = importlib.import_module(f"lambdas.{handler}.handler")
             answer = module.lambda_handler(dict(event), LambdaContext(function_arn, request_id))

@@ -699,6 +699,8 @@ class PipelineExecutor:
             function_arn=function_arn,
             request_id=f"{record.execution_id}-{step['Name']}",
             declared=step.get("OutputParameters") or [],
+            endpoint_url=self.aws_endpoint,
+            region=self.region,
         )
         scope.steps[step["Name"]] = {"OutputParameters": outputs}
         entry.metadata = {"Lambda": {"Arn": function_arn, "Handler": handler, "OutputParameters": outputs}}

@@ -9,6 +9,7 @@ the answer and later steps reference them; an answer without a declared output, 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 import lambdas.data_arrival.handler as data_arrival
 from flywheel.embedded import EmbeddedAws
 from flywheel.executor import FAILED, SUCCEEDED, PipelineExecutor
-from flywheel.executor.lambdas import function_name, handler_for
+from flywheel.executor.lambdas import call_handler, function_name, handler_for
 
 ARN = "arn:aws:lambda:eu-west-1:123456789012:function:flywheel-local-churn-data-arrival"
 
@@ -93,3 +94,22 @@ def test_function_names_map_to_handlers() -> None:
     assert handler_for("Flywheel-Dev-Team-DataArrivalFunction1A2B3C", "s") == "data_arrival"
     assert handler_for("arn:aws:lambda:eu-west-1:1:function:flywheel-dev-churn-batch-scoring", "s") == "batch_scoring"
     assert handler_for({"Get": "Parameters.Fn"}, "s") == ""  # checked when the step runs
+
+
+def test_with_a_server_the_handler_runs_aimed_at_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler's boto3 clients read AWS_ENDPOINT_URL: with a server it is set for the call, then restored."""
+    seen: dict[str, str | None] = {}
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        seen.update({k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_REGION")})
+        return {}
+
+    monkeypatch.setattr(data_arrival, "lambda_handler", handler)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    call_handler("data_arrival", {}, function_arn=ARN, request_id="r", declared=[], endpoint_url="http://127.0.0.1:1")
+    assert seen == {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+        "AWS_ACCESS_KEY_ID": "flywheel-local",
+        "AWS_REGION": "eu-west-1",
+    }
+    assert "AWS_ENDPOINT_URL" not in os.environ
