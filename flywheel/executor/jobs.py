@@ -1,11 +1,22 @@
 """Processing and training jobs run as local processes under SageMaker's container contract.
 
-Each job gets a root folder; each instance ``algo-<i>`` gets ``<root>/algo-<i>/opt/ml`` and every
-``/opt/ml`` path in the job's entrypoint, arguments and environment is rewritten to it, so the step
-code sees the layout it sees in the container. ``python3`` resolves to the interpreter running the
-executor (a wrapper script first on ``PATH``; a wrapper rather than a symlink because a symlinked venv
-interpreter loses its venv). The containers run network-isolated in the definition, so the processes
-get no AWS credentials.
+Each job gets a root folder; each instance ``algo-<i>`` gets ``<root>/algo-<i>/opt/ml``, which its
+process sees as ``/opt/ml``: on Linux each job process runs in a mount namespace of its own with that folder
+bind-mounted at ``/opt/ml`` (:mod:`.sandbox`), so step code that spells literal ``/opt/ml`` paths works and
+never touches the host's ``/opt/ml``. Where namespaces are not available (macOS; a container without
+``CAP_SYS_ADMIN`` and without user namespaces) every ``/opt/ml`` path in the job's entrypoint, arguments and
+environment is rewritten to the instance folder instead (:func:`map_opt_ml`): literal paths in the step's
+source then are not. ``python3`` resolves to the interpreter running the executor (a wrapper script first
+on ``PATH``; a wrapper rather than a symlink because a symlinked venv interpreter loses its venv).
+
+AWS access follows the job's network isolation (``NetworkConfig.EnableNetworkIsolation`` of a processing
+job, ``EnableNetworkIsolation`` of a training job, the model's for a transform): an isolated job gets no
+``AWS_*`` variable at all and, in the sandbox, a network namespace of its own (no network); a job that is
+not isolated gets the embedded AWS as an instance role would give it — ``AWS_ENDPOINT_URL``, credentials,
+region (:class:`JobAws`) — when the embedded AWS has an endpoint (a server on 127.0.0.1). With the
+in-process mock there is no endpoint to give: the job gets no credentials, and a job that then fails on
+AWS access says so in its FailureReason. A failing job's FailureReason names the exception of the last
+Python traceback in its log (:func:`exception_from_log`), as SageMaker's toolkit does.
 
 Job folders hold raw data and the PII key while a job runs, so everything is private (umask 077 for
 the job processes; folders 0700) and never outlives its owner: each job process runs in its own session
@@ -47,16 +58,27 @@ from pathlib import Path
 from typing import Any, Final
 
 from flywheel.errors import StepFailed
+from flywheel.executor.algorithms.xgboost_container import METRICS_FILE as BUILTIN_METRICS_FILE
+from flywheel.executor.algorithms.xgboost_container import PATH as XGBOOST_CONTAINER
+from flywheel.executor.algorithms.xgboost_container import builtin_xgboost_notes
+from flywheel.executor.images import is_builtin_xgboost
 from flywheel.executor.s3io import S3Object, S3Transfers, link_or_copy, split_uri
+from flywheel.executor.sandbox import SETUP_FAILED, Sandbox, probe
 from naming import S3_SCHEME
 
 OPT_ML: Final = "/opt/ml"
 # "/opt/ml" as a path of its own: not inside a longer path or word (e.g. /x/opt/ml, /opt/mlx).
 _OPT_ML = re.compile(r"(?<![\w./-])/opt/ml(?![\w.-])")
 LOG_TAIL_LINES: Final = 25
-# Variables that must not reach a network-isolated container (credentials, endpoints).
+# The host's variables that never reach a job (credentials, endpoints): a job gets its own (JobAws).
 _SCRUBBED_PREFIXES: Final = ("AWS_", "SM_", "SAGEMAKER_")
+#: The credentials a non-isolated job gets for the embedded AWS (any credentials work there).
+JOB_CREDENTIAL: Final = "flywheel-local"
+# Exceptions of a job that tried AWS without an endpoint or credentials (the in-process embedded AWS).
+_NO_AWS_SYMPTOMS: Final = ("NoCredentialsError", "EndpointConnectionError", "NoRegionError", "InvalidAccessKeyId")
 _SAFE_ROOT = re.compile(r"^[A-Za-z0-9_./+-]+$")
+# The exception line that ends a Python traceback: a dotted name, then its message.
+_EXCEPTION_LINE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)(?::(?P<message>.*))?$")
 #: The environment variable that marks a job process with its execution's owner token.
 JOB_MARKER_ENV: Final = "FLYWHEEL_JOB_MARKER"
 OWNER_FILE: Final = ".owner.json"
@@ -212,6 +234,51 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def exception_from_log(text: str) -> str:
+    """``Name: message`` of the exception that ended the last Python traceback in ``text`` ('' if none).
+
+    The exception line is the first unindented line after ``Traceback (most recent call last):``; its
+    dotted module path is dropped (``botocore.exceptions.NoCredentialsError`` → ``NoCredentialsError``).
+    """
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last):")]
+    if not starts:
+        return ""
+    for line in lines[starts[-1] + 1 :]:
+        if not line.strip() or line[:1] in (" ", "\t"):
+            continue
+        match = _EXCEPTION_LINE.match(line.rstrip())
+        if not match:
+            return ""
+        name = match["name"].rsplit(".", 1)[-1]
+        message = (match["message"] or "").strip()
+        return (f"{name}: {message}" if message else name)[:1024]
+    return ""
+
+
+@dataclass(frozen=True)
+class JobAws:
+    """The embedded AWS as a job that is not network-isolated sees it (what an instance role gives it)."""
+
+    endpoint_url: str | None
+    region: str
+
+    def environment(self, config_file: Path) -> dict[str, str]:
+        """``AWS_*`` variables for the job ({} without an endpoint: credentials alone would aim at real AWS)."""
+        if not self.endpoint_url:
+            return {}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": JOB_CREDENTIAL,
+            "AWS_SECRET_ACCESS_KEY": JOB_CREDENTIAL,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_CONFIG_FILE": str(config_file),
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+
 @dataclass
 class Instance:
     """One local "instance" of a job."""
@@ -224,16 +291,38 @@ class Instance:
 
 
 class JobRunner:
-    """Runs jobs' processes: environment, ``python3`` shim, logs, timeouts."""
+    """Runs jobs' processes: sandbox, environment, ``python3`` shim, logs, timeouts.
 
-    def __init__(self, transfers: S3Transfers, bin_dir: Path, interpreter: str, token: str = "") -> None:
+    ``sandbox``: how job processes get their private ``/opt/ml`` (default: :func:`.sandbox.probe`, once per
+    process); ``aws``: what a job that is not network-isolated gets (default: nothing).
+    """
+
+    def __init__(
+        self,
+        transfers: S3Transfers,
+        bin_dir: Path,
+        interpreter: str,
+        token: str = "",
+        *,
+        sandbox: Sandbox | None = None,
+        aws: JobAws | None = None,
+    ) -> None:
         self.transfers = transfers
+        self.interpreter = interpreter
         self.bin_dir = python_shim(bin_dir, interpreter)
         #: Carried by every job process (``$FLYWHEEL_JOB_MARKER``), so a sweep can find it if its owner dies.
         self.token = token
+        self.sandbox = sandbox if sandbox is not None else probe(interpreter)
+        self.aws = aws or JobAws(None, "eu-west-1")
 
-    def base_environment(self, instances: int = 1) -> dict[str, str]:
-        """The host environment minus AWS/SageMaker variables, ``python3`` shim first on PATH.
+    def view(self, value: str, instance_root: Path) -> str:
+        """``value`` (a container path, or text holding some) as the job process must see it: unchanged in
+        the sandbox (its ``/opt/ml`` is the instance's), rewritten to the instance folder without it."""
+        return value if self.sandbox.available else map_opt_ml(value, instance_root)
+
+    def base_environment(self, instances: int = 1, *, network_isolated: bool = True) -> dict[str, str]:
+        """The host environment minus AWS/SageMaker variables, ``python3`` shim first on PATH; for a job that
+        is not network-isolated, the embedded AWS's endpoint and credentials (:class:`JobAws`).
 
         Local "instances" share the host's cores with each other and with everything else running, so
         OpenMP (XGBoost, numpy's BLAS) must not spin-wait: measured on a loaded 2-core host, XGBoost
@@ -250,6 +339,12 @@ class JobRunner:
         env.pop(JOB_MARKER_ENV, None)
         if self.token:
             env[JOB_MARKER_ENV] = self.token
+        if not network_isolated and self.aws.endpoint_url:
+            config = self.bin_dir / "aws-config"
+            if not config.exists():
+                # Path-style S3 addressing: bucket.127.0.0.1 is not a host name.
+                config.write_text("[default]\ns3 =\n    addressing_style = path\n", encoding="utf-8")
+            env.update(self.aws.environment(config))
         return env
 
     def run_instances(
@@ -259,15 +354,24 @@ class JobRunner:
         environment: Callable[[Instance], dict[str, str]],
         cwd: Callable[[Instance], Path],
         timeout: float,
+        *,
+        network_isolated: bool = True,
+        notes: Sequence[str] = (),
     ) -> None:
-        """Start one process per instance, wait for all; StepFailed naming the first failing host."""
+        """Start one process per instance, wait for all; StepFailed naming the first failing host.
+
+        ``notes`` (warnings of the executor about the job) open each instance's log.
+        """
         started = time.monotonic()
         for inst in instances:
             inst.log.parent.mkdir(parents=True, exist_ok=True)
             with inst.log.open("wb") as log:
+                for note in notes:
+                    log.write(f"[flywheel] {note}\n".encode())
+                log.flush()
                 try:
                     inst.process = subprocess.Popen(  # noqa: S603 - the job's own command, by design
-                        command(inst),
+                        self._wrap(inst, command(inst), cwd(inst), network_isolated),
                         stdout=log,
                         stderr=subprocess.STDOUT,
                         stdin=subprocess.DEVNULL,
@@ -307,10 +411,35 @@ class JobRunner:
             )
         for inst in instances:
             if inst.returncode != 0:
-                reason = _failure_message(inst) or f"exit code {inst.returncode}"
                 raise StepFailed(
-                    f"AlgorithmError: {reason} (host {inst.host})", log_tail=tail(inst.log), log_path=str(inst.log)
+                    self._failure_reason(inst, network_isolated), log_tail=tail(inst.log), log_path=str(inst.log)
                 )
+
+    def _wrap(self, inst: Instance, command: list[str], cwd: Path, network_isolated: bool) -> list[str]:
+        if not self.sandbox.available:
+            return command
+        ml = inst.root / "opt" / "ml"
+        ml.mkdir(parents=True, exist_ok=True)
+        try:
+            inside = f"{OPT_ML}/{cwd.relative_to(ml).as_posix()}".rstrip("/").removesuffix("/.")
+        except ValueError:
+            inside = str(cwd)
+        return self.sandbox.command(self.interpreter, ml, inside, network_isolated, command)
+
+    def _failure_reason(self, inst: Instance, network_isolated: bool) -> str:
+        log_text = tail(inst.log, 400)
+        if self.sandbox.available and inst.returncode == SETUP_FAILED and "flywheel sandbox:" in log_text:
+            detail = log_text.split("flywheel sandbox:", 1)[1].strip().splitlines()[0]
+            return f"ClientError: the job's sandbox (private /opt/ml) could not be set up on {inst.host}: {detail}"
+        reason = _failure_message(inst) or exception_from_log(log_text)
+        where = f"exit code {inst.returncode}, host {inst.host}" if reason else ""
+        reason = f"{reason} ({where})" if reason else f"exit code {inst.returncode} (host {inst.host})"
+        if not network_isolated and not self.aws.endpoint_url and any(s in log_text for s in _NO_AWS_SYMPTOMS):
+            reason += (
+                "; the job is not network-isolated but the embedded AWS runs in-process, with no endpoint to give "
+                "it: run the pipeline against `flywheel up` (a server on 127.0.0.1) for jobs that call AWS"
+            )
+        return f"AlgorithmError: {reason}"
 
     @staticmethod
     def _stop(instances: Sequence[Instance]) -> None:
@@ -388,21 +517,38 @@ def _scrub(job_root: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def network_isolated(flag_holder: Any, key: str = "EnableNetworkIsolation") -> bool:
+    """Whether a request (or its ``NetworkConfig``) asks for network isolation (absent: not isolated)."""
+    if not isinstance(flag_holder, Mapping):
+        return False
+    value = flag_holder.get(key, False)
+    return value is True or str(value).lower() == "true"
+
+
 def run_processing_job(
-    runner: JobRunner, job_name: str, request: dict[str, Any], job_root: Path, *, keep_data: bool = False
+    runner: JobRunner,
+    job_name: str,
+    request: dict[str, Any],
+    job_root: Path,
+    *,
+    keep_data: bool = False,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run a resolved ``CreateProcessingJob`` request; returns DescribeProcessingJob-shaped properties.
 
     Unless ``keep_data``, the job's local copies of its inputs are removed afterwards (see :func:`_scrub`).
+    ``notes`` (executor warnings, e.g. a framework version mismatch) open the job's log.
     """
     try:
-        return _run_processing_job(runner, job_name, request, job_root)
+        return _run_processing_job(runner, job_name, request, job_root, notes)
     finally:
         if not keep_data:
             _scrub(job_root)
 
 
-def _run_processing_job(runner: JobRunner, job_name: str, request: dict[str, Any], job_root: Path) -> dict[str, Any]:
+def _run_processing_job(
+    runner: JobRunner, job_name: str, request: dict[str, Any], job_root: Path, notes: Sequence[str]
+) -> dict[str, Any]:
     started, clock = now(), time.perf_counter()
     app = _require(request, "AppSpecification", "Processing")
     entrypoint = list(app.get("ContainerEntrypoint") or [])
@@ -460,16 +606,19 @@ def _run_processing_job(runner: JobRunner, job_name: str, request: dict[str, Any
         _write_json(inst.root / "opt/ml/config/resourceconfig.json", _resource_config(inst, hosts, instance_type))
         _write_json(inst.root / "opt/ml/config/processingjobconfig.json", {**request, "ProcessingJobName": job_name})
 
-    base_env = runner.base_environment(len(instances))
+    isolated = network_isolated(request.get("NetworkConfig"))
+    base_env = runner.base_environment(len(instances), network_isolated=isolated)
     env_spec = {str(k): str(v) for k, v in (request.get("Environment") or {}).items()}
     timings = {"download_s": time.perf_counter() - clock}
     clock = time.perf_counter()
     runner.run_instances(
         instances,
-        command=lambda inst: [map_opt_ml(str(part), inst.root) for part in [*entrypoint, *arguments]],
-        environment=lambda inst: {**base_env, **{k: map_opt_ml(v, inst.root) for k, v in env_spec.items()}},
+        command=lambda inst: [runner.view(str(part), inst.root) for part in [*entrypoint, *arguments]],
+        environment=lambda inst: {**base_env, **{k: runner.view(v, inst.root) for k, v in env_spec.items()}},
         cwd=lambda inst: inst.root,
         timeout=timeout,
+        network_isolated=isolated,
+        notes=notes,
     )
 
     timings["run_s"] = time.perf_counter() - clock
@@ -487,6 +636,7 @@ def _run_processing_job(runner: JobRunner, job_name: str, request: dict[str, Any
         "LocalTimings": timings,
         "ProcessingJobName": job_name,
         "ProcessingJobStatus": "Completed",
+        "LocalWarnings": list(notes),
         "ExitMessage": "",
         "ProcessingStartTime": started.isoformat(),
         "ProcessingEndTime": now().isoformat(),
@@ -518,20 +668,31 @@ def _extract_tar(archive: Path, dest: Path) -> None:
 
 
 def run_training_job(
-    runner: JobRunner, job_name: str, request: dict[str, Any], job_root: Path, *, keep_data: bool = False
+    runner: JobRunner,
+    job_name: str,
+    request: dict[str, Any],
+    job_root: Path,
+    *,
+    keep_data: bool = False,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Run a resolved ``CreateTrainingJob`` request in script mode; DescribeTrainingJob-shaped result.
+    """Run a resolved ``CreateTrainingJob`` request — script mode of a framework image, or SageMaker's
+    built-in XGBoost algorithm (its image, no ``sagemaker_program``; :mod:`.algorithms.xgboost_container`)
+    — and return a DescribeTrainingJob-shaped result.
 
     Unless ``keep_data``, the job's local copies of its inputs are removed afterwards (see :func:`_scrub`).
+    ``notes`` (executor warnings) open the job's log.
     """
     try:
-        return _run_training_job(runner, job_name, request, job_root)
+        return _run_training_job(runner, job_name, request, job_root, notes)
     finally:
         if not keep_data:
             _scrub(job_root)
 
 
-def _run_training_job(runner: JobRunner, job_name: str, request: dict[str, Any], job_root: Path) -> dict[str, Any]:
+def _run_training_job(
+    runner: JobRunner, job_name: str, request: dict[str, Any], job_root: Path, notes: Sequence[str]
+) -> dict[str, Any]:
     started, clock = now(), time.perf_counter()
     algorithm = _require(request, "AlgorithmSpecification", "Training")
     if algorithm.get("TrainingInputMode", "File") != "File":
@@ -550,11 +711,16 @@ def _run_training_job(runner: JobRunner, job_name: str, request: dict[str, Any],
     hyperparameters = {str(k): str(v) for k, v in (request.get("HyperParameters") or {}).items()}
     decoded = {k: _decode_hyperparameter(v) for k, v in hyperparameters.items()}
     program = decoded.get("sagemaker_program")
-    if not program:
+    image = str(algorithm.get("TrainingImage") or algorithm.get("AlgorithmName") or "")
+    builtin = not program and is_builtin_xgboost(image)
+    if not program and not builtin:
         raise StepFailed(
-            "ValidationException: the local executor runs training in script mode only: HyperParameters must "
-            "name sagemaker_program (a built-in algorithm image cannot run without the image)"
+            f"ValidationException: the local executor cannot run training image {image or '(none)'!r} without "
+            "sagemaker_program: it runs framework images in script mode (HyperParameters name sagemaker_program) "
+            "and SageMaker's built-in XGBoost algorithm (the sagemaker-xgboost image); other built-in "
+            "algorithms need their image"
         )
+    notes = [*notes, *(builtin_xgboost_notes(hyperparameters) if builtin else [])]
     root = safe_root(job_root)
     inst = Instance("algo-1", root / "algo-1", root / "logs" / "algo-1.log")
     ml = inst.root / "opt" / "ml"
@@ -577,6 +743,7 @@ def _run_training_job(runner: JobRunner, job_name: str, request: dict[str, Any],
         for obj in objects:
             runner.transfers.download(obj, dest)
         channels[name] = {
+            **({"ContentType": channel["ContentType"]} if channel.get("ContentType") else {}),
             "TrainingInputMode": channel.get("InputMode", "File"),
             "S3DistributionType": source.get("S3DataDistributionType", "FullyReplicated"),
             "RecordWrapperType": channel.get("RecordWrapperType", "None"),
@@ -584,7 +751,9 @@ def _run_training_job(runner: JobRunner, job_name: str, request: dict[str, Any],
 
     code_dir = ml / "code"
     submit = str(decoded.get("sagemaker_submit_directory") or "")
-    if submit.startswith(S3_SCHEME):
+    if builtin:
+        code_dir.mkdir(parents=True, exist_ok=True)
+    elif submit.startswith(S3_SCHEME):
         objects = runner.transfers.list_prefix(submit)
         if not objects:
             raise StepFailed(f"ClientError: sagemaker_submit_directory {submit} does not exist")
@@ -600,7 +769,7 @@ def _run_training_job(runner: JobRunner, job_name: str, request: dict[str, Any],
             raise StepFailed(f"ClientError: sagemaker_submit_directory {submit} does not exist in the container")
     else:
         code_dir.mkdir(parents=True, exist_ok=True)
-    if not (code_dir / str(program)).is_file():
+    if not builtin and not (code_dir / str(program)).is_file():
         raise StepFailed(f"ClientError: sagemaker_program {program} is not in the submitted code")
 
     for folder in ("model", "output/data", "input/config"):
@@ -613,12 +782,12 @@ def _run_training_job(runner: JobRunner, job_name: str, request: dict[str, Any],
     # The training toolkit passes hyperparameters sorted by name, as --name value.
     user_args = [arg for key in sorted(user_hps) for arg in (f"--{key}", _cli_value(user_hps[key]))]
     sm_env = {
-        "SM_MODEL_DIR": f"{ml}/model",
-        "SM_OUTPUT_DIR": f"{ml}/output",
-        "SM_OUTPUT_DATA_DIR": f"{ml}/output/data",
-        "SM_OUTPUT_INTERMEDIATE_DIR": f"{ml}/output/intermediate",
-        "SM_INPUT_DIR": f"{ml}/input",
-        "SM_INPUT_CONFIG_DIR": f"{ml}/input/config",
+        "SM_MODEL_DIR": f"{OPT_ML}/model",
+        "SM_OUTPUT_DIR": f"{OPT_ML}/output",
+        "SM_OUTPUT_DATA_DIR": f"{OPT_ML}/output/data",
+        "SM_OUTPUT_INTERMEDIATE_DIR": f"{OPT_ML}/output/intermediate",
+        "SM_INPUT_DIR": f"{OPT_ML}/input",
+        "SM_INPUT_CONFIG_DIR": f"{OPT_ML}/input/config",
         "SM_INPUT_DATA_CONFIG": json.dumps(channels),
         "SM_CHANNELS": json.dumps(sorted(channels)),
         "SM_HPS": json.dumps(user_hps),
@@ -635,19 +804,26 @@ def _run_training_job(runner: JobRunner, job_name: str, request: dict[str, Any],
         "SM_LOG_LEVEL": "20",
         "SM_TRAINING_ENV": json.dumps({"job_name": job_name, "hyperparameters": user_hps, "hosts": ["algo-1"]}),
     }
-    sm_env.update({f"SM_CHANNEL_{name.upper().replace('-', '_')}": f"{ml}/input/data/{name}" for name in channels})
+    sm_env.update({f"SM_CHANNEL_{name.upper().replace('-', '_')}": f"{OPT_ML}/input/data/{name}" for name in channels})
     sm_env.update({f"SM_HP_{key.upper().replace('-', '_')}": _cli_value(v) for key, v in user_hps.items()})
-    base_env = runner.base_environment()
-    job_env = {str(k): map_opt_ml(str(v), inst.root) for k, v in (request.get("Environment") or {}).items()}
-    env = {**base_env, **sm_env, **job_env, "PYTHONPATH": str(code_dir)}
+    isolated = network_isolated(request)
+    base_env = runner.base_environment(network_isolated=isolated)
+    job_env = {str(k): str(v) for k, v in (request.get("Environment") or {}).items()}
+    env = {
+        **base_env,
+        **{k: runner.view(v, inst.root) for k, v in {**sm_env, **job_env, "PYTHONPATH": f"{OPT_ML}/code"}.items()},
+    }
+    command = ["python3", str(XGBOOST_CONTAINER), "train"] if builtin else ["python3", str(program), *user_args]
     timings = {"download_s": time.perf_counter() - clock}
     clock = time.perf_counter()
     runner.run_instances(
         [inst],
-        command=lambda _: ["python3", str(program), *user_args],
+        command=lambda _: command,
         environment=lambda _: env,
         cwd=lambda _: code_dir,
         timeout=timeout,
+        network_isolated=isolated,
+        notes=notes,
     )
 
     timings["run_s"] = time.perf_counter() - clock
@@ -670,6 +846,8 @@ def _run_training_job(runner: JobRunner, job_name: str, request: dict[str, Any],
         bucket, key = split_uri(f"{prefix}/output.tar.gz")
         runner.transfers.upload_file(archive, bucket, key, kms_key)
     metrics = _metrics(algorithm.get("MetricDefinitions") or [], inst.log)
+    if builtin:
+        metrics += _builtin_metrics(ml / "output" / BUILTIN_METRICS_FILE)
     timings["upload_s"] = time.perf_counter() - clock
     return {
         **request,
@@ -678,11 +856,22 @@ def _run_training_job(runner: JobRunner, job_name: str, request: dict[str, Any],
         "TrainingJobStatus": "Completed",
         "SecondaryStatus": "Completed",
         "ModelArtifacts": {"S3ModelArtifacts": model_uri},
+        "LocalWarnings": list(notes),
         "FinalMetricDataList": metrics,
         "TrainingStartTime": started.isoformat(),
         "TrainingEndTime": now().isoformat(),
         "LogFiles": [str(inst.log)],
     }
+
+
+def _builtin_metrics(path: Path) -> list[dict[str, Any]]:
+    """``FinalMetricDataList`` of the built-in algorithm (``validation:rmse``, ...: its last evaluation)."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    stamp = now().isoformat()
+    return [{"MetricName": str(k), "Value": float(v), "Timestamp": stamp} for k, v in sorted(found.items())]
 
 
 def _tar_dir(folder: Path, archive: Path) -> None:

@@ -9,14 +9,23 @@ dependency order (``DependsOn`` plus the steps their arguments reference, then d
 its record holds the failure reason and the tail of its log; a ``Fail`` step ends the execution as
 ``Failed`` with its resolved ``ErrorMessage``.
 
-Supported step types: ``Processing`` and ``Training`` (local processes, see :mod:`.jobs`),
-``Transform`` (the model's inference code over the input, local processes, see :mod:`.transform`),
-``Condition``, ``RegisterModel`` (``CreateModelPackage`` in the embedded registry) and ``Fail``.
+Supported step types: ``Processing`` and ``Training`` (local processes, see :mod:`.jobs`; training in
+script mode or SageMaker's built-in XGBoost algorithm), ``Transform`` (the model's inference code, or the
+built-in XGBoost inference contract, over the input, local processes, see :mod:`.transform`), ``Model``
+(``CreateModel`` in the embedded AWS), ``Condition``, ``RegisterModel`` (``CreateModelPackage`` in the
+embedded registry; a group that does not exist is created, as SageMaker Pipelines does), ``Lambda`` (when
+the function is one of Flywheel's handlers, see :mod:`.lambdas`) and ``Fail``. Any other type is refused
+before anything runs, naming it and what is supported.
+
+Each job step's image is compared with the local libraries (:func:`.images.framework_notes`): a
+framework version that differs is a warning in the job's log, the step's ``Metadata["Warnings"]`` and
+the ``flywheel.executor`` logger, never a failure.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import sys
 import uuid
@@ -28,7 +37,7 @@ from typing import Any, Final, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from flywheel.errors import DefinitionError, ResolutionError, StepFailed, UnsupportedStepError
+from flywheel.errors import DefinitionError, ExecutorError, ResolutionError, StepFailed, UnsupportedStepError
 from flywheel.executor.expressions import (
     Scope,
     evaluate_condition,
@@ -36,24 +45,36 @@ from flywheel.executor.expressions import (
     resolve,
     resolve_parameters,
 )
-from flywheel.executor.jobs import OWNER_FILE, JobRunner, now, run_processing_job, run_training_job, write_owner
+from flywheel.executor.images import framework_notes
+from flywheel.executor.jobs import (
+    OWNER_FILE,
+    JobAws,
+    JobRunner,
+    now,
+    run_processing_job,
+    run_training_job,
+    write_owner,
+)
+from flywheel.executor.lambdas import call_handler, handler_for
 from flywheel.executor.s3io import S3Transfers
+from flywheel.executor.sandbox import Sandbox, probe
 from flywheel.executor.transform import model_container, run_transform_job
+
+LOG = logging.getLogger("flywheel.executor")
 
 SUPPORTED_STEP_TYPES: Final[tuple[str, ...]] = (
     "Processing",
     "Training",
     "Transform",
+    "Model",
     "Condition",
     "RegisterModel",
+    "Lambda",
     "Fail",
 )
 #: Step types of the SageMaker definition language that this executor does not run (for messages).
 OTHER_STEP_TYPES: Final[tuple[str, ...]] = (
     "Tuning",
-    "Model",
-    "CreateModel",
-    "Lambda",
     "Callback",
     "QualityCheck",
     "ClarifyCheck",
@@ -224,6 +245,8 @@ def _walk(steps: list[Any], where: str = "Steps") -> list[dict[str, Any]]:
             )
         if not isinstance(step.get("Arguments", {}), dict):
             raise DefinitionError(f"step {step['Name']!r}: Arguments must be an object")
+        if kind == "Lambda":
+            handler_for(step.get("FunctionArn"), step["Name"])  # UnsupportedStepError for a foreign function
         found.append(step)
         if kind == "Condition":
             args = step.get("Arguments", {})
@@ -294,11 +317,22 @@ class PipelineExecutor:
         region: str = "eu-west-1",
         account: str = "123456789012",
         register: Callable[[dict[str, Any]], str] | None = None,
+        aws_endpoint: str | None = None,
+        sandbox: bool | None = None,
     ) -> None:
         """``register``: creates a model package from CreateModelPackage arguments and returns its ARN
         (default: ``create_model_package`` on the clients); the runtime passes one that allocates the
-        version under the state dir's lock and snapshots the package."""
+        version under the state dir's lock and snapshots the package.
+
+        ``aws_endpoint``: the embedded AWS's URL that jobs which are not network-isolated get as
+        ``AWS_ENDPOINT_URL`` (with credentials); default: the clients' ``endpoint_url`` (a server's; None for
+        the in-process mock, whose jobs then get no AWS access). ``sandbox``: whether job processes get a
+        private ``/opt/ml`` (and isolated ones no network) through :mod:`.sandbox`: None (default) uses it
+        where it works and falls back to rewriting paths; True requires it (ExecutorError where it does not
+        work); False always rewrites paths."""
         self.clients = clients
+        self.aws_endpoint = aws_endpoint if aws_endpoint is not None else getattr(clients, "endpoint_url", None)
+        self.sandbox = self._sandbox(sandbox, interpreter)
         self.register = register
         self.work_dir = Path(work_dir)
         self.interpreter = interpreter
@@ -306,6 +340,15 @@ class PipelineExecutor:
         self.keep_job_data = keep_job_data
         self.region = region
         self.account = account
+
+    @staticmethod
+    def _sandbox(wanted: bool | None, interpreter: str) -> Sandbox:
+        if wanted is False:
+            return Sandbox(False, reason="disabled (sandbox=False)")
+        found = probe(interpreter)
+        if wanted and not found.available:
+            raise ExecutorError(f"a private /opt/ml per job is not available here: {found.reason}")
+        return found
 
     # Validation -------------------------------------------------------------------------------------
     @staticmethod
@@ -390,7 +433,14 @@ class PipelineExecutor:
             known_steps=frozenset(s["Name"] for s in _walk(doc["Steps"])),
         )
         token = write_owner(self.work_dir / execution_id)
-        runner = JobRunner(transfers, self.work_dir / ".bin", self.interpreter, token)
+        runner = JobRunner(
+            transfers,
+            self.work_dir / ".bin",
+            self.interpreter,
+            token,
+            sandbox=self.sandbox,
+            aws=JobAws(self.aws_endpoint, self.region),
+        )
         self._notify(record)
         try:
             self._run_steps(doc["Steps"], scope, record, runner, transfers)
@@ -467,6 +517,10 @@ class PipelineExecutor:
                 self._transform(step, scope, record, entry, runner)
             elif kind == "RegisterModel":
                 self._register(step, scope, entry)
+            elif kind == "Model":
+                self._model(step, scope, record, entry)
+            elif kind == "Lambda":
+                self._lambda(step, scope, record, entry)
             entry.status = SUCCEEDED
         except _Stop:
             raise
@@ -514,7 +568,8 @@ class PipelineExecutor:
         transfers: S3Transfers,
     ) -> None:
         request, job, root = self._job(step, scope, record, entry)
-        props = run_processing_job(runner, job, request, root, keep_data=self.keep_job_data)
+        notes = self._notes(step["Name"], str((request.get("AppSpecification") or {}).get("ImageUri") or ""))
+        props = run_processing_job(runner, job, request, root, keep_data=self.keep_job_data, notes=notes)
         props["ProcessingJobArn"] = self._arn("processing-job", job)
         scope.steps[step["Name"]] = props
         outputs = {
@@ -528,6 +583,7 @@ class PipelineExecutor:
             "ProcessingJob": {"Arn": props["ProcessingJobArn"], "Name": job},
             "Outputs": outputs,
             "LocalTimings": props["LocalTimings"],
+            **({"Warnings": props["LocalWarnings"]} if props["LocalWarnings"] else {}),
         }
 
     @staticmethod
@@ -571,13 +627,18 @@ class PipelineExecutor:
         self, step: dict[str, Any], scope: Scope, record: ExecutionRecord, entry: StepRecord, runner: JobRunner
     ) -> None:
         request, job, root = self._job(step, scope, record, entry)
-        props = run_training_job(runner, job, request, root, keep_data=self.keep_job_data)
+        image = str((request.get("AlgorithmSpecification") or {}).get("TrainingImage") or "")
+        notes = self._notes(step["Name"], image)
+        props = run_training_job(runner, job, request, root, keep_data=self.keep_job_data, notes=notes)
         props["TrainingJobArn"] = self._arn("training-job", job)
         scope.steps[step["Name"]] = props
+        for note in props["LocalWarnings"][len(notes) :]:
+            LOG.warning("step %s: %s", step["Name"], note)
         entry.metadata = {
             "TrainingJob": {"Arn": props["TrainingJobArn"], "Name": job},
             "ModelArtifacts": props["ModelArtifacts"]["S3ModelArtifacts"],
             "LocalTimings": props["LocalTimings"],
+            **({"Warnings": props["LocalWarnings"]} if props["LocalWarnings"] else {}),
         }
 
     def _transform(
@@ -588,7 +649,11 @@ class PipelineExecutor:
         if not model_name:
             raise StepFailed("ValidationException: CreateTransformJob needs ModelName")
         container = model_container(self.clients.client("sagemaker"), str(model_name))
-        props = run_transform_job(runner, job, request, root, container, keep_data=self.keep_job_data)
+        for props in scope.steps.values():  # moto does not keep a model's EnableNetworkIsolation: ours does
+            if props.get("ModelName") == model_name and "EnableNetworkIsolation" in props:
+                container["EnableNetworkIsolation"] = bool(props["EnableNetworkIsolation"])
+        notes = self._notes(step["Name"], str(container.get("Image") or ""))
+        props = run_transform_job(runner, job, request, root, container, keep_data=self.keep_job_data, notes=notes)
         props["TransformJobArn"] = self._arn("transform-job", job)
         scope.steps[step["Name"]] = props
         entry.metadata = {
@@ -596,7 +661,49 @@ class PipelineExecutor:
             "Outputs": {"predictions": props["TransformOutput"]["S3OutputPath"]},
             "RecordCounts": props["LocalRecordCounts"],
             "LocalTimings": props["LocalTimings"],
+            **({"Warnings": props["LocalWarnings"]} if props["LocalWarnings"] else {}),
         }
+
+    @staticmethod
+    def _notes(step: str, image: str) -> list[str]:
+        """Warnings about running ``image`` locally (framework version mismatch), logged once here."""
+        notes = framework_notes(image)
+        for note in notes:
+            LOG.warning("step %s: %s", step, note)
+        return notes
+
+    def _model(self, step: dict[str, Any], scope: Scope, record: ExecutionRecord, entry: StepRecord) -> None:
+        """``CreateModel`` in the embedded AWS; the step's properties are ``DescribeModel``'s."""
+        sm = self.clients.client("sagemaker")
+        request = resolve(step.get("Arguments", {}), scope)
+        if not request.get("PrimaryContainer") and not request.get("Containers"):
+            raise StepFailed("ValidationException: CreateModel needs PrimaryContainer or Containers")
+        accepted = set(sm.meta.service_model.operation_model("CreateModel").input_shape.members)
+        name = str(request.get("ModelName") or _job_name(record.execution_id, step["Name"]))
+        arguments = {k: v for k, v in request.items() if k in accepted and v not in (None, {}, [])}
+        arguments["ModelName"] = name
+        sm.create_model(**arguments)
+        described = jsonable(sm.describe_model(ModelName=name))
+        described["EnableNetworkIsolation"] = bool(request.get("EnableNetworkIsolation"))
+        scope.steps[step["Name"]] = described
+        entry.metadata = {"Model": {"Arn": described.get("ModelArn"), "Name": name}}
+
+    def _lambda(self, step: dict[str, Any], scope: Scope, record: ExecutionRecord, entry: StepRecord) -> None:
+        """A Lambda step whose function is one of Flywheel's handlers, called in-process (see :mod:`.lambdas`)."""
+        function_arn = str(resolve(step.get("FunctionArn"), scope))
+        handler = handler_for(function_arn, step["Name"])
+        event = resolve(step.get("Arguments", {}), scope)
+        outputs = call_handler(
+            handler,
+            event,
+            function_arn=function_arn,
+            request_id=f"{record.execution_id}-{step['Name']}",
+            declared=step.get("OutputParameters") or [],
+            endpoint_url=self.aws_endpoint,
+            region=self.region,
+        )
+        scope.steps[step["Name"]] = {"OutputParameters": outputs}
+        entry.metadata = {"Lambda": {"Arn": function_arn, "Handler": handler, "OutputParameters": outputs}}
 
     def _register(self, step: dict[str, Any], scope: Scope, entry: StepRecord) -> None:
         sm = self.clients.client("sagemaker")
@@ -606,6 +713,7 @@ class PipelineExecutor:
         arguments = {k: v for k, v in request.items() if k in accepted and v not in (None, {}, [])}
         if "ModelPackageGroupName" not in arguments:
             raise StepFailed("ValidationException: RegisterModel needs ModelPackageGroupName")
+        created_group = self._ensure_group(sm, str(arguments["ModelPackageGroupName"]))
         if self.register is not None:
             package_arn = self.register(arguments)
         else:
@@ -617,5 +725,22 @@ class PipelineExecutor:
                 "Arn": package_arn,
                 "Version": described.get("ModelPackageVersion"),
                 "ApprovalStatus": described.get("ModelApprovalStatus"),
+                **({"CreatedModelPackageGroup": created_group} if created_group else {}),
             }
         }
+
+    @staticmethod
+    def _ensure_group(sm: Any, group: str) -> str | None:
+        """Create the model package group if it does not exist, as SageMaker Pipelines' RegisterModel step
+        does; returns its name when it was created. A group given by ARN must exist (it names an account)."""
+        try:
+            sm.describe_model_package_group(ModelPackageGroupName=group)
+            return None
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("ValidationException", "ResourceNotFound"):
+                raise
+        if group.startswith("arn:"):
+            raise StepFailed(f"ValidationException: Model Package Group {group} does not exist.")
+        sm.create_model_package_group(ModelPackageGroupName=group)
+        LOG.info("created model package group %s for a RegisterModel step", group)
+        return group

@@ -6,8 +6,10 @@ when the model names a package) and does what SageMaker does, with local process
 
 * the model artifact (``ModelDataUrl``) is unpacked into each instance's ``/opt/ml/model``; the code is
   ``SAGEMAKER_SUBMIT_DIRECTORY`` (``/opt/ml/model/code``) / ``SAGEMAKER_PROGRAM`` of the container's
-  ``Environment`` (the framework containers' contract), run by :mod:`flywheel.executor.transform_worker`
-  with no AWS credentials (the model runs network-isolated);
+  ``Environment`` (the framework containers' contract) or, for a model on SageMaker's XGBoost image without
+  a ``SAGEMAKER_PROGRAM`` (a built-in algorithm model), the built-in XGBoost inference contract
+  (:mod:`.algorithms.xgboost_container`), run by :mod:`flywheel.executor.transform_worker` — with AWS
+  credentials only if the model is not network-isolated (see :mod:`.jobs`);
 * the ``S3Prefix`` input's objects are split across ``InstanceCount`` instances (every N-th object);
   records are split by ``SplitType`` and sent in ``BatchStrategy`` mini-batches up to
   ``MaxPayloadInMB``; ``DataProcessing`` filters and ``JoinSource: Input`` apply to CSV records;
@@ -25,12 +27,14 @@ import json
 import shutil
 import tarfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from flywheel.errors import StepFailed
-from flywheel.executor.jobs import Instance, JobRunner, local_path, map_opt_ml, now, safe_root
+from flywheel.executor.algorithms import xgboost_container
+from flywheel.executor.images import is_builtin_xgboost
+from flywheel.executor.jobs import Instance, JobRunner, local_path, now, safe_root
 from flywheel.executor.s3io import split_uri
 
 WORKER: Final = Path(__file__).resolve().parent / "transform_worker.py"
@@ -39,6 +43,16 @@ DEFAULT_SUBMIT_DIRECTORY: Final = "/opt/ml/model/code"
 DEFAULT_PROGRAM: Final = "inference.py"
 _SPLIT_TYPES: Final = ("None", "Line")
 _STRATEGIES: Final = ("MultiRecord", "SingleRecord")
+
+
+def builtin_inference(container: Mapping[str, Any]) -> tuple[Path, str] | None:
+    """``(code folder, program)`` of the built-in inference contract a model's container runs, or None when
+    the model brings its own code: a model on SageMaker's XGBoost image without ``SAGEMAKER_PROGRAM`` serves
+    through :mod:`.algorithms.xgboost_container` (what ``flywheel serve`` can load too)."""
+    environment = container.get("Environment") or {}
+    if is_builtin_xgboost(str(container.get("Image") or "")) and not environment.get("SAGEMAKER_PROGRAM"):
+        return xgboost_container.PATH.parent, xgboost_container.PATH.name
+    return None
 
 
 def model_container(sagemaker: Any, model_name: str) -> dict[str, Any]:
@@ -86,12 +100,14 @@ def run_transform_job(
     container: Mapping[str, Any],
     *,
     keep_data: bool = False,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run a resolved ``CreateTransformJob`` request with the model ``container``; DescribeTransformJob-shaped
-    properties. Unless ``keep_data``, the instances' local inputs and model copies are removed afterwards."""
+    properties. Unless ``keep_data``, the instances' local inputs and model copies are removed afterwards.
+    ``notes`` (executor warnings) open each instance's log."""
     root = safe_root(job_root)
     try:
-        return _run(runner, job_name, dict(request), root, container)
+        return _run(runner, job_name, dict(request), root, container, notes)
     finally:
         if not keep_data:
             for path in [*root.glob("*/opt"), root / ".s3cache"]:
@@ -99,7 +115,12 @@ def run_transform_job(
 
 
 def _run(
-    runner: JobRunner, job_name: str, request: dict[str, Any], root: Path, container: Mapping[str, Any]
+    runner: JobRunner,
+    job_name: str,
+    request: dict[str, Any],
+    root: Path,
+    container: Mapping[str, Any],
+    notes: Sequence[str],
 ) -> dict[str, Any]:
     started, clock = now(), time.perf_counter()
     source = ((request.get("TransformInput") or {}).get("DataSource") or {}).get("S3DataSource") or {}
@@ -122,8 +143,9 @@ def _run(
         raise StepFailed(f"ClientError: no S3 objects found under S3 URL {source.get('S3Uri')}")
     environment = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
     environment.update({str(k): str(v) for k, v in (request.get("Environment") or {}).items()})
-    program = environment.get("SAGEMAKER_PROGRAM", DEFAULT_PROGRAM)
-    submit_dir = environment.get("SAGEMAKER_SUBMIT_DIRECTORY", DEFAULT_SUBMIT_DIRECTORY)
+    builtin = builtin_inference({**container, "Environment": environment})
+    program = builtin[1] if builtin else environment.get("SAGEMAKER_PROGRAM", DEFAULT_PROGRAM)
+    submit_dir = str(builtin[0]) if builtin else environment.get("SAGEMAKER_SUBMIT_DIRECTORY", DEFAULT_SUBMIT_DIRECTORY)
     if submit_dir.startswith("s3://"):
         raise StepFailed("ValidationException: an s3:// SAGEMAKER_SUBMIT_DIRECTORY is not supported locally")
     spec_base = {
@@ -162,25 +184,28 @@ def _run(
             runner.transfers.download(obj, input_dir)
         spec = {
             **spec_base,
-            "submit_dir": map_opt_ml(submit_dir, inst.root),
-            "model_dir": str(model_dir),
+            "submit_dir": runner.view(submit_dir, inst.root),
+            "model_dir": runner.view(MODEL_DIR, inst.root),
             "input_dir": str(input_dir),
             "output_dir": str(inst.root / "output"),
             "files": [obj.relative for obj in mine],
             "counts_file": str(inst.root / "counts.json"),
-            "failure_file": str(inst.root / "opt/ml/output/failure"),
+            "failure_file": runner.view("/opt/ml/output/failure", inst.root),
         }
         specs[inst.host] = inst.root / "spec.json"
         specs[inst.host].write_text(json.dumps(spec), encoding="utf-8")
     timings = {"download_s": time.perf_counter() - clock}
     clock = time.perf_counter()
-    base_env = runner.base_environment(len(instances))
+    isolated = bool(container.get("EnableNetworkIsolation"))
+    base_env = runner.base_environment(len(instances), network_isolated=isolated)
     runner.run_instances(
         instances,
         command=lambda inst: ["python3", str(WORKER), str(specs[inst.host])],
-        environment=lambda inst: {**base_env, **{k: map_opt_ml(v, inst.root) for k, v in environment.items()}},
+        environment=lambda inst: {**base_env, **{k: runner.view(v, inst.root) for k, v in environment.items()}},
         cwd=lambda inst: inst.root,
         timeout=float(86400),
+        network_isolated=isolated,
+        notes=notes,
     )
     timings["run_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
@@ -199,6 +224,7 @@ def _run(
         "TransformStartTime": started.isoformat(),
         "TransformEndTime": now().isoformat(),
         "LocalRecordCounts": counts,
+        "LocalWarnings": list(notes),
         "LocalTimings": timings,
         "LogFiles": [str(inst.log) for inst in instances],
     }

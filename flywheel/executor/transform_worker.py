@@ -106,8 +106,11 @@ def batches(records: list[str], strategy: str, max_bytes: int) -> list[list[str]
     return out
 
 
-def transform_file(module: Any, model: Any, path: Path, spec: dict[str, Any]) -> tuple[list[str], int]:
-    """``(output records, input records)`` of one input file."""
+def transform_file(
+    module: Any, model: Any, path: Path, spec: dict[str, Any], bodies: list[str] | None = None
+) -> tuple[list[str], int]:
+    """``(output records, input records)`` of one input file; ``bodies`` (if given) receives the model's
+    raw answer per mini-batch (what ``AssembleWith: None`` concatenates)."""
     text = path.read_text(encoding="utf-8")
     content_type, accept = spec["content_type"], spec["accept"]
     processing = spec.get("data_processing") or {}
@@ -130,6 +133,8 @@ def transform_file(module: Any, model: Any, path: Path, spec: dict[str, Any]) ->
         if isinstance(result, tuple):
             result = result[0]
         answer = result if isinstance(result, str) else bytes(result).decode("utf-8")
+        if bodies is not None:
+            bodies.append(answer)
         lines = [line for line in answer.splitlines() if line.strip()]
         if len(lines) != len(batch):
             raise TransformError(
@@ -152,11 +157,19 @@ def run(spec: dict[str, Any]) -> dict[str, int]:
     input_dir, output_dir = Path(spec["input_dir"]), Path(spec["output_dir"])
     counts = {"files": 0, "input_records": 0, "output_records": 0}
     for relative in spec["files"]:
-        outputs, seen = transform_file(module, model, input_dir / relative, spec)
+        bodies: list[str] = []
+        outputs, seen = transform_file(module, model, input_dir / relative, spec, bodies)
         target = output_dir / f"{relative}.out"
         target.parent.mkdir(parents=True, exist_ok=True)
-        separator = "\n" if spec["assemble_with"] == "Line" else ""
-        target.write_text(separator.join(outputs) + (separator if outputs else ""), encoding="utf-8")
+        processing = spec.get("data_processing") or {}
+        rebuilt = processing.get("JoinSource", "None") == "Input" or processing.get("OutputFilter") not in (None, "$")
+        if spec["assemble_with"] == "Line":
+            text = "".join(f"{record}\n" for record in outputs)
+        elif spec["split_type"] == "Line" and not rebuilt:
+            text = "".join(bodies)  # AssembleWith None: the model's answers back to back, as SageMaker writes them
+        else:
+            text = "".join(outputs)
+        target.write_text(text, encoding="utf-8")
         counts["files"] += 1
         counts["input_records"] += seen
         counts["output_records"] += len(outputs)

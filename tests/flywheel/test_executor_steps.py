@@ -141,7 +141,9 @@ def test_training_script_mode_and_model_artifact_reference(executor: PipelineExe
     assert model["hosts"] == ["algo-1"] and model["current_host"] == "algo-1"
     assert model["train_files"] == [f"part-{i}.csv" for i in range(5)]
     assert model["cwd"].endswith("/opt/ml/code") and model["output_data"].endswith("/opt/ml/output/data")
-    assert model["aws_key"] is None  # network-isolated: no credentials reach the container
+    # Not isolated, but the in-process embedded AWS has no endpoint to give: no credentials reach the job
+    # (tests/flywheel/executor/test_job_aws.py covers a server's endpoint).
+    assert model["aws_key"] is None
     assert record.steps[0].metadata["TrainingJob"]["Name"] == "pipelines-train1-Train"
     assert _keys(embedded, "models/pipelines-train1-Train/output/") == [
         "models/pipelines-train1-Train/output/model.tar.gz",
@@ -304,11 +306,15 @@ def test_unsupported_step_types_are_refused_before_anything_runs(executor: Pipel
         "Type": "Condition",
         "Arguments": {
             "Conditions": [{"Type": "Equals", "LeftValue": 1, "RightValue": 1}],
-            "IfSteps": [{"Name": "Notify", "Type": "Lambda", "Arguments": {}}],
+            "IfSteps": [{"Name": "Tune", "Type": "Tuning", "Arguments": {}}],
         },
     }
-    with pytest.raises(UnsupportedStepError, match=r"step 'Notify' has type 'Lambda'.*supported: Processing"):
+    with pytest.raises(UnsupportedStepError, match=r"step 'Tune' has type 'Tuning'.*supported: Processing"):
         executor.execute(definition([processing_step("First", "inspect.py"), nested]))
+    foreign = {"Name": "Notify", "Type": "Lambda", "FunctionArn": "arn:aws:lambda:eu-west-1:1:function:notify-me"}
+    refused = r"step 'Notify'.*function:notify-me'.*Flywheel's own handlers.*data_arrival"
+    with pytest.raises(UnsupportedStepError, match=refused):
+        executor.validate(definition([foreign]))
     with pytest.raises(UnsupportedStepError, match="'Quantum'"):
         executor.validate(definition([{"Name": "X", "Type": "Quantum", "Arguments": {}}]))
 
