@@ -49,6 +49,10 @@ class Job:
     rows: tuple[str, ...]
     #: How quick mode's measurement differs from the row's definition (marked "quick proxy" in the docs).
     proxy: str = ""
+    #: Environment of the quick run (e.g. what makes the script measure its smaller proxy).
+    quick_env: tuple[tuple[str, str], ...] = ()
+    #: Further rows the job may produce beyond ``rows``: ids starting with this (e.g. one per demo phase).
+    more: str = ""
     #: Rows from the document when it has no ``bench_rows`` (scripts written before the row interface).
     derive: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = field(default=None, compare=False)
 
@@ -58,20 +62,20 @@ _PHASES = ("interpreter", "import", "embedded_aws", "provision", "pipeline")
 
 JOBS: tuple[Job, ...] = (
     Job("preprocess-1m", "bench_preprocess", ("--rows", "1000000"), ("--rows", "20000"), "bench_preprocess.json",
-        ("preprocess.1m",), "20,000 rows, not 1M", report.preprocess_1m),
+        ("preprocess.1m",), "20,000 rows, not 1M", derive=report.preprocess_1m),
     Job("preprocess-10m", "bench_preprocess", ("--rows", "10000000"), ("--rows", "40000"), "bench_preprocess.json",
-        ("preprocess.10m", "preprocess.10m.rss"), "40,000 rows, not 10M", report.preprocess_10m),
+        ("preprocess.10m", "preprocess.10m.rss"), "40,000 rows, not 10M", derive=report.preprocess_10m),
     Job("train", "bench_train", ("--rows", "1000000"), ("--rows", "4000", "--num-round", "10"), "bench_train.json",
         ("train.overhead",), "4,000 rows, 10 rounds, not 1M rows and 300 rounds"),
     Job("demo", "bench_demo", ("--rows", "100000"), ("--rows", "2000"), "bench_demo.json",
         ("demo.first_run", "demo.second_run", *(f"demo.phase.{p}" for p in _PHASES)), "2,000 rows, not 100k",
-        report.demo),
+        more="demo.phase.", derive=report.demo),
     Job("executor", "bench_executor", ("--rows", "100000"), ("--rows", "2000"), "bench_executor.json",
         ("executor.overhead",), "2,000 rows, not 100k"),
     Job("serving", "bench_serving", (),
         ("--rows", "2000", "--requests", "100", "--batch-rows", "100", "--batches", "5", "--repeat", "1"),
         "serving.json", ("serving.p50", "serving.p99", "serving.batch"),
-        "100 requests and 5 batches of 100 rows, one run", report.serving),
+        "100 requests and 5 batches of 100 rows, one run", derive=report.serving),
     Job("lambdas", "bench_lambdas", (), ("--repeat", "1"), "bench_lambdas.json",
         (*(f"lambdas.import.{h}" for h in _HANDLERS), *(f"lambdas.package.{h}" for h in _HANDLERS)),
         "one import each, not the best of 7"),
@@ -82,12 +86,13 @@ JOBS: tuple[Job, ...] = (
     Job("synth", "bench_synth", ("--teams", "1,10,50"), ("--teams", "1,2"), "bench_synth.json",
         ("synth.teams.1", "synth.teams.10", "synth.teams.50", "synth.marginal"),
         "1 and 2 teams, not 1, 10 and 50 (the 10- and 50-team rows repeat the 2-team run)"),
-    Job("install", "bench_install", ("--before", INSTALL_BEFORE), ("--no-compile",), "bench_install.json",
-        ("install.time", "install.venv"), "no byte-compiling and no `--before` lock (the venv is its own baseline)",
-        report.install),
+    Job("install", "bench_install", ("--before", INSTALL_BEFORE), (), "bench_install.json",
+        ("install.time", "install.venv"), "the same `uv sync --frozen` of the runtime dependencies only "
+        "(UV_NO_DEFAULT_GROUPS=1: no CDK, steps, Lambda, local or dev groups), no `--before` lock (the venv is its "
+        "own baseline)", quick_env=(("UV_NO_DEFAULT_GROUPS", "1"),), derive=report.install),
     Job("commands", "bench_commands", (), ("--rows", "500"), "bench_commands.json",
         tuple(rid for rid, _, _ in report._COMMANDS), "a 500-row run registers the package, not 2,000",
-        report.commands),
+        derive=report.commands),
     Job("tests", "bench_tests", (), ("--quick",), "bench_tests.json", ("tests.suite",),
         "a fixed subset of the suite, serial (see bench_tests.QUICK_SUBSET), not the whole suite on 2 workers"),
 )  # fmt: skip
@@ -113,6 +118,9 @@ def run_job(job: Job, args: list[str], results: Path, quick: bool) -> tuple[list
     env = {**os.environ, "FLYWHEEL_BENCH_RESULTS": str(results)}
     env.setdefault("CDK_VALIDATION", "false")
     env.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    if quick:  # idle OpenMP threads sleep instead of spinning: tiny inputs, less CPU burnt waiting (CI)
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        env.update(job.quick_env)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     since = time.time() - 1
     started = time.perf_counter()
@@ -131,7 +139,7 @@ def run_job(job: Job, args: list[str], results: Path, quick: bool) -> tuple[list
     for r in rows:
         r.update(benchmark=job.script, job=job.name, load_1m=load, date=date, machine=mach)
         r["quick_proxy"] = job.proxy if quick else None
-    unexpected = sorted({r["id"] for r in rows} - set(job.rows))
+    unexpected = sorted(i for i in {r["id"] for r in rows} - set(job.rows) if not (job.more and i.startswith(job.more)))
     if unexpected:
         raise RuntimeError(f"{job.script} produced rows the job table does not list: {unexpected}")
     return rows, facts
@@ -146,6 +154,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--output", type=Path, default=None, help="the Markdown to write (default: docs/benchmarks.md, "
                    "quick: bench/results/benchmarks-quick.md; none for a partial run)")  # fmt: skip
     p.add_argument("--results", type=Path, default=None, help="folder for the result documents (bench/results)")
+    p.add_argument("--merge", action="store_true", help="keep the rows of the jobs not run now from the previous "
+                   "bench.json of --results (re-run one benchmark, regenerate the whole page)")  # fmt: skip
     p.add_argument("--list", action="store_true", help="list the jobs and their rows")
     args = p.parse_args(names)
     if args.list:
@@ -162,10 +172,16 @@ def main(argv: list[str]) -> int:
         p.error("--repeat must be at least 1")
     results = (args.results or common.RESULTS).resolve()
     results.mkdir(parents=True, exist_ok=True)
-    output = args.output or (None if args.names else QUICK_DOC if args.quick else DOCS)
+    output = args.output or (None if args.names and not args.merge else QUICK_DOC if args.quick else DOCS)
+    previous: dict[str, Any] = {}
+    if args.merge and (results / "bench.json").is_file():
+        previous = json.loads((results / "bench.json").read_text(encoding="utf-8"))
+        if previous.get("quick") != args.quick:
+            p.error(f"--merge: {results / 'bench.json'} is a {'quick' if previous.get('quick') else 'full'} run")
     started_at, started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), time.perf_counter()
     runs: dict[str, list[list[dict[str, Any]]]] = {}
-    facts, failed = [], []
+    facts: list[dict[str, Any]] = []
+    failed: list[str] = []
     for job in jobs:
         job_args = [*(job.quick if args.quick else job.full), *extra]
         for i in range(repeat):
@@ -180,7 +196,16 @@ def main(argv: list[str]) -> int:
             runs.setdefault(job.name, []).append(rows)
             facts.append(fact)
             print(f"({job.name}: {fact['wall_s']:.1f} s wall, {fact['cpu_s']:.1f} s CPU)", flush=True)
-    merged = [r for job in jobs if job.name in runs for r in report.merge(runs[job.name])]
+    kept = {r["job"]: r for r in previous.get("rows", [])}  # only to know which jobs the previous run holds
+    if previous:
+        facts = [f for f in previous.get("runs", []) if f.get("job") not in {j.name for j in jobs}] + facts
+        jobs = [j for j in JOBS if j in jobs or j.name in kept]
+    merged: list[dict[str, Any]] = []
+    for job in jobs:
+        if job.name in runs:
+            merged += report.merge(runs[job.name])
+        elif job.name not in failed:  # kept from the previous run, as it was (a failure now drops them)
+            merged += [r for r in previous.get("rows", []) if r["job"] == job.name]
     cpu = sum(f.get("cpu_s", 0.0) for f in facts)
     record = {
         "quick": args.quick,
@@ -190,7 +215,7 @@ def main(argv: list[str]) -> int:
         "cpu_s": cpu,
         "machine": common.machine(),
         "jobs": [j.name for j in jobs],
-        "failed": sorted(set(failed)),
+        "failed": sorted(set(failed) | (set(previous.get("failed", [])) - {j.name for j in jobs if j.name in runs})),
         "expected": [rid for j in jobs for rid in j.rows],
         "rows": merged,
         "runs": facts,

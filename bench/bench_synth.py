@@ -148,7 +148,7 @@ def run(team_counts: list[int], baseline_resources: int, repeat: int) -> dict[st
     base_per_resource = baseline["synth_s"] / baseline["resources"]
     for r in runs:
         r["cpu_seconds_per_resource"] = r["cpu_build_synth_s"] / max(r["resources"], 1)
-    result = {
+    result: dict[str, Any] = {
         "machine": common.machine(),
         "baseline": {**baseline, "seconds_per_resource": base_per_resource},
         "runs": runs,

@@ -33,7 +33,7 @@ GOAL_SECONDS = 300.0
 QUICK_SUBSET = ("tests/config/test_loader.py",)
 
 
-def pytest_run(args: list[str]) -> dict[str, float]:
+def pytest_run(args: list[str]) -> dict[str, Any]:
     """``pytest ARGS`` in a fresh process from the repository root; wall and CPU seconds, exit code."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "FLYWHEEL_BENCH"))}
     env.setdefault("CDK_VALIDATION", "false")

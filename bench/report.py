@@ -193,9 +193,16 @@ def _install(doc: Doc) -> Rows:
             "MB",
             size_base,
             f"venv of the lock at {before.get('ref', 'before')}" if before else "itself (no `--before` lock given)",
-            goal=goal("ratio", "<=", GOAL_VENV_RATIO, "≤ 2/3 of the venv before the dependency diet"),
+            # without the lock of before there is nothing to compare with: no verdict rather than a false one
+            goal=goal("ratio", "<=", GOAL_VENV_RATIO, "≤ 2/3 of the venv before the dependency diet")
+            if before
+            else None,
             note=f"{cur['distributions']} distributions"
-            + (f" (before: {before['distributions']})" if before else "; give --before REF for the real baseline"),
+            + (
+                f" (before: {before['distributions']})"
+                if before
+                else "; the goal (≤ 2/3 of the venv before the diet) needs --before REF"
+            ),
         )
     )
     return rows
@@ -341,8 +348,8 @@ def render(record: dict[str, Any], expected: list[str]) -> str:
             f"`{r['id']}`",
             r["what"],
             f"{fmt(r['figure'])} {r['unit']}",
-            f"{fmt(r['baseline'])} — {r['baseline_what']}",
-            f"{fmt(r['ratio'])} ({r['ratio_what']})",
+            f"{fmt(r['baseline'])} {r['unit']} — {r['baseline_what']}",
+            f"{fmt(r['ratio'])} — {r['ratio_what']}",
             r["goal"]["text"] if r.get("goal") else "—",
             verdict_text,
             rss or "—",
