@@ -211,6 +211,8 @@ def main(argv: list[str]) -> int:
         "quick": args.quick,
         "repeat": repeat,
         "started": started_at,
+        # --merge: the runs whose rows were kept (their own dates are in their rows)
+        "merged_from": [previous.get("started"), *previous.get("merged_from", [])] if previous else [],
         "wall_s": time.perf_counter() - started,
         "cpu_s": cpu,
         "machine": common.machine(),

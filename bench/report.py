@@ -287,6 +287,9 @@ def render(record: dict[str, Any], expected: list[str]) -> str:
     missing = [rid for rid in expected if rid not in present]
     goals = [r for r in rows if r["verdict"] != "no goal"]
     met = sum(1 for r in goals if r["verdict"] == "met")
+    kept = ""
+    if record.get("merged_from"):
+        kept = f" (rows of the other jobs kept from the run of {', '.join(record['merged_from'])})"
     out = [
         "# Benchmarks",
         "",
@@ -311,9 +314,9 @@ def render(record: dict[str, Any], expected: list[str]) -> str:
         " figures are medians over the runs, the ratio is the median of the per-run ratios (figure and baseline"
         " are always measured in the same run).",
         f"- Machine: {m['cpus']} cores, {m.get('memory_gb')} GB memory, Python {m['python']}, {m['platform']}.",
-        f"- Started {record['started']}, {record['wall_s']:.0f} s wall, {record['cpu_s']:.0f} s CPU (all benchmark "
-        f"processes); the 1-minute load average at the start of each benchmark is in its rows (this machine is "
-        f"shared: under load, wall times measure the queue for a core, CPU seconds far less so).",
+        f"- Started {record['started']}, {record['wall_s']:.0f} s wall{kept}, {record['cpu_s']:.0f} s CPU (all "
+        "benchmark processes); the 1-minute load average at the start of each benchmark is in its rows (this "
+        "machine is shared: under load, wall times measure the queue for a core, CPU seconds far less so).",
         f"- Goals: **{met} of {len(goals)} met**; {len(rows) - len(goals)} rows are breakdowns or context "
         "without a goal of their own.",
     ]
