@@ -61,7 +61,7 @@ def test_one_benchmark_through_the_harness_writes_its_rows_where_told(tmp_path: 
 
 @pytest.mark.slow
 def test_quick_run_produces_every_row(tmp_path: Path) -> None:
-    """`make bench QUICK=1` in full (~3 min of CPU on this machine: it runs every benchmark, demo included)."""
+    """`make bench QUICK=1` in full (~140 s of CPU on this machine, ~10 min wall: every benchmark, demo included)."""
     done, record = _harness(tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert record["failed"] == [] and record["expected"] == expected_rows()
