@@ -69,3 +69,16 @@ def test_quick_run_produces_every_row(tmp_path: Path) -> None:
     _check_rows(record, expected_rows(), text)
     assert "QUICK RUN" in text and "Missing rows" not in text
     assert all(r["verdict"] in common.VERDICTS for r in record["rows"])
+
+
+def test_merge_keeps_the_rows_of_the_jobs_not_run_again(tmp_path: Path) -> None:
+    """Re-running one job with --merge regenerates the page with the other jobs' rows as they were."""
+    done, first = _harness(tmp_path, "lambdas")
+    assert done.returncode == 0, done.stdout[-2000:]
+    done, record = _harness(tmp_path, "tests", "--merge")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert record["jobs"] == ["lambdas", "tests"] and record["merged_from"] == [first["started"]]
+    kept = [r for r in record["rows"] if r["job"] == "lambdas"]
+    assert kept == first["rows"]  # as they were, with their own load and date
+    ids = [*(j for job in JOBS if job.name in ("lambdas", "tests") for j in job.rows)]
+    _check_rows(record, ids, (tmp_path / "benchmarks.md").read_text(encoding="utf-8"))
