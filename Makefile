@@ -108,8 +108,11 @@ crosscheck: $(VENV)/.installed $(EVIDENTLY) ## drift statistics vs. Evidently (o
 	$(EVIDENTLY) tests/pipelines/evidently_crosscheck.py
 	CDK_VALIDATION=false $(VENV)/bin/pytest tests/pipelines/test_drift_crosscheck.py -q -p no:randomly
 
-bench: $(VENV)/.installed ## benchmarks (ratios against baselines measured in the same run)
-	$(PY) -m bench
+# QUICK=1: small sizes, one run each, every row (documented proxies for the costly ones) -> bench/results/
+# benchmarks-quick.md; REPEAT=N runs of each benchmark (default 3; rows hold the medians); BENCH_OUT=path.
+bench: $(VENV)/.installed ## benchmarks, each against a baseline of the same run -> docs/benchmarks.md (QUICK=1, REPEAT=N)
+	$(PY) -m bench $(if $(filter 1 yes true,$(QUICK)),--quick) $(if $(REPEAT),--repeat $(REPEAT)) \
+	  $(if $(BENCH_OUT),--output $(BENCH_OUT))
 
 clean: ## remove build outputs (keeps the venv)
 	rm -rf cdk.out .pytest_cache .ruff_cache .mypy_cache .flywheel

@@ -148,7 +148,7 @@ def run(team_counts: list[int], baseline_resources: int, repeat: int) -> dict[st
     base_per_resource = baseline["synth_s"] / baseline["resources"]
     for r in runs:
         r["cpu_seconds_per_resource"] = r["cpu_build_synth_s"] / max(r["resources"], 1)
-    return {
+    result: dict[str, Any] = {
         "machine": common.machine(),
         "baseline": {**baseline, "seconds_per_resource": base_per_resource},
         "runs": runs,
@@ -160,6 +160,55 @@ def run(team_counts: list[int], baseline_resources: int, repeat: int) -> dict[st
         "goals": {"50_teams_total_s": GOAL_50_SECONDS, "per_extra_team_s": GOAL_PER_TEAM_SECONDS},
         "reference": REFERENCE,
     }
+    result["bench_rows"] = bench_rows(result)
+    return result
+
+
+#: Row ids of the smallest, middle and largest team count (1, 10, 50 teams in a full run).
+ROW_IDS = ("synth.teams.1", "synth.teams.10", "synth.teams.50")
+
+
+def bench_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The end-to-end time of each team count against plain CDK's, and the marginal cost per extra team."""
+    base, runs = result["baseline"], result["runs"]
+    picks = [runs[0], runs[len(runs) // 2], runs[-1]] if len(runs) >= 3 else [*runs, *[runs[-1]] * (3 - len(runs))]
+    rows = []
+    for rid, r in zip(ROW_IDS, picks, strict=True):
+        largest = rid == ROW_IDS[-1]
+        rows.append(
+            common.row(
+                rid,
+                f"`dev` stage with {r['teams']} team(s): imports, config, build, synth (fresh process), "
+                f"{len(r['stacks'])} stacks, {r['resources']} resources",
+                r["total_s"],
+                "s",
+                base["total_s"],
+                f"plain CDK app, {base['resources']} SQS queues in one stack, same way",
+                goal=common.goal("figure", "<=", GOAL_50_SECONDS, f"≤ {GOAL_50_SECONDS:.0f} s for 50 teams")
+                if largest
+                else None,
+                cpu_s=r["cpu_total_s"],
+                note=f"build + synth {r['build_s'] + r['synth_s']:.1f} s wall, {r['cpu_build_synth_s']:.1f} s CPU "
+                "(python + jsii node)",
+            )
+        )
+    marginal, marginal_cpu = result["marginal_s_per_team"], result["marginal_cpu_s_per_team"]
+    per_team = max((n for r in runs for n in r["resources_per_team_stack"]), default=0)
+    plain = base["seconds_per_resource"] * per_team  # what plain CDK takes for as many resources
+    rows.append(
+        common.row(
+            "synth.marginal",
+            f"marginal build + synth time per extra team, {runs[0]['teams']} to {runs[-1]['teams']} teams (wall)",
+            marginal if marginal is not None else float("nan"),
+            "s/team",
+            plain,
+            f"plain CDK's synth time for as many resources as a team stack ({per_team}), same run",
+            goal=common.goal("figure", "<=", GOAL_PER_TEAM_SECONDS, f"≤ {GOAL_PER_TEAM_SECONDS} s per extra team"),
+            cpu_s=marginal_cpu,
+            note=f"{marginal_cpu:.2f} s CPU per team (python + node)" if marginal_cpu is not None else "",
+        )
+    )
+    return rows
 
 
 def print_table(result: dict[str, Any]) -> None:

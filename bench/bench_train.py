@@ -13,12 +13,8 @@ Prints a table and writes ``bench/results/bench_train.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +23,7 @@ from bench import common
 
 REPO = Path(__file__).resolve().parents[1]
 STEP_DIR = REPO / "pipelines" / "tabular"
-RESULTS = REPO / "bench" / "results"
+GOAL_OVERHEAD = 0.10
 CONTRACT = REPO / "config" / "contracts" / "churn.json"
 
 _TRAIN = """
@@ -115,12 +111,22 @@ def run(rows: int, num_round: int, early_stopping: int, repeat: int, workdir: Pa
         "raw_xgboost_train": {"seconds": b["seconds"], "rounds": b["rounds"], "peak_rss_mb": b["peak_rss_kib"] / 1024},
         "train_py": {"seconds": a["seconds"], "rounds": a["rounds"], "peak_rss_mb": a["peak_rss_kib"] / 1024},
         "overhead": a["seconds"] / b["seconds"] - 1,
-        "goal_overhead_at_most": 0.10,
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "platform": platform.platform(),
-        },
+        "goal_overhead_at_most": GOAL_OVERHEAD,
+        "machine": common.machine(),
+        "bench_rows": [
+            common.row(
+                "train.overhead",
+                f"train.py main() (read parquet, encode, DMatrix, train, save), {int(rows * 0.7):,} training rows",
+                a["seconds"],
+                "s",
+                b["seconds"],
+                "raw xgboost.train on the same matrix, same parameters and early stopping",
+                goal=common.goal("ratio", "<=", 1 + GOAL_OVERHEAD, "overhead ≤ 10 % (ratio ≤ 1.10)"),
+                peak_rss_mb=a["peak_rss_kib"] / 1024,
+                baseline_peak_rss_mb=b["peak_rss_kib"] / 1024,
+                note=f"{a['rounds']} / {b['rounds']} rounds trained",
+            )
+        ],
     }
 
 
@@ -144,13 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1, help="runs of each program; the fastest counts")
     p.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp folder)")
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(dir=args.workdir) as scratch:
-        result = run(args.rows, args.num_round, args.early_stopping_rounds, args.repeat, Path(scratch))
+    with common.scratch(args.workdir) as scratch:
+        result = run(args.rows, args.num_round, args.early_stopping_rounds, args.repeat, scratch)
     if result["train_py"]["rounds"] != result["raw_xgboost_train"]["rounds"]:
         print("warning: the two runs trained a different number of rounds", file=sys.stderr)
     print_table(result)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_train.json").write_text(json.dumps(result, indent=2) + "\n")
+    common.write_result("bench_train", result)
     return 0
 
 
