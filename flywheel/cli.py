@@ -389,8 +389,10 @@ def up(
     ] = None,
     state_dir: StateDir = DEFAULT_STATE_DIR,
 ) -> None:
-    """Start the embedded AWS on localhost, provision every team and keep it running until Ctrl-C."""
+    """Start the embedded AWS on localhost as a live local SageMaker, provision every team and keep it
+    running until Ctrl-C (docs/local-sagemaker.md)."""
     from flywheel.embedded import EmbeddedAws
+    from flywheel.live import LiveRouter, LiveSageMaker
     from flywheel.runtime import AWS_SERVER, LocalRuntime
     from flywheel.state import StateStore, pid_alive
 
@@ -402,10 +404,13 @@ def up(
                 f"an embedded AWS from this state dir already runs at {existing['url']} (pid {existing['pid']}); "
                 "stop it with Ctrl-C in its terminal, or use another --state-dir"
             )
-        aws = EmbeddedAws.serve(port)
+        aws = EmbeddedAws.serve(port, wrap=LiveRouter)
+        live = None
         try:
             with console.status("Provisioning every team…"):
-                resources = LocalRuntime(aws, state, _load_config()).provision()
+                runtime = LocalRuntime(aws, state, _load_config())
+                resources = runtime.provision()
+            live = LiveSageMaker(runtime, on_event=_print_live_event).install(aws.app)
             state.save_server(AWS_SERVER, {"url": aws.endpoint_url, "pid": os.getpid(), "port": aws.port})
             console.print(f"[bold green]Embedded AWS running at {aws.endpoint_url}[/] (state: {state_dir})")
             for name, res in resources.items():
@@ -415,19 +420,31 @@ def up(
                     f"batches land in s3://{res.raw_bucket}/{res.incoming_prefix}<batch>/",
                     highlight=False,
                 )
-            console.print("Try it with the AWS CLI (any credentials work):")
+            console.print("Point any client at it (any credentials work), e.g. the AWS CLI or the SageMaker SDK:")
             console.print(
-                f"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --region {aws.region} "
-                f"--endpoint-url {aws.endpoint_url} s3 ls",
+                f"  export AWS_ENDPOINT_URL={aws.endpoint_url} AWS_DEFAULT_REGION={aws.region} "
+                "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local\n  aws s3 ls",
                 markup=False,
                 highlight=False,
             )
-            console.print("Other flywheel commands use this server while it runs. Press Ctrl-C to stop.")
+            console.print(
+                "Pipeline executions really run here (StartPipelineExecution, an object under a team's incoming/, "
+                "approvals deploy): docs/local-sagemaker.md. Other flywheel commands use this server while it "
+                "runs. Press Ctrl-C to stop."
+            )
             _wait(duration)
         finally:
+            if live is not None:
+                live.close()
             state.save_server(AWS_SERVER, None)
             aws.close()
             console.print("Embedded AWS stopped.")
+
+
+def _print_live_event(delivery: Any) -> None:
+    """One line per event the live layer delivered (``flywheel up``)."""
+    where = f" → {delivery.execution_arn}" if delivery.execution_arn else ""
+    console.print(f"  [dim]{delivery.kind}[/] {delivery.subject}: {delivery.outcome}{where}", highlight=False)
 
 
 @app.command()
