@@ -449,7 +449,14 @@ def _print_live_event(delivery: Any) -> None:
 
 @app.command()
 def run(
-    team: Annotated[str, typer.Option(help="Team whose pipeline runs (config/teams.yaml).")],
+    team: Annotated[str | None, typer.Option(help="Team whose pipeline runs (config/teams.yaml).")] = None,
+    definition: Annotated[
+        Path | None,
+        typer.Option(help="Run this SageMaker pipeline definition JSON instead of a team's pipeline."),
+    ] = None,
+    pipeline_name: Annotated[
+        str | None, typer.Option(help="Name of the --definition's pipeline (default: from the file name).")
+    ] = None,
     data: Annotated[Path | None, typer.Option(help="CSV or parquet file to land as the batch.")] = None,
     rows: Annotated[int | None, typer.Option(help="Generate this many rows of the team's example data.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 0,
@@ -463,10 +470,20 @@ def run(
     state_dir: StateDir = DEFAULT_STATE_DIR,
     endpoint_url: EndpointUrl = None,
 ) -> None:
-    """Run a team's pipeline on a data file or generated rows: land → trigger → execute → register."""
+    """Run a team's pipeline on a data file or generated rows: land → trigger → execute → register; or any
+    pipeline definition JSON with --definition (docs/local-sagemaker.md)."""
+    params = _parse_params(param)
+    if definition is not None:
+        if team is not None or data is not None or rows is not None or template is not None:
+            raise _fail("--definition runs the file as it is: drop --team, --data, --rows and --template")
+        _run_definition(definition, pipeline_name, params, keep_job_data, state_dir, endpoint_url)
+        return
+    if team is None:
+        raise _fail("give --team TEAM (with --data FILE or --rows N), or --definition pipeline.json")
+    if pipeline_name is not None:
+        raise _fail("--pipeline-name names a --definition's pipeline; a team's pipeline has its own name")
     if (data is None) == (rows is None):
         raise _fail("give either --data FILE or --rows N")
-    params = _parse_params(param)
     progress = _Progress()
     with _expected_errors(), _runtime(state_dir, endpoint_url, on_update=progress, keep_job_data=keep_job_data) as rt:
         rt.team_config(team)
@@ -495,6 +512,44 @@ def run(
                 console.print(f"  Report in S3: {report_uri}", highlight=False)
     if problem:
         raise _fail(problem)
+
+
+def _run_definition(
+    definition: Path,
+    pipeline_name: str | None,
+    params: dict[str, str],
+    keep_job_data: bool,
+    state_dir: Path,
+    endpoint_url: str | None,
+) -> None:
+    """``flywheel run --definition``: the definition run on the embedded AWS, with progress and a report."""
+    from flywheel.live.definition_run import run_definition, write_report
+
+    progress = _Progress()
+    with _expected_errors(), _runtime(state_dir, endpoint_url, keep_job_data=keep_job_data) as rt:
+        if rt.aws.mode == "in-process":
+            console.print(
+                "[dim]No `flywheel up` running: using an in-process embedded AWS for this command; the "
+                "definition's S3 inputs must exist in it (start `flywheel up` and upload them there).[/]"
+            )
+        with _spinner(progress, f"Running {definition}…"):
+            record = run_definition(rt, definition, params, pipeline_name=pipeline_name, on_update=progress)
+        report = write_report(rt, record)
+    if record.succeeded:
+        console.print(f"[bold green]Execution {record.execution_id} succeeded.[/]")
+    for step in record.steps:
+        for name, uri in (step.metadata.get("Outputs") or {}).items():
+            console.print(f"  {step.name} output {name}: {uri}", highlight=False)
+        registered = step.metadata.get("RegisterModel")
+        if registered:
+            console.print(f"  Registered {registered.get('Arn')} ({registered.get('ApprovalStatus')})", highlight=False)
+    console.print(f"  Report: {report.resolve()}", highlight=False)
+    if not record.succeeded:
+        failed = record.step(record.failed_step) if record.failed_step else None
+        if failed is not None and failed.log_tail:
+            console.print(f"[dim]Last lines of {failed.log_path}:[/]")
+            console.print(failed.log_tail, markup=False, highlight=False)
+        raise _fail(f"execution {record.execution_id} {record.status.lower()}: {record.failure_reason}")
 
 
 def _package_evaluation(rt: Any, package: dict[str, Any]) -> dict[str, Any] | None:

@@ -210,9 +210,7 @@ class EmbeddedAws:
         return cls(endpoint_url=None, region=region, mode="in-process")
 
     @classmethod
-    def serve(
-        cls, port: int = 0, host: str = LOCALHOST, region: str = REGION, *, wrap: Any = None
-    ) -> EmbeddedAws:
+    def serve(cls, port: int = 0, host: str = LOCALHOST, region: str = REGION, *, wrap: Any = None) -> EmbeddedAws:
         """Start a moto server on ``host:port`` (0 = a free port) in a daemon thread; ``wrap(app)`` returns
         the WSGI application served in front of moto's (``flywheel up``'s live layer), kept as :attr:`app`."""
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app

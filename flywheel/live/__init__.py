@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from flywheel.embedded import ACCOUNT
 from flywheel.live.events import Delivery, EventBridge
-from flywheel.live.executions import ExecutionManager
+from flywheel.live.executions import ExecutionManager, runtime_register
 from flywheel.live.protocol import VALIDATION, ApiError, shape
 from flywheel.live.routing import LiveRouter
 
@@ -58,7 +58,7 @@ class LiveSageMaker:
             runtime.state,
             region=self.aws.region,
             account=ACCOUNT,
-            register=self._register,
+            register=runtime_register(runtime),
             max_parallel=max_parallel,
         )
         # Team runs started by the data-arrival handler report their updates here (stop requests).
@@ -84,20 +84,6 @@ class LiveSageMaker:
         """Stop the running executions and the event worker."""
         self.manager.close()
         self.events.close()
-
-    # Model registration ------------------------------------------------------------------------------
-    def _register(self, arguments: dict[str, Any], execution_arn: str) -> str:
-        """A RegisterModel step's CreateModelPackage: a team's group through the runtime's registry (mirrored
-        in the state dir); another group is created first if it does not exist, as the step does."""
-        group = str(arguments["ModelPackageGroupName"])
-        if self.events.team_of_group(group) is not None:
-            return str(self.runtime.registry.register(arguments, execution_arn=execution_arn))
-        sm = self.aws.client("sagemaker")
-        try:
-            sm.describe_model_package_group(ModelPackageGroupName=group)
-        except ClientError:
-            sm.create_model_package_group(ModelPackageGroupName=group)
-        return str(sm.create_model_package(**arguments)["ModelPackageArn"])
 
     # Operations --------------------------------------------------------------------------------------
     def start_pipeline_execution(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from botocore.exceptions import ClientError
+
+from flywheel.embedded import NAMES
 from flywheel.executor import ExecutionRecord, ExecutorError, ParameterError, PipelineExecutor
 from flywheel.executor.jobs import OWNER_FILE, now
 from flywheel.executor.jobs import _processes_with_token as job_processes
@@ -103,9 +106,12 @@ class ExecutionManager:
         account: str,
         register: Callable[[dict[str, Any], str], str] | None = None,
         max_parallel: int = 4,
+        on_update: Callable[[ExecutionRecord], None] | None = None,
     ) -> None:
         """``register(arguments, execution_arn)``: CreateModelPackage for a RegisterModel step (default: the
-        executor's own); ``max_parallel``: executions running at once."""
+        executor's own); ``max_parallel``: executions running at once; ``on_update``: told every update of
+        an execution started with :meth:`start`, after it was saved (progress output)."""
+        self.on_update = on_update
         self.aws = aws
         self.state = state
         self.region = region
@@ -169,6 +175,8 @@ class ExecutionManager:
         }
         self.state.save_execution(record, create=True)
 
+        register = self.register
+
         def run() -> None:
             executor = PipelineExecutor(
                 self.aws,
@@ -176,7 +184,7 @@ class ExecutionManager:
                 on_update=self._saver(record),
                 region=self.region,
                 account=self.account,
-                register=(lambda args: self.register(args, execution_arn)) if self.register else None,
+                register=(lambda args: register(args, execution_arn)) if register is not None else None,
             )
             try:
                 executor.execute(
@@ -234,6 +242,8 @@ class ExecutionManager:
 
         def save(record: ExecutionRecord) -> None:
             self.state.save_execution({**record.to_dict(), **extra})
+            if self.on_update is not None:
+                self.on_update(record)
             self.check_stop(record)
 
         return save
@@ -474,6 +484,25 @@ class ExecutionManager:
         if start is not None and end is not None:
             answer["TrainingTimeInSeconds"] = int(end - start)
         return answer
+
+
+def runtime_register(runtime: Any) -> Callable[[dict[str, Any], str], str]:
+    """A RegisterModel step's CreateModelPackage on ``runtime``: into a team's group through its registry
+    (mirrored in the state dir); another group is created first if it does not exist, as the step does."""
+    team_groups = {NAMES.model_package_group(team) for team in runtime.team_names}
+
+    def register(arguments: dict[str, Any], execution_arn: str) -> str:
+        group = str(arguments["ModelPackageGroupName"])
+        if group in team_groups:
+            return str(runtime.registry.register(arguments, execution_arn=execution_arn))
+        sm = runtime.aws.client("sagemaker")
+        try:
+            sm.describe_model_package_group(ModelPackageGroupName=group)
+        except ClientError:
+            sm.create_model_package_group(ModelPackageGroupName=group)
+        return str(sm.create_model_package(**arguments)["ModelPackageArn"])
+
+    return register
 
 
 def _find_step(steps: list[Any], name: str) -> dict[str, Any] | None:
