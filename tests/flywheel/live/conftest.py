@@ -39,7 +39,7 @@ def _reset(aws: EmbeddedAws) -> None:
     import urllib.request
 
     request = urllib.request.Request(f"{aws.endpoint_url}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the local server
+    with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
 
 

@@ -82,7 +82,8 @@ def test_approving_a_package_with_update_model_package_deploys_it(live: Any, cli
     res = live.runtime.provision(["churn"])["churn"]
     s3, sm = client("s3"), client("sagemaker")
     bucket = res.platform.buckets["artifacts"]
-    s3.put_object(Bucket=bucket, Key="models/m1/model.tar.gz", Body=_model_tar())
+    model = _model_tar()
+    s3.put_object(Bucket=bucket, Key="models/m1/model.tar.gz", Body=model)
     package = sm.create_model_package(
         ModelPackageGroupName=NAMES.model_package_group("churn"),
         InferenceSpecification={
@@ -103,4 +104,4 @@ def test_approving_a_package_with_update_model_package_deploys_it(live: Any, cli
     assert delivery.kind == "package-state-change" and delivery.outcome == "Approved: deployed", delivery
     deployed = live.runtime.state.deployment("churn")
     assert deployed is not None and deployed["ModelPackageArn"] == package
-    assert Path(deployed["LocalModel"]).read_bytes() == _model_tar()
+    assert Path(deployed["LocalModel"]).read_bytes() == model  # the artifact copied next to the state

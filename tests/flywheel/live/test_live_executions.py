@@ -48,7 +48,10 @@ def _gated_definition() -> str:
 def test_an_execution_runs_and_reports_its_steps_jobs_and_outputs(client: Any, stub_code: str) -> None:
     sm, s3 = client("sagemaker"), client("s3")
     create_pipeline(sm, "gated", _gated_definition())
-    arn = sm.start_pipeline_execution(PipelineName="gated")["PipelineExecutionArn"]
+    token = "same-token-" * 4
+    arn = sm.start_pipeline_execution(PipelineName="gated", ClientRequestToken=token)["PipelineExecutionArn"]
+    # The same ClientRequestToken again starts nothing new (SageMaker's idempotency).
+    assert sm.start_pipeline_execution(PipelineName="gated", ClientRequestToken=token)["PipelineExecutionArn"] == arn
     described = wait_for(sm, arn)
     assert described["PipelineExecutionStatus"] == "Succeeded", described
     steps = sm.list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"]
@@ -73,21 +76,6 @@ def test_an_execution_runs_and_reports_its_steps_jobs_and_outputs(client: Any, s
     assert [(s["PipelineExecutionArn"], s["PipelineExecutionStatus"]) for s in summaries] == [(arn, "Succeeded")]
     params = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
     assert params == [{"Name": "MinScore", "Value": "0.5"}]
-
-
-def test_parameters_reach_the_execution_and_a_fail_step_fails_it(client: Any, stub_code: str) -> None:
-    sm = client("sagemaker")
-    create_pipeline(sm, "gated", _gated_definition())
-    arn = sm.start_pipeline_execution(PipelineName="gated", PipelineParameters=[{"Name": "MinScore", "Value": "0.99"}])[
-        "PipelineExecutionArn"
-    ]
-    described = wait_for(sm, arn)
-    assert described["PipelineExecutionStatus"] == "Failed"
-    assert described["FailureReason"] == "score too low"
-    steps = sm.list_pipeline_execution_steps(PipelineExecutionArn=arn, SortOrder="Ascending")["PipelineExecutionSteps"]
-    assert [s["StepName"] for s in steps] == ["Inspect", "ScoreHighEnough", "TooLow"]
-    assert steps[1]["Metadata"]["Condition"]["Outcome"] == "False"
-    assert steps[2]["Metadata"] == {"Fail": {"ErrorMessage": "score too low"}}
 
 
 def test_a_failing_job_fails_the_execution_with_its_reason(client: Any, stub_code: str) -> None:
@@ -176,17 +164,7 @@ def test_a_step_type_the_executor_cannot_run_fails_the_execution_naming_it(clien
     assert "'Spark'" in described["FailureReason"] and "'EMR'" in described["FailureReason"]
 
 
-def test_the_same_client_token_starts_one_execution(client: Any, stub_code: str) -> None:
-    sm = client("sagemaker")
-    create_pipeline(sm, "once", definition([processing_step("Inspect", "inspect.py")]))
-    first = sm.start_pipeline_execution(PipelineName="once", ClientRequestToken="token-1" * 8)["PipelineExecutionArn"]
-    again = sm.start_pipeline_execution(PipelineName="once", ClientRequestToken="token-1" * 8)["PipelineExecutionArn"]
-    assert first == again
-    wait_for(sm, first)
-    assert len(sm.list_pipeline_executions(PipelineName="once")["PipelineExecutionSummaries"]) == 1
-
-
-def test_two_clients_starting_at_once_both_run_to_their_own_results(client: Any, stub_code: str) -> None:
+def test_two_clients_starting_at_once_both_run_with_their_own_parameters(client: Any, stub_code: str) -> None:
     create_pipeline(client("sagemaker"), "gated", _gated_definition())
     barrier = threading.Barrier(2)
     arns: dict[str, str] = {}
@@ -206,7 +184,12 @@ def test_two_clients_starting_at_once_both_run_to_their_own_results(client: Any,
     sm = client("sagemaker")
     assert len(set(arns.values())) == 2
     assert wait_for(sm, arns["0.1"])["PipelineExecutionStatus"] == "Succeeded"
-    assert wait_for(sm, arns["0.95"])["PipelineExecutionStatus"] == "Failed"
+    failed = wait_for(sm, arns["0.95"])
+    assert (failed["PipelineExecutionStatus"], failed["FailureReason"]) == ("Failed", "score too low")
+    steps = sm.list_pipeline_execution_steps(PipelineExecutionArn=arns["0.95"])["PipelineExecutionSteps"]
+    assert [s["StepName"] for s in steps] == ["TooLow", "ScoreHighEnough", "Inspect"]
+    assert steps[0]["Metadata"] == {"Fail": {"ErrorMessage": "score too low"}}
+    assert steps[1]["Metadata"] == {"Condition": {"Outcome": "False"}}
     for arn in arns.values():  # each ran its own Inspect job
         steps = sm.list_pipeline_execution_steps(PipelineExecutionArn=arn, SortOrder="Ascending")[
             "PipelineExecutionSteps"

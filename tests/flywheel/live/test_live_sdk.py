@@ -58,8 +58,15 @@ def build(session: Any, bucket: str) -> Any:
     """The pipeline, as a data scientist writes it with the SDK."""
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.core.processing import Processor, ScriptProcessor
-    from sagemaker.core.shapes import Channel, DataSource, ProcessingInput, ProcessingOutput
-    from sagemaker.core.shapes import ProcessingS3Input, ProcessingS3Output, S3DataSource
+    from sagemaker.core.shapes import (
+        Channel,
+        DataSource,
+        ProcessingInput,
+        ProcessingOutput,
+        ProcessingS3Input,
+        ProcessingS3Output,
+        S3DataSource,
+    )
     from sagemaker.core.training.configs import Compute, OutputDataConfig
     from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
     from sagemaker.core.workflow.functions import Join, JsonGet

@@ -12,7 +12,7 @@ parser.add_argument("--test", default="/opt/ml/processing/test")
 parser.add_argument("--out", default="/opt/ml/processing/evaluation")
 args = parser.parse_args()
 with tarfile.open(Path(args.model) / "model.tar.gz") as tar:
-    tar.extractall(Path(args.model) / "unpacked")  # noqa: S202 - our own artifact
+    tar.extractall(Path(args.model) / "unpacked")
 mean = json.loads((Path(args.model) / "unpacked" / "model.json").read_text())["mean"]
 test = [float(row[0]) for path in Path(args.test).glob("*.csv") for row in csv.reader(path.open())]
 accuracy = sum((mean >= 0.5) == (label >= 0.5) for label in test) / len(test)
