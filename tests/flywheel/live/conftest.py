@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,7 +49,7 @@ def client(live: LiveSageMaker) -> Callable[[str], Any]:
     """``client(service)``: a plain boto3 client pointed at the server, as a user's would be."""
 
     def make(service: str) -> Any:
-        return boto3.session.Session().client(
+        return _session().client(
             service,
             endpoint_url=live.aws.endpoint_url,
             region_name=REGION,
@@ -57,6 +58,12 @@ def client(live: LiveSageMaker) -> Callable[[str], Any]:
         )
 
     return make
+
+
+@functools.cache
+def _session() -> boto3.session.Session:
+    """One boto3 session for the tests' clients: it caches the service models (SageMaker's is large)."""
+    return boto3.session.Session()
 
 
 @pytest.fixture

@@ -169,8 +169,10 @@ def test_two_clients_starting_at_once_both_run_with_their_own_parameters(client:
     barrier = threading.Barrier(2)
     arns: dict[str, str] = {}
 
+    clients = {t: client("sagemaker") for t in ("0.1", "0.95")}  # each its own client, as two users have
+
     def start(threshold: str) -> None:
-        sm = client("sagemaker")  # each thread its own client, as two users would have
+        sm = clients[threshold]
         barrier.wait()
         arns[threshold] = sm.start_pipeline_execution(
             PipelineName="gated", PipelineParameters=[{"Name": "MinScore", "Value": threshold}]

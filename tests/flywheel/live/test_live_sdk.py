@@ -29,7 +29,13 @@ import pytest
 
 from flywheel.executor import PipelineExecutor
 
-pytestmark = [pytest.mark.enable_socket, pytest.mark.network_local, pytest.mark.allow_hosts(["127.0.0.1"])]
+# ~11 s of CPU (the SDK's import and build, five jobs): in `make test-slow`.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.enable_socket,
+    pytest.mark.network_local,
+    pytest.mark.allow_hosts(["127.0.0.1"]),
+]
 
 HERE = Path(__file__).parent / "sdk_steps"
 REGION = "eu-west-1"
