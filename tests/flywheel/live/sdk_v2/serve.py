@@ -40,6 +40,7 @@ def main(python: str) -> int:
             AWS_EC2_METADATA_DISABLED="true",
             SAGEMAKER_USER_CONFIG_OVERRIDE=str(config),
             SAGEMAKER_ADMIN_CONFIG_OVERRIDE=str(config),
+            SAGEMAKER_SUPPRESS_V2_WARNING="1",
         )
         try:
             return subprocess.run([python, str(HERE / "check_pipeline.py")], env=env, check=False).returncode
