@@ -420,10 +420,17 @@ def up(
                     f"batches land in s3://{res.raw_bucket}/{res.incoming_prefix}<batch>/",
                     highlight=False,
                 )
-            console.print("Point any client at it (any credentials work), e.g. the AWS CLI or the SageMaker SDK:")
+            console.print("Try it with the AWS CLI (any credentials work):")
+            console.print(
+                f"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --region {aws.region} "
+                f"--endpoint-url {aws.endpoint_url} s3 ls",
+                markup=False,
+                highlight=False,
+            )
+            console.print("Or point every client (boto3, the SageMaker SDK, the AWS CLI) at it:")
             console.print(
                 f"  export AWS_ENDPOINT_URL={aws.endpoint_url} AWS_DEFAULT_REGION={aws.region} "
-                "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local\n  aws s3 ls",
+                "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local",
                 markup=False,
                 highlight=False,
             )
