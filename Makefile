@@ -16,7 +16,7 @@ export UV_COMPILE_BYTECODE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install demo security-report access-report access-docs cost-docs test test-slow synth synth-toolchain lint format typecheck bench clean checkov crosscheck
+.PHONY: help install demo security-report access-report access-docs cost-docs test test-slow synth synth-toolchain lint format typecheck bench clean checkov crosscheck sdk-v2-check
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -107,6 +107,18 @@ $(EVIDENTLY):
 crosscheck: $(VENV)/.installed $(EVIDENTLY) ## drift statistics vs. Evidently (own venv): regenerate the reference JSON, then compare
 	$(EVIDENTLY) tests/pipelines/evidently_crosscheck.py
 	CDK_VALIDATION=false $(VENV)/bin/pytest tests/pipelines/test_drift_crosscheck.py -q -p no:randomly
+
+# The SageMaker SDK v2 in its own venv too (the project builds with v3): a pipeline written with v2 against the
+# live local SageMaker (docs/local-sagemaker.md). Never part of `make test`.
+SDK_V2_VERSION := 2.257.7
+SDK_V2 := .bootstrap/sdk-v2/bin/python
+
+$(SDK_V2):
+	$(PYTHON) -m venv .bootstrap/sdk-v2
+	.bootstrap/sdk-v2/bin/pip install --quiet "sagemaker==$(SDK_V2_VERSION)"
+
+sdk-v2-check: $(VENV)/.installed $(SDK_V2) ## a SageMaker SDK v2 pipeline (own venv) upserted, started and waited on against the live local SageMaker
+	$(PY) tests/flywheel/live/sdk_v2/serve.py $(SDK_V2)
 
 # QUICK=1: small sizes, one run each, every row (documented proxies for the costly ones) -> bench/results/
 # benchmarks-quick.md; REPEAT=N runs of each benchmark (default 3; rows hold the medians); BENCH_OUT=path.

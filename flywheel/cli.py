@@ -454,8 +454,10 @@ def up(
     ] = None,
     state_dir: StateDir = DEFAULT_STATE_DIR,
 ) -> None:
-    """Start the embedded AWS on localhost, provision every team and keep it running until Ctrl-C."""
+    """Start the embedded AWS on localhost as a live local SageMaker, provision every team and keep it
+    running until Ctrl-C (docs/local-sagemaker.md)."""
     from flywheel.embedded import EmbeddedAws
+    from flywheel.live import LiveRouter, LiveSageMaker
     from flywheel.runtime import AWS_SERVER, LocalRuntime
     from flywheel.state import StateStore, pid_alive
 
@@ -467,10 +469,13 @@ def up(
                 f"an embedded AWS from this state dir already runs at {existing['url']} (pid {existing['pid']}); "
                 "stop it with Ctrl-C in its terminal, or use another --state-dir"
             )
-        aws = EmbeddedAws.serve(port)
+        aws = EmbeddedAws.serve(port, wrap=LiveRouter)
+        live = None
         try:
             with console.status("Provisioning every team…"):
-                resources = LocalRuntime(aws, state, _load_config()).provision()
+                runtime = LocalRuntime(aws, state, _load_config())
+                resources = runtime.provision()
+            live = LiveSageMaker(runtime, on_event=_print_live_event).install(aws.app)
             state.save_server(AWS_SERVER, {"url": aws.endpoint_url, "pid": os.getpid(), "port": aws.port})
             console.print(f"[bold green]Embedded AWS running at {aws.endpoint_url}[/] (state: {state_dir})")
             for name, res in resources.items():
@@ -487,17 +492,43 @@ def up(
                 markup=False,
                 highlight=False,
             )
-            console.print("Other flywheel commands use this server while it runs. Press Ctrl-C to stop.")
+            console.print("Or point every client (boto3, the SageMaker SDK, the AWS CLI) at it:")
+            console.print(
+                f"  export AWS_ENDPOINT_URL={aws.endpoint_url} AWS_DEFAULT_REGION={aws.region} "
+                "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local",
+                markup=False,
+                highlight=False,
+            )
+            console.print(
+                "Pipeline executions really run here (StartPipelineExecution, an object under a team's incoming/, "
+                "approvals deploy): docs/local-sagemaker.md. Other flywheel commands use this server while it "
+                "runs. Press Ctrl-C to stop."
+            )
             _wait(duration)
         finally:
+            if live is not None:
+                live.close()
             state.save_server(AWS_SERVER, None)
             aws.close()
             console.print("Embedded AWS stopped.")
 
 
+def _print_live_event(delivery: Any) -> None:
+    """One line per event the live layer delivered (``flywheel up``)."""
+    where = f" → {delivery.execution_arn}" if delivery.execution_arn else ""
+    console.print(f"  [dim]{delivery.kind}[/] {delivery.subject}: {delivery.outcome}{where}", highlight=False)
+
+
 @app.command()
 def run(
-    team: Annotated[str, typer.Option(help="Team whose pipeline runs (config/teams.yaml).")],
+    team: Annotated[str | None, typer.Option(help="Team whose pipeline runs (config/teams.yaml).")] = None,
+    definition: Annotated[
+        Path | None,
+        typer.Option(help="Run this SageMaker pipeline definition JSON instead of a team's pipeline."),
+    ] = None,
+    pipeline_name: Annotated[
+        str | None, typer.Option(help="Name of the --definition's pipeline (default: from the file name).")
+    ] = None,
     data: Annotated[Path | None, typer.Option(help="CSV or parquet file to land as the batch.")] = None,
     rows: Annotated[int | None, typer.Option(help="Generate this many rows of the team's example data.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 0,
@@ -511,10 +542,20 @@ def run(
     state_dir: StateDir = DEFAULT_STATE_DIR,
     endpoint_url: EndpointUrl = None,
 ) -> None:
-    """Run a team's pipeline on a data file or generated rows: land → trigger → execute → register."""
+    """Run a team's pipeline on a data file or generated rows: land → trigger → execute → register; or any
+    pipeline definition JSON with --definition (docs/local-sagemaker.md)."""
+    params = _parse_params(param)
+    if definition is not None:
+        if team is not None or data is not None or rows is not None or template is not None:
+            raise _fail("--definition runs the file as it is: drop --team, --data, --rows and --template")
+        _run_definition(definition, pipeline_name, params, keep_job_data, state_dir, endpoint_url)
+        return
+    if team is None:
+        raise _fail("give --team TEAM (with --data FILE or --rows N), or --definition pipeline.json")
+    if pipeline_name is not None:
+        raise _fail("--pipeline-name names a --definition's pipeline; a team's pipeline has its own name")
     if (data is None) == (rows is None):
         raise _fail("give either --data FILE or --rows N")
-    params = _parse_params(param)
     progress = _Progress()
     with _expected_errors(), _runtime(state_dir, endpoint_url, on_update=progress, keep_job_data=keep_job_data) as rt:
         rt.team_config(team)
@@ -543,6 +584,44 @@ def run(
                 console.print(f"  Report in S3: {report_uri}", highlight=False)
     if problem:
         raise _fail(problem)
+
+
+def _run_definition(
+    definition: Path,
+    pipeline_name: str | None,
+    params: dict[str, str],
+    keep_job_data: bool,
+    state_dir: Path,
+    endpoint_url: str | None,
+) -> None:
+    """``flywheel run --definition``: the definition run on the embedded AWS, with progress and a report."""
+    from flywheel.live.definition_run import run_definition, write_report
+
+    progress = _Progress()
+    with _expected_errors(), _runtime(state_dir, endpoint_url, keep_job_data=keep_job_data) as rt:
+        if rt.aws.mode == "in-process":
+            console.print(
+                "[dim]No `flywheel up` running: using an in-process embedded AWS for this command; the "
+                "definition's S3 inputs must exist in it (start `flywheel up` and upload them there).[/]"
+            )
+        with _spinner(progress, f"Running {definition}…"):
+            record = run_definition(rt, definition, params, pipeline_name=pipeline_name, on_update=progress)
+        report = write_report(rt, record)
+    if record.succeeded:
+        console.print(f"[bold green]Execution {record.execution_id} succeeded.[/]")
+    for step in record.steps:
+        for name, uri in (step.metadata.get("Outputs") or {}).items():
+            console.print(f"  {step.name} output {name}: {uri}", highlight=False)
+        registered = step.metadata.get("RegisterModel")
+        if registered:
+            console.print(f"  Registered {registered.get('Arn')} ({registered.get('ApprovalStatus')})", highlight=False)
+    console.print(f"  Report: {report.resolve()}", highlight=False)
+    if not record.succeeded:
+        failed = record.step(record.failed_step) if record.failed_step else None
+        if failed is not None and failed.log_tail:
+            console.print(f"[dim]Last lines of {failed.log_path}:[/]")
+            console.print(failed.log_tail, markup=False, highlight=False)
+        raise _fail(f"execution {record.execution_id} {record.status.lower()}: {record.failure_reason}")
 
 
 def _package_evaluation(rt: Any, package: dict[str, Any]) -> dict[str, Any] | None:

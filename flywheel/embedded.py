@@ -68,6 +68,9 @@ ML_KEY_PURPOSE: Final = "ml"
 LOCAL_SUBNETS: Final[tuple[str, ...]] = ("subnet-0f1a0c0a1000000a1",)
 LOCAL_SECURITY_GROUPS: Final[tuple[str, ...]] = ("sg-0f1a0c0a1000000a1",)
 _DUMMY_CREDENTIAL: Final = "flywheel-local"
+#: In the user agent of every client of the local runtime: ``flywheel up``'s live layer
+#: (:mod:`flywheel.live.routing`) passes their calls to moto, since the runtime runs its own executions.
+RUNTIME_USER_AGENT: Final = "flywheel-runtime"
 _SAGEMAKER_TRUST: Final = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}],
@@ -186,6 +189,8 @@ class EmbeddedAws:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._server: Any = None
+        #: The WSGI application a server serves (``serve``'s ``wrap`` result), None otherwise.
+        self.app: Any = None
         self._thread: threading.Thread | None = None
         self._closed = False
         if endpoint_url is None:
@@ -205,8 +210,9 @@ class EmbeddedAws:
         return cls(endpoint_url=None, region=region, mode="in-process")
 
     @classmethod
-    def serve(cls, port: int = 0, host: str = LOCALHOST, region: str = REGION) -> EmbeddedAws:
-        """Start a moto server on ``host:port`` (0 = a free port) in a daemon thread."""
+    def serve(cls, port: int = 0, host: str = LOCALHOST, region: str = REGION, *, wrap: Any = None) -> EmbeddedAws:
+        """Start a moto server on ``host:port`` (0 = a free port) in a daemon thread; ``wrap(app)`` returns
+        the WSGI application served in front of moto's (``flywheel up``'s live layer), kept as :attr:`app`."""
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
@@ -215,11 +221,14 @@ class EmbeddedAws:
         # werkzeug itself answers a taken port with sys.exit).
         if port and not port_is_free(port, host):
             raise PortInUseError(port)
+        app: Any = DomainDispatcherApplication(create_backend_app)
+        if wrap is not None:
+            app = wrap(app)
         try:
             server = make_server(
                 host,
                 port,
-                DomainDispatcherApplication(create_backend_app),
+                app,
                 threaded=True,
                 request_handler=MotoRequestHandler,
             )
@@ -234,6 +243,7 @@ class EmbeddedAws:
         bound_port = server.server_address[1]
         aws = cls(endpoint_url=f"http://{host}:{bound_port}", region=region, mode="server")
         aws._server = server
+        aws.app = app
         aws._thread = threading.Thread(target=server.serve_forever, name="flywheel-embedded-aws", daemon=True)
         aws._thread.start()
         return aws
@@ -259,7 +269,12 @@ class EmbeddedAws:
         """A cached boto3 client for ``service``."""
         with self._lock:
             if service not in self._clients:
-                config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=300)
+                config = Config(
+                    retries={"max_attempts": 2, "mode": "standard"},
+                    connect_timeout=5,
+                    read_timeout=300,
+                    user_agent_extra=RUNTIME_USER_AGENT,
+                )
                 if service == "s3":
                     config = config.merge(Config(s3={"addressing_style": "path"}))
                 self._check_offline(service)
