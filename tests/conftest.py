@@ -23,5 +23,23 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
 # pytest-socket starts blocking so the probe is not mistaken for a test reaching the network.
 import urllib3  # noqa: E402, F401
 
+# botocore parses a service's JSON model once per *session*; the lifecycle handlers and the local runtime
+# build a session per test, so the suite parsed the same ~1 MB models over a thousand times (about half the
+# CPU of the handler tests). One parse per process: the files are read-only and botocore never mutates what
+# it loaded (one session already shares these objects between its clients).
+import botocore.loaders  # noqa: E402
+
+_parsed_models: dict[str, object] = {}
+_load_file = botocore.loaders.JSONFileLoader.load_file
+
+
+def _load_file_once(self: botocore.loaders.JSONFileLoader, file_path: str) -> object:
+    if file_path not in _parsed_models:
+        _parsed_models[file_path] = _load_file(self, file_path)
+    return _parsed_models[file_path]
+
+
+botocore.loaders.JSONFileLoader.load_file = _load_file_once  # type: ignore[method-assign]
+
 # The mutation suite's count in the terminal summary (on the xdist controller too).
 from tests.security.mutation_report import pytest_terminal_summary  # noqa: E402, F401
