@@ -28,7 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from flywheel import monitor
 from flywheel.errors import FlywheelError
 from flywheel.outcome import RunOutcome, event_object_uri
 from lambdas import lifecycle
@@ -137,6 +136,8 @@ def run_demo(
     with timed("serve"):
         served_since = datetime.now(UTC)
         _serve_and_measure(runtime, team, result, requests, batch_rows, serve_port, say, drift=drift)
+    from flywheel import monitor  # scipy and pandas: imported by the commands that need them only
+
     with timed("monitor"):  # the drift monitor on the traffic just captured (flywheel/monitor.py)
         section = monitor.demo_drift(runtime, team, served_since, result.serving.get("drift_shift"), say)
     with timed("report"):
@@ -192,6 +193,8 @@ def _serve_and_measure(
         samples = Path(deployment["Samples"] or "")
         shift = None
         if drift and samples.is_file():  # --drift: the traffic moves one feature (flywheel/monitor.py)
+            from flywheel import monitor
+
             samples, shift = monitor.shift_samples(runtime, team, samples)
             say(f"Drifted traffic: {shift}")
         router = server.router
