@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import shutil
 import tarfile
 import tempfile
@@ -48,9 +49,17 @@ class DemoResult:
     report_uri: str | None
     capture_uri: str | None
     timings: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of the same phases (this process and the step processes it waited for).
+    cpu_timings: dict[str, float] = field(default_factory=dict)
     #: The canary rollout's outcome (``promoted`` / ``rolled-back``, reason, figures) and the traffic sent.
     rollout: dict[str, Any] | None = None
     package_version: int | None = None
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of the child processes it has waited for (the pipeline's steps)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def run_demo(
@@ -84,12 +93,14 @@ def run_demo(
             data=data,
         )
     timings: dict[str, float] = {}
+    cpu_timings: dict[str, float] = {}
 
     @contextlib.contextmanager
     def timed(name: str) -> Iterator[None]:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds()
         yield
         timings[name] = time.perf_counter() - started
+        cpu_timings[name] = cpu_seconds() - cpu
 
     with timed("provision"):
         runtime.provision([team])
@@ -120,7 +131,7 @@ def run_demo(
     with timed("pipeline"):
         record = runtime.execute(arrival.execution_arn)
     outcome = runtime.outcome(team, event, arrival, record)
-    result = DemoResult(outcome, None, {}, None, None, None, timings)
+    result = DemoResult(outcome, None, {}, None, None, None, timings, cpu_timings)
     if not record.succeeded or outcome.package is None:
         with timed("report"):
             result.report_path, result.report_uri = runtime.write_report(outcome, serving=None)
