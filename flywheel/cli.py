@@ -163,7 +163,7 @@ def _runtime(
     if serve_port is not None and not endpoint_url and not (record and pid_alive(record.get("pid"))):
         aws = EmbeddedAws.serve(serve_port)
     else:
-        aws = open_aws(state, endpoint_url)
+        aws = open_aws(state, endpoint_url, lazy=True)  # in-process: started by the first AWS call, if any
     try:
         yield LocalRuntime(aws, state, _load_config(), on_update=on_update, keep_job_data=keep_job_data)
     finally:

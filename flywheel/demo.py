@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import shutil
 import tarfile
 import tempfile
@@ -28,7 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from flywheel import monitor
 from flywheel.errors import FlywheelError
 from flywheel.outcome import RunOutcome, event_object_uri
 from lambdas import lifecycle
@@ -49,9 +49,17 @@ class DemoResult:
     report_uri: str | None
     capture_uri: str | None
     timings: dict[str, float] = field(default_factory=dict)
+    #: CPU seconds of the same phases (this process and the step processes it waited for).
+    cpu_timings: dict[str, float] = field(default_factory=dict)
     #: The canary rollout's outcome (``promoted`` / ``rolled-back``, reason, figures) and the traffic sent.
     rollout: dict[str, Any] | None = None
     package_version: int | None = None
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of the child processes it has waited for (the pipeline's steps)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def run_demo(
@@ -85,12 +93,14 @@ def run_demo(
             data=data,
         )
     timings: dict[str, float] = {}
+    cpu_timings: dict[str, float] = {}
 
     @contextlib.contextmanager
     def timed(name: str) -> Iterator[None]:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds()
         yield
         timings[name] = time.perf_counter() - started
+        cpu_timings[name] = cpu_seconds() - cpu
 
     with timed("provision"):
         runtime.provision([team])
@@ -121,7 +131,7 @@ def run_demo(
     with timed("pipeline"):
         record = runtime.execute(arrival.execution_arn)
     outcome = runtime.outcome(team, event, arrival, record)
-    result = DemoResult(outcome, None, {}, None, None, None, timings)
+    result = DemoResult(outcome, None, {}, None, None, None, timings, cpu_timings)
     if not record.succeeded or outcome.package is None:
         with timed("report"):
             result.report_path, result.report_uri = runtime.write_report(outcome, serving=None)
@@ -137,6 +147,8 @@ def run_demo(
     with timed("serve"):
         served_since = datetime.now(UTC)
         _serve_and_measure(runtime, team, result, requests, batch_rows, serve_port, say, drift=drift)
+    from flywheel import monitor  # scipy and pandas: imported by the commands that need them only
+
     with timed("monitor"):  # the drift monitor on the traffic just captured (flywheel/monitor.py)
         section = monitor.demo_drift(runtime, team, served_since, result.serving.get("drift_shift"), say)
     with timed("report"):
@@ -192,6 +204,8 @@ def _serve_and_measure(
         samples = Path(deployment["Samples"] or "")
         shift = None
         if drift and samples.is_file():  # --drift: the traffic moves one feature (flywheel/monitor.py)
+            from flywheel import monitor
+
             samples, shift = monitor.shift_samples(runtime, team, samples)
             say(f"Drifted traffic: {shift}")
         router = server.router

@@ -44,8 +44,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import naming
@@ -54,6 +52,8 @@ from naming import ZONES, Names
 from pipelines.template import DeploymentValues, PipelineTemplate
 
 if TYPE_CHECKING:
+    import boto3
+
     from config.models import TeamConfig
 
 ENV_NAME: Final = "local"
@@ -84,15 +84,60 @@ _MOCK: Any = None
 _MOCK_USERS = 0
 
 
+class _DeferredKeyPair:
+    """A KMS key's key pair, generated on first use (sign, verify, GetPublicKey) instead of at CreateKey.
+
+    moto's KMS generates an RSA-2048 key pair for every key it creates, symmetric ones too, where AWS has
+    none to use: tens of milliseconds of CPU per key, paid seven times by every provisioning (one key per
+    zone and the jobs' key) although the local runtime only encrypts with symmetric keys. An asymmetric
+    key still gets its pair, the first time it is used.
+    """
+
+    def __init__(self, make: Any, key_spec: str) -> None:
+        self._make = make
+        self._key_spec = key_spec
+        self._pair: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        with self._lock:
+            if self._pair is None:
+                self._pair = self._make(self._key_spec)
+        return getattr(self._pair, name)
+
+
+def _defer_kms_key_pairs() -> None:
+    """Make moto's KMS generate a key's pair when it is first used (see :class:`_DeferredKeyPair`); idempotent."""
+    from moto.kms import models
+
+    make = models.generate_private_key
+    if not getattr(make, "_flywheel_deferred", False):
+
+        def deferred(key_spec: str) -> Any:
+            return _DeferredKeyPair(make, key_spec)
+
+        deferred._flywheel_deferred = True  # type: ignore[attr-defined]
+        models.generate_private_key = deferred
+
+
 def _start_mock() -> None:
     global _MOCK, _MOCK_USERS
     from moto import mock_aws
 
     with _MOCK_LOCK:
         if _MOCK is None:
+            _defer_kms_key_pairs()
             _MOCK = mock_aws()
             _MOCK.start()
         _MOCK_USERS += 1
+
+
+def _mock_running() -> bool:
+    """Whether this process's in-process mock runs (another user started it)."""
+    with _MOCK_LOCK:
+        return _MOCK is not None
 
 
 def _stop_mock() -> None:
@@ -116,7 +161,35 @@ def _boto3_session(region: str, mocked: bool) -> boto3.session.Session:
     """
     if mocked:
         import moto.core.models  # noqa: F401 - registers the stubber among botocore's built-in handlers
-    return boto3.session.Session(region_name=region)
+    import boto3.session  # here, not at import: a command that makes no AWS call does not pay for it
+
+    session = boto3.session.Session(region_name=region)
+    _share_service_data(session)
+    return session
+
+
+def _share_service_data(session: boto3.session.Session) -> None:
+    """Let moto read botocore's data files (endpoints, service models) through ``session``'s loader.
+
+    moto keeps a botocore session and loaders of its own, so each service's model and the endpoint list
+    were parsed twice, once for the clients and once for moto's backends (about half a second of CPU on
+    the first calls of a command). Read-only data: sharing it changes nothing else. Idempotent; nothing
+    to do in a process without moto.
+    """
+    if "moto.core.base_backend" not in sys.modules:
+        return  # no moto in this process (a client of another process's server): nothing to share
+    from moto.core import base_backend, utils
+
+    if getattr(base_backend.AccountSpecificBackend.get_session, "_flywheel_shared", False):
+        return
+    loader = session._session.get_component("data_loader")
+
+    def shared_session(cls: Any) -> Any:
+        return session
+
+    shared_session._flywheel_shared = True  # type: ignore[attr-defined]
+    base_backend.AccountSpecificBackend.get_session = classmethod(shared_session)  # type: ignore[assignment]
+    utils.create_loader = lambda *args, **kwargs: loader
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -182,7 +255,7 @@ def port_is_free(port: int, host: str = LOCALHOST) -> bool:
 class EmbeddedAws:
     """Boto3 clients bound to the embedded AWS (in-process moto or a moto server)."""
 
-    def __init__(self, *, endpoint_url: str | None, region: str = REGION, mode: str) -> None:
+    def __init__(self, *, endpoint_url: str | None, region: str = REGION, mode: str, deferred: bool = False) -> None:
         self.endpoint_url = endpoint_url
         self.region = region
         self.mode = mode
@@ -193,6 +266,8 @@ class EmbeddedAws:
         self.app: Any = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        #: In-process and not started yet (:meth:`in_process` with ``lazy``): the first client starts it.
+        self._deferred = deferred and endpoint_url is None
         if endpoint_url is None:
             if mode != "in-process":
                 raise OfflineViolationError(f"an embedded AWS in mode {mode!r} needs a loopback endpoint URL")
@@ -201,13 +276,26 @@ class EmbeddedAws:
                 f"{endpoint_url} is not on this machine: the embedded AWS listens on 127.0.0.1 only "
                 "(the local runtime never calls real AWS); use the URL `flywheel up` prints"
             )
-        self._session = _boto3_session(region, endpoint_url is None)
+        self._session: Any = None if self._deferred else _boto3_session(region, endpoint_url is None)
 
     @classmethod
-    def in_process(cls, region: str = REGION) -> EmbeddedAws:
-        """moto inside this process (shared with any other in-process user)."""
+    def in_process(cls, region: str = REGION, *, lazy: bool = False) -> EmbeddedAws:
+        """moto inside this process (shared with any other in-process user).
+
+        ``lazy``: start it when the first client is made, so that a command that needs no AWS call (``flywheel
+        status`` with no ``flywheel up`` running) neither imports moto nor starts it; a mock that another
+        user of this process already runs is joined at once.
+        """
+        if lazy and not _mock_running():
+            return cls(endpoint_url=None, region=region, mode="in-process", deferred=True)
         _start_mock()
         return cls(endpoint_url=None, region=region, mode="in-process")
+
+    @property
+    def started(self) -> bool:
+        """False while a lazy in-process embedded AWS has made no client: a mock started now would be empty
+        (nothing provisioned, nothing registered)."""
+        return not self._deferred
 
     @classmethod
     def serve(cls, port: int = 0, host: str = LOCALHOST, region: str = REGION, *, wrap: Any = None) -> EmbeddedAws:
@@ -238,6 +326,7 @@ class EmbeddedAws:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES) or "in use" in str(exc).lower():
                 raise PortInUseError(port) from exc
             raise EmbeddedAwsError(f"cannot start the embedded AWS on {host}:{port}: {exc}") from exc
+        _defer_kms_key_pairs()
         # The request log of every S3/SageMaker call would flood the console of `up` and `demo`.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         bound_port = server.server_address[1]
@@ -268,7 +357,13 @@ class EmbeddedAws:
     def client(self, service: str) -> Any:
         """A cached boto3 client for ``service``."""
         with self._lock:
+            if self._deferred and not self._closed:
+                _start_mock()
+                self._session = _boto3_session(self.region, True)
+                self._deferred = False
             if service not in self._clients:
+                from botocore.config import Config
+
                 config = Config(
                     retries={"max_attempts": 2, "mode": "standard"},
                     connect_timeout=5,
@@ -278,7 +373,7 @@ class EmbeddedAws:
                 if service == "s3":
                     config = config.merge(Config(s3={"addressing_style": "path"}))
                 self._check_offline(service)
-                client = self._session.client(  # type: ignore[call-overload]
+                client = self._session.client(
                     service,
                     endpoint_url=self.endpoint_url,
                     region_name=self.region,
@@ -331,7 +426,7 @@ class EmbeddedAws:
             self._server.server_close()
             if self._thread is not None:
                 self._thread.join(timeout=5)
-        elif self.mode == "in-process":
+        elif self.mode == "in-process" and not self._deferred:
             _stop_mock()
 
     def __enter__(self) -> EmbeddedAws:
@@ -408,13 +503,24 @@ def _error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def _ensure_key(aws: EmbeddedAws, purpose: str) -> str:
+def _key_aliases(aws: EmbeddedAws) -> dict[str, str]:
+    """Alias name -> target key id of every KMS alias that has a target."""
+    found = {}
+    for page in aws.client("kms").get_paginator("list_aliases").paginate():
+        for entry in page["Aliases"]:
+            if entry.get("TargetKeyId"):
+                found[str(entry["AliasName"])] = str(entry["TargetKeyId"])
+    return found
+
+
+def _ensure_key(aws: EmbeddedAws, purpose: str, aliases: Mapping[str, str] | None = None) -> str:
+    """The ARN of the key of ``purpose`` (alias ``alias/flywheel-local-<purpose>``), created if missing;
+    ``aliases``: what :func:`_key_aliases` returned (listed here when not given)."""
     kms = aws.client("kms")
     alias = NAMES.key_alias(purpose)
-    for page in kms.get_paginator("list_aliases").paginate():
-        for entry in page["Aliases"]:
-            if entry["AliasName"] == alias and entry.get("TargetKeyId"):
-                return str(kms.describe_key(KeyId=entry["TargetKeyId"])["KeyMetadata"]["Arn"])
+    target = (_key_aliases(aws) if aliases is None else aliases).get(alias)
+    if target:
+        return str(kms.describe_key(KeyId=target)["KeyMetadata"]["Arn"])
     meta = kms.create_key(Description=f"Flywheel local: {purpose}", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]
     kms.enable_key_rotation(KeyId=meta["KeyId"])
     kms.create_alias(AliasName=alias, TargetKeyId=meta["KeyId"])
@@ -453,11 +559,13 @@ def _ensure_bucket(aws: EmbeddedAws, name: str, key_arn: str) -> None:
 
 def provision_platform(aws: EmbeddedAws) -> PlatformResources:
     """Create (or find) the zone keys and buckets and the jobs' KMS key."""
-    keys = {zone: _ensure_key(aws, zone) for zone in ZONES}
+    aliases = _key_aliases(aws)  # one listing for the seven keys
+    keys = {zone: _ensure_key(aws, zone, aliases) for zone in ZONES}
     buckets = {zone: NAMES.bucket(zone) for zone in ZONES}
     for zone in ZONES:
         _ensure_bucket(aws, buckets[zone], keys[zone])
-    return PlatformResources(buckets=buckets, keys=keys, ml_key_arn=_ensure_key(aws, ML_KEY_PURPOSE))
+    ml_key = _ensure_key(aws, ML_KEY_PURPOSE, aliases)
+    return PlatformResources(buckets=buckets, keys=keys, ml_key_arn=ml_key)
 
 
 def object_exists(aws: EmbeddedAws, bucket: str, key: str) -> bool:

@@ -73,15 +73,16 @@ __all__ = [
 ]
 
 
-def open_aws(state: StateStore, endpoint_url: str | None = None) -> EmbeddedAws:
-    """The embedded AWS to use: ``endpoint_url``, else a live ``flywheel up`` server, else in-process."""
+def open_aws(state: StateStore, endpoint_url: str | None = None, *, lazy: bool = False) -> EmbeddedAws:
+    """The embedded AWS to use: ``endpoint_url``, else a live ``flywheel up`` server, else in-process
+    (``lazy``: started by its first client, see :meth:`EmbeddedAws.in_process`)."""
     if endpoint_url:
         return EmbeddedAws.connect(endpoint_url)
     record = state.server(AWS_SERVER)
     if record and pid_alive(record.get("pid")):
         with contextlib.suppress(EmbeddedAwsError):
             return EmbeddedAws.connect(str(record["url"]))
-    return EmbeddedAws.in_process()
+    return EmbeddedAws.in_process(lazy=lazy)
 
 
 class LocalRuntime:

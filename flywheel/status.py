@@ -79,8 +79,9 @@ def status(runtime: LocalRuntime) -> dict[str, Any]:
         executions.append(record)
     registry = {}
     for team_name in runtime.team_names:
-        with contextlib.suppress(ClientError, EmbeddedAwsError):
-            registry[team_name] = runtime.packages(team_name)
+        if runtime.aws.started:  # a lazy in-process one not started yet would be empty: not started for this
+            with contextlib.suppress(ClientError, EmbeddedAwsError):
+                registry[team_name] = runtime.packages(team_name)
         if not registry.get(team_name):
             # A fresh embedded AWS: show the registry as the state dir keeps it (no provisioning needed).
             registry[team_name] = runtime.registry.summaries(NAMES.model_package_group(team_name))
