@@ -16,7 +16,7 @@ export UV_COMPILE_BYTECODE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install demo security-report access-report access-docs cost-docs test test-slow synth synth-toolchain lint format typecheck bench clean checkov crosscheck sdk-v2-check
+.PHONY: help install demo security-report access-report access-docs cost-docs diagrams test test-slow synth synth-toolchain lint format typecheck bench clean checkov crosscheck sdk-v2-check
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,13 @@ access-docs: $(VENV)/.installed ## regenerate docs/access.md (the "who can do wh
 
 cost-docs: $(VENV)/.installed ## regenerate docs/cost.md (idle cost per team and baseline, every environment) with flywheel cost
 	$(PY) -m flywheel cost --markdown docs/cost.md
+# Graphviz renders the SVGs (the Debian package, installed here when `dot` is missing); the test that keeps the
+# diagrams current (tests/flywheel/test_diagram.py) compares DOT text and SVG stamps, and needs no Graphviz.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+diagrams: $(VENV)/.installed ## regenerate docs/diagrams/ (DOT + SVG) from the synthesized app; installs Graphviz if missing
+	@command -v dot >/dev/null || { echo "installing Graphviz (Debian package graphviz)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq graphviz; }
+	CDK_VALIDATION=false $(PY) -m flywheel.diagram
 
 test: lint $(VENV)/.installed ## the gate: lint (ruff, mypy, layer contract), then the tests (offline, sockets blocked)
 	CDK_VALIDATION=false $(VENV)/bin/pytest -n 2 -m "not slow" -q

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from stacks.stage import FlywheelStage
 
 #: Role kinds that may read raw objects and decrypt with the raw key: the preprocessing jobs and the ingest
-#: path. The lake's policies also admit the operators' documented ``break-glass`` path (docs/runbook.md);
+#: path. The lake's policies also admit the operators' documented ``break-glass`` path (docs/runbooks/break-glass.md);
 #: no stack creates such a role, and one that appears in the templates is reported (it is a person's).
 #: Who may read raw data and its key: the preprocessing jobs, the ingest path, and the erasure function (it
 #: rewrites a subject's raw rows; docs/privacy.md).

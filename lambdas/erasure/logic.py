@@ -190,7 +190,7 @@ def subject_token(key: bytes, subject: str) -> str:
     return hmac.new(key, subject.encode("utf-8"), hashlib.sha256).hexdigest()[:TOKEN_HEX_CHARS]
 
 
-#: Domain-separation label of the v2 token key (``features.CmacTokenizer``; docs/decisions.md D7).
+#: Domain-separation label of the v2 token key (``features.CmacTokenizer``; decision record 0007 under docs/decisions/).
 _CMAC_KEY_LABEL: Final = b"flywheel/token/v2/aes-256-cmac"
 
 

@@ -255,7 +255,7 @@ def _bounded_text(event: Any, name: str, most: int) -> str:
 def parse_model_promotion_event(
     event: Any, *, account: str, group: str, source_group: str, source_accounts: frozenset[str] | tuple[str, ...]
 ) -> ModelPromotion:
-    """A valid promotion event (``docs/runbook.md``, "Promotion to prod") as :class:`ModelPromotion`.
+    """A valid promotion event (``docs/runbooks/approve-and-promote.md``) as :class:`ModelPromotion`.
 
     ``account``: this environment's account — the event's ``account`` must be it (present, not merely
     absent); ``group``: the team's group here (``detail.ModelPackageGroupName``); ``source_group`` and

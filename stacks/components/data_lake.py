@@ -4,7 +4,7 @@ The raw zone holds PII. Its bucket policy and its key policy deny reading data (
 ``s3:GetObjectVersion``; ``kms:Decrypt``, ``kms:ReEncryptFrom``) to every principal except the raw
 readers, named by IAM role path (:data:`naming.RAW_READER_KINDS`, ``aws:PrincipalArn``): the teams'
 ``preprocessing`` step roles, the ``ingest`` path and the operators' documented ``break-glass`` role
-(``docs/runbook.md``). Team stacks deploy after the lake, so the policies name the roles by that
+(``docs/runbooks/break-glass.md``). Team stacks deploy after the lake, so the policies name the roles by that
 predictable path rather than by ARN. Bucket management (CDK's auto-delete and notification custom
 resources, lifecycle) is untouched: the denies cover data reads only. The raw bucket uses no S3 Bucket
 Key, so S3 passes each object's ARN as the KMS encryption context and a preprocessing role's key grant

@@ -15,7 +15,7 @@ One construct per concern, composed by :class:`TeamLifecycle` (built by ``MlTeam
   ``ROLLBACK_ALARMS`` (realtime teams only);
 * the EventBridge rules (default bus): ``Object Created`` under ``<team>/incoming/`` of the raw bucket
   → data arrival; ``SageMaker Model Package State Change`` of the team's group (not in production, where
-  a person's promotion event is the trigger instead: ``docs/runbook.md``) and ``SageMaker Endpoint
+  a person's promotion event is the trigger instead: ``docs/runbooks/approve-and-promote.md``) and ``SageMaker Endpoint
   Deployment State Change`` of the team's endpoint → deploy.
 
 Settings that config does not (yet) hold are the constants below, documented where they are used.
@@ -69,7 +69,7 @@ SERVICE_NAMES: Final = {
 #: The handlers' default dimension naming the team (``metrics.set_default_dimensions(team=TEAM)``): every
 #: metric is emitted with exactly ``service`` + ``team``, and an alarm matches only that exact set, so each
 #: team's alarms count only its own functions' metrics.
-#: The promotion event a person's approval puts on production's default bus (docs/runbook.md).
+#: The promotion event a person's approval puts on production's default bus (docs/runbooks/approve-and-promote.md).
 PROMOTION_SOURCE: Final = "flywheel.promotion"
 PROMOTION_DETAIL_TYPE: Final = "Model Promotion Approved"
 MODEL_PACKAGE_STATE_CHANGE: Final = "SageMaker Model Package State Change"
@@ -731,7 +731,7 @@ class TeamLifecycle(Construct):
             targets=[self.arrival.target()],
         )
         if props.is_production:
-            # Production deploys only what a person promoted (docs/runbook.md, "Promotion to prod").
+            # Production deploys only what a person promoted (docs/runbooks/approve-and-promote.md).
             self.rules["promotion"] = events.Rule(
                 self,
                 "PromotionRule",

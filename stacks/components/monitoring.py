@@ -504,7 +504,7 @@ class TeamMonitoring(Construct):
         d.add_widgets(
             cloudwatch.TextWidget(
                 markdown=f"# {team} ({props.env_name})\nPipelines {', '.join(pipeline_names)}; endpoint `{endpoint}` "
-                f"({props.deploy_target}). Alerts: SNS topic of the team. Runbook: docs/runbook.md; drift: "
+                f"({props.deploy_target}). Alerts: SNS topic of the team. Runbooks: docs/runbooks/; drift: "
                 "docs/monitoring.md.",
                 width=24,
                 height=2,

@@ -19,7 +19,7 @@ it), with this project's names (raw bucket ``flywheel-local-raw``, team ``churn`
   ``PendingDeploymentSummary.EndpointConfigName`` is the config being rolled out and its variant's
   ``VariantStatus`` is ``Baking`` (the shape of the AWS documentation's blue/green canary example).
 * ``flywheel_model_promotion_approved`` — the promotion event a person puts on production's default bus
-  (``docs/runbook.md``, "Promotion to prod"): ``detail.ModelPackageGroupName`` (this environment's team
+  (``docs/runbooks/approve-and-promote.md``): ``detail.ModelPackageGroupName`` (this environment's team
   group, the rule's routing key), ``ModelPackageArn`` (a package of the source — dev — account
   ``111111111111``), ``ApprovedBy``, ``Reason``.
 
