@@ -228,6 +228,49 @@ def raw_identifiers(input_dir: Path, contract: DataContract) -> tuple[dict[str, 
     return hashes, shaped
 
 
+#: pyarrow's default CSV null spellings: what :func:`_read_columns` reads as missing.
+_CSV_DEFAULT_NULLS = pa.array(pacsv.ConvertOptions().null_values, type=pa.string())
+
+
+class IdentifierHashes:
+    """:func:`raw_identifiers` gathered from the record batches the streaming step reads anyway.
+
+    The step hands every raw batch (:meth:`add`); :meth:`result` is then what :func:`raw_identifiers`
+    would compute by reading the input folder again, without that second read. Only where the batch
+    holds the file's text: parquet columns as stored, CSV columns read as strings (a CSV column typed on
+    read, e.g. an ``int`` id, makes the result unusable and :func:`verify_outputs` reads the files).
+    """
+
+    def __init__(self, contract: DataContract) -> None:
+        self.names = identifier_columns(contract)
+        self.parts: dict[str, list[np.ndarray]] = {n: [] for n in self.names}
+        self.shaped = False
+        self.complete = True
+
+    def add(self, table: pa.Table, csv: bool) -> None:
+        """One raw record batch (``csv``: read from a CSV file)."""
+        for name in self.names:
+            if name not in table.column_names:
+                continue
+            column = table.column(name)
+            if csv:
+                if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+                    self.complete = False
+                    continue
+                # The step's reader knows fewer null spellings than pyarrow's default reader does.
+                column = column.filter(pc.invert(pc.is_in(column, value_set=_CSV_DEFAULT_NULLS)))
+            self.parts[name].append(hash_values(column))
+            if not self.shaped:
+                self.shaped = bool(pc.any(pc.match_substring_regex(normalize(column), TOKEN_RE.pattern)).as_py())
+
+    def result(self) -> tuple[dict[str, np.ndarray], bool] | None:
+        """``(hashes, any token-shaped)`` as :func:`raw_identifiers` returns them; None if incomplete."""
+        if not self.complete:
+            return None
+        hashes = {n: np.sort(np.concatenate(p)) if p else np.empty(0, dtype=np.uint64) for n, p in self.parts.items()}
+        return hashes, self.shaped
+
+
 def raw_identifier_hashes(input_dir: Path, contract: DataContract) -> dict[str, np.ndarray]:
     """Column -> sorted hashes of the raw identifier values (see :func:`raw_identifiers`)."""
     return raw_identifiers(input_dir, contract)[0]
@@ -401,15 +444,23 @@ def scan_paths(
     return scanner.report
 
 
-def verify_outputs(input_dir: Path, output_dir: Path, contract: DataContract, host: str) -> dict[str, Any]:
+def verify_outputs(
+    input_dir: Path,
+    output_dir: Path,
+    contract: DataContract,
+    host: str,
+    identifiers: tuple[dict[str, np.ndarray], bool] | None = None,
+) -> dict[str, Any]:
     """The job's gate: scan the outputs against the raw input; on a finding withhold the curated outputs.
 
-    Writes ``status/pii-scan.json`` and ``status/pii-scan-<host>.json`` and returns their content.
+    ``identifiers``: :func:`raw_identifiers` of ``input_dir`` if already known (:class:`IdentifierHashes`
+    of the step's own read); else the input files are read here. Writes ``status/pii-scan.json`` and
+    ``status/pii-scan-<host>.json`` and returns their content.
     """
     started = time.perf_counter()
-    identifiers, compare_tokens = raw_identifiers(input_dir, contract)
+    hashes, compare_tokens = identifiers if identifiers is not None else raw_identifiers(input_dir, contract)
     files = [(p, n) for p, n in iter_files(output_dir, SCANNED_CHANNELS) if not p.name.startswith("pii-scan")]
-    report = scan_paths(files, identifiers, token_columns=contract.names("id"), compare_tokens=compare_tokens)
+    report = scan_paths(files, hashes, token_columns=contract.names("id"), compare_tokens=compare_tokens)
     report.seconds = time.perf_counter() - started
     status = {**report.to_dict(), "host": host}
     if not report.passed:
