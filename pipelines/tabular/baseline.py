@@ -135,9 +135,8 @@ def _arrow_column_statistics(column: Any, sc: ServingColumn | None, categorical:
     numeric = sc is None or sc.kind == "numeric"
     if not categorical and numeric and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
         arr = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-        if sc is not None:  # a feature: infinities are missing (features._to_float); a target keeps them
-            arr = np.where(np.isinf(arr), np.nan, arr)
-        return column_statistics(arr, False)
+        if sc is None or not np.isinf(arr).any():  # an infinite feature: encode_column's error, below
+            return column_statistics(arr, False)
     values = column.to_pandas()
     if sc is None:  # the target
         if categorical:

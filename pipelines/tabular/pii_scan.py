@@ -198,7 +198,10 @@ def normalize(values: Any) -> pa.Array:
 
 def hash_values(values: Any) -> np.ndarray:
     """64-bit hashes of the normalized, non-empty values (pandas' SipHash over Arrow-normalized text)."""
-    text = normalize(values)
+    return _hash_normalized(normalize(values))
+
+
+def _hash_normalized(text: pa.Array) -> np.ndarray:
     text = text.filter(pc.and_(pc.is_valid(text), pc.not_equal(text, "")))
     if not len(text):
         return np.empty(0, dtype=np.uint64)
@@ -230,6 +233,7 @@ def raw_identifiers(input_dir: Path, contract: DataContract) -> tuple[dict[str, 
 
 #: pyarrow's default CSV null spellings: what :func:`_read_columns` reads as missing.
 _CSV_DEFAULT_NULLS = pa.array(pacsv.ConvertOptions().null_values, type=pa.string())
+_NULL_BYTES = max(len(v.encode("utf-8")) for v in pacsv.ConvertOptions().null_values)
 
 
 class IdentifierHashes:
@@ -249,6 +253,8 @@ class IdentifierHashes:
 
     def add(self, table: pa.Table, csv: bool) -> None:
         """One raw record batch (``csv``: read from a CSV file)."""
+        if not self.complete:  # the result cannot be used anyway
+            return
         for name in self.names:
             if name not in table.column_names:
                 continue
@@ -257,17 +263,27 @@ class IdentifierHashes:
                 if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
                     self.complete = False
                     continue
-                # The step's reader knows fewer null spellings than pyarrow's default reader does.
-                column = column.filter(pc.invert(pc.is_in(column, value_set=_CSV_DEFAULT_NULLS)))
-            self.parts[name].append(hash_values(column))
+                # The step's reader knows fewer null spellings than pyarrow's default reader (all of them
+                # at most _NULL_BYTES long: look them up only if such short values occur).
+                if pc.any(pc.less_equal(pc.binary_length(column), _NULL_BYTES)).as_py():
+                    column = column.filter(pc.invert(pc.is_in(column, value_set=_CSV_DEFAULT_NULLS)))
+            text = normalize(column)
+            self.parts[name].append(_hash_normalized(text))
             if not self.shaped:
-                self.shaped = bool(pc.any(pc.match_substring_regex(normalize(column), TOKEN_RE.pattern)).as_py())
+                shaped = text.filter(pc.equal(pc.binary_length(text), 32))  # TOKEN_RE: 32 characters
+                self.shaped = bool(pc.any(pc.match_substring_regex(shaped, TOKEN_RE.pattern)).as_py())
 
     def result(self) -> tuple[dict[str, np.ndarray], bool] | None:
         """``(hashes, any token-shaped)`` as :func:`raw_identifiers` returns them; None if incomplete."""
         if not self.complete:
             return None
-        hashes = {n: np.sort(np.concatenate(p)) if p else np.empty(0, dtype=np.uint64) for n, p in self.parts.items()}
+        hashes = {}
+        for name in self.names:  # one array per column, sorted in place; the parts are let go
+            parts = self.parts.pop(name, [])
+            hashes[name] = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
+            del parts
+            hashes[name].sort()
+        self.complete = False  # the parts are gone: a second call must not return partial hashes
         return hashes, self.shaped
 
 
@@ -305,7 +321,8 @@ class Scanner:
     ) -> None:
         """``identifiers``: column -> sorted hashes; ``compare_tokens``: compare token-shaped cells with them
         too (needed only if some raw identifier is itself token-shaped, e.g. 32-hex UUIDs)."""
-        self.identifiers = {k: np.sort(v) for k, v in identifiers.items() if len(v)}
+        # Sorted copies only where needed (at 10M rows a copy of the hashes is 80 MB per column).
+        self.identifiers = {k: v if _is_sorted(v) else np.sort(v) for k, v in identifiers.items() if len(v)}
         self.token_columns = frozenset(token_columns)
         self.compare_tokens = compare_tokens
         self.report = ScanReport(identifier_values=sum(len(v) for v in self.identifiers.values()))
@@ -387,6 +404,10 @@ class Scanner:
     def _add(self, file: str, column: str, detector: str, count: int) -> None:
         if count:
             self.report.findings.append(Finding(file, column, detector, int(count)))
+
+
+def _is_sorted(values: np.ndarray) -> bool:
+    return bool(np.all(values[1:] >= values[:-1]))
 
 
 def _member(hashes: np.ndarray, known: np.ndarray) -> np.ndarray:
