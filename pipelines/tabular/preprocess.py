@@ -489,8 +489,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"the contract has id columns ({', '.join(contract.names('id'))}) and no PII key was "
                 f"given: pass --pii-key-file or set ${PII_KEY_ENV}"
             )
+        if contract.names("id") and key is not None:
+            CmacTokenizer(key)  # fails here, before any output, if the image lacks `cryptography`
         host, hosts = host_info(args.resource_config)
-    except (ConfigurationError, ValueError, OSError) as exc:
+    except (ConfigurationError, ValueError, OSError, ImportError) as exc:
         print(f"preprocess: configuration error: {exc}", file=sys.stderr)
         return 2
     identifiers = IdentifierHashes(contract)

@@ -149,3 +149,20 @@ def test_an_identifier_typed_on_read_falls_back_to_a_second_read(tmp_path: Path)
     collected.add(pa.table({"customer_id": pa.array([7, 8])}), csv=False)  # parquet: read as stored either way
     assert collected.result() is not None
     assert spec["columns"][0]["role"] == "id"
+
+
+def test_an_image_without_cryptography_fails_before_writing(tmp_path: Path, monkeypatch, capsys) -> None:
+    import sys
+
+    import preprocess
+
+    write_churn_csv(tmp_path / "raw" / "a.csv", 50, seed=35)
+    (tmp_path / "pii.key").write_text(PII_KEY)
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.ciphers", None)  # import fails
+    args = ["--contract", str(CONTRACTS / "churn.json"), "--input-dir", str(tmp_path / "raw")]
+    args += ["--output-dir", str(tmp_path / "out"), "--pii-key-file", str(tmp_path / "pii.key")]
+    args += ["--resource-config", str(tmp_path / "none")]
+    assert preprocess.main(args) == 2
+    err = capsys.readouterr().err
+    assert "configuration error" in err and "'cryptography' package" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
