@@ -166,3 +166,30 @@ def test_an_image_without_cryptography_fails_before_writing(tmp_path: Path, monk
     err = capsys.readouterr().err
     assert "configuration error" in err and "'cryptography' package" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_scan_reads_parquet_in_row_batches_and_counts_as_one_read(tmp_path: Path, monkeypatch) -> None:
+    import pii_scan
+
+    rows = 100
+    table = pa.table(
+        {
+            "customer_id": ["0123456789abcdef0123456789abcdef"] * (rows - 3) + ["C1", "C2", "C3"],
+            "note": [f"mail me at a{i}@example.com" if i % 9 == 0 else f"n{i}" for i in range(rows)],
+            "leak": ["Jane Doe" if i % 13 == 0 else None for i in range(rows)],
+            "card": [4111111111111111 if i % 31 == 0 else i for i in range(rows)],
+        }
+    )
+    pq.write_table(table, tmp_path / "part.parquet", row_group_size=17)
+    identifiers = {"name": pii_scan.hash_values(pa.array(["jane doe"]))}
+
+    def scan() -> pii_scan.ScanReport:
+        return pii_scan.scan_paths([(tmp_path / "part.parquet", "train/part.parquet")], identifiers, ["customer_id"])
+
+    whole = scan()
+    monkeypatch.setattr(pii_scan, "SCAN_BATCH_ROWS", 7)
+    batched = scan()
+    assert batched.findings == whole.findings and (batched.rows, batched.cells) == (whole.rows, whole.cells)
+    counts = {(f.column, f.detector): f.count for f in batched.findings}
+    assert counts == {("customer_id", "untokenized"): 3, ("note", "email"): 12, ("leak", "identifier:name"): 8,
+                      ("card", "card"): 4}
