@@ -116,12 +116,19 @@ def table_statistics(table: Any, contract: DataContract, host: str) -> dict[str,
     return {"version": 1, "host": host, "rows": table.num_rows, "columns": cols}
 
 
-def _arrow_column_statistics(column: Any, sc: ServingColumn | None, categorical: bool, reference_date: str) -> dict[str, Any]:
+def _arrow_column_statistics(
+    column: Any, sc: ServingColumn | None, categorical: bool, reference_date: str
+) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
     kind = column.type
-    if categorical and (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind)):
+    if categorical and (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_boolean(kind)
+    ):
         counted = pc.value_counts(column.drop_null())
         keys = counted.field("values").to_pylist()
         numbers = counted.field("counts").to_pylist()
@@ -131,7 +138,12 @@ def _arrow_column_statistics(column: Any, sc: ServingColumn | None, categorical:
         for key, count in zip(keys, numbers, strict=True):
             cats[str(key)] = cats.get(str(key), 0) + int(count)  # 1 and "1" are one category
         cats = dict(sorted(cats.items()))
-        return {"kind": "categorical", "count": sum(cats.values()), "nulls": len(column) - sum(cats.values()), "categories": cats}
+        return {
+            "kind": "categorical",
+            "count": sum(cats.values()),
+            "nulls": len(column) - sum(cats.values()),
+            "categories": cats,
+        }
     numeric = sc is None or sc.kind == "numeric"
     if not categorical and numeric and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
         arr = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
@@ -141,7 +153,9 @@ def _arrow_column_statistics(column: Any, sc: ServingColumn | None, categorical:
     if sc is None:  # the target
         if categorical:
             return column_statistics(values, True)
-        return column_statistics(pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan), False)
+        return column_statistics(
+            pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan), False
+        )
     return column_statistics(baseline_values(values, sc, reference_date), categorical)
 
 

@@ -496,7 +496,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"preprocess: configuration error: {exc}", file=sys.stderr)
         return 2
     identifiers = IdentifierHashes(contract)
-    status = preprocess(Path(args.input_dir), Path(args.output_dir), contract, key, host, hosts, identifiers=identifiers)
+    status = preprocess(
+        Path(args.input_dir), Path(args.output_dir), contract, key, host, hosts, identifiers=identifiers
+    )
     # Verified pseudonymization (pii_scan.py): before upload, so a finding withholds the curated outputs.
     # The raw identifiers come from the step's own read when every batch passed (else: read again).
     known = identifiers.result() if status["passed"] else None

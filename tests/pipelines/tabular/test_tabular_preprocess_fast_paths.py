@@ -95,7 +95,12 @@ def _streamed(raw: Path, contract, block_size: int = 4096) -> IdentifierHashes:
     for path in sorted(raw.iterdir()):
         csv = path.suffix == ".csv"
         result = streaming.scan_file(
-            path, path.name, contract, lambda t, _f, csv=csv: collected.add(t, csv), block_size=block_size, batch_rows=97
+            path,
+            path.name,
+            contract,
+            lambda t, _f, csv=csv: collected.add(t, csv),
+            block_size=block_size,
+            batch_rows=97,
         )
         assert not result.failures
     return collected
@@ -191,5 +196,9 @@ def test_the_scan_reads_parquet_in_row_batches_and_counts_as_one_read(tmp_path: 
     batched = scan()
     assert batched.findings == whole.findings and (batched.rows, batched.cells) == (whole.rows, whole.cells)
     counts = {(f.column, f.detector): f.count for f in batched.findings}
-    assert counts == {("customer_id", "untokenized"): 3, ("note", "email"): 12, ("leak", "identifier:name"): 8,
-                      ("card", "card"): 4}
+    assert counts == {
+        ("customer_id", "untokenized"): 3,
+        ("note", "email"): 12,
+        ("leak", "identifier:name"): 8,
+        ("card", "card"): 4,
+    }
