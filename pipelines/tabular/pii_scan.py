@@ -6,7 +6,8 @@ local runtime also scans the evaluation report and the capture files with it). I
 about every scanned file, and reports each finding by *file, column and detector* — never the value:
 
 1. **No raw identifier in clear.** Every value of the contract's ``id`` and ``direct_identifier`` columns
-   in the raw input (read back from the job's input folder) is normalized (whitespace-trimmed,
+   in the raw input (from the record batches the step read, :class:`IdentifierHashes`, else read back from
+   the job's input folder) is normalized (whitespace-trimmed,
    lower-cased) and hashed (``pandas.util.hash_array``, 64-bit; the values themselves are not kept). A
    string cell of an output (a parquet/CSV cell, a JSON string value or key) equal to one of them is a
    finding (``identifier:<column>``). Token-shaped cells are compared only when some raw identifier is
