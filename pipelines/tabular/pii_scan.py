@@ -6,7 +6,8 @@ local runtime also scans the evaluation report and the capture files with it). I
 about every scanned file, and reports each finding by *file, column and detector* — never the value:
 
 1. **No raw identifier in clear.** Every value of the contract's ``id`` and ``direct_identifier`` columns
-   in the raw input (read back from the job's input folder) is normalized (whitespace-trimmed,
+   in the raw input (from the record batches the step read, :class:`IdentifierHashes`, else read back from
+   the job's input folder) is normalized (whitespace-trimmed,
    lower-cased) and hashed (``pandas.util.hash_array``, 64-bit; the values themselves are not kept). A
    string cell of an output (a parquet/CSV cell, a JSON string value or key) equal to one of them is a
    finding (``identifier:<column>``). Token-shaped cells are compared only when some raw identifier is
@@ -198,7 +199,10 @@ def normalize(values: Any) -> pa.Array:
 
 def hash_values(values: Any) -> np.ndarray:
     """64-bit hashes of the normalized, non-empty values (pandas' SipHash over Arrow-normalized text)."""
-    text = normalize(values)
+    return _hash_normalized(normalize(values))
+
+
+def _hash_normalized(text: pa.Array) -> np.ndarray:
     text = text.filter(pc.and_(pc.is_valid(text), pc.not_equal(text, "")))
     if not len(text):
         return np.empty(0, dtype=np.uint64)
@@ -226,6 +230,64 @@ def raw_identifiers(input_dir: Path, contract: DataContract) -> tuple[dict[str, 
     # Sorted (duplicates kept: sorting is cheaper than np.unique and binary search does not mind them).
     hashes = {n: np.sort(np.concatenate(p)) if p else np.empty(0, dtype=np.uint64) for n, p in parts.items()}
     return hashes, shaped
+
+
+#: Rows per record batch when scanning a parquet output (the scan's unit of memory).
+SCAN_BATCH_ROWS = 65_536
+#: pyarrow's default CSV null spellings: what :func:`_read_columns` reads as missing.
+_CSV_DEFAULT_NULLS = pa.array(pacsv.ConvertOptions().null_values, type=pa.string())
+_NULL_BYTES = max(len(v.encode("utf-8")) for v in pacsv.ConvertOptions().null_values)
+
+
+class IdentifierHashes:
+    """:func:`raw_identifiers` gathered from the record batches the streaming step reads anyway.
+
+    The step hands every raw batch (:meth:`add`); :meth:`result` is then what :func:`raw_identifiers`
+    would compute by reading the input folder again, without that second read. Only where the batch
+    holds the file's text: parquet columns as stored, CSV columns read as strings (a CSV column typed on
+    read, e.g. an ``int`` id, makes the result unusable and :func:`verify_outputs` reads the files).
+    """
+
+    def __init__(self, contract: DataContract) -> None:
+        self.names = identifier_columns(contract)
+        self.parts: dict[str, list[np.ndarray]] = {n: [] for n in self.names}
+        self.shaped = False
+        self.complete = True
+
+    def add(self, table: pa.Table, csv: bool) -> None:
+        """One raw record batch (``csv``: read from a CSV file)."""
+        if not self.complete:  # the result cannot be used anyway
+            return
+        for name in self.names:
+            if name not in table.column_names:
+                continue
+            column = table.column(name)
+            if csv:
+                if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+                    self.complete = False
+                    continue
+                # The step's reader knows fewer null spellings than pyarrow's default reader (all of them
+                # at most _NULL_BYTES long: look them up only if such short values occur).
+                if pc.any(pc.less_equal(pc.binary_length(column), _NULL_BYTES)).as_py():
+                    column = column.filter(pc.invert(pc.is_in(column, value_set=_CSV_DEFAULT_NULLS)))
+            text = normalize(column)
+            self.parts[name].append(_hash_normalized(text))
+            if not self.shaped:
+                shaped = text.filter(pc.equal(pc.binary_length(text), 32))  # TOKEN_RE: 32 characters
+                self.shaped = bool(pc.any(pc.match_substring_regex(shaped, TOKEN_RE.pattern)).as_py())
+
+    def result(self) -> tuple[dict[str, np.ndarray], bool] | None:
+        """``(hashes, any token-shaped)`` as :func:`raw_identifiers` returns them; None if incomplete."""
+        if not self.complete:
+            return None
+        hashes = {}
+        for name in self.names:  # one array per column, sorted in place; the parts are let go
+            parts = self.parts.pop(name, [])
+            hashes[name] = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
+            del parts
+            hashes[name].sort()
+        self.complete = False  # the parts are gone: a second call must not return partial hashes
+        return hashes, self.shaped
 
 
 def raw_identifier_hashes(input_dir: Path, contract: DataContract) -> dict[str, np.ndarray]:
@@ -262,7 +324,8 @@ class Scanner:
     ) -> None:
         """``identifiers``: column -> sorted hashes; ``compare_tokens``: compare token-shaped cells with them
         too (needed only if some raw identifier is itself token-shaped, e.g. 32-hex UUIDs)."""
-        self.identifiers = {k: np.sort(v) for k, v in identifiers.items() if len(v)}
+        # Sorted copies only where needed (at 10M rows a copy of the hashes is 80 MB per column).
+        self.identifiers = {k: v if _is_sorted(v) else np.sort(v) for k, v in identifiers.items() if len(v)}
         self.token_columns = frozenset(token_columns)
         self.compare_tokens = compare_tokens
         self.report = ScanReport(identifier_values=sum(len(v) for v in self.identifiers.values()))
@@ -272,7 +335,10 @@ class Scanner:
         lower = path.name.lower()
         self.report.files += 1
         if lower.endswith((".parquet", ".pq")):
-            self._table(pq.read_table(path), name)
+            parquet = pq.ParquetFile(path)  # row batches: memory does not grow with the file
+            schema = parquet.schema_arrow
+            batches = parquet.iter_batches(batch_size=SCAN_BATCH_ROWS)
+            self._tables((pa.Table.from_batches([b], schema=schema) for b in batches), name)
         elif lower.endswith(".csv"):
             self._table(pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True)), name)
         elif lower.endswith(".jsonl"):
@@ -286,6 +352,28 @@ class Scanner:
             strings = {}
             _collect(_loads(path.read_text(encoding="utf-8", errors="replace")), "$", strings)
             self._strings(strings, name)
+
+    def _tables(self, tables: Iterable[pa.Table], name: str) -> None:
+        """:meth:`_table` of each part of one file; a detector's counts of the parts add up to one finding."""
+        start = len(self.report.findings)
+        columns: list[str] = []
+        for table in tables:
+            columns = columns or table.column_names
+            self._table(table, name)
+        merged: dict[tuple[str, str, str], int] = {}
+        for f in self.report.findings[start:]:
+            key = (f.file, f.column, f.detector)
+            merged[key] = merged.get(key, 0) + f.count
+        # In the order one read of the whole file reports them: by column, then as _table checks.
+        idents = [f"identifier:{i}" for i in self.identifiers]
+
+        def order(key: tuple[str, str, str]) -> tuple[int, int, int, str]:
+            column, detector = key[1], key[2]
+            rank = {"untokenized": 0, "card": 1}.get(detector, 3)
+            rank = 2 if detector in idents else rank
+            return (columns.index(column), rank, idents.index(detector) if rank == 2 else 0, detector)
+
+        self.report.findings[start:] = [Finding(*key, merged[key]) for key in sorted(merged, key=order)]
 
     def _table(self, table: pa.Table, name: str) -> None:
         """Every column of a parquet/CSV table, in Arrow (no per-cell Python objects for token columns)."""
@@ -346,6 +434,10 @@ class Scanner:
             self.report.findings.append(Finding(file, column, detector, int(count)))
 
 
+def _is_sorted(values: np.ndarray) -> bool:
+    return bool(np.all(values[1:] >= values[:-1]))
+
+
 def _member(hashes: np.ndarray, known: np.ndarray) -> np.ndarray:
     """``hashes`` found in the sorted unique array ``known`` (binary search; no per-call re-sort)."""
     idx = np.searchsorted(known, hashes)
@@ -401,15 +493,23 @@ def scan_paths(
     return scanner.report
 
 
-def verify_outputs(input_dir: Path, output_dir: Path, contract: DataContract, host: str) -> dict[str, Any]:
+def verify_outputs(
+    input_dir: Path,
+    output_dir: Path,
+    contract: DataContract,
+    host: str,
+    identifiers: tuple[dict[str, np.ndarray], bool] | None = None,
+) -> dict[str, Any]:
     """The job's gate: scan the outputs against the raw input; on a finding withhold the curated outputs.
 
-    Writes ``status/pii-scan.json`` and ``status/pii-scan-<host>.json`` and returns their content.
+    ``identifiers``: :func:`raw_identifiers` of ``input_dir`` if already known (:class:`IdentifierHashes`
+    of the step's own read); else the input files are read here. Writes ``status/pii-scan.json`` and
+    ``status/pii-scan-<host>.json`` and returns their content.
     """
     started = time.perf_counter()
-    identifiers, compare_tokens = raw_identifiers(input_dir, contract)
+    hashes, compare_tokens = identifiers if identifiers is not None else raw_identifiers(input_dir, contract)
     files = [(p, n) for p, n in iter_files(output_dir, SCANNED_CHANNELS) if not p.name.startswith("pii-scan")]
-    report = scan_paths(files, identifiers, token_columns=contract.names("id"), compare_tokens=compare_tokens)
+    report = scan_paths(files, hashes, token_columns=contract.names("id"), compare_tokens=compare_tokens)
     report.seconds = time.perf_counter() - started
     status = {**report.to_dict(), "host": host}
     if not report.passed:

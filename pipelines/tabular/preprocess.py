@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from baseline import host_statistics, merge_column
+from baseline import host_statistics, merge_column, table_statistics
 from contract import DataContract, load_contract
 from features import (
     CURATED_SPLIT_VERSION_KEY,
@@ -47,9 +47,9 @@ from features import (
     pseudonymize,
     serving_columns,
 )
-from pii_scan import verify_outputs
+from pii_scan import IdentifierHashes, verify_outputs
 from streaming import BLOCK_SIZE, PARQUET_BATCH_ROWS, scan_file
-from validation import ValidationResult, batch_failures, list_input_files
+from validation import PARQUET_SUFFIXES, ValidationResult, batch_failures, list_input_files
 
 LOG = logging.getLogger("flywheel.preprocess")
 PII_KEY_ENV = "FLYWHEEL_PII_KEY"
@@ -279,8 +279,6 @@ class CuratedWriter:
                 continue
             self.counts[name] += n
             self._submit(name, table.filter(pa.array(mask)))
-        part = host_statistics(curated[split == 0], self.contract, self.host)
-        self.stats = part if self.stats is None else merge_host_statistics(self.stats, part)
 
     def _submit(self, name: str, table: pa.Table) -> None:
         if self._thread is None:
@@ -306,6 +304,9 @@ class CuratedWriter:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     self.writers[name] = pq.ParquetWriter(path, self.schema, use_dictionary=self.dictionary)
                 self.writers[name].write_table(table)
+                if name == "train":  # statistics of the training rows, from Arrow (mostly without the GIL)
+                    part = table_statistics(table, self.contract, self.host)
+                    self.stats = part if self.stats is None else merge_host_statistics(self.stats, part)
             except BaseException as exc:
                 self._error = exc
 
@@ -365,8 +366,12 @@ def preprocess(
     *,
     block_size: int = BLOCK_SIZE,
     batch_rows: int = PARQUET_BATCH_ROWS,
+    identifiers: IdentifierHashes | None = None,
 ) -> dict[str, Any]:
     """Run the step on one host's files, one record batch at a time; returns the status it writes.
+
+    ``identifiers``, if given, receives every raw batch that passed (the PII scan's raw identifier
+    hashes, gathered from this read instead of a second one; used only when the whole batch passed).
 
     Peak memory is a few record batches (``block_size`` bytes of CSV, ``batch_rows`` rows of parquet:
     one being worked on, :data:`streaming.READ_AHEAD` read ahead, :data:`WRITE_AHEAD` being written),
@@ -378,13 +383,18 @@ def preprocess(
     writer = CuratedWriter(output_dir, contract, key, host)
     clean = True
 
+    csv = False
+
     def sink(raw: pa.Table, frame: pd.DataFrame) -> None:
         if clean:  # once any record batch failed, the whole batch is held: validate on, write nothing
             writer.write(raw, frame)
+            if identifiers is not None:
+                identifiers.add(raw, csv)
 
     files = []
     try:
         for path in paths:
+            csv = not path.name.lower().endswith(PARQUET_SUFFIXES)
             name = path.relative_to(input_dir).as_posix()
             files.append(scan_file(path, name, contract, sink, block_size=block_size, batch_rows=batch_rows))
             clean = clean and not files[-1].failures
@@ -479,13 +489,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"the contract has id columns ({', '.join(contract.names('id'))}) and no PII key was "
                 f"given: pass --pii-key-file or set ${PII_KEY_ENV}"
             )
+        if contract.names("id") and key is not None:
+            CmacTokenizer(key)  # fails here, before any output, if the image lacks `cryptography`
         host, hosts = host_info(args.resource_config)
-    except (ConfigurationError, ValueError, OSError) as exc:
+    except (ConfigurationError, ValueError, OSError, ImportError) as exc:
         print(f"preprocess: configuration error: {exc}", file=sys.stderr)
         return 2
-    preprocess(Path(args.input_dir), Path(args.output_dir), contract, key, host, hosts)
+    identifiers = IdentifierHashes(contract)
+    status = preprocess(
+        Path(args.input_dir), Path(args.output_dir), contract, key, host, hosts, identifiers=identifiers
+    )
     # Verified pseudonymization (pii_scan.py): before upload, so a finding withholds the curated outputs.
-    verify_outputs(Path(args.input_dir), Path(args.output_dir), contract, host)
+    # The raw identifiers come from the step's own read when every batch passed (else: read again).
+    known = identifiers.result() if status["passed"] else None
+    verify_outputs(Path(args.input_dir), Path(args.output_dir), contract, host, known)
     return 0
 
 

@@ -1,0 +1,70 @@
+"""The pyarrow CSV path of ``inference.input_fn`` parses a batch exactly as the ``csv`` module path does.
+
+GIVEN CSV request bodies large enough for the pyarrow path (quotes, quoted commas and newlines, blank
+lines, empty and whitespace-only fields, Unicode spaces), WHEN ``input_fn`` parses them, THEN the frame
+equals the ``csv`` module's (object dtype, ``None`` for missing); malformed bodies (ragged rows, invalid
+UTF-8, a byte-order mark, CR line ends) are left to the ``csv`` path and raise its errors.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import inference
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def _csv_module(body: bytes) -> pd.DataFrame:
+    text = body.decode("utf-8")
+    rows = [[None if v.strip() == "" else v.strip() for v in row] for row in csv.reader(io.StringIO(text)) if row]
+    return inference._positional(rows)
+
+
+def _body(rows: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+ROWS = [
+    ["30-39", "941", "2024", " 12 ", "month_to_month", ""],
+    ["90+", "022", "", "7", "a, quoted comma", "  "],
+    ["", "x\ny", "2020", "1.50", "\u3000ideographic\u00a0", '"quoted"'],
+    ["0-9", "007", "1999", "-3", "Zoë", "tab\tinside"],
+]
+
+
+@pytest.mark.parametrize("copies", [60, 200])
+def test_arrow_path_equals_the_csv_module_path(copies: int) -> None:
+    body = _body(ROWS * copies)
+    assert len(body) >= inference.ARROW_CSV_BYTES
+    assert inference._arrow_csv(body) is not None  # the fast path was taken
+    got = inference.input_fn(body, "text/csv")
+    pd.testing.assert_frame_equal(got, _csv_module(body))
+    assert all(d == np.dtype(object) for d in got.dtypes) and got.iloc[0, 5] is None and got.iloc[1, 5] is None
+    spaced = body.replace(b"\n", b"\n\n", 10)  # blank lines are skipped by both
+    pd.testing.assert_frame_equal(inference.input_fn(spaced, "text/csv"), _csv_module(spaced))
+
+
+@pytest.mark.parametrize(
+    ("tail", "error"),
+    [
+        (b"a,b\n", "row 240 has 2 values"),  # ragged
+        (b"\xff\xfe,x,x,x,x,x\n", "utf-8"),  # invalid UTF-8
+    ],
+)
+def test_malformed_batches_get_the_csv_module_errors(tail: bytes, error: str) -> None:
+    body = _body(ROWS * 60) + tail
+    assert inference._arrow_csv(body) is None
+    with pytest.raises(ValueError, match=error):
+        inference.input_fn(body, "text/csv")
+
+
+def test_bodies_the_paths_could_read_differently_go_to_the_csv_module() -> None:
+    body = _body(ROWS * 60)
+    for odd in (b"\xef\xbb\xbf" + body, body.replace(b"\n", b"\r\n")):
+        assert inference._arrow_csv(odd) is None
+        pd.testing.assert_frame_equal(inference.input_fn(odd, "text/csv"), _csv_module(odd))
