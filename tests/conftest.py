@@ -19,6 +19,8 @@ os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
 
+import botocore.loaders  # noqa: E402
+
 # urllib3 probes IPv6 support by creating a socket at import time (no traffic); import it before
 # pytest-socket starts blocking so the probe is not mistaken for a test reaching the network.
 import urllib3  # noqa: E402, F401
@@ -27,8 +29,6 @@ import urllib3  # noqa: E402, F401
 # build a session per test, so the suite parsed the same ~1 MB models over a thousand times (about half the
 # CPU of the handler tests). One parse per process: the files are read-only and botocore never mutates what
 # it loaded (one session already shares these objects between its clients).
-import botocore.loaders  # noqa: E402
-
 _parsed_models: dict[str, object] = {}
 _load_file = botocore.loaders.JSONFileLoader.load_file
 
