@@ -7,8 +7,11 @@ It turns a frozen :class:`TabularPipelineInputs` into the pipeline definition JS
 Parameters (names are a contract with the Lambdas and the local runtime)
     ``InputDataUri`` (String, required: S3 prefix of the raw batch; ``Preprocess`` refuses one outside
     ``s3://<raw_bucket>/<team>/incoming/``), ``ProcessingInstanceType``, ``TrainingInstanceType``,
-    ``EvaluationInstanceType``, ``ChampionMetric`` (String, default ``"none"``), ``NumRound``,
-    ``MaxDepth``, ``EarlyStoppingRounds`` (Integer) and ``Eta`` (Float).
+    ``EvaluationInstanceType``, ``ChampionMetric`` (String, default ``"none"``), ``ChampionModelUri``
+    (String: the approved champion's ``ModelDataUrl``, which ``Evaluate`` scores on the same test rows for a
+    paired comparison; default the team's "no champion" marker object, provisioned with the contract,
+    because a processing input whose prefix holds no object fails the job), ``NumRound``, ``MaxDepth``,
+    ``EarlyStoppingRounds`` (Integer) and ``Eta`` (Float).
 
     Never parameters (whoever may start an execution must not weaken a control): the PII key's
     location (``s3://<raw_bucket>/<team>/_keys/pii-hmac.key``), the gate threshold (from the team's
@@ -95,7 +98,7 @@ from pipelines.sdk_offline import (  # OfflineBuildError, object_name: re-export
     sequence_sentinels,
     uri_sentinel,
 )
-from pipelines.tabular.contract import DEFAULT_TRIVIAL_MARGIN, TRAINING_DEFAULTS
+from pipelines.tabular.contract import DEFAULT_TRIVIAL_MARGIN, NO_CHAMPION_FILE, TRAINING_DEFAULTS
 
 __all__ = [
     "OfflineBuildError",
@@ -117,6 +120,7 @@ PARAM_TRAINING_INSTANCE_TYPE: Final = "TrainingInstanceType"
 PARAM_EVALUATION_INSTANCE_TYPE: Final = "EvaluationInstanceType"
 PARAM_GATE_THRESHOLD: Final = "GateThreshold"
 PARAM_CHAMPION_METRIC: Final = "ChampionMetric"
+PARAM_CHAMPION_MODEL_URI: Final = "ChampionModelUri"
 PARAM_NUM_ROUND: Final = "NumRound"
 PARAM_MAX_DEPTH: Final = "MaxDepth"
 PARAM_ETA: Final = "Eta"
@@ -128,6 +132,7 @@ PARAMETER_NAMES: Final[tuple[str, ...]] = (
     PARAM_TRAINING_INSTANCE_TYPE,
     PARAM_EVALUATION_INSTANCE_TYPE,
     PARAM_CHAMPION_METRIC,
+    PARAM_CHAMPION_MODEL_URI,
     PARAM_NUM_ROUND,
     PARAM_MAX_DEPTH,
     PARAM_ETA,
@@ -163,6 +168,9 @@ PII_KEY_FILE_NAME: Final = PII_KEY_FILE
 PROCESSING_CODE_DIR: Final = "/opt/ml/processing/input/code"
 PROCESSING_UNPACK_DIR: Final = "/opt/ml/processing/code"
 TRAINING_CODE_DIR: Final = "/opt/ml/input/data/code"
+CHAMPION_MODEL_DIR: Final = "/opt/ml/processing/input/champion"
+#: The team file holding the "no champion" marker (``contract.NO_CHAMPION_FILE``).
+NO_CHAMPION_FILE_NAME: Final = NO_CHAMPION_FILE
 
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -235,6 +243,8 @@ class TabularPipelineInputs:
     source_uri: str
     contract_uri: str
     model_package_group_name: str
+    # The "no champion" marker object (``contract.NO_CHAMPION_FILE``, a team file): ChampionModelUri's default.
+    no_champion_uri: str
     objective: Objective
     gate_metric: str
     gate_threshold: float
@@ -299,6 +309,7 @@ class TabularPipelineInputs:
         if not isinstance(self.local_overrides, bool):
             raise ValueError(f"local_overrides: expected a bool, got {self.local_overrides!r}")
         _require_s3_object("contract_uri", self.contract_uri, ".json")
+        _require_s3_object("no_champion_uri", self.no_champion_uri, ".json")
         prefix = self.pii_key_prefix
         if not isinstance(prefix, str) or not prefix.endswith("/") or prefix.startswith("/") or ".." in prefix:
             raise ValueError(f"pii_key_prefix: expected a relative key prefix ending in '/', got {prefix!r}")
@@ -349,6 +360,7 @@ def inputs_for_team(
     buckets: Mapping[str, str],
     source_uri: str,
     contract_uri: str,
+    no_champion_uri: str,
     model_package_group_name: str,
     local_overrides: bool = False,
 ) -> TabularPipelineInputs:
@@ -367,6 +379,7 @@ def inputs_for_team(
         buckets=buckets,
         source_uri=source_uri,
         contract_uri=contract_uri,
+        no_champion_uri=no_champion_uri,
         model_package_group_name=model_package_group_name,
         local_overrides=local_overrides,
     )
@@ -387,6 +400,7 @@ def inputs_for_settings(
     buckets: Mapping[str, str],
     source_uri: str,
     contract_uri: str,
+    no_champion_uri: str,
     model_package_group_name: str,
     local_overrides: bool = False,
 ) -> TabularPipelineInputs:
@@ -418,6 +432,7 @@ def inputs_for_settings(
         reports_bucket=buckets["reports"],
         source_uri=source_uri,
         contract_uri=contract_uri,
+        no_champion_uri=no_champion_uri,
         model_package_group_name=model_package_group_name,
         objective=settings.contract.objective,
         gate_metric=settings.metric_gate.metric,
@@ -496,6 +511,7 @@ def _sentinel_values(inputs: TabularPipelineInputs) -> dict[str, Any]:
         # Object names are kept: the containers address the files by them.
         "source_uri": uri_sentinel("source-uri", inputs.source_uri),
         "contract_uri": uri_sentinel("contract-uri", inputs.contract_uri),
+        "no_champion_uri": uri_sentinel("no-champion-uri", inputs.no_champion_uri),
         "model_package_group_name": sentinel("model-package-group"),
     }
 
@@ -563,6 +579,8 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
         else float(inputs.gate_threshold)
     )
     champion_metric = ParameterString(name=PARAM_CHAMPION_METRIC, default_value="none")
+    # The champion's model for the paired comparison; by default the marker object that means "none".
+    champion_model_uri = ParameterString(name=PARAM_CHAMPION_MODEL_URI, default_value=inputs.no_champion_uri)
     num_round = ParameterInteger(name=PARAM_NUM_ROUND, default_value=inputs.num_round)
     max_depth = ParameterInteger(name=PARAM_MAX_DEPTH, default_value=inputs.max_depth)
     eta = ParameterFloat(name=PARAM_ETA, default_value=float(inputs.eta))
@@ -575,6 +593,7 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
         training_instance_type,
         evaluation_instance_type,
         champion_metric,
+        champion_model_uri,
         num_round,
         max_depth,
         eta,
@@ -779,6 +798,7 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 processing_input("model", model_artifacts, "/opt/ml/processing/input/model"),
                 processing_input("test", preprocess_output("test"), "/opt/ml/processing/input/test"),
                 processing_input("baseline", preprocess_output("baseline"), "/opt/ml/processing/input/baseline"),
+                processing_input("champion", champion_model_uri, CHAMPION_MODEL_DIR),
                 contract_input,
                 code_input,
             ],
@@ -804,6 +824,9 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 inputs.gate_metric,
                 "--champion-metric",
                 champion_metric,
+                # model.tar.gz of the champion, or only the no-champion marker: evaluate tells them apart.
+                "--champion-model-dir",
+                CHAMPION_MODEL_DIR,
                 "--gate-threshold",
                 # container arguments are strings: a constant as text, the local parameter joined into one
                 Join(on="", values=[gate_threshold]) if inputs.local_overrides else repr(float(gate_threshold)),

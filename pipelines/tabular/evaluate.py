@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from baseline import constraints, merge_statistics
-from contract import DEFAULT_TRIVIAL_MARGIN, METRICS, DataContract, load_contract
+from contract import DEFAULT_TRIVIAL_MARGIN, METRICS, NO_CHAMPION_KEY, DataContract, load_contract
 from fairness import group_metrics, worst_gap
 from features import encode_labels
 from inference import Model, decision_threshold, model_fn, predict_scores
@@ -564,6 +564,41 @@ def add_check(report: dict[str, Any], name: str, passed: bool, reason: str) -> N
     gate["summary"] = "; ".join(failed) if failed else "every check passed"
 
 
+def holds_no_champion(champion_dir: Path) -> bool:
+    """True if ``champion_dir`` holds the "no champion" marker (``ChampionModelUri``'s default) and no model.
+
+    The marker is recognised by its content, not its name: a CDK asset reaches the container under its
+    content hash (``<sha256>.json``).
+    """
+    if not champion_dir.is_dir():
+        raise ValueError(f"--champion-model-dir {champion_dir} is not a folder")
+    files = [p for p in champion_dir.rglob("*") if p.is_file()]
+    if not files:
+        raise ValueError(f"--champion-model-dir {champion_dir} is empty: expected model.tar.gz or the marker")
+    for path in files:
+        if path.suffix == ".json" and path.stat().st_size < 4096:
+            try:
+                content = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(content, dict) and content.get(NO_CHAMPION_KEY) is True:
+                return len(files) == 1
+    return False
+
+
+def incomparable(champion: Model, challenger: Model, columns: Any) -> str | None:
+    """Why the champion cannot be scored on the challenger's test rows (None if it can): another objective,
+    other classes, or features the test split no longer has (the contract changed since)."""
+    if champion.problem != challenger.problem:
+        return f"the champion is a {champion.problem} model, the challenger {challenger.problem}"
+    if champion.problem != "regression" and list(champion.labels) != list(challenger.labels):
+        return f"the champion's classes {champion.labels} differ from the challenger's {challenger.labels}"
+    missing = [c for c in champion.columns if c not in set(columns)]
+    if missing:
+        return f"the test split lacks the champion's feature(s) {', '.join(missing[:5])}"
+    return None
+
+
 def resolve_model_dir(model_dir: Path, scratch: Path) -> Path:
     """The folder with the model files: ``model_dir`` itself, or ``model.tar.gz`` unpacked into ``scratch``."""
     archive = model_dir / "model.tar.gz"
@@ -711,12 +746,16 @@ def evaluate(
     with tempfile.TemporaryDirectory() as scratch:
         model = model_fn(str(resolve_model_dir(model_dir, Path(scratch))))
     champion_model = None
-    if champion_model_dir is not None:
+    if champion_model_dir is not None and not holds_no_champion(champion_model_dir):
         with tempfile.TemporaryDirectory() as scratch:
             champion_model = model_fn(str(resolve_model_dir(champion_model_dir, Path(scratch))))
     if model.problem != contract.objective:
         raise ValueError(f"model objective {model.problem!r} differs from the contract's {contract.objective!r}")
     test = read_split(test_dir)
+    unpaired = None if champion_model is None else incomparable(champion_model, model, test.columns)
+    if unpaired is not None:
+        LOG.warning("champion model not scored on the test rows: %s", unpaired)
+        champion_model = None
     scores = predict_scores(test[model.columns], model)
     y = encode_labels(test[contract.target], model.labels)
     if model.problem != "regression":
@@ -734,7 +773,11 @@ def evaluate(
         champ_scores = predict_scores(test[champion_model.columns], champion_model)
         champ_cut = decision_threshold(champion_model) if model.problem == "binary" else 0.5
         champion_values = _all_metrics(model.problem, y, champ_scores, k, champ_cut)
-        champion = champion_values[gate_metric] if champion is None else champion
+        # Compared on the same test rows: the champion's value here, not the one its own run measured on
+        # another batch (kept as recorded_value); that one only when the metric is undefined on these rows.
+        recorded = champion
+        if champion_values[gate_metric] is not None:
+            champion = champion_values[gate_metric]
         paired = paired_bootstrap(
             model.problem, y, scores, champ_scores, k, gate_metric, resamples, seed, thresholds=(cut, champ_cut)
         )
@@ -754,6 +797,9 @@ def evaluate(
     )
     if champion_values is not None:
         report["champion"]["metrics"] = champion_values
+        report["champion"]["recorded_value"] = recorded
+    if unpaired is not None:
+        report["champion"]["unpaired_reason"] = unpaired
     protected = [c for c in contract.names("protected") if c in test.columns]
     if protected:
         columns = {c: group_metrics(model.problem, y, scores, test[c], cut) for c in protected}
@@ -851,7 +897,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--trivial-margin", default=str(DEFAULT_MARGIN), help="required lead over the trivial model")
     p.add_argument("--bootstrap-resamples", type=int, default=DEFAULT_RESAMPLES)
     p.add_argument("--bootstrap-seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--champion-model-dir", default="", help="the champion's model: a paired comparison")
+    p.add_argument(
+        "--champion-model-dir",
+        default="",
+        help="the champion's model (model.tar.gz) for a paired comparison, or a folder holding only the "
+        "no-champion marker",
+    )
     p.add_argument("--fairness-max-gap", default="", help="fail the gate when the worst group gap exceeds this")
     return p.parse_args(argv)
 

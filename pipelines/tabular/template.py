@@ -18,6 +18,7 @@ from pipelines.tabular.contract import (
     DEFAULT_TRIVIAL_MARGIN,
     METRICS,
     UNIT_INTERVAL_METRICS,
+    NO_CHAMPION_CONTENT,
     DataContract,
     contract_problems,
     merge_status,
@@ -127,14 +128,19 @@ def definition_inputs(team_name: str, settings: TabularSettings, values: Deploym
         buckets=values.buckets,
         source_uri=values.source_uri,
         contract_uri=values.file_uris["contract"],
+        no_champion_uri=values.file_uris["no_champion"],
         model_package_group_name=values.model_package_group_name,
         local_overrides=values.local_overrides,
     )
 
 
 def team_files(settings: TabularSettings) -> tuple[TeamFile, ...]:
-    """The team's data contract as ``contract.json`` (the step scripts read it)."""
-    return (TeamFile("contract", d.CONTRACT_FILE_NAME, settings.contract.to_json().encode(), "DataContract"),)
+    """The team's data contract as ``contract.json`` (the step scripts read it) and the "no champion"
+    marker, the default of ``ChampionModelUri`` (``Evaluate``'s champion input must name an existing object)."""
+    return (
+        TeamFile("contract", d.CONTRACT_FILE_NAME, settings.contract.to_json().encode(), "DataContract"),
+        TeamFile("no_champion", d.NO_CHAMPION_FILE_NAME, NO_CHAMPION_CONTENT, "NoChampionMarker"),
+    )
 
 
 def describe(team_name: str, settings: TabularSettings) -> str:

@@ -105,6 +105,7 @@ def test_the_local_definition_is_the_one_the_stack_builds(
         reports_bucket="flywheel-local-reports",
         source_uri=tabular.source_uri,
         contract_uri=tabular.file_uris["contract"],
+        no_champion_uri=tabular.file_uris["no_champion"],
         model_package_group_name="flywheel-local-churn",
         objective=team.contract.objective,
         gate_metric=team.metric_gate.metric,
