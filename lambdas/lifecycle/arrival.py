@@ -4,8 +4,9 @@
 the batch folder, ``ChampionMetric`` = the gate value of the latest approved package (``none`` before
 the first approval) and, when that package's model artifact is one of the team pipeline's own and readable,
 ``ChampionModelUri`` = its ``ModelDataUrl``: the evaluation scores the champion on the challenger's test rows
-(a paired comparison). Without it the pipeline's default applies: the team's "no champion" marker. Idempotent on the batch folder: later events for that folder (more files,
-redeliveries, new versions) start nothing and return the first execution.
+(a paired comparison). Without it the pipeline's default applies: the team's "no champion" marker.
+Idempotent on the batch folder: later events for that folder (more files, redeliveries, new versions)
+start nothing and return the first execution.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import naming
 from botocore.exceptions import ClientError
+
+import naming
 
 from .events import LifecycleEventError, parse_object_created_event
 from .ports import LifecycleContext, TeamTarget

@@ -60,8 +60,8 @@ DEFAULT_TRIVIAL_MARGIN = 0.01
 NO_CHAMPION_FILE = "no-champion.json"
 NO_CHAMPION_KEY = "flywheel_no_champion"
 NO_CHAMPION_CONTENT = (
-    '{"flywheel_no_champion": true, "what": "ChampionModelUri default: no approved champion model to compare with"}\n'
-).encode()
+    b'{"flywheel_no_champion": true, "what": "ChampionModelUri default: no approved champion model to compare with"}\n'
+)
 #: The rules ``decision_threshold`` may name (besides a fixed number); see ``thresholds.py``.
 DECISION_RULES = ("max_f1", "youden")
 # Metrics bounded to [0, 1]; the others (log_loss, rmse, mae) are non-negative and unbounded, r2 <= 1.

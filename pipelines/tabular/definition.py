@@ -99,6 +99,7 @@ from pipelines.sdk_offline import (  # OfflineBuildError, object_name: re-export
     uri_sentinel,
 )
 from pipelines.tabular.contract import DEFAULT_TRIVIAL_MARGIN, NO_CHAMPION_FILE, TRAINING_DEFAULTS
+from pipelines.tabular.model_card import CARD_FILE as MODEL_CARD_FILE
 
 __all__ = [
     "OfflineBuildError",
@@ -171,6 +172,11 @@ TRAINING_CODE_DIR: Final = "/opt/ml/input/data/code"
 CHAMPION_MODEL_DIR: Final = "/opt/ml/processing/input/champion"
 #: The team file holding the "no champion" marker (``contract.NO_CHAMPION_FILE``).
 NO_CHAMPION_FILE_NAME: Final = NO_CHAMPION_FILE
+#: The team file with the model card's owner, intended use and description.
+CARD_FILE_NAME: Final = "card.json"
+CARD_INPUT_DIR: Final = "/opt/ml/processing/input/card"
+#: Customer metadata of a registered package: where its model card is (beside its evaluation.json).
+MODEL_CARD_KEY: Final = "flywheel:model-card"
 
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -245,6 +251,8 @@ class TabularPipelineInputs:
     model_package_group_name: str
     # The "no champion" marker object (``contract.NO_CHAMPION_FILE``, a team file): ChampionModelUri's default.
     no_champion_uri: str
+    # The model card's fields (owner, intended use, description: ``card.json``, a team file).
+    card_uri: str
     objective: Objective
     gate_metric: str
     gate_threshold: float
@@ -310,6 +318,7 @@ class TabularPipelineInputs:
             raise ValueError(f"local_overrides: expected a bool, got {self.local_overrides!r}")
         _require_s3_object("contract_uri", self.contract_uri, ".json")
         _require_s3_object("no_champion_uri", self.no_champion_uri, ".json")
+        _require_s3_object("card_uri", self.card_uri, ".json")
         prefix = self.pii_key_prefix
         if not isinstance(prefix, str) or not prefix.endswith("/") or prefix.startswith("/") or ".." in prefix:
             raise ValueError(f"pii_key_prefix: expected a relative key prefix ending in '/', got {prefix!r}")
@@ -361,6 +370,7 @@ def inputs_for_team(
     source_uri: str,
     contract_uri: str,
     no_champion_uri: str,
+    card_uri: str,
     model_package_group_name: str,
     local_overrides: bool = False,
 ) -> TabularPipelineInputs:
@@ -380,6 +390,7 @@ def inputs_for_team(
         source_uri=source_uri,
         contract_uri=contract_uri,
         no_champion_uri=no_champion_uri,
+        card_uri=card_uri,
         model_package_group_name=model_package_group_name,
         local_overrides=local_overrides,
     )
@@ -401,6 +412,7 @@ def inputs_for_settings(
     source_uri: str,
     contract_uri: str,
     no_champion_uri: str,
+    card_uri: str,
     model_package_group_name: str,
     local_overrides: bool = False,
 ) -> TabularPipelineInputs:
@@ -433,6 +445,7 @@ def inputs_for_settings(
         source_uri=source_uri,
         contract_uri=contract_uri,
         no_champion_uri=no_champion_uri,
+        card_uri=card_uri,
         model_package_group_name=model_package_group_name,
         objective=settings.contract.objective,
         gate_metric=settings.metric_gate.metric,
@@ -512,6 +525,7 @@ def _sentinel_values(inputs: TabularPipelineInputs) -> dict[str, Any]:
         "source_uri": uri_sentinel("source-uri", inputs.source_uri),
         "contract_uri": uri_sentinel("contract-uri", inputs.contract_uri),
         "no_champion_uri": uri_sentinel("no-champion-uri", inputs.no_champion_uri),
+        "card_uri": uri_sentinel("card-uri", inputs.card_uri),
         "model_package_group_name": sentinel("model-package-group"),
     }
 
@@ -799,6 +813,7 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 processing_input("test", preprocess_output("test"), "/opt/ml/processing/input/test"),
                 processing_input("baseline", preprocess_output("baseline"), "/opt/ml/processing/input/baseline"),
                 processing_input("champion", champion_model_uri, CHAMPION_MODEL_DIR),
+                processing_input("card", inputs.card_uri, CARD_INPUT_DIR),
                 contract_input,
                 code_input,
             ],
@@ -835,6 +850,15 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 repr(float(inputs.trivial_margin)),
                 "--fairness-max-gap",
                 "none" if inputs.fairness_max_gap is None else repr(float(inputs.fairness_max_gap)),
+                # The model card (model-card.html beside evaluation.json, stored with the package).
+                "--team",
+                inputs.team,
+                "--execution-id",
+                execution_id,
+                "--input-data-uri",
+                input_data_uri,
+                "--card-file",
+                f"{CARD_INPUT_DIR}/{object_name(inputs.card_uri)}",
             ],
         ),
         property_files=[evaluation_report],
@@ -886,6 +910,8 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 # Lineage: the raw batch (a write-once prefix) and the run; see docs/privacy.md.
                 LINEAGE_INPUT_KEY: input_data_uri,
                 LINEAGE_EXECUTION_KEY: execution_id,
+                # The model card Evaluate wrote: what an approver reads before deciding.
+                MODEL_CARD_KEY: evaluation_file(MODEL_CARD_FILE),
             },
         ),
     )

@@ -7,8 +7,9 @@ SageMaker Processing contract::
 
 ``--model-dir`` holds ``model.tar.gz`` as the training job wrote it, or the unpacked files. Writes
 ``evaluation.json`` (SageMaker model-quality shape plus ``gate`` and ``champion``, read by the
-pipeline's ``PropertyFile``/``JsonGet``), ``plots/*.png`` and ``baseline/statistics.json`` +
-``baseline/constraints.json`` (merged from the per-host parts of the preprocessing step).
+pipeline's ``PropertyFile``/``JsonGet``), ``plots/*.png``, ``baseline/statistics.json`` +
+``baseline/constraints.json`` (merged from the per-host parts of the preprocessing step) and, with
+``--team``, ``model-card.html`` (``model_card.py``: the card stored with the registered package).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from contract import DEFAULT_TRIVIAL_MARGIN, METRICS, NO_CHAMPION_KEY, DataContr
 from fairness import group_metrics, worst_gap
 from features import encode_labels
 from inference import Model, decision_threshold, model_fn, predict_scores
+from model_card import CARD_FILE, evaluation_card_run, write_report
 from sklearn import metrics as skm
 from thresholds import calibration, per_class
 from train import read_split
@@ -544,6 +546,31 @@ def evaluation_report(
     }
 
 
+def add_fairness(
+    report: dict[str, Any],
+    problem: str,
+    y: np.ndarray,
+    scores: np.ndarray,
+    test: Any,
+    contract: DataContract,
+    threshold: float,
+    max_gap: float | None,
+) -> None:
+    """Per-group metrics of every protected column in ``test`` into ``report['fairness']`` and, with
+    ``max_gap``, the ``fairness`` check of the gate on the worst gap (:func:`fairness.worst_gap`)."""
+    protected = [c for c in contract.names("protected") if c in test.columns]
+    if not protected:
+        return
+    columns = {c: group_metrics(problem, y, scores, test[c], threshold) for c in protected}
+    report["fairness"] = {"columns": columns, "used_as_features": contract.protected_as_features}
+    worst = worst_gap(problem, columns)
+    if max_gap is not None and worst is None:
+        reason = f"no group gap measurable on {', '.join(map(repr, protected))} (groups too small): not gated"
+        add_check(report, "fairness", True, reason)
+    elif max_gap is not None and worst is not None:
+        add_check(report, "fairness", worst[1] <= max_gap, _fairness_reason(worst, max_gap))
+
+
 def _fairness_reason(worst: tuple[str, float], allowed: float) -> str:
     """The fairness check in words: the worst gap, on which column, against the allowed gap."""
     column, _, name = worst[0].partition(".")
@@ -800,18 +827,7 @@ def evaluate(
         report["champion"]["recorded_value"] = recorded
     if unpaired is not None:
         report["champion"]["unpaired_reason"] = unpaired
-    protected = [c for c in contract.names("protected") if c in test.columns]
-    if protected:
-        columns = {c: group_metrics(model.problem, y, scores, test[c], cut) for c in protected}
-        report["fairness"] = {"columns": columns, "used_as_features": contract.protected_as_features}
-        worst = worst_gap(model.problem, columns)
-        if fairness_max_gap is not None and worst is not None:
-            add_check(
-                report,
-                "fairness",
-                worst[1] <= fairness_max_gap,
-                _fairness_reason(worst, fairness_max_gap),
-            )
+    add_fairness(report, model.problem, y, scores, test, contract, cut, fairness_max_gap)
     report["intervals"].update(seed=seed, resamples_requested=resamples)
     report["training"] = {
         key: model.metadata.get(key)
@@ -904,7 +920,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "no-champion marker",
     )
     p.add_argument("--fairness-max-gap", default="", help="fail the gate when the worst group gap exceeds this")
+    # The model card (model-card.html beside evaluation.json): who, what for, which run and batch.
+    p.add_argument("--team", default="", help="the team (the model card's; no card without it)")
+    p.add_argument("--execution-id", default="", help="the pipeline execution (the card's lineage)")
+    p.add_argument("--input-data-uri", default="", help="the raw batch (the card's lineage)")
+    p.add_argument("--card-file", default="", help="card.json: owner, intended_use, description (team config)")
     return p.parse_args(argv)
+
+
+def read_card_fields(path: str) -> dict[str, str]:
+    """``owner``, ``intended_use`` and ``description`` from ``card.json`` (none without ``--card-file``)."""
+    if not path:
+        return {}
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"--card-file {path}: expected a JSON object with owner, intended_use, description")
+    return {k: str(data.get(k) or "") for k in ("owner", "intended_use", "description")}
+
+
+def write_card(output_dir: Path, report: dict[str, Any], contract: DataContract, args: argparse.Namespace) -> Path:
+    """``model-card.html`` beside ``evaluation.json``: the card the pipeline stores with the package it
+    registers (the renderer is the local runtime's too: ``model_card.py``)."""
+    run = evaluation_card_run(
+        report,
+        output_dir,
+        team=args.team,
+        execution_id=args.execution_id,
+        contract_spec=json.loads(contract.to_json()),
+        card=read_card_fields(args.card_file),
+        input_data_uri=args.input_data_uri,
+        gate_threshold=_optional_float(args.gate_threshold, "--gate-threshold"),
+    )
+    return write_report(output_dir / CARD_FILE, run=run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -930,6 +977,8 @@ def main(argv: list[str] | None = None) -> int:
             champion_model_dir=Path(args.champion_model_dir) if args.champion_model_dir else None,
             fairness_max_gap=_optional_float(args.fairness_max_gap, "--fairness-max-gap"),
         )
+        if args.team:
+            write_card(Path(args.output_dir), report, contract, args)
     except (ValueError, OSError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2

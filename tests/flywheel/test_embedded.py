@@ -106,6 +106,7 @@ def test_the_local_definition_is_the_one_the_stack_builds(
         source_uri=tabular.source_uri,
         contract_uri=tabular.file_uris["contract"],
         no_champion_uri=tabular.file_uris["no_champion"],
+        card_uri=tabular.file_uris["card"],
         model_package_group_name="flywheel-local-churn",
         objective=team.contract.objective,
         gate_metric=team.metric_gate.metric,

@@ -53,6 +53,7 @@ BUCKETS = {
 SOURCE_URI = "s3://team-a-artifacts/code/tabular/0123abcd/sourcedir.tar.gz"
 CONTRACT_URI = "s3://team-a-artifacts/code/tabular/0123abcd/contract.json"
 NO_CHAMPION_URI = "s3://team-a-artifacts/code/team-a/4567cdef/no-champion.json"
+CARD_URI = "s3://team-a-artifacts/code/team-a/89abcdef/card.json"
 JOB_STEP_TYPES = {"Processing", "Training"}
 KNOWN_STEP_TYPES = JOB_STEP_TYPES | {"Condition", "Fail", "RegisterModel"}
 EXECUTION_VARIABLES = {
@@ -80,6 +81,7 @@ def make_inputs(**overrides: Any) -> TabularPipelineInputs:
         "source_uri": SOURCE_URI,
         "contract_uri": CONTRACT_URI,
         "no_champion_uri": NO_CHAMPION_URI,
+        "card_uri": CARD_URI,
         "model_package_group_name": "team-a-tabular",
         "objective": "binary",
         "gate_metric": "auc",
@@ -476,6 +478,14 @@ def test_processing_steps_unpack_the_sourcedir_and_run_their_script(definition: 
         "0.01",
         "--fairness-max-gap",
         "none",
+        "--team",
+        "team-a",
+        "--execution-id",
+        {"Get": "Execution.PipelineExecutionId"},
+        "--input-data-uri",
+        {"Get": "Parameters.InputDataUri"},
+        "--card-file",
+        "/opt/ml/processing/input/card/card.json",
     ]
 
 
@@ -679,6 +689,16 @@ def test_registered_package_records_its_raw_batch(definition: dict[str, Any]) ->
     assert metadata[d.LINEAGE_INPUT_KEY] == {"Get": "Parameters.InputDataUri"}
     assert metadata[d.LINEAGE_EXECUTION_KEY] == {"Get": "Execution.PipelineExecutionId"}
 
+    # The model card Evaluate writes beside evaluation.json is recorded with the package.
+    card = metadata[d.MODEL_CARD_KEY]["Std:Join"]
+    evaluation = {"Get": "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"}
+    assert card == {"On": "/", "Values": [evaluation, "model-card.html"]}
+    statistics = register["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]["Std:Join"]
+    assert statistics["Values"][0] == evaluation  # the same folder as the registered evaluation.json
+    evaluate_step = steps_by_name(definition)["Evaluate"]["Arguments"]
+    card_input = {i["InputName"]: i["S3Input"] for i in evaluate_step["ProcessingInputs"]}["card"]
+    assert card_input["S3Uri"] == CARD_URI
+
 
 def test_data_contract_failure_names_the_quarantine_location(definition: dict[str, Any]) -> None:
     (fail,) = steps_by_name(definition)["DataContractCheck"]["Arguments"]["ElseSteps"]
@@ -815,6 +835,7 @@ def test_account_values_may_be_arbitrary_strings() -> None:
         source_uri=f"s3://{token % 11}/code/sourcedir.tar.gz",
         contract_uri=f"s3://{token % 11}/code/contract.json",
         no_champion_uri=f"s3://{token % 11}/code/no-champion.json",
+        card_uri=f"s3://{token % 11}/code/card.json",
         model_package_group_name=token % 12,
     )
     document = json.loads(build_pipeline_definition(inputs))
