@@ -483,6 +483,10 @@ def gate_checks(
     else:
         diff = champion.get("difference")
         by = "" if diff is None or verdict == "tie" else f" (by {abs(diff):.4g})"
+        if (champion.get("paired") or {}).get("identical_predictions"):
+            by += " (identical predictions on the same test rows)"
+        elif champion.get("paired"):
+            by += " (paired on the same test rows)"
         add(
             "champion",
             bool(champion["challenger_not_worse"]),

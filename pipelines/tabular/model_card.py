@@ -66,8 +66,8 @@ _PLOT_TITLES = {
     "residuals": "Residuals",
     "calibration": "Calibration (reliability) curve",
 }
-_OK = {"succeeded", "success", "passed", "pass", "approved", "completed", "inservice", "executed", "true"}
-_BAD = {"failed", "failure", "fail", "rejected", "error", "stopped", "false"}
+_OK = {"succeeded", "success", "passed", "pass", "approved", "completed", "inservice", "executed", "true", "gatepassed"}
+_BAD = {"failed", "failure", "fail", "rejected", "error", "stopped", "false", "gatefailed"}
 
 
 class StepRecord(TypedDict, total=False):
@@ -470,13 +470,14 @@ def _evaluation_html(run: Mapping[str, Any], evaluation: Mapping[str, Any] | Non
         False: "the pipeline stops at its Fail step; no model package is registered",
         None: "no threshold was given",
     }[decision]
+    op = "≥" if higher else "≤"
     parts.append("<h3>Metric gate</h3>")
     parts.append(
         _kv(
             [
                 ("Metric", _code(gate_metric)),
                 ("Value", _e(_num(gate.get("value")))),
-                ("Threshold", _e(_num(threshold)) + f" ({'≥' if higher else '≤'} required)"),
+                ("Threshold", _e(DASH if threshold is None else f"{op} {_short(threshold)} required")),
                 ("Decision", f"{verdict} {_e(consequence)}"),
             ]
         )
@@ -518,6 +519,26 @@ def _evaluation_html(run: Mapping[str, Any], evaluation: Mapping[str, Any] | Non
                 + (f", difference {_e(_num(diff))}" if isinstance(diff, int | float) else "")
                 + (f" ({_e(champion['noise_method'])})" if champion.get("noise_method") else "")
                 + "</p>"
+            )
+        paired = champion.get("paired") or {}
+        if paired:
+            same = "; the two models' predictions are identical" if paired.get("identical_predictions") else ""
+            worse = f"{float(paired.get('share_worse') or 0):.0%}"
+            parts.append(
+                f'<p class="muted">Both models scored on these {_e(_num(evaluation.get("test_rows")))} test rows: '
+                f"95% interval of the difference (challenger - champion) {_e(_num(paired.get('low')))} to "
+                f"{_e(_num(paired.get('high')))}, challenger worse in {_e(worse)} of "
+                f"{_e(_num(paired.get('resamples')))} resamples{_e(same)}.</p>"
+            )
+        if isinstance(champion.get("recorded_value"), int | float):
+            parts.append(
+                f'<p class="muted">The champion\'s own run measured {_e(_num(champion["recorded_value"]))} on its '
+                "test rows (another batch); the comparison above is on this run's rows.</p>"
+            )
+        elif champion.get("unpaired_reason"):
+            parts.append(
+                f'<p class="muted">Compared on the champion\'s recorded value only: '
+                f"{_e(champion['unpaired_reason'])}.</p>"
             )
     parts.append(champion_figures(run))
     parts.append(_fairness(evaluation))
@@ -701,7 +722,7 @@ def card_section(run: Mapping[str, Any], evaluation: Mapping[str, Any] | None) -
     if training.get("positive_label") is not None:
         said = ""
         if spec.get("positive_class") is not None:
-            said = " (set in the contract (positive_class))"
+            said = " (set in the contract: positive_class)"
         elif spec:
             said = " (the target's second allowed value: the contract sets no positive_class)"
         rows.append(("Positive class", _e(f"{training['positive_label']!r}{said}")))
@@ -823,7 +844,7 @@ def contract_spec(run: Mapping[str, Any]) -> str:
     for col in spec.get("columns") or []:
         checks = []
         if col.get("min") is not None or col.get("max") is not None:
-            checks.append(f"range {_num(col.get('min'), 2)} to {_num(col.get('max'), 2)}")
+            checks.append(f"range {_bound(col.get('min'))} to {_bound(col.get('max'))}")
         if col.get("allowed") is not None:
             checks.append("allowed " + ", ".join(map(str, col["allowed"]))[:160])
         if col.get("generalize"):
@@ -848,6 +869,13 @@ def contract_spec(run: Mapping[str, Any]) -> str:
         + _table(["column", "dtype", "role", "nullable", "checks"], rows, cls="contract-columns")
         + f'<p class="muted">{_e(settings)}</p>'
     )
+
+
+def _bound(value: Any) -> str:
+    """A contract bound as written: ``120`` for an integer bound, ``0.5`` or ``100000`` otherwise."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return _short(value) if value is not None else "none"
 
 
 def threshold_classes_calibration(evaluation: Mapping[str, Any]) -> str:
@@ -892,7 +920,10 @@ def threshold_classes_calibration(evaluation: Mapping[str, Any]) -> str:
         labels = [repr(x) for x in matrix.get("labels") or []]
         cells = matrix.get("rows_actual_columns_predicted") or []
         matrix_rows = [[_e(f"actual {labels[i]}"), *(_e(_num(v)) for v in row)] for i, row in enumerate(cells)]
-        parts.append(_table(["", *(f"predicted {x}" for x in labels)], matrix_rows, cls="confusion"))
+        parts.append(
+            "<h3>Confusion matrix (test split)</h3>"
+            + _table(["", *(f"predicted {x}" for x in labels)], matrix_rows, cls="confusion")
+        )
     cal = evaluation.get("calibration")
     if cal:
         cal_rows = [

@@ -124,7 +124,7 @@ def test_the_model_card_answers_should_i_approve_from_the_real_evaluation(credit
     # model card: owner and intended use from config, positive class and threshold with how it was chosen
     info = card.rows("card")
     assert info["Owner"] == ["credit-risk-ml@example.com"] and info["Intended use"][0].startswith("Rank applications")
-    assert info["Positive class"] == ["'yes' (set in the contract (positive_class))"]
+    assert info["Positive class"] == ["'yes' (set in the contract: positive_class)"]
     assert "Youden" in info["Decision threshold"][0] and "validation split" in info["Decision threshold"][0]
     # should I approve: every gate reason in words, the commands to copy
     decide = card.text("decide")
