@@ -16,7 +16,7 @@ export UV_COMPILE_BYTECODE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install demo security-report access-report access-docs cost-docs diagrams test test-slow synth synth-toolchain lint format typecheck bench clean checkov crosscheck sdk-v2-check
+.PHONY: browser help install demo security-report access-report access-docs cost-docs diagrams test test-slow synth synth-toolchain lint format typecheck bench clean checkov crosscheck sdk-v2-check
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -60,7 +60,11 @@ diagrams: $(VENV)/.installed ## regenerate docs/diagrams/ (DOT + SVG) from the s
 test: lint $(VENV)/.installed ## the gate: lint (ruff, mypy, layer contract), then the tests (offline, sockets blocked)
 	CDK_VALIDATION=false $(VENV)/bin/pytest -n 2 -m "not slow" -q
 
-test-slow: $(VENV)/.installed ## the slow/large tests (marker `slow`: the model card in headless Chromium)
+browser: ## headless Chromium for the model-card check (Debian: apt-get install chromium, once)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test-slow: $(VENV)/.installed browser ## the slow/large tests (marker `slow`: the model card in headless Chromium)
 	CDK_VALIDATION=false $(VENV)/bin/pytest -m slow -q || [ $$? -eq 5 ]
 
 synth: install ## synthesize every environment into cdk.out (validating synth, cdk-nag on)

@@ -411,6 +411,8 @@ class TeamConfig(_Frozen):
     @model_validator(mode="after")
     def _template_settings(self, info: ValidationInfo) -> TeamConfig:
         values: dict[str, Any] = {"instances": self.instances.model_dump()}
+        # The model card's fields (a template that writes a card reads them; the others ignore them).
+        values["card"] = {"owner": self.owner, "intended_use": self.intended_use, "description": self.description}
         if self.contract is not None:
             values["contract"] = self.contract
         if self.metric_gate is not None:

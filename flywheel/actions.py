@@ -41,6 +41,7 @@ from flywheel.rollout import RolloutSettings
 from flywheel.state import StateStore
 from flywheel.templates import RunReading
 from lambdas import lifecycle
+from lambdas.lifecycle.arrival import PARAM_CHAMPION_METRIC, PARAM_CHAMPION_MODEL_URI
 from naming import split_s3_uri
 
 #: Sample rows kept with a deployment (``flywheel invoke --sample``, the demo's measurements).
@@ -89,7 +90,12 @@ class LocalActions:
         """``StartPipelineExecution`` in the embedded AWS, and the run recorded as pending in the state store."""
         reading = self.reading(target.pipeline_name)
         accepted = reading.accepted(parameters) if reading is not None else dict(parameters)
-        merged = {**accepted, **self.parameter_overrides.get(target.team, {})}
+        overrides = self.parameter_overrides.get(target.team, {})
+        merged = {**accepted, **overrides}
+        no_champion = overrides.get(PARAM_CHAMPION_METRIC, "").strip().lower() == lifecycle.NO_CHAMPION
+        if no_champion and PARAM_CHAMPION_MODEL_URI not in overrides:
+            # --param ChampionMetric=none: no champion at all, so not its model either (the marker default).
+            merged.pop(PARAM_CHAMPION_MODEL_URI, None)
         response = self.aws.client("sagemaker").start_pipeline_execution(
             PipelineName=target.pipeline_name,
             PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in merged.items()],

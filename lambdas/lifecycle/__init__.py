@@ -26,7 +26,7 @@ before any side effect.
 from __future__ import annotations
 
 from .approval import DeploymentResult, on_model_package_state_change, parse_model_package_state_change
-from .arrival import DATA_SUFFIXES, ArrivalResult, _claim_key, on_data_arrival, parse_object_created
+from .arrival import DATA_SUFFIXES, ArrivalResult, _claim_key, champion_model_uri, on_data_arrival, parse_object_created
 from .events import (
     APPROVAL_STATUSES,
     MAX_KEY_BYTES,
@@ -49,7 +49,16 @@ from .events import (
     parse_object_created_event,
 )
 from .ports import IdempotencyStore, LifecycleActions, LifecycleContext, TeamTarget
-from .registry import NO_CHAMPION, approved_packages, champion_metric, evaluation_uri, read_s3_json
+from .registry import (
+    NO_CHAMPION,
+    Champion,
+    approved_packages,
+    champion,
+    champion_metric,
+    evaluation_uri,
+    model_data_url,
+    read_s3_json,
+)
 from .routing import HANDLERS, dispatch
 
 #: The versioned model-package ARN pattern (kept under its former private name for existing callers).
@@ -70,6 +79,7 @@ __all__ = [
     "SAGEMAKER_SOURCE",
     "_PACKAGE_ARN",
     "ArrivalResult",
+    "Champion",
     "DeploymentResult",
     "IdempotencyStore",
     "LifecycleActions",
@@ -81,10 +91,13 @@ __all__ = [
     "TeamTarget",
     "_claim_key",
     "approved_packages",
+    "champion",
     "champion_metric",
+    "champion_model_uri",
     "check_object_key",
     "dispatch",
     "evaluation_uri",
+    "model_data_url",
     "model_package_state_change_event",
     "object_created_event",
     "on_data_arrival",

@@ -1,9 +1,12 @@
 """Data arrival: an S3 ``Object Created`` event for a team's batch starts the team's pipeline, once per batch.
 
 ``s3://<raw bucket>/<team>/incoming/<batch>/<file>`` starts the team's pipeline with ``InputDataUri`` =
-the batch folder and ``ChampionMetric`` = the gate value of the latest approved package (``none`` before
-the first approval). Idempotent on the batch folder: later events for that folder (more files,
-redeliveries, new versions) start nothing and return the first execution.
+the batch folder, ``ChampionMetric`` = the gate value of the latest approved package (``none`` before
+the first approval) and, when that package's model artifact is one of the team pipeline's own and readable,
+``ChampionModelUri`` = its ``ModelDataUrl``: the evaluation scores the champion on the challenger's test rows
+(a paired comparison). Without it the pipeline's default applies: the team's "no champion" marker.
+Idempotent on the batch folder: later events for that folder (more files, redeliveries, new versions)
+start nothing and return the first execution.
 """
 
 from __future__ import annotations
@@ -13,13 +16,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from botocore.exceptions import ClientError
+
 import naming
 
 from .events import LifecycleEventError, parse_object_created_event
 from .ports import LifecycleContext, TeamTarget
-from .registry import champion_metric
+from .registry import Champion, champion
 
 DATA_SUFFIXES: Final[tuple[str, ...]] = (".csv", ".csv.gz", ".csv.bz2", ".parquet", ".pq")
+#: Start parameters (a contract with the pipeline definitions: pipelines/tabular/definition.py).
+PARAM_INPUT_DATA_URI: Final = "InputDataUri"
+PARAM_CHAMPION_METRIC: Final = "ChampionMetric"
+PARAM_CHAMPION_MODEL_URI: Final = "ChampionModelUri"
+#: Error codes of a champion artifact that is gone or not ours to read: compare on the metric alone.
+_UNREADABLE = frozenset({"404", "403", "NoSuchKey", "NotFound", "AccessDenied", "Forbidden"})
 
 
 @dataclass(frozen=True)
@@ -105,10 +116,11 @@ def on_data_arrival(
     previous = context.store.claimed(claim_key)
     if previous is not None:
         return _duplicate_arrival(target, bucket, key, input_uri, previous)
-    parameters = {
-        "InputDataUri": input_uri,
-        "ChampionMetric": champion_metric(context.sagemaker, context.s3, target.group_name),
-    }
+    champ = champion(context.sagemaker, context.s3, target.group_name)
+    parameters = {PARAM_INPUT_DATA_URI: input_uri, PARAM_CHAMPION_METRIC: champ.metric}
+    model_uri = champion_model_uri(context.s3, target, champ)
+    if model_uri is not None:
+        parameters[PARAM_CHAMPION_MODEL_URI] = model_uri
     if not context.store.claim(claim_key, {"bucket": bucket, "key": key, "state": "starting"}):
         return _duplicate_arrival(target, bucket, key, input_uri, context.store.claimed(claim_key) or {})
     try:
@@ -120,6 +132,33 @@ def on_data_arrival(
         claim_key, {"bucket": bucket, "key": key, "state": "started", "execution_arn": arn, "parameters": parameters}
     )
     return ArrivalResult(target.team, bucket, key, input_uri, parameters, arn)
+
+
+def champion_model_uri(s3: Any, target: TeamTarget, champ: Champion) -> str | None:
+    """The champion's ``ModelDataUrl`` if the evaluation can score it, else None (the pipeline's default,
+    the "no champion" marker, applies and the champion is compared on its recorded metric alone).
+
+    Accepted: a ``.tar.gz`` object under the team pipeline's own prefix (``<pipeline>/``: what its training
+    step writes) that exists. The existence check (HeadObject) is the Lambda's only read of artifacts; its
+    role may read the team pipeline's ``model`` keys of the artifacts bucket and nothing else, so an artifact
+    in another bucket is refused there (AccessDenied) as well as here.
+    """
+    uri = champ.model_data_url
+    if uri is None:
+        return None
+    try:
+        bucket, key = naming.split_s3_uri(uri)
+    except ValueError:
+        return None
+    if not key.startswith(naming.pipeline_prefix(target.pipeline_name)) or not key.endswith(".tar.gz"):
+        return None
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in _UNREADABLE:
+            return None
+        raise
+    return uri
 
 
 def _is_marker_or_other(name: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import naming
@@ -33,8 +34,25 @@ def read_s3_json(s3: Any, uri: str) -> Any:
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def champion_metric(sagemaker: Any, s3: Any, group: str) -> str:
-    """The gate value of the latest approved package (from its evaluation.json), or ``"none"``."""
+@dataclass(frozen=True)
+class Champion:
+    """The approved champion a challenger is compared with: its gate value (text, ``"none"`` without a
+    champion) and its model artifact (``ModelDataUrl``), None without a champion or a recorded artifact."""
+
+    metric: str
+    model_data_url: str | None = None
+    version: int | None = None
+
+
+def model_data_url(package: Mapping[str, Any]) -> str | None:
+    """The model artifact of a package (its first inference container's ``ModelDataUrl``)."""
+    containers = (package.get("InferenceSpecification") or {}).get("Containers") or []
+    uri = containers[0].get("ModelDataUrl") if containers else None
+    return str(uri) if uri else None
+
+
+def champion(sagemaker: Any, s3: Any, group: str) -> Champion:
+    """The latest approved package with a numeric gate value in its evaluation.json, or no champion."""
     for summary in approved_packages(sagemaker, group):
         package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
         uri = evaluation_uri(package)
@@ -42,5 +60,11 @@ def champion_metric(sagemaker: Any, s3: Any, group: str) -> str:
             continue
         value = (read_s3_json(s3, uri).get("gate") or {}).get("value")
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return repr(float(value))
-    return NO_CHAMPION
+            version = package.get("ModelPackageVersion")
+            return Champion(repr(float(value)), model_data_url(package), int(version) if version else None)
+    return Champion(NO_CHAMPION)
+
+
+def champion_metric(sagemaker: Any, s3: Any, group: str) -> str:
+    """The gate value of the latest approved package (from its evaluation.json), or ``"none"``."""
+    return champion(sagemaker, s3, group).metric

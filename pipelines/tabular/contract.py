@@ -54,6 +54,14 @@ TRAINING_DEFAULTS: dict[str, int | float] = {
 #: a fraction of the trivial value for rmse/mae/log_loss), on the gate metric and the second metric: the
 #: default of a team's ``metric_gate.trivial_margin`` and of ``evaluate.py --trivial-margin``.
 DEFAULT_TRIVIAL_MARGIN = 0.01
+#: The "no champion" marker: a small per-team file provisioned with the contract (a CDK asset, or the local
+#: runtime's upload). The pipeline's ``ChampionModelUri`` defaults to it, because a processing input whose S3
+#: prefix holds no object fails the job; ``evaluate.py`` reads a champion folder holding only it as "none".
+NO_CHAMPION_FILE = "no-champion.json"
+NO_CHAMPION_KEY = "flywheel_no_champion"
+NO_CHAMPION_CONTENT = (
+    b'{"flywheel_no_champion": true, "what": "ChampionModelUri default: no approved champion model to compare with"}\n'
+)
 #: The rules ``decision_threshold`` may name (besides a fixed number); see ``thresholds.py``.
 DECISION_RULES = ("max_f1", "youden")
 # Metrics bounded to [0, 1]; the others (log_loss, rmse, mae) are non-negative and unbounded, r2 <= 1.

@@ -7,8 +7,11 @@ It turns a frozen :class:`TabularPipelineInputs` into the pipeline definition JS
 Parameters (names are a contract with the Lambdas and the local runtime)
     ``InputDataUri`` (String, required: S3 prefix of the raw batch; ``Preprocess`` refuses one outside
     ``s3://<raw_bucket>/<team>/incoming/``), ``ProcessingInstanceType``, ``TrainingInstanceType``,
-    ``EvaluationInstanceType``, ``ChampionMetric`` (String, default ``"none"``), ``NumRound``,
-    ``MaxDepth``, ``EarlyStoppingRounds`` (Integer) and ``Eta`` (Float).
+    ``EvaluationInstanceType``, ``ChampionMetric`` (String, default ``"none"``), ``ChampionModelUri``
+    (String: the approved champion's ``ModelDataUrl``, which ``Evaluate`` scores on the same test rows for a
+    paired comparison; default the team's "no champion" marker object, provisioned with the contract,
+    because a processing input whose prefix holds no object fails the job), ``NumRound``, ``MaxDepth``,
+    ``EarlyStoppingRounds`` (Integer) and ``Eta`` (Float).
 
     Never parameters (whoever may start an execution must not weaken a control): the PII key's
     location (``s3://<raw_bucket>/<team>/_keys/pii-hmac.key``), the gate threshold (from the team's
@@ -95,7 +98,8 @@ from pipelines.sdk_offline import (  # OfflineBuildError, object_name: re-export
     sequence_sentinels,
     uri_sentinel,
 )
-from pipelines.tabular.contract import DEFAULT_TRIVIAL_MARGIN, TRAINING_DEFAULTS
+from pipelines.tabular.contract import DEFAULT_TRIVIAL_MARGIN, NO_CHAMPION_FILE, TRAINING_DEFAULTS
+from pipelines.tabular.model_card import CARD_FILE as MODEL_CARD_FILE
 
 __all__ = [
     "OfflineBuildError",
@@ -117,6 +121,7 @@ PARAM_TRAINING_INSTANCE_TYPE: Final = "TrainingInstanceType"
 PARAM_EVALUATION_INSTANCE_TYPE: Final = "EvaluationInstanceType"
 PARAM_GATE_THRESHOLD: Final = "GateThreshold"
 PARAM_CHAMPION_METRIC: Final = "ChampionMetric"
+PARAM_CHAMPION_MODEL_URI: Final = "ChampionModelUri"
 PARAM_NUM_ROUND: Final = "NumRound"
 PARAM_MAX_DEPTH: Final = "MaxDepth"
 PARAM_ETA: Final = "Eta"
@@ -128,6 +133,7 @@ PARAMETER_NAMES: Final[tuple[str, ...]] = (
     PARAM_TRAINING_INSTANCE_TYPE,
     PARAM_EVALUATION_INSTANCE_TYPE,
     PARAM_CHAMPION_METRIC,
+    PARAM_CHAMPION_MODEL_URI,
     PARAM_NUM_ROUND,
     PARAM_MAX_DEPTH,
     PARAM_ETA,
@@ -163,6 +169,14 @@ PII_KEY_FILE_NAME: Final = PII_KEY_FILE
 PROCESSING_CODE_DIR: Final = "/opt/ml/processing/input/code"
 PROCESSING_UNPACK_DIR: Final = "/opt/ml/processing/code"
 TRAINING_CODE_DIR: Final = "/opt/ml/input/data/code"
+CHAMPION_MODEL_DIR: Final = "/opt/ml/processing/input/champion"
+#: The team file holding the "no champion" marker (``contract.NO_CHAMPION_FILE``).
+NO_CHAMPION_FILE_NAME: Final = NO_CHAMPION_FILE
+#: The team file with the model card's owner, intended use and description.
+CARD_FILE_NAME: Final = "card.json"
+CARD_INPUT_DIR: Final = "/opt/ml/processing/input/card"
+#: Customer metadata of a registered package: where its model card is (beside its evaluation.json).
+MODEL_CARD_KEY: Final = "flywheel:model-card"
 
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -235,6 +249,10 @@ class TabularPipelineInputs:
     source_uri: str
     contract_uri: str
     model_package_group_name: str
+    # The "no champion" marker object (``contract.NO_CHAMPION_FILE``, a team file): ChampionModelUri's default.
+    no_champion_uri: str
+    # The model card's fields (owner, intended use, description: ``card.json``, a team file).
+    card_uri: str
     objective: Objective
     gate_metric: str
     gate_threshold: float
@@ -299,6 +317,8 @@ class TabularPipelineInputs:
         if not isinstance(self.local_overrides, bool):
             raise ValueError(f"local_overrides: expected a bool, got {self.local_overrides!r}")
         _require_s3_object("contract_uri", self.contract_uri, ".json")
+        _require_s3_object("no_champion_uri", self.no_champion_uri, ".json")
+        _require_s3_object("card_uri", self.card_uri, ".json")
         prefix = self.pii_key_prefix
         if not isinstance(prefix, str) or not prefix.endswith("/") or prefix.startswith("/") or ".." in prefix:
             raise ValueError(f"pii_key_prefix: expected a relative key prefix ending in '/', got {prefix!r}")
@@ -349,6 +369,8 @@ def inputs_for_team(
     buckets: Mapping[str, str],
     source_uri: str,
     contract_uri: str,
+    no_champion_uri: str,
+    card_uri: str,
     model_package_group_name: str,
     local_overrides: bool = False,
 ) -> TabularPipelineInputs:
@@ -367,6 +389,8 @@ def inputs_for_team(
         buckets=buckets,
         source_uri=source_uri,
         contract_uri=contract_uri,
+        no_champion_uri=no_champion_uri,
+        card_uri=card_uri,
         model_package_group_name=model_package_group_name,
         local_overrides=local_overrides,
     )
@@ -387,6 +411,8 @@ def inputs_for_settings(
     buckets: Mapping[str, str],
     source_uri: str,
     contract_uri: str,
+    no_champion_uri: str,
+    card_uri: str,
     model_package_group_name: str,
     local_overrides: bool = False,
 ) -> TabularPipelineInputs:
@@ -418,6 +444,8 @@ def inputs_for_settings(
         reports_bucket=buckets["reports"],
         source_uri=source_uri,
         contract_uri=contract_uri,
+        no_champion_uri=no_champion_uri,
+        card_uri=card_uri,
         model_package_group_name=model_package_group_name,
         objective=settings.contract.objective,
         gate_metric=settings.metric_gate.metric,
@@ -496,6 +524,8 @@ def _sentinel_values(inputs: TabularPipelineInputs) -> dict[str, Any]:
         # Object names are kept: the containers address the files by them.
         "source_uri": uri_sentinel("source-uri", inputs.source_uri),
         "contract_uri": uri_sentinel("contract-uri", inputs.contract_uri),
+        "no_champion_uri": uri_sentinel("no-champion-uri", inputs.no_champion_uri),
+        "card_uri": uri_sentinel("card-uri", inputs.card_uri),
         "model_package_group_name": sentinel("model-package-group"),
     }
 
@@ -563,6 +593,8 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
         else float(inputs.gate_threshold)
     )
     champion_metric = ParameterString(name=PARAM_CHAMPION_METRIC, default_value="none")
+    # The champion's model for the paired comparison; by default the marker object that means "none".
+    champion_model_uri = ParameterString(name=PARAM_CHAMPION_MODEL_URI, default_value=inputs.no_champion_uri)
     num_round = ParameterInteger(name=PARAM_NUM_ROUND, default_value=inputs.num_round)
     max_depth = ParameterInteger(name=PARAM_MAX_DEPTH, default_value=inputs.max_depth)
     eta = ParameterFloat(name=PARAM_ETA, default_value=float(inputs.eta))
@@ -575,6 +607,7 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
         training_instance_type,
         evaluation_instance_type,
         champion_metric,
+        champion_model_uri,
         num_round,
         max_depth,
         eta,
@@ -779,6 +812,8 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 processing_input("model", model_artifacts, "/opt/ml/processing/input/model"),
                 processing_input("test", preprocess_output("test"), "/opt/ml/processing/input/test"),
                 processing_input("baseline", preprocess_output("baseline"), "/opt/ml/processing/input/baseline"),
+                processing_input("champion", champion_model_uri, CHAMPION_MODEL_DIR),
+                processing_input("card", inputs.card_uri, CARD_INPUT_DIR),
                 contract_input,
                 code_input,
             ],
@@ -804,6 +839,9 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 inputs.gate_metric,
                 "--champion-metric",
                 champion_metric,
+                # model.tar.gz of the champion, or only the no-champion marker: evaluate tells them apart.
+                "--champion-model-dir",
+                CHAMPION_MODEL_DIR,
                 "--gate-threshold",
                 # container arguments are strings: a constant as text, the local parameter joined into one
                 Join(on="", values=[gate_threshold]) if inputs.local_overrides else repr(float(gate_threshold)),
@@ -812,6 +850,15 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 repr(float(inputs.trivial_margin)),
                 "--fairness-max-gap",
                 "none" if inputs.fairness_max_gap is None else repr(float(inputs.fairness_max_gap)),
+                # The model card (model-card.html beside evaluation.json, stored with the package).
+                "--team",
+                inputs.team,
+                "--execution-id",
+                execution_id,
+                "--input-data-uri",
+                input_data_uri,
+                "--card-file",
+                f"{CARD_INPUT_DIR}/{object_name(inputs.card_uri)}",
             ],
         ),
         property_files=[evaluation_report],
@@ -863,6 +910,8 @@ def _build_with_sdk(inputs: TabularPipelineInputs) -> str:
                 # Lineage: the raw batch (a write-once prefix) and the run; see docs/privacy.md.
                 LINEAGE_INPUT_KEY: input_data_uri,
                 LINEAGE_EXECUTION_KEY: execution_id,
+                # The model card Evaluate wrote: what an approver reads before deciding.
+                MODEL_CARD_KEY: evaluation_file(MODEL_CARD_FILE),
             },
         ),
     )

@@ -7,8 +7,9 @@ SageMaker Processing contract::
 
 ``--model-dir`` holds ``model.tar.gz`` as the training job wrote it, or the unpacked files. Writes
 ``evaluation.json`` (SageMaker model-quality shape plus ``gate`` and ``champion``, read by the
-pipeline's ``PropertyFile``/``JsonGet``), ``plots/*.png`` and ``baseline/statistics.json`` +
-``baseline/constraints.json`` (merged from the per-host parts of the preprocessing step).
+pipeline's ``PropertyFile``/``JsonGet``), ``plots/*.png``, ``baseline/statistics.json`` +
+``baseline/constraints.json`` (merged from the per-host parts of the preprocessing step) and, with
+``--team``, ``model-card.html`` (``model_card.py``: the card stored with the registered package).
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from typing import Any
 
 import numpy as np
 from baseline import constraints, merge_statistics
-from contract import DEFAULT_TRIVIAL_MARGIN, METRICS, DataContract, load_contract
+from contract import DEFAULT_TRIVIAL_MARGIN, METRICS, NO_CHAMPION_KEY, DataContract, load_contract
 from fairness import group_metrics, worst_gap
 from features import encode_labels
 from inference import Model, decision_threshold, model_fn, predict_scores
+from model_card import CARD_FILE, evaluation_card_run, write_report
 from sklearn import metrics as skm
 from thresholds import calibration, per_class
 from train import read_split
@@ -481,6 +483,10 @@ def gate_checks(
     else:
         diff = champion.get("difference")
         by = "" if diff is None or verdict == "tie" else f" (by {abs(diff):.4g})"
+        if (champion.get("paired") or {}).get("identical_predictions"):
+            by += " (identical predictions on the same test rows)"
+        elif champion.get("paired"):
+            by += " (paired on the same test rows)"
         add(
             "champion",
             bool(champion["challenger_not_worse"]),
@@ -544,6 +550,31 @@ def evaluation_report(
     }
 
 
+def add_fairness(
+    report: dict[str, Any],
+    problem: str,
+    y: np.ndarray,
+    scores: np.ndarray,
+    test: Any,
+    contract: DataContract,
+    threshold: float,
+    max_gap: float | None,
+) -> None:
+    """Per-group metrics of every protected column in ``test`` into ``report['fairness']`` and, with
+    ``max_gap``, the ``fairness`` check of the gate on the worst gap (:func:`fairness.worst_gap`)."""
+    protected = [c for c in contract.names("protected") if c in test.columns]
+    if not protected:
+        return
+    columns = {c: group_metrics(problem, y, scores, test[c], threshold) for c in protected}
+    report["fairness"] = {"columns": columns, "used_as_features": contract.protected_as_features}
+    worst = worst_gap(problem, columns)
+    if max_gap is not None and worst is None:
+        reason = f"no group gap measurable on {', '.join(map(repr, protected))} (groups too small): not gated"
+        add_check(report, "fairness", True, reason)
+    elif max_gap is not None and worst is not None:
+        add_check(report, "fairness", worst[1] <= max_gap, _fairness_reason(worst, max_gap))
+
+
 def _fairness_reason(worst: tuple[str, float], allowed: float) -> str:
     """The fairness check in words: the worst gap, on which column, against the allowed gap."""
     column, _, name = worst[0].partition(".")
@@ -562,6 +593,41 @@ def add_check(report: dict[str, Any], name: str, passed: bool, reason: str) -> N
     failed = [c["reason"] for c in gate["checks"] if not c["passed"]]
     gate["passed"] = int(not failed)
     gate["summary"] = "; ".join(failed) if failed else "every check passed"
+
+
+def holds_no_champion(champion_dir: Path) -> bool:
+    """True if ``champion_dir`` holds the "no champion" marker (``ChampionModelUri``'s default) and no model.
+
+    The marker is recognised by its content, not its name: a CDK asset reaches the container under its
+    content hash (``<sha256>.json``).
+    """
+    if not champion_dir.is_dir():
+        raise ValueError(f"--champion-model-dir {champion_dir} is not a folder")
+    files = [p for p in champion_dir.rglob("*") if p.is_file()]
+    if not files:
+        raise ValueError(f"--champion-model-dir {champion_dir} is empty: expected model.tar.gz or the marker")
+    for path in files:
+        if path.suffix == ".json" and path.stat().st_size < 4096:
+            try:
+                content = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(content, dict) and content.get(NO_CHAMPION_KEY) is True:
+                return len(files) == 1
+    return False
+
+
+def incomparable(champion: Model, challenger: Model, columns: Any) -> str | None:
+    """Why the champion cannot be scored on the challenger's test rows (None if it can): another objective,
+    other classes, or features the test split no longer has (the contract changed since)."""
+    if champion.problem != challenger.problem:
+        return f"the champion is a {champion.problem} model, the challenger {challenger.problem}"
+    if champion.problem != "regression" and list(champion.labels) != list(challenger.labels):
+        return f"the champion's classes {champion.labels} differ from the challenger's {challenger.labels}"
+    missing = [c for c in champion.columns if c not in set(columns)]
+    if missing:
+        return f"the test split lacks the champion's feature(s) {', '.join(missing[:5])}"
+    return None
 
 
 def resolve_model_dir(model_dir: Path, scratch: Path) -> Path:
@@ -711,12 +777,16 @@ def evaluate(
     with tempfile.TemporaryDirectory() as scratch:
         model = model_fn(str(resolve_model_dir(model_dir, Path(scratch))))
     champion_model = None
-    if champion_model_dir is not None:
+    if champion_model_dir is not None and not holds_no_champion(champion_model_dir):
         with tempfile.TemporaryDirectory() as scratch:
             champion_model = model_fn(str(resolve_model_dir(champion_model_dir, Path(scratch))))
     if model.problem != contract.objective:
         raise ValueError(f"model objective {model.problem!r} differs from the contract's {contract.objective!r}")
     test = read_split(test_dir)
+    unpaired = None if champion_model is None else incomparable(champion_model, model, test.columns)
+    if unpaired is not None:
+        LOG.warning("champion model not scored on the test rows: %s", unpaired)
+        champion_model = None
     scores = predict_scores(test[model.columns], model)
     y = encode_labels(test[contract.target], model.labels)
     if model.problem != "regression":
@@ -734,7 +804,11 @@ def evaluate(
         champ_scores = predict_scores(test[champion_model.columns], champion_model)
         champ_cut = decision_threshold(champion_model) if model.problem == "binary" else 0.5
         champion_values = _all_metrics(model.problem, y, champ_scores, k, champ_cut)
-        champion = champion_values[gate_metric] if champion is None else champion
+        # Compared on the same test rows: the champion's value here, not the one its own run measured on
+        # another batch (kept as recorded_value); that one only when the metric is undefined on these rows.
+        recorded = champion
+        if champion_values[gate_metric] is not None:
+            champion = champion_values[gate_metric]
         paired = paired_bootstrap(
             model.problem, y, scores, champ_scores, k, gate_metric, resamples, seed, thresholds=(cut, champ_cut)
         )
@@ -754,18 +828,10 @@ def evaluate(
     )
     if champion_values is not None:
         report["champion"]["metrics"] = champion_values
-    protected = [c for c in contract.names("protected") if c in test.columns]
-    if protected:
-        columns = {c: group_metrics(model.problem, y, scores, test[c], cut) for c in protected}
-        report["fairness"] = {"columns": columns, "used_as_features": contract.protected_as_features}
-        worst = worst_gap(model.problem, columns)
-        if fairness_max_gap is not None and worst is not None:
-            add_check(
-                report,
-                "fairness",
-                worst[1] <= fairness_max_gap,
-                _fairness_reason(worst, fairness_max_gap),
-            )
+        report["champion"]["recorded_value"] = recorded
+    if unpaired is not None:
+        report["champion"]["unpaired_reason"] = unpaired
+    add_fairness(report, model.problem, y, scores, test, contract, cut, fairness_max_gap)
     report["intervals"].update(seed=seed, resamples_requested=resamples)
     report["training"] = {
         key: model.metadata.get(key)
@@ -851,9 +917,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--trivial-margin", default=str(DEFAULT_MARGIN), help="required lead over the trivial model")
     p.add_argument("--bootstrap-resamples", type=int, default=DEFAULT_RESAMPLES)
     p.add_argument("--bootstrap-seed", type=int, default=DEFAULT_SEED)
-    p.add_argument("--champion-model-dir", default="", help="the champion's model: a paired comparison")
+    p.add_argument(
+        "--champion-model-dir",
+        default="",
+        help="the champion's model (model.tar.gz) for a paired comparison, or a folder holding only the "
+        "no-champion marker",
+    )
     p.add_argument("--fairness-max-gap", default="", help="fail the gate when the worst group gap exceeds this")
+    # The model card (model-card.html beside evaluation.json): who, what for, which run and batch.
+    p.add_argument("--team", default="", help="the team (the model card's; no card without it)")
+    p.add_argument("--execution-id", default="", help="the pipeline execution (the card's lineage)")
+    p.add_argument("--input-data-uri", default="", help="the raw batch (the card's lineage)")
+    p.add_argument("--card-file", default="", help="card.json: owner, intended_use, description (team config)")
     return p.parse_args(argv)
+
+
+def read_card_fields(path: str) -> dict[str, str]:
+    """``owner``, ``intended_use`` and ``description`` from ``card.json`` (none without ``--card-file``)."""
+    if not path:
+        return {}
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"--card-file {path}: expected a JSON object with owner, intended_use, description")
+    return {k: str(data.get(k) or "") for k in ("owner", "intended_use", "description")}
+
+
+def write_card(output_dir: Path, report: dict[str, Any], contract: DataContract, args: argparse.Namespace) -> Path:
+    """``model-card.html`` beside ``evaluation.json``: the card the pipeline stores with the package it
+    registers (the renderer is the local runtime's too: ``model_card.py``)."""
+    run = evaluation_card_run(
+        report,
+        output_dir,
+        team=args.team,
+        execution_id=args.execution_id,
+        contract_spec=json.loads(contract.to_json()),
+        card=read_card_fields(args.card_file),
+        input_data_uri=args.input_data_uri,
+        gate_threshold=_optional_float(args.gate_threshold, "--gate-threshold"),
+    )
+    return write_report(output_dir / CARD_FILE, run=run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -879,6 +981,8 @@ def main(argv: list[str] | None = None) -> int:
             champion_model_dir=Path(args.champion_model_dir) if args.champion_model_dir else None,
             fairness_max_gap=_optional_float(args.fairness_max_gap, "--fairness-max-gap"),
         )
+        if args.team:
+            write_card(Path(args.output_dir), report, contract, args)
     except (ValueError, OSError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2

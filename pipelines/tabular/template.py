@@ -9,6 +9,7 @@ the instance settings the definition uses (``instances.processing``, ``processin
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -17,6 +18,7 @@ from pipelines.tabular import definition as d
 from pipelines.tabular.contract import (
     DEFAULT_TRIVIAL_MARGIN,
     METRICS,
+    NO_CHAMPION_CONTENT,
     UNIT_INTERVAL_METRICS,
     DataContract,
     contract_problems,
@@ -60,6 +62,16 @@ class InstanceSettings(BaseModel):
     training: str = "ml.m5.xlarge"
 
 
+class CardSettings(BaseModel):
+    """What the model card says about the team's models (``owner``, ``intended_use``, ``description``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    owner: str = ""
+    intended_use: str = ""
+    description: str = ""
+
+
 class TabularSettings(BaseModel):
     """A team's ``tabular`` settings: data contract, gate (fitting the objective), instances."""
 
@@ -68,6 +80,8 @@ class TabularSettings(BaseModel):
     contract: DataContract
     metric_gate: GateSettings
     instances: InstanceSettings = InstanceSettings()
+    #: The model card's owner, intended use and description (the team's config): ``card.json``, a team file.
+    card: CardSettings = CardSettings()
 
     @field_validator("contract")
     @classmethod
@@ -127,14 +141,24 @@ def definition_inputs(team_name: str, settings: TabularSettings, values: Deploym
         buckets=values.buckets,
         source_uri=values.source_uri,
         contract_uri=values.file_uris["contract"],
+        no_champion_uri=values.file_uris["no_champion"],
+        card_uri=values.file_uris["card"],
         model_package_group_name=values.model_package_group_name,
         local_overrides=values.local_overrides,
     )
 
 
 def team_files(settings: TabularSettings) -> tuple[TeamFile, ...]:
-    """The team's data contract as ``contract.json`` (the step scripts read it)."""
-    return (TeamFile("contract", d.CONTRACT_FILE_NAME, settings.contract.to_json().encode(), "DataContract"),)
+    """The team's data contract as ``contract.json`` (the step scripts read it), the "no champion" marker
+    (the default of ``ChampionModelUri``: ``Evaluate``'s champion input must name an existing object) and the
+    model card's fields as ``card.json`` (free text: too long for a container argument)."""
+    return (
+        TeamFile("contract", d.CONTRACT_FILE_NAME, settings.contract.to_json().encode(), "DataContract"),
+        TeamFile("no_champion", d.NO_CHAMPION_FILE_NAME, NO_CHAMPION_CONTENT, "NoChampionMarker"),
+        TeamFile(
+            "card", d.CARD_FILE_NAME, json.dumps(settings.card.model_dump(), indent=1).encode(), "ModelCardFields"
+        ),
+    )
 
 
 def describe(team_name: str, settings: TabularSettings) -> str:

@@ -643,6 +643,9 @@ class TeamLifecycle(Construct):
         )
         reports = f"arn:{partition}:s3:::{props.buckets['reports']}/{naming.pipeline_prefix(pipeline)}*"
         arrival.grant(iam.PolicyStatement(actions=["s3:GetObject"], resources=[reports]))
+        # The champion's model artifact: HeadObject (needs s3:GetObject) before passing it as ChampionModelUri.
+        models = f"arn:{partition}:s3:::{props.buckets['artifacts']}/{naming.pipeline_prefix(pipeline)}*/model/*"
+        arrival.grant(iam.PolicyStatement(actions=["s3:GetObject"], resources=[models]))
         arrival.grant(
             iam.PolicyStatement(
                 actions=["kms:Decrypt"],
@@ -662,6 +665,13 @@ class TeamLifecycle(Construct):
             f"AwsSolutions-IAM5[Resource::arn:{partition}:s3:::{names.bucket_export('reports')}/"
             f"{naming.pipeline_prefix(pipeline)}*]",
             "the team pipeline's own reports (evaluation.json of the champion); keys per execution",
+        )
+        acknowledge(
+            arrival.policy,
+            f"AwsSolutions-IAM5[Resource::arn:{partition}:s3:::{names.bucket_export('artifacts')}/"
+            f"{naming.pipeline_prefix(pipeline)}*/model/*]",
+            "the team pipeline's own model artifacts (the champion's, checked to exist before the paired "
+            "comparison); keys per execution and training job",
         )
         deploy = self.deploy
         model_prefix = group_name if props.deploy_target == "batch" else endpoint

@@ -75,7 +75,9 @@ def test_team_resources_use_the_stack_names(embedded: EmbeddedAws, churn: emb.Te
     assert churn.role_arn.endswith(":role/flywheel-local-churn-execution")
     assert tabular.source_uri.startswith("s3://flywheel-local-artifacts/_code/tabular/")
     assert tabular.source_uri.endswith("/sourcedir.tar.gz")
-    assert list(tabular.file_uris) == ["contract"] and tabular.file_uris["contract"].endswith("/contract.json")
+    assert list(tabular.file_uris) == ["contract", "no_champion", "card"]
+    assert tabular.file_uris["contract"].endswith("/contract.json")
+    assert tabular.file_uris["no_champion"].endswith("/no-champion.json")
     assert churn.pii_key_uri == "s3://flywheel-local-raw/churn/_keys/pii-hmac.key"
 
 
@@ -105,6 +107,8 @@ def test_the_local_definition_is_the_one_the_stack_builds(
         reports_bucket="flywheel-local-reports",
         source_uri=tabular.source_uri,
         contract_uri=tabular.file_uris["contract"],
+        no_champion_uri=tabular.file_uris["no_champion"],
+        card_uri=tabular.file_uris["card"],
         model_package_group_name="flywheel-local-churn",
         objective=team.contract.objective,
         gate_metric=team.metric_gate.metric,
@@ -202,6 +206,8 @@ def test_the_definition_inputs_are_mapped_from_config_exactly_as_the_stack_maps_
         "reports_bucket",
         "source_uri",
         "contract_uri",
+        "no_champion_uri",
+        "card_uri",
     )
     inputs = churn.pipeline("tabular").inputs
     same = {f: getattr(inputs, f) for f in account_specific}

@@ -110,7 +110,7 @@ def test_report_has_metrics_gate_champion_plots_lineage_and_serving(evaluation_d
         assert re.search(rf"{name}( gate)? {re.escape(value)}", text), name
     assert "450 held-out test rows" in text
     # Gate: metric, value, threshold, decision.
-    assert re.search(r"Metric auc Value 0\.8712 Threshold 0\.7500 \(≥ required\) Decision passed", text)
+    assert re.search(r"Metric auc Value 0\.8712 Threshold ≥ 0\.75 required Decision passed", text)
     # Champion / challenger: 0.85 vs 0.8712, not worse.
     assert "champion (current production) 0.8500" in text and "challenger (this run) 0.8712" in text
     assert "Challenger not worse than champion: passed" in text
@@ -211,7 +211,7 @@ def test_gate_decision_rules() -> None:
 def test_failed_gate_and_missing_plot(evaluation_dir: Path) -> None:
     (evaluation_dir / "plots" / "roc.png").unlink()
     text = _text(render_report(_run(evaluation_dir=evaluation_dir, gate_threshold=0.9, status="Failed")))
-    assert re.search(r"Threshold 0\.9000 \(≥ required\) Decision failed the pipeline stops", text)
+    assert re.search(r"Threshold ≥ 0\.9 required Decision failed the pipeline stops", text)
     assert "roc.png (not found)" in text
 
 

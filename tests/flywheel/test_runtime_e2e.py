@@ -78,6 +78,13 @@ def test_land_trigger_run_register_approve_serve_report_and_retrain(tmp_path: Pa
         assert second.execution.succeeded, second.execution.failure_reason
         assert second.package and second.package["ModelPackageVersion"] == 2
         assert second.evaluation and second.evaluation["champion"]["metric_value"] == pytest.approx(gate["value"])
+        # The comparison is paired, as deployed: the lifecycle passed the champion's artifact (ChampionModelUri)
+        # and Evaluate scored it on the challenger's test rows (same batch and seed here: identical predictions).
+        champion_model = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+        assert second.arrival.parameters["ChampionModelUri"] == champion_model
+        paired = second.evaluation["champion"]
+        assert paired["noise_method"] == "paired bootstrap on the same test rows" and paired["verdict"] == "tie"
+        assert paired["paired"]["identical_predictions"] is True and "auc" in paired["metrics"]
 
     # A fresh embedded AWS (a new process) gets the registry back from the state dir.
     with emb.in_process() as aws:

@@ -89,7 +89,12 @@ def _arrival(key: str = KEY, bucket: str = RAW, etag: str | None = None, **overr
     return load_event(S3_EVENT, **fields, **overrides)  # type: ignore[no-any-return]
 
 
-def _register(context: LifecycleContext, gate_value: float, status: str = "PendingManualApproval") -> str:
+def _register(
+    context: LifecycleContext,
+    gate_value: float,
+    status: str = "PendingManualApproval",
+    model_data_url: str = "s3://a/model.tar.gz",
+) -> str:
     version = len(
         context.sagemaker.list_model_packages(ModelPackageGroupName=CHURN.group_name)["ModelPackageSummaryList"]
     )
@@ -99,7 +104,7 @@ def _register(context: LifecycleContext, gate_value: float, status: str = "Pendi
         ModelPackageGroupName=CHURN.group_name,
         ModelApprovalStatus=status,
         InferenceSpecification={
-            "Containers": [{"Image": "x", "ModelDataUrl": "s3://a/model.tar.gz"}],
+            "Containers": [{"Image": "x", "ModelDataUrl": model_data_url}],
             "SupportedContentTypes": ["text/csv"],
             "SupportedResponseMIMETypes": ["application/json"],
         },
@@ -317,6 +322,80 @@ def test_champion_metric_comes_from_the_latest_approved_package(context: Lifecyc
     _register(context, 0.95)  # pending: not a champion
     result = lifecycle.on_data_arrival(_arrival(), context)
     assert result.parameters["ChampionMetric"] == "0.81"
+
+
+ARTIFACTS = "artifacts-bucket"
+CHAMPION_MODEL = f"s3://{ARTIFACTS}/{CHURN.pipeline_name}/e1/model/flywheel-train-1/output/model.tar.gz"
+
+
+def _approve_champion(context: LifecycleContext, model_data_url: str, *, upload: bool = True) -> None:
+    context.s3.create_bucket(Bucket=ARTIFACTS, CreateBucketConfiguration={"LocationConstraint": REGION})
+    if upload:
+        bucket, key = model_data_url.removeprefix("s3://").split("/", 1)
+        context.s3.put_object(Bucket=bucket, Key=key, Body=b"model")
+    arn = _register(context, 0.8, model_data_url=model_data_url)
+    lifecycle.on_model_package_state_change(_state_change(context, arn, "Approved"), context)
+
+
+def test_the_champions_model_is_passed_for_a_paired_comparison(context: LifecycleContext) -> None:
+    """GIVEN an approved champion whose artifact is the team pipeline's own, WHEN a batch lands, THEN the
+    pipeline starts with ChampionModelUri = its ModelDataUrl (Evaluate scores it on the same test rows)."""
+    before = lifecycle.on_data_arrival(_arrival(), context)
+    assert "ChampionModelUri" not in before.parameters  # no champion: the pipeline's default (the marker)
+    _approve_champion(context, CHAMPION_MODEL)
+    _register(context, 0.99, model_data_url=CHAMPION_MODEL.replace("/e1/", "/e2/"))  # pending: not the champion
+    result = lifecycle.on_data_arrival(_arrival(KEY.replace("batch-1", "batch-2")), context)
+    assert result.parameters == {
+        "InputDataUri": f"s3://{RAW}/churn/incoming/batch-2/",
+        "ChampionMetric": "0.8",
+        "ChampionModelUri": CHAMPION_MODEL,
+    }
+    assert context.actions.started[-1][1] == result.parameters  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("model_data_url", "upload"),
+    [
+        (CHAMPION_MODEL, False),  # the artifact is gone (expired, deleted): HeadObject 404
+        (CHAMPION_MODEL.replace(CHURN.pipeline_name, OTHER.pipeline_name), True),  # another pipeline's model
+        (f"s3://{ARTIFACTS}/{CHURN.pipeline_name}/e1/model/notes.txt", True),  # not a model archive
+        ("https://example.com/model.tar.gz", False),  # not an S3 URI
+    ],
+)
+def test_an_unusable_champion_model_falls_back_to_the_metric_alone(
+    context: LifecycleContext, model_data_url: str, upload: bool
+) -> None:
+    _approve_champion(context, model_data_url, upload=upload)
+    result = lifecycle.on_data_arrival(_arrival(), context)
+    assert result.parameters["ChampionMetric"] == "0.8" and "ChampionModelUri" not in result.parameters
+
+
+class _HeadFails:
+    """An S3 client whose HeadObject raises ``code`` (the rest is the real moto client)."""
+
+    def __init__(self, s3: Any, code: str) -> None:
+        self._s3, self._code = s3, code
+
+    def head_object(self, **_: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": self._code, "Message": "x"}}, "HeadObject")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+
+def test_access_denied_on_the_champion_model_is_a_fallback_and_other_errors_propagate(
+    context: LifecycleContext,
+) -> None:
+    _approve_champion(context, CHAMPION_MODEL)
+    real = context.s3
+    context.s3 = _HeadFails(real, "403")  # the role may not read it (e.g. a foreign bucket)
+    assert "ChampionModelUri" not in lifecycle.on_data_arrival(_arrival(), context).parameters
+    context.s3 = _HeadFails(real, "SlowDown")
+    with pytest.raises(Exception, match="SlowDown"):
+        lifecycle.on_data_arrival(_arrival(KEY.replace("batch-1", "batch-3")), context)
+    assert "batch-3" not in json.dumps(context.store.records)  # type: ignore[attr-defined]
 
 
 def _s3(**overrides: Any) -> Any:

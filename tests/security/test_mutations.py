@@ -65,6 +65,17 @@ def _definition_tests():
 
 definition_tests = _definition_tests()
 
+
+def _step_tests(name: str):
+    """A test module of ``tests/pipelines/tabular`` that imports the step code as plain modules (as the
+    container does): ``tabular_helpers`` first puts ``pipelines/tabular`` on ``sys.path``."""
+    importlib.import_module("tabular_helpers")
+    return importlib.import_module(name)
+
+
+gate_tests = _step_tests("test_tabular_gate")
+fairness_tests = _step_tests("test_tabular_fairness")
+
 # -- what a check sees ------------------------------------------------------------------------------------
 
 
@@ -1346,6 +1357,70 @@ WEAKENINGS = [
         toolchain_template(lambda t: _toolchain_pipeline(t)["ArtifactStore"].pop("EncryptionKey")),
         [real_test(toolchain_tests.test_artifact_store_is_our_bucket_encrypted_with_our_rotating_key)],
         "EncryptionKey",
+    ),
+]
+
+
+def _set_evaluate_argument(name: str, value: str) -> Callable[[dict[str, Json]], None]:
+    def mutate(d: dict[str, Json]) -> None:
+        args = step(d, "Evaluate")["AppSpecification"]["ContainerArguments"]
+        args[args.index(name) + 1] = value
+
+    return mutate
+
+
+def _margin_ignored(mp: pytest.MonkeyPatch) -> None:
+    """evaluate's gate checks the lead over the trivial model at margin 0, whatever it was given."""
+    import evaluate
+
+    real = evaluate.gate_checks
+    mp.setattr(evaluate, "gate_checks", lambda p, v, t, m, th, _margin, c: real(p, v, t, m, th, 0.0, c))
+
+
+def _fairness_gate_skipped(mp: pytest.MonkeyPatch) -> None:
+    """No worst gap is ever found, so the fairness gate never fails."""
+    import evaluate
+
+    mp.setattr(evaluate, "worst_gap", lambda *_: None)
+
+
+def _protected_as_features(mp: pytest.MonkeyPatch) -> None:
+    """Protected columns become model features although the contract does not opt in."""
+    import features
+
+    real = features.serving_columns
+    mp.setattr(features, "serving_columns", lambda c: real(dataclasses.replace(c, protected_as_features=True)))
+
+
+#: The quality gate and fairness (issue 10): step-code weakenings, caught by the step tests.
+WEAKENINGS += [
+    _w(
+        "trivial-margin-ignored",
+        "evaluate: the lead over the trivial model is checked at margin 0 (the configured margin ignored)",
+        patch(_margin_ignored),
+        [real_test(gate_tests.test_the_lead_over_the_trivial_model_must_reach_the_margin)],
+        "beats_trivial|second_metric|passed",
+    ),
+    _w(
+        "definition-trivial-margin-zero",
+        "definition: Evaluate --trivial-margin 0 (config says 0.01)",
+        definition(_set_evaluate_argument("--trivial-margin", "0")),
+        [real_test(definition_tests.test_processing_steps_unpack_the_sourcedir_and_run_their_script)],
+        "trivial-margin|0.01",
+    ),
+    _w(
+        "fairness-gate-skipped",
+        "evaluate: the gate on the worst fairness gap is skipped (no gap ever found)",
+        patch(_fairness_gate_skipped),
+        [real_test(gate_tests.test_the_fairness_gate_fails_on_a_gap_above_the_allowed_one)],
+        "fairness|passes|StopIteration",
+    ),
+    _w(
+        "protected-columns-as-features",
+        "features: protected columns silently used as model features (no contract opt-in)",
+        patch(_protected_as_features),
+        [real_test(fairness_tests.test_a_protected_column_is_not_a_feature_unless_opted_in)],
+        "sex|serving_names",
     ),
 ]
 

@@ -379,6 +379,24 @@ def test_data_arrival_starts_only_its_own_pipeline_and_reads_no_raw_data(dev):
     ).allowed
 
 
+def test_data_arrival_reads_only_its_pipelines_model_artifacts(dev):
+    """HeadObject of the champion's artifact before ChampionModelUri: the team pipeline's model keys only."""
+    arrival = _role(dev, "churn", "TeamLifecycleDataArrivalRole")
+    t = templates_of(dev)
+    artifacts = t.resolve(stack_name(dev, "Team-churn"), {"Fn::ImportValue": Names("dev").bucket_export("artifacts")})
+    own = "flywheel-dev-churn-tabular"
+    model = f"arn:aws:s3:::{artifacts}/{own}/exec-1/model/flywheel-train-abc/output/model.tar.gz"
+    assert arrival.can(Request("s3:GetObject", model)).allowed
+    for other in (
+        model.replace(own, "flywheel-dev-diagnostics-tabular"),  # another team's pipeline
+        f"arn:aws:s3:::{artifacts}/{own}/exec-1/baseline/statistics.json",  # not a model key
+        f"arn:aws:s3:::{artifacts}/code/churn/abc/contract.json",
+        model.replace(artifacts, "someone-elses-bucket"),
+    ):
+        assert not arrival.can(Request("s3:GetObject", other)).allowed, other
+    assert not arrival.can(Request("s3:PutObject", model)).allowed
+
+
 def test_model_role_is_sagemakers_for_this_account_and_writes_only_its_capture_prefix(dev):
     model = _role(dev, "churn", "TeamLifecycleModelRole")
     t = templates_of(dev)

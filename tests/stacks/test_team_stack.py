@@ -370,7 +370,14 @@ def test_every_s3_input_of_each_job_can_be_listed_and_read_by_its_role(dev, lake
             assert _can(role, "s3:ListBucket", f"arn:aws:s3:::{bucket}", **{"s3:prefix": key}), (step["Name"], uri)
             assert _can(role, "s3:GetObject", f"arn:aws:s3:::{bucket}/{key}"), (step["Name"], uri)
             checked += 1
-    assert checked == 7  # code + contract for each job, and the PII key for Preprocess
+    # code + contract for each job, the PII key for Preprocess and the card fields (card.json) for Evaluate
+    assert checked == 8
+    # Evaluate's champion input defaults to the no-champion marker: a team file its role must list and read.
+    (marker,) = [p["DefaultValue"] for p in document["Parameters"] if p["Name"] == "ChampionModelUri"]
+    bucket, key = lake.resolve(stack, dev.stage.teams["churn"].resolve(marker)).removeprefix("s3://").split("/", 1)
+    evaluation = roles[("churn", "evaluation")]
+    assert _can(evaluation, "s3:ListBucket", f"arn:aws:s3:::{bucket}", **{"s3:prefix": key}), marker
+    assert _can(evaluation, "s3:GetObject", f"arn:aws:s3:::{bucket}/{key}"), marker
 
 
 def _join_parts(value):

@@ -52,6 +52,8 @@ BUCKETS = {
 }
 SOURCE_URI = "s3://team-a-artifacts/code/tabular/0123abcd/sourcedir.tar.gz"
 CONTRACT_URI = "s3://team-a-artifacts/code/tabular/0123abcd/contract.json"
+NO_CHAMPION_URI = "s3://team-a-artifacts/code/team-a/4567cdef/no-champion.json"
+CARD_URI = "s3://team-a-artifacts/code/team-a/89abcdef/card.json"
 JOB_STEP_TYPES = {"Processing", "Training"}
 KNOWN_STEP_TYPES = JOB_STEP_TYPES | {"Condition", "Fail", "RegisterModel"}
 EXECUTION_VARIABLES = {
@@ -78,6 +80,8 @@ def make_inputs(**overrides: Any) -> TabularPipelineInputs:
         **BUCKETS,
         "source_uri": SOURCE_URI,
         "contract_uri": CONTRACT_URI,
+        "no_champion_uri": NO_CHAMPION_URI,
+        "card_uri": CARD_URI,
         "model_package_group_name": "team-a-tabular",
         "objective": "binary",
         "gate_metric": "auc",
@@ -241,6 +245,7 @@ def test_parameters_have_the_agreed_names_types_and_defaults(definition: dict[st
         "TrainingInstanceType": "String",
         "EvaluationInstanceType": "String",
         "ChampionMetric": "String",
+        "ChampionModelUri": "String",
         "NumRound": "Integer",
         "MaxDepth": "Integer",
         "Eta": "Float",
@@ -251,6 +256,7 @@ def test_parameters_have_the_agreed_names_types_and_defaults(definition: dict[st
     # Nothing a starter could lower: the PII key, the gate and the input prefix are fixed at synth.
     assert not {"PiiKeyUri", "GateThreshold"} & set(parameters)
     assert defaults["ChampionMetric"] == "none"
+    assert defaults["ChampionModelUri"] == NO_CHAMPION_URI  # the marker object: an input needs an object
     assert (defaults["NumRound"], defaults["MaxDepth"], defaults["Eta"], defaults["EarlyStoppingRounds"]) == (
         200,
         6,
@@ -464,13 +470,44 @@ def test_processing_steps_unpack_the_sourcedir_and_run_their_script(definition: 
         "auc",
         "--champion-metric",
         {"Get": "Parameters.ChampionMetric"},
+        "--champion-model-dir",
+        "/opt/ml/processing/input/champion",
         "--gate-threshold",
         "0.75",
         "--trivial-margin",
         "0.01",
         "--fairness-max-gap",
         "none",
+        "--team",
+        "team-a",
+        "--execution-id",
+        {"Get": "Execution.PipelineExecutionId"},
+        "--input-data-uri",
+        {"Get": "Parameters.InputDataUri"},
+        "--card-file",
+        "/opt/ml/processing/input/card/card.json",
     ]
+
+
+def test_the_champion_model_is_an_evaluate_input_from_its_parameter(definition: dict[str, Any]) -> None:
+    """The deployed Evaluate scores the champion on the same test rows: ChampionModelUri, the parameter the
+    data-arrival Lambda fills with the champion's ModelDataUrl, is mounted where --champion-model-dir points."""
+    from lambdas.lifecycle import arrival
+
+    assert arrival.PARAM_CHAMPION_MODEL_URI == d.PARAM_CHAMPION_MODEL_URI  # the Lambda's name is the pipeline's
+    assert arrival.PARAM_CHAMPION_METRIC == d.PARAM_CHAMPION_METRIC
+    evaluate_step = steps_by_name(definition)["Evaluate"]["Arguments"]
+    inputs = {i["InputName"]: i["S3Input"] for i in evaluate_step["ProcessingInputs"]}
+    champion = inputs["champion"]
+    assert champion["S3Uri"] == {"Get": "Parameters.ChampionModelUri"}
+    assert champion["S3DataType"] == "S3Prefix" and champion["S3DataDistributionType"] == "FullyReplicated"
+    args = evaluate_step["AppSpecification"]["ContainerArguments"]
+    assert args[args.index("--champion-model-dir") + 1] == champion["LocalPath"]
+    # Preprocess and Train never see the champion.
+    steps = steps_by_name(definition)
+    assert "ChampionModelUri" not in json.dumps(steps["Preprocess"]) + json.dumps(steps["Train"])
+    with pytest.raises(ValueError, match=r"^no_champion_uri: "):
+        make_inputs(no_champion_uri="s3://team-a-artifacts/code/")
 
 
 def test_the_gate_margin_and_fairness_gap_come_from_config_never_parameters() -> None:
@@ -652,6 +689,16 @@ def test_registered_package_records_its_raw_batch(definition: dict[str, Any]) ->
     assert metadata[d.LINEAGE_INPUT_KEY] == {"Get": "Parameters.InputDataUri"}
     assert metadata[d.LINEAGE_EXECUTION_KEY] == {"Get": "Execution.PipelineExecutionId"}
 
+    # The model card Evaluate writes beside evaluation.json is recorded with the package.
+    card = metadata[d.MODEL_CARD_KEY]["Std:Join"]
+    evaluation = {"Get": "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"}
+    assert card == {"On": "/", "Values": [evaluation, "model-card.html"]}
+    statistics = register["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]["Std:Join"]
+    assert statistics["Values"][0] == evaluation  # the same folder as the registered evaluation.json
+    evaluate_step = steps_by_name(definition)["Evaluate"]["Arguments"]
+    card_input = {i["InputName"]: i["S3Input"] for i in evaluate_step["ProcessingInputs"]}["card"]
+    assert card_input["S3Uri"] == CARD_URI
+
 
 def test_data_contract_failure_names_the_quarantine_location(definition: dict[str, Any]) -> None:
     (fail,) = steps_by_name(definition)["DataContractCheck"]["Arguments"]["ElseSteps"]
@@ -787,6 +834,8 @@ def test_account_values_may_be_arbitrary_strings() -> None:
         reports_bucket=token % 10,
         source_uri=f"s3://{token % 11}/code/sourcedir.tar.gz",
         contract_uri=f"s3://{token % 11}/code/contract.json",
+        no_champion_uri=f"s3://{token % 11}/code/no-champion.json",
+        card_uri=f"s3://{token % 11}/code/card.json",
         model_package_group_name=token % 12,
     )
     document = json.loads(build_pipeline_definition(inputs))

@@ -124,7 +124,7 @@ def test_the_model_card_answers_should_i_approve_from_the_real_evaluation(credit
     # model card: owner and intended use from config, positive class and threshold with how it was chosen
     info = card.rows("card")
     assert info["Owner"] == ["credit-risk-ml@example.com"] and info["Intended use"][0].startswith("Rank applications")
-    assert info["Positive class"] == ["'yes' (set in the contract (positive_class))"]
+    assert info["Positive class"] == ["'yes' (set in the contract: positive_class)"]
     assert "Youden" in info["Decision threshold"][0] and "validation split" in info["Decision threshold"][0]
     # should I approve: every gate reason in words, the commands to copy
     decide = card.text("decide")
@@ -166,6 +166,48 @@ def test_the_model_card_answers_should_i_approve_from_the_real_evaluation(credit
     assert "2 earlier version(s): 1 Approved, 1 PendingManualApproval; version 1 is deployed" in lineage
     assert "first version" not in lineage and "Not served in this run" in lineage
     assert card.rows("summary")["Started"] == ["2026-01-01 10:00:00 UTC"]
+
+
+def test_the_evaluate_step_writes_the_card_stored_with_the_package(credit: PipelineRun, tmp_path: Path) -> None:
+    """The deployed pipeline's card: Evaluate renders model-card.html beside evaluation.json with the same
+    renderer, from the team files the stack provisions (card.json, the no-champion marker) and its arguments."""
+    import evaluate
+
+    from pipelines.tabular.template import TEMPLATE
+
+    team = load_config(FAIRNESS_CONFIG).team("credit")
+    files = {f.key: f for f in TEMPLATE.team_files(team.template_settings("tabular"))}
+    (tmp_path / "card.json").write_bytes(files["card"].content)
+    marker = tmp_path / "champion"
+    marker.mkdir()
+    (marker / "0f1e2d.json").write_bytes(files["no_champion"].content)  # a CDK asset's content-hashed name
+    out = tmp_path / "evaluation"
+    code = evaluate.main(
+        [
+            "--model-dir", str(credit.model), "--test-dir", str(credit.processed / "test"),
+            "--baseline-dir", str(credit.processed / "baseline"), "--contract", str(CONTRACT),
+            "--output-dir", str(out), "--gate-metric", "auc", "--gate-threshold", "0.65",
+            "--champion-model-dir", str(marker), "--bootstrap-resamples", "100", "--team", "credit",
+            "--execution-id", "exec-42", "--input-data-uri", "s3://raw/credit/incoming/b1/",
+            "--card-file", str(tmp_path / "card.json"),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["champion"]["verdict"] == "none"  # the marker reads as "no champion"
+    card = Card.parse((out / "model-card.html").read_text(encoding="utf-8"))
+    assert {"summary", "card", "decide", "contract", "evaluation", "baseline", "plots", "lineage"} <= set(card.sections)
+    assert not {"steps", "serving", "artifacts"} & set(card.sections)  # only the local runtime knows those
+    info = card.rows("card")
+    assert info["Owner"] == [team.owner] and info["Intended use"] == [team.intended_use]
+    decide = card.text("decide")
+    if report["gate"]["passed"]:
+        assert "flywheel approve credit:<version>" in decide and "aws sagemaker update-model-package" in decide
+    else:
+        assert "nothing to approve" in decide
+    for check in report["gate"]["checks"]:
+        assert check["reason"] in decide
+    assert "exec-42" in card.text("lineage") and "s3://raw/credit/incoming/b1/" in card.text("lineage")
 
 
 def test_a_failed_fairness_gate_names_the_gap(credit: PipelineRun, tmp_path: Path) -> None:

@@ -223,3 +223,39 @@ def test_the_champion_model_on_the_same_rows_gives_a_paired_verdict(
     good = np.where(y == 1, 0.8, 0.2) + np.linspace(-0.1, 0.1, 200)
     paired = evaluate.paired_bootstrap("binary", y, good, np.full(200, 0.5), 2, "auc", 200, seed=1)
     assert paired["difference"] == pytest.approx(0.5) and paired["low"] > 0 and paired["share_worse"] == 0.0
+
+
+def _binary_report(value: float, margin: float) -> dict[str, Any]:
+    values = {"auc": value, "accuracy": value, "f1": value, "log_loss": 0.6, "precision": value, "recall": value}
+    trivial = {"auc": 0.5, "accuracy": 0.5, "balanced_accuracy": 0.5, "log_loss": 0.69}
+    return evaluate.evaluation_report(
+        "binary", values, "auc", None, 200, trivial=trivial, threshold=0.5, margin=margin, second_value=value
+    )
+
+
+def test_the_lead_over_the_trivial_model_must_reach_the_margin() -> None:
+    """A model a hair better than the trivial one (0.53 vs 0.50) is refused under a 0.05 margin on both the
+    gate metric and the second metric; 0.60 passes. The margin the report names is the one applied."""
+    hair = _binary_report(0.53, margin=0.05)
+    assert hair["gate"]["margin"] == 0.05 and hair["gate"]["passed"] == 0
+    assert set(_failed(hair)) == {"beats_trivial", "second_metric"}
+    assert "needs >= 0.55" in _failed(hair)["beats_trivial"]
+    assert _binary_report(0.60, margin=0.05)["gate"]["passed"] == 1
+
+
+def test_the_fairness_gate_fails_on_a_gap_above_the_allowed_one() -> None:
+    """Constructed groups (selection rates 0.6 vs 0.3: ratio 0.5): a 0.2 allowed gap fails, 0.6 passes."""
+    from contract import contract_from_dict
+    from test_tabular_fairness import _binary_case, _protected_contract
+
+    y, scores, groups = _binary_case()
+    test = pd.DataFrame({"sex": groups.map({"a": "f", "b": "m"})})
+    contract = contract_from_dict(_protected_contract())
+    for allowed, passes in ((0.2, False), (0.6, True)):
+        report = _binary_report(0.9, margin=0.01)
+        evaluate.add_fairness(report, "binary", y, scores, test, contract, 0.5, allowed)
+        check = next(c for c in report["gate"]["checks"] if c["check"] == "fairness")
+        assert check["passed"] is passes and report["gate"]["passed"] == int(passes), check
+        assert (
+            "'sex'" in check["reason"] and report["fairness"]["columns"]["sex"]["gaps"]["selection_rate_ratio"] == 0.5
+        )
