@@ -118,7 +118,7 @@ COMMANDS: list[tuple[str, list[str]]] = [
     ("erase", ["erase", "--team", "counter", "--subject", "x"]),
 ]
 # Synthesize environments with CDK in-process (no network; minutes): covered by their own tests.
-SLOW_COMMANDS = {"security-report", "access-report"}
+SLOW_COMMANDS = {"security-report", "access-report", "cost"}
 
 
 def _registered_commands() -> set[str]:
