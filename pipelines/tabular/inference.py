@@ -230,9 +230,9 @@ def predict_fn(data: pd.DataFrame, model: Model) -> dict[str, Any]:
     scores = predict_scores(align(data, model), model)
     if model.problem == "binary":
         cut = decision_threshold(model)
-        labels = [model.labels[1] if p >= cut else model.labels[0] for p in scores]
+        labels = _pick(model.labels, (scores >= cut).astype(np.intp))  # NaN >= cut is False: the first label
     elif model.problem == "multiclass":
-        labels = [model.labels[i] for i in np.argmax(scores, axis=1)]
+        labels = _pick(model.labels, np.argmax(scores, axis=1))
     else:
         labels = []
     return {"problem": model.problem, "scores": scores, "labels": labels, "class_labels": model.labels}
@@ -249,10 +249,66 @@ def negotiate(accept: str | None) -> str:
     raise ValueError(f"unsupported accept type {accept!r}: use {JSON} or {CSV}")
 
 
+def _pick(labels: list[Any], index: np.ndarray) -> list[Any]:
+    """``[labels[i] for i in index]`` in one numpy gather (the label objects themselves, not copies)."""
+    table = np.empty(len(labels), dtype=object)
+    table[:] = labels
+    return list(table[index])
+
+
 def output_fn(prediction: dict[str, Any], accept: str) -> str:
-    """Serialize :func:`predict_fn` output as JSON or CSV (media type from :func:`negotiate`)."""
+    """Serialize :func:`predict_fn` output as JSON or CSV (media type from :func:`negotiate`).
+
+    The text is exactly what ``json.dumps`` of the records (or ``csv.writer``) writes, built in one
+    join over the batch: floats by ``repr`` (what both use), each distinct label serialized once.
+    Non-finite scores (never produced by the model, but possible) take the record-by-record path.
+    """
     media = negotiate(accept)
     problem, scores, labels = prediction["problem"], prediction["scores"], prediction["labels"]
+    if np.isfinite(scores).all():
+        return _fast_output(problem, scores, labels, prediction["class_labels"], media)
+    return _records_output(problem, scores, labels, prediction["class_labels"], media)
+
+
+def _fast_output(problem: str, scores: np.ndarray, labels: list[Any], classes: list[Any], media: str) -> str:
+    cell: dict[Any, str] = {}
+    for lab in labels:  # few distinct labels: serialize each once
+        key = (type(lab), lab)
+        if key not in cell:
+            cell[key] = json.dumps(_jsonable(lab)) if media == JSON else _csv_cell(lab)
+    texts = [cell[(type(lab), lab)] for lab in labels]
+    values = np.asarray(scores, dtype="float64").tolist()
+    if media == JSON:
+        if problem == "binary":
+            items = [f'{{"probability": {p!r}, "label": {t}}}' for p, t in zip(values, texts, strict=True)]
+        elif problem == "multiclass":
+            items = [
+                f'{{"probabilities": [{", ".join(map(repr, row))}], "label": {t}}}'
+                for row, t in zip(values, texts, strict=True)
+            ]
+        else:
+            items = [f'{{"value": {v!r}}}' for v in values]
+        body = '{"predictions": [' + ", ".join(items) + "]"
+        if problem == "multiclass":
+            body += ', "class_labels": ' + json.dumps([_jsonable(c) for c in classes])
+        return body + "}"
+    if problem == "binary":
+        lines = [f"{p!r},{t}" for p, t in zip(values, texts, strict=True)]
+    elif problem == "multiclass":
+        lines = [",".join(map(repr, row)) + "," + t for row, t in zip(values, texts, strict=True)]
+    else:
+        lines = [repr(v) for v in values]
+    return "".join(line + "\n" for line in lines)
+
+
+def _csv_cell(value: Any) -> str:
+    """One field as ``csv.writer`` writes it (quoted if it needs to be)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow([value])
+    return out.getvalue()[:-1]
+
+
+def _records_output(problem: str, scores: np.ndarray, labels: list[Any], classes: list[Any], media: str) -> str:
     if problem == "binary":
         records: list[dict[str, Any]] = [
             {"probability": float(p), "label": _jsonable(lab)} for p, lab in zip(scores, labels, strict=True)
@@ -267,7 +323,7 @@ def output_fn(prediction: dict[str, Any], accept: str) -> str:
     if media == JSON:
         body: dict[str, Any] = {"predictions": records}
         if problem == "multiclass":
-            body["class_labels"] = [_jsonable(c) for c in prediction["class_labels"]]
+            body["class_labels"] = [_jsonable(c) for c in classes]
         return json.dumps(body)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
