@@ -19,6 +19,7 @@ inference container needs nothing else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -537,8 +538,12 @@ def _via_uniques(values: pd.Series | np.ndarray, fn: Any) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def stable_bucket(value: str) -> int:
-    """Bucket of a category without a fixed vocabulary; stable across processes and versions."""
+    """Bucket of a category without a fixed vocabulary; stable across processes and versions.
+
+    Cached: a pure function, and a request batch repeats the same few hundred values (postcode prefixes).
+    """
     digest = hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "little") % HASH_BUCKETS
 

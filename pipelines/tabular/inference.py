@@ -24,6 +24,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,13 @@ CONTRACT_FILE = "contract.json"
 JSON = "application/json"
 CSV = "text/csv"
 BINARY_THRESHOLD = 0.5
+#: XGBoost threads per prediction in a serving process (booster ``nthread`` set at load, DMatrix too).
+#: One: a request is at most a few thousand rows, where a second OpenMP thread saves ~0.4 ms of wall time
+#: per 1,000 rows on an idle host but costs more CPU than it saves and spins for milliseconds on a loaded
+#: one; the server already runs requests in parallel (threads here, one worker per vCPU in SageMaker's
+#: model server). ``FLYWHEEL_PREDICT_THREADS`` overrides it (0 = XGBoost's default, all cores).
+#: See docs/decisions.md, "XGBoost threads in serving".
+PREDICT_THREADS = 1
 #: CSV bodies from this size on are parsed by pyarrow (:func:`_arrow_csv`); a single row stays with ``csv``.
 ARROW_CSV_BYTES = 2048
 
@@ -89,7 +97,20 @@ def model_fn(model_dir: str) -> Model:
         raise ValueError("model feature names do not match the contract's serving columns")
     booster = xgb.Booster()
     booster.load_model(root / MODEL_FILE)
+    threads = predict_threads()
+    if threads:
+        booster.set_param({"nthread": threads})
     return Model(booster, metadata, contract)
+
+
+def predict_threads() -> int:
+    """XGBoost threads for serving: ``FLYWHEEL_PREDICT_THREADS`` if set (0 = all cores), else :data:`PREDICT_THREADS`."""
+    raw = os.environ.get("FLYWHEEL_PREDICT_THREADS", "").strip()
+    if not raw:
+        return PREDICT_THREADS
+    if not raw.isdigit():
+        raise ValueError(f"FLYWHEEL_PREDICT_THREADS must be a whole number of threads (0 = all cores), got {raw!r}")
+    return int(raw)
 
 
 def _media_type(content_type: str | None) -> str:
@@ -211,6 +232,7 @@ def predict_scores(frame: pd.DataFrame, model: Model) -> np.ndarray:
         feature_types=feature_types(model.contract),
         enable_categorical=True,
         missing=np.nan,
+        nthread=predict_threads() or None,
     )
     scores = np.asarray(model.booster.predict(matrix), dtype="float64")
     if model.problem == "multiclass":  # float32 rows may miss 1.0 by an ulp; metrics check the sum

@@ -150,3 +150,19 @@ def test_served_code_in_the_artifact_is_the_step_code(chains: dict[str, Pipeline
     here = Path(inference.__file__).parent
     for name in ("inference.py", "features.py", "contract.py"):
         assert (code / name).read_bytes() == (here / name).read_bytes()
+
+
+def _nthread(model: inference.Model) -> str:
+    return str(json.loads(model.booster.save_config())["learner"]["generic_param"]["nthread"])
+
+
+def test_served_booster_predicts_on_one_thread_unless_overridden(
+    chains: dict[str, PipelineRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLYWHEEL_PREDICT_THREADS", raising=False)
+    assert _nthread(inference.model_fn(str(chains["churn"].model))) == "1"
+    monkeypatch.setenv("FLYWHEEL_PREDICT_THREADS", "2")
+    assert _nthread(inference.model_fn(str(chains["churn"].model))) == "2"
+    monkeypatch.setenv("FLYWHEEL_PREDICT_THREADS", "two")
+    with pytest.raises(ValueError, match="FLYWHEEL_PREDICT_THREADS"):
+        inference.model_fn(str(chains["churn"].model))
