@@ -107,7 +107,7 @@ def model_fn(model_dir: str) -> Model:
 
 
 def predict_threads() -> int:
-    """XGBoost threads for serving: ``FLYWHEEL_PREDICT_THREADS`` if set (0 = all cores), else :data:`PREDICT_THREADS`."""
+    """XGBoost threads for serving: ``FLYWHEEL_PREDICT_THREADS`` if set (0 = all cores), else the default."""
     raw = os.environ.get("FLYWHEEL_PREDICT_THREADS", "").strip()
     if not raw:
         return PREDICT_THREADS
