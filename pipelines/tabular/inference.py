@@ -51,6 +51,9 @@ _WHITESPACE = re.compile(rb"[ \t\v\f\x1c-\x1f]")
 #: model server). ``FLYWHEEL_PREDICT_THREADS`` overrides it (0 = XGBoost's default, all cores).
 #: See docs/decisions.md, "XGBoost threads in serving".
 PREDICT_THREADS = 1
+#: From this many rows a request predicts on all cores (``Model.wide_booster``): a batch-transform payload,
+#: where the OpenMP start-up is small against the work.
+PARALLEL_PREDICT_ROWS = 20_000
 #: CSV bodies from this size on are parsed by pyarrow (:func:`_arrow_csv`); a single row stays with ``csv``.
 ARROW_CSV_BYTES = 2048
 
@@ -62,6 +65,9 @@ class Model:
     booster: xgb.Booster
     metadata: dict[str, Any]
     contract: DataContract
+    #: A copy of ``booster`` on all cores, for requests of :data:`PARALLEL_PREDICT_ROWS` rows or more
+    #: (batch transform); ``None`` when ``booster`` already uses them.
+    wide_booster: xgb.Booster | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -101,9 +107,13 @@ def model_fn(model_dir: str) -> Model:
     booster = xgb.Booster()
     booster.load_model(root / MODEL_FILE)
     threads = predict_threads()
+    wide = None
     if threads:
+        if threads < (os.cpu_count() or 1):
+            wide = booster.copy()
+            wide.set_param({"nthread": os.cpu_count() or 1})
         booster.set_param({"nthread": threads})
-    return Model(booster, metadata, contract)
+    return Model(booster, metadata, contract, wide)
 
 
 def predict_threads() -> int:
@@ -234,15 +244,17 @@ def align(data: pd.DataFrame, model: Model) -> pd.DataFrame:
 
 def predict_scores(frame: pd.DataFrame, model: Model) -> np.ndarray:
     """Model output for a frame with the serving columns: P(positive), class probabilities or values."""
+    wide = model.wide_booster is not None and len(frame) >= PARALLEL_PREDICT_ROWS
+    booster = model.wide_booster if wide and model.wide_booster is not None else model.booster
     matrix = xgb.DMatrix(
         encode(frame, model.contract),
         feature_names=model.columns,
         feature_types=feature_types(model.contract),
         enable_categorical=True,
         missing=np.nan,
-        nthread=predict_threads() or None,
+        nthread=None if wide else predict_threads() or None,
     )
-    scores = np.asarray(model.booster.predict(matrix), dtype="float64")
+    scores = np.asarray(booster.predict(matrix), dtype="float64")
     if model.problem == "multiclass":  # float32 rows may miss 1.0 by an ulp; metrics check the sum
         scores = scores / scores.sum(axis=1, keepdims=True)
     return scores
