@@ -14,6 +14,17 @@ http keep-alive + capture       the same, every request captured to a local fold
 http new connection             :func:`flywheel.serving.invoke` (urllib, one connection per request)
 ==============================  ==================================================================
 
+The goal (issue 16): batch rows/s over keep-alive HTTP >= 0.5 of "raw in-process ``predict`` on the same
+rows". Read literally that is the ``xgboost`` tier (``booster.predict`` on the already-encoded matrix, no
+parsing, encoding or serialization): ``goals.batch_ratio_vs_xgboost``, the ratio the meets/misses line
+checks. ``goals.batch_ratio_vs_predict_fn`` is the ratio against the whole in-process serving function
+(encoding included), reported next to it; neither hides the other. Both in-process baselines predict on
+the served model's thread setting (``inference.predict_threads()``, one thread unless overridden), so the
+ratio compares the same XGBoost work.
+
+``cpu_ms_per_batch`` is the process CPU time per batch (client and server threads together for HTTP
+tiers): what a loaded machine cannot hide, unlike wall time.
+
 Client and server share one process (as in ``flywheel demo``), so HTTP figures include the client::
 
     python -m bench.bench_serving [--rows 20000] [--requests 2000] [--batch-rows 1000] [--batches 20] [--repeat 3]
@@ -105,11 +116,15 @@ def _latencies(fn: Callable[[int], object], n: int) -> dict[str, float]:
 
 def _throughput(fn: Callable[[int], object], batches: int, batch_rows: int) -> dict[str, float]:
     fn(0)
-    t = time.perf_counter()
+    cpu, t = time.process_time(), time.perf_counter()
     for i in range(batches):
         fn(i)
-    sec = time.perf_counter() - t
-    return {"rows_per_s": batches * batch_rows / sec, "batch_ms": sec / batches * 1000}
+    sec, cpu = time.perf_counter() - t, time.process_time() - cpu
+    return {
+        "rows_per_s": batches * batch_rows / sec,
+        "batch_ms": sec / batches * 1000,
+        "cpu_ms_per_batch": cpu / batches * 1000,
+    }
 
 
 def _measure(single: Callable[[int], object], batch: Callable[[int], object], cfg: dict[str, int]) -> dict[str, float]:
@@ -162,9 +177,13 @@ def run(rows: int, requests: int, batch_rows: int, batches: int, repeat: int, wo
     batch_body = batch.to_csv(header=False, index=False).encode()
     types = features.feature_types(m.contract)
 
+    threads = mod.predict_threads() or None  # the served setting (the booster already has it from model_fn)
+
     def predict_encoded(x: np.ndarray) -> Any:
         # A new DMatrix per call: XGBoost caches predictions per DMatrix object, which would time nothing.
-        dm = xgb.DMatrix(x, feature_names=m.columns, feature_types=types, enable_categorical=True, missing=np.nan)
+        dm = xgb.DMatrix(
+            x, feature_names=m.columns, feature_types=types, enable_categorical=True, missing=np.nan, nthread=threads
+        )
         return m.booster.predict(dm)
 
     single_x = [features.encode(f, m.contract) for f in singles]
@@ -203,9 +222,15 @@ def run(rows: int, requests: int, batch_rows: int, batches: int, repeat: int, wo
             raise RuntimeError("the endpoint answered errors during the measurement")
         best_latency = min(runs, key=lambda r: r["p50_ms"])
         best_batch = max(runs, key=lambda r: r["rows_per_s"])
+        client = KeepAlive(server.port)  # CPU time of the same batches (measure_endpoint reports wall time)
+        try:
+            cpu = _throughput(lambda i: client(batch_body), batches, batch_rows)["cpu_ms_per_batch"]
+        finally:
+            client.close()
         tiers["http keep-alive"] = {
             **{k: best_latency[k] for k in ("p50_ms", "p99_ms", "mean_ms")},
             **{k: best_batch[k] for k in ("rows_per_s", "batch_ms")},
+            "cpu_ms_per_batch": cpu,
         }
         tiers["http new connection"] = _measure(
             lambda i: invoke(server.url, single_bodies[i % len(single_bodies)]).body,
@@ -264,17 +289,22 @@ def print_table(result: dict[str, Any]) -> None:
         f"{result['requests']:,} single-row requests, {result['batches']} x {result['batch_rows']:,}-row batches "
         f"({result['batch_body_kb']:.0f} KB CSV)"
     )
-    print(f"{'tier':<28}{'p50 ms':>9}{'p99 ms':>9}{'rows/s (batch)':>17}{'ms/batch':>10}")
+    print(f"{'tier':<28}{'p50 ms':>9}{'p99 ms':>9}{'rows/s (batch)':>17}{'ms/batch':>10}{'CPU ms/batch':>14}")
     for name, r in result["tiers"].items():
-        print(f"{name:<28}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['rows_per_s']:>17,.0f}{r['batch_ms']:>10.1f}")
+        print(
+            f"{name:<28}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['rows_per_s']:>17,.0f}{r['batch_ms']:>10.1f}"
+            f"{r['cpu_ms_per_batch']:>14.2f}"
+        )
     g = result["goals"]
     ok_p99 = "meets" if g["p99_ms"] <= g["p99_ms_at_most"] else "misses"
     ok_batch = "meets" if g["batch_ratio_vs_xgboost"] >= g["batch_ratio_at_least"] else "misses"
     goal = g["p99_ms_at_most"]
     print(f"http keep-alive (= flywheel demo's figure): p99 {g['p99_ms']:.2f} ms ({ok_p99} <= {goal:g} ms)")
+    ok_fn = "meets" if g["batch_ratio_vs_predict_fn"] >= g["batch_ratio_at_least"] else "misses"
     print(
         f"batch rows/s vs raw booster.predict {g['batch_ratio_vs_xgboost']:.2f} ({ok_batch} >= "
-        f"{g['batch_ratio_at_least']:g}); vs predict_fn {g['batch_ratio_vs_predict_fn']:.2f}"
+        f"{g['batch_ratio_at_least']:g}: the goal as written); vs in-process predict_fn "
+        f"{g['batch_ratio_vs_predict_fn']:.2f} ({ok_fn})"
     )
     print(f"load average (1 min) {result['machine']['load_average_1m']:.2f}")
 

@@ -19,6 +19,7 @@ inference container needs nothing else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -455,6 +456,11 @@ def encode(frame: pd.DataFrame, contract: DataContract) -> np.ndarray:
     serving share this one code path. Raises ValueError naming the column when a value cannot be
     read as its kind (e.g. text in a numeric column); an unknown category is *not* an error but
     missing, because drift monitoring reports unseen categories.
+
+    Request frames (``object`` columns) are encoded on their numpy arrays, not through pandas
+    Series: the same pandas functions on the same values (so the same matrix, pinned by a test
+    against the previous implementation), without the per-Series overhead that dominated a
+    1,000-row request.
     """
     cols = serving_columns(contract)
     missing = [c.name for c in cols if c.name not in frame.columns]
@@ -468,21 +474,24 @@ def encode(frame: pd.DataFrame, contract: DataContract) -> np.ndarray:
 
 def encode_column(values: pd.Series, sc: ServingColumn, reference_date: str) -> np.ndarray:
     """Encode one serving column as float64 (see :func:`encode`)."""
-    present = values.notna().to_numpy()
+    # An object column (a parsed request, text frames) is handled as its ndarray: pandas' own
+    # functions give the same result on it as on the Series, at about half the cost per call.
+    raw: pd.Series | np.ndarray = values.to_numpy() if values.dtype == object else values
+    present = pd.notna(raw) if isinstance(raw, np.ndarray) else values.notna().to_numpy()
     if sc.kind == "numeric":
-        num = _to_float(values)
+        num = _to_float(raw)
     elif sc.kind == "bool":
-        num = _via_uniques(values, _bool_or_nan)
+        num = _via_uniques(raw, _bool_or_nan)
     elif sc.kind == "date":
         dates = pd.to_datetime(values, errors="coerce", format="ISO8601")
         num = (dates - pd.Timestamp(reference_date)).dt.days.to_numpy(dtype="float64", na_value=np.nan)
     elif sc.kind == "age_band":
-        num = _via_uniques(values, _band_lower_or_nan)
+        num = _via_uniques(raw, _band_lower_or_nan)
     elif sc.kind == "category":
         index = {c: float(i) for i, c in enumerate(sc.categories)}
-        return _via_uniques(values, lambda u: index.get(u, np.nan))  # unknown: missing, not an error
+        return _via_uniques(raw, lambda u: index.get(u, np.nan))  # unknown: missing, not an error
     else:
-        return _via_uniques(values, lambda u: float(stable_bucket(u)))
+        return _via_uniques(raw, lambda u: float(stable_bucket(u)))
     bad = present & np.isnan(num)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
@@ -494,11 +503,14 @@ def encode_column(values: pd.Series, sc: ServingColumn, reference_date: str) -> 
     return num
 
 
-def _to_float(values: pd.Series) -> np.ndarray:
+def _to_float(values: pd.Series | np.ndarray) -> np.ndarray:
     if pd.api.types.is_bool_dtype(values.dtype):
         return np.full(len(values), np.nan)  # a boolean where a number is expected is a type error
     num = pd.to_numeric(values, errors="coerce")
-    arr = np.asarray(num.to_numpy(dtype="float64", na_value=np.nan), dtype="float64")
+    if isinstance(num, np.ndarray):  # an ndarray in: a float/int/bool ndarray out (missing already NaN)
+        arr = num.astype("float64")
+    else:
+        arr = np.asarray(num.to_numpy(dtype="float64", na_value=np.nan), dtype="float64")
     return np.where(np.isinf(arr), np.nan, arr)
 
 
@@ -512,18 +524,26 @@ def _band_lower_or_nan(text: str) -> float:
     return float(match.group(1)) if match else np.nan
 
 
-def _via_uniques(values: pd.Series, fn: Any) -> np.ndarray:
+def _via_uniques(values: pd.Series | np.ndarray, fn: Any) -> np.ndarray:
     """Apply ``fn`` (text -> float) once per distinct value; missing stays NaN.
 
     Categorical columns have few distinct values, so this is one factorize plus a tiny loop.
     """
     codes, uniques = pd.factorize(values)
     mapped = np.array([fn(str(u)) for u in uniques], dtype="float64")
-    return np.where(codes < 0, np.nan, mapped[np.maximum(codes, 0)] if len(mapped) else np.nan)
+    if not len(mapped):
+        return np.full(len(codes), np.nan)
+    out = mapped[np.maximum(codes, 0)]
+    out[codes < 0] = np.nan
+    return out
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def stable_bucket(value: str) -> int:
-    """Bucket of a category without a fixed vocabulary; stable across processes and versions."""
+    """Bucket of a category without a fixed vocabulary; stable across processes and versions.
+
+    Cached: a pure function, and a request batch repeats the same few hundred values (postcode prefixes).
+    """
     digest = hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "little") % HASH_BUCKETS
 

@@ -24,6 +24,8 @@ import csv
 import hashlib
 import io
 import json
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,18 @@ CONTRACT_FILE = "contract.json"
 JSON = "application/json"
 CSV = "text/csv"
 BINARY_THRESHOLD = 0.5
+#: ASCII bytes ``str.strip`` removes, but the line end (a body with non-ASCII bytes or quotes is always trimmed).
+_WHITESPACE = re.compile(rb"[ \t\v\f\x1c-\x1f]")
+#: XGBoost threads per prediction in a serving process (booster ``nthread`` set at load, DMatrix too).
+#: One: a request is at most a few thousand rows, where a second OpenMP thread saves ~0.4 ms of wall time
+#: per 1,000 rows on an idle host but costs more CPU than it saves and spins for milliseconds on a loaded
+#: one; the server already runs requests in parallel (threads here, one worker per vCPU in SageMaker's
+#: model server). ``FLYWHEEL_PREDICT_THREADS`` overrides it (0 = XGBoost's default, all cores).
+#: See docs/decisions.md, "XGBoost threads in serving".
+PREDICT_THREADS = 1
+#: From this many rows a request predicts on all cores (``Model.wide_booster``): a batch-transform payload,
+#: where the OpenMP start-up is small against the work.
+PARALLEL_PREDICT_ROWS = 20_000
 #: CSV bodies from this size on are parsed by pyarrow (:func:`_arrow_csv`); a single row stays with ``csv``.
 ARROW_CSV_BYTES = 2048
 
@@ -51,6 +65,9 @@ class Model:
     booster: xgb.Booster
     metadata: dict[str, Any]
     contract: DataContract
+    #: A copy of ``booster`` on all cores, for requests of :data:`PARALLEL_PREDICT_ROWS` rows or more
+    #: (batch transform); ``None`` when ``booster`` already uses them.
+    wide_booster: xgb.Booster | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -89,7 +106,24 @@ def model_fn(model_dir: str) -> Model:
         raise ValueError("model feature names do not match the contract's serving columns")
     booster = xgb.Booster()
     booster.load_model(root / MODEL_FILE)
-    return Model(booster, metadata, contract)
+    threads = predict_threads()
+    wide = None
+    if threads:
+        if threads < (os.cpu_count() or 1):
+            wide = booster.copy()
+            wide.set_param({"nthread": os.cpu_count() or 1})
+        booster.set_param({"nthread": threads})
+    return Model(booster, metadata, contract, wide)
+
+
+def predict_threads() -> int:
+    """XGBoost threads for serving: ``FLYWHEEL_PREDICT_THREADS`` if set (0 = all cores), else the default."""
+    raw = os.environ.get("FLYWHEEL_PREDICT_THREADS", "").strip()
+    if not raw:
+        return PREDICT_THREADS
+    if not raw.isdigit():
+        raise ValueError(f"FLYWHEEL_PREDICT_THREADS must be a whole number of threads (0 = all cores), got {raw!r}")
+    return int(raw)
 
 
 def _media_type(content_type: str | None) -> str:
@@ -154,16 +188,19 @@ def _arrow_csv(body: str | bytes | bytearray) -> pd.DataFrame | None:
         return None
     first = data.split(b"\n", 1)[0]
     width = first.count(b",") + 1  # an upper bound (a quoted comma only adds one)
+    # Only a body with whitespace can need trimming; only one with quotes can hold a newline in a value.
+    # Without whitespace, an empty field is null straight from the reader (quoted "" too, as csv + strip).
+    trim = not data.isascii() or b'"' in data or _WHITESPACE.search(data) is not None
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
             read_options=pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
+            parse_options=pacsv.ParseOptions(newlines_in_values=b'"' in data, ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={f"f{i}": pa.string() for i in range(width)},
-                null_values=[],
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
+                null_values=[] if trim else [""],
+                strings_can_be_null=not trim,
+                quoted_strings_can_be_null=not trim,
             ),
         )
     except (pa.ArrowInvalid, ValueError):
@@ -172,8 +209,10 @@ def _arrow_csv(body: str | bytes | bytearray) -> pd.DataFrame | None:
         return None
     columns = {}
     for i, column in enumerate(table.columns):
-        text = pc.utf8_trim_whitespace(column)
-        columns[i] = pc.if_else(pc.equal(text, ""), None, text).to_numpy(zero_copy_only=False)
+        if trim:
+            text = pc.utf8_trim_whitespace(column)
+            column = pc.if_else(pc.equal(text, ""), None, text)
+        columns[i] = column.to_numpy(zero_copy_only=False)
     return pd.DataFrame(columns, dtype=object)
 
 
@@ -205,14 +244,17 @@ def align(data: pd.DataFrame, model: Model) -> pd.DataFrame:
 
 def predict_scores(frame: pd.DataFrame, model: Model) -> np.ndarray:
     """Model output for a frame with the serving columns: P(positive), class probabilities or values."""
+    wide = model.wide_booster is not None and len(frame) >= PARALLEL_PREDICT_ROWS
+    booster = model.wide_booster if wide and model.wide_booster is not None else model.booster
     matrix = xgb.DMatrix(
         encode(frame, model.contract),
         feature_names=model.columns,
         feature_types=feature_types(model.contract),
         enable_categorical=True,
         missing=np.nan,
+        nthread=None if wide else predict_threads() or None,
     )
-    scores = np.asarray(model.booster.predict(matrix), dtype="float64")
+    scores = np.asarray(booster.predict(matrix), dtype="float64")
     if model.problem == "multiclass":  # float32 rows may miss 1.0 by an ulp; metrics check the sum
         scores = scores / scores.sum(axis=1, keepdims=True)
     return scores
@@ -230,9 +272,9 @@ def predict_fn(data: pd.DataFrame, model: Model) -> dict[str, Any]:
     scores = predict_scores(align(data, model), model)
     if model.problem == "binary":
         cut = decision_threshold(model)
-        labels = [model.labels[1] if p >= cut else model.labels[0] for p in scores]
+        labels = _pick(model.labels, (scores >= cut).astype(np.intp))  # NaN >= cut is False: the first label
     elif model.problem == "multiclass":
-        labels = [model.labels[i] for i in np.argmax(scores, axis=1)]
+        labels = _pick(model.labels, np.argmax(scores, axis=1))
     else:
         labels = []
     return {"problem": model.problem, "scores": scores, "labels": labels, "class_labels": model.labels}
@@ -249,10 +291,66 @@ def negotiate(accept: str | None) -> str:
     raise ValueError(f"unsupported accept type {accept!r}: use {JSON} or {CSV}")
 
 
+def _pick(labels: list[Any], index: np.ndarray) -> list[Any]:
+    """``[labels[i] for i in index]`` in one numpy gather (the label objects themselves, not copies)."""
+    table = np.empty(len(labels), dtype=object)
+    table[:] = labels
+    return list(table[index])
+
+
 def output_fn(prediction: dict[str, Any], accept: str) -> str:
-    """Serialize :func:`predict_fn` output as JSON or CSV (media type from :func:`negotiate`)."""
+    """Serialize :func:`predict_fn` output as JSON or CSV (media type from :func:`negotiate`).
+
+    The text is exactly what ``json.dumps`` of the records (or ``csv.writer``) writes, built in one
+    join over the batch: floats by ``repr`` (what both use), each distinct label serialized once.
+    Non-finite scores (never produced by the model, but possible) take the record-by-record path.
+    """
     media = negotiate(accept)
     problem, scores, labels = prediction["problem"], prediction["scores"], prediction["labels"]
+    if np.isfinite(scores).all():
+        return _fast_output(problem, scores, labels, prediction["class_labels"], media)
+    return _records_output(problem, scores, labels, prediction["class_labels"], media)
+
+
+def _fast_output(problem: str, scores: np.ndarray, labels: list[Any], classes: list[Any], media: str) -> str:
+    cell: dict[Any, str] = {}
+    for lab in labels:  # few distinct labels: serialize each once
+        key = (type(lab), lab)
+        if key not in cell:
+            cell[key] = json.dumps(_jsonable(lab)) if media == JSON else _csv_cell(lab)
+    texts = [cell[(type(lab), lab)] for lab in labels]
+    values = np.asarray(scores, dtype="float64").tolist()
+    if media == JSON:
+        if problem == "binary":
+            items = [f'{{"probability": {p!r}, "label": {t}}}' for p, t in zip(values, texts, strict=True)]
+        elif problem == "multiclass":
+            items = [
+                f'{{"probabilities": [{", ".join(map(repr, row))}], "label": {t}}}'
+                for row, t in zip(values, texts, strict=True)
+            ]
+        else:
+            items = [f'{{"value": {v!r}}}' for v in values]
+        body = '{"predictions": [' + ", ".join(items) + "]"
+        if problem == "multiclass":
+            body += ', "class_labels": ' + json.dumps([_jsonable(c) for c in classes])
+        return body + "}"
+    if problem == "binary":
+        lines = [f"{p!r},{t}" for p, t in zip(values, texts, strict=True)]
+    elif problem == "multiclass":
+        lines = [",".join(map(repr, row)) + "," + t for row, t in zip(values, texts, strict=True)]
+    else:
+        lines = [repr(v) for v in values]
+    return "".join(line + "\n" for line in lines)
+
+
+def _csv_cell(value: Any) -> str:
+    """One field as ``csv.writer`` writes it (quoted if it needs to be)."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow([value])
+    return out.getvalue()[:-1]
+
+
+def _records_output(problem: str, scores: np.ndarray, labels: list[Any], classes: list[Any], media: str) -> str:
     if problem == "binary":
         records: list[dict[str, Any]] = [
             {"probability": float(p), "label": _jsonable(lab)} for p, lab in zip(scores, labels, strict=True)
@@ -267,7 +365,7 @@ def output_fn(prediction: dict[str, Any], accept: str) -> str:
     if media == JSON:
         body: dict[str, Any] = {"predictions": records}
         if problem == "multiclass":
-            body["class_labels"] = [_jsonable(c) for c in prediction["class_labels"]]
+            body["class_labels"] = [_jsonable(c) for c in classes]
         return json.dumps(body)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

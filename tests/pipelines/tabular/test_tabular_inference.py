@@ -150,3 +150,37 @@ def test_served_code_in_the_artifact_is_the_step_code(chains: dict[str, Pipeline
     here = Path(inference.__file__).parent
     for name in ("inference.py", "features.py", "contract.py"):
         assert (code / name).read_bytes() == (here / name).read_bytes()
+
+
+def _nthread(model: inference.Model) -> str:
+    return str(json.loads(model.booster.save_config())["learner"]["generic_param"]["nthread"])
+
+
+def test_served_booster_predicts_on_one_thread_unless_overridden(
+    chains: dict[str, PipelineRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLYWHEEL_PREDICT_THREADS", raising=False)
+    assert _nthread(inference.model_fn(str(chains["churn"].model))) == "1"
+    monkeypatch.setenv("FLYWHEEL_PREDICT_THREADS", "2")
+    assert _nthread(inference.model_fn(str(chains["churn"].model))) == "2"
+    monkeypatch.setenv("FLYWHEEL_PREDICT_THREADS", "two")
+    with pytest.raises(ValueError, match="FLYWHEEL_PREDICT_THREADS"):
+        inference.model_fn(str(chains["churn"].model))
+
+
+def test_large_batches_predict_on_all_cores_with_the_same_scores(
+    chains: dict[str, PipelineRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLYWHEEL_PREDICT_THREADS", raising=False)
+    monkeypatch.setattr(inference.os, "cpu_count", lambda: 2)
+    model = inference.model_fn(str(chains["churn"].model))
+    assert model.wide_booster is not None
+    assert str(json.loads(model.wide_booster.save_config())["learner"]["generic_param"]["nthread"]) == "2"
+    rows = read_split(chains["churn"].processed / "test")[model.columns].head(50)
+    small = inference.predict_scores(rows, model)
+    monkeypatch.setattr(inference, "PARALLEL_PREDICT_ROWS", 10)
+    used: list[object] = []
+    real = model.wide_booster.predict
+    monkeypatch.setattr(model.wide_booster, "predict", lambda m: used.append(m) or real(m))
+    np.testing.assert_array_equal(inference.predict_scores(rows, model), small)
+    assert len(used) == 1  # the 50-row frame went to the all-cores copy

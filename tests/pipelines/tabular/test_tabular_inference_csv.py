@@ -68,3 +68,22 @@ def test_bodies_the_paths_could_read_differently_go_to_the_csv_module() -> None:
     for odd in (b"\xef\xbb\xbf" + body, body.replace(b"\n", b"\r\n")):
         assert inference._arrow_csv(odd) is None
         pd.testing.assert_frame_equal(inference.input_fn(odd, "text/csv"), _csv_module(odd))
+
+
+PLAIN = [
+    ["30-39", "941", "2024", "12", "month_to_month", ""],
+    ["", "022", "", "7.5", "two_year", "x"],
+    ["90+", "", "1999", "-3", "", ""],
+]
+
+
+@pytest.mark.parametrize("odd", [b"", b" ", b"\t", b"\x0b", b"\x0c", b"\x1c", b"\x1f", b'"q"', "\u00a0".encode()])
+def test_plain_bodies_skip_trimming_and_still_equal_the_csv_module_path(odd: bytes) -> None:
+    """A body without whitespace or quotes (the usual batch) is read without the trim pass; any
+    whitespace byte, quote or non-ASCII text anywhere brings the trim back, with the same frame."""
+    body = _body(PLAIN * 100)
+    body = body[:-1] + odd + b"\n"  # the last field of the last row
+    assert inference._arrow_csv(body) is not None
+    got = inference.input_fn(body, "text/csv")
+    pd.testing.assert_frame_equal(got, _csv_module(body))
+    assert got.iloc[0, 5] is None and got.iloc[1, 0] is None and got.iloc[2, 4] is None
