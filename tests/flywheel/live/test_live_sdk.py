@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 from conftest import wait_for
 
-# ~11 s of CPU (the SDK's import and build, five jobs): in `make test-slow`.
+# ~12.5 s of CPU (measured with /usr/bin/time, job processes included, load 3-4: the SDK's import and
+# build, six jobs): over the 8 s a `make test` test may take, so slow: run by `make test-slow`.
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.enable_socket,
