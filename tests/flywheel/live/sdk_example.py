@@ -12,9 +12,8 @@ from pathlib import Path
 import boto3
 
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]  # the tests and their helpers
-from test_live_sdk import DEFAULT_BUCKET, HERE, REGION, ROLE, build  # noqa: E402
-
 from sagemaker.core.workflow.pipeline_context import PipelineSession  # noqa: E402
+from test_live_sdk import DEFAULT_BUCKET, HERE, REGION, ROLE, build  # noqa: E402
 
 session = PipelineSession(boto_session=boto3.Session(region_name=REGION), default_bucket=DEFAULT_BUCKET)
 bucket = session.default_bucket()
