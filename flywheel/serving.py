@@ -276,6 +276,11 @@ def load_model(
             else:
                 raise ModelLoadError(f"model artifact {path} does not exist")
         code = Path(code_dir) if code_dir is not None else model_dir / "code"
+        if code_dir is None and not code.is_dir() and (model_dir / "xgboost-model").is_file():
+            # SageMaker's built-in XGBoost: the container's own inference contract, not code in the artifact.
+            from flywheel.executor.algorithms import xgboost_container
+
+            code, entry_point = xgboost_container.PATH.parent, xgboost_container.PATH.name
         if not code.is_dir():
             raise ModelLoadError(f"model artifact has no code/ folder with {entry_point} (looked in {code})")
         if (code / "requirements.txt").is_file():

@@ -155,13 +155,15 @@ def test_parameters_are_checked_at_start_as_sagemaker_does(client: Any, stub_cod
         assert "arn:" in missing.value.response["Error"]["Message"] or "no-such" in str(missing.value)
 
 
-def test_a_step_type_the_executor_cannot_run_fails_the_execution_naming_it(client: Any) -> None:
+@pytest.mark.parametrize("step_type", ["EMR", "Tuning", "Clarify"])
+def test_a_step_type_the_executor_cannot_run_fails_the_execution_naming_it(client: Any, step_type: str) -> None:
     sm = client("sagemaker")
-    create_pipeline(sm, "emr", definition([{"Name": "Spark", "Type": "EMR", "Arguments": {}}]))
-    arn = sm.start_pipeline_execution(PipelineName="emr")["PipelineExecutionArn"]
+    name = f"unsupported-{step_type.lower()}"
+    create_pipeline(sm, name, definition([{"Name": "Unsupported", "Type": step_type, "Arguments": {}}]))
+    arn = sm.start_pipeline_execution(PipelineName=name)["PipelineExecutionArn"]
     described = wait_for(sm, arn)
     assert described["PipelineExecutionStatus"] == "Failed"
-    assert "'Spark'" in described["FailureReason"] and "'EMR'" in described["FailureReason"]
+    assert "'Unsupported'" in described["FailureReason"] and f"'{step_type}'" in described["FailureReason"]
 
 
 def test_two_clients_starting_at_once_both_run_with_their_own_parameters(client: Any, stub_code: str) -> None:

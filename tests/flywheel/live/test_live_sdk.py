@@ -1,35 +1,29 @@
 """A pipeline written with the SageMaker Python SDK (v3), run unchanged on ``flywheel up``.
 
-GIVEN a ``flywheel up``-style server on 127.0.0.1 and a pipeline built in this test with the SDK —
-``Prepare`` (ScriptProcessor: the SDK uploads the script into the embedded S3 while building the
-definition) → ``Train`` (script mode, ``sagemaker_program``/``sagemaker_submit_directory``) →
-``Evaluate`` (a property file) → ``AccuracyGate`` (Condition on ``JsonGet``) → ``Register`` (ModelStep
-``register``) — WHEN it is upserted, started and waited on through the SDK and boto3 pointed at the server
-with ``AWS_ENDPOINT_URL``, THEN every step ran with the status and metadata SageMaker reports, the
-package is registered, nothing was written under the host's ``/opt/ml``.
-
-Steps are listed in ``STEPS`` (name, type); a new step (built-in XGBoost, Model, Transform) adds its
-builder to ``build`` and its expectation there.
-
-With the job sandbox and job AWS access of issue 14 part 2 (``PipelineExecutor(aws_endpoint=...)``),
-``Prepare`` also downloads an input with its own boto3 client and the scripts use their literal
-``/opt/ml`` defaults; without them, the paths are passed as arguments (which the executor maps).
+GIVEN a ``flywheel up``-style server on 127.0.0.1 and the issue's pipeline built in this test with the SDK —
+``Prepare`` (ScriptProcessor: the SDK uploads the script into the embedded S3 while building the definition;
+the script downloads one input with its own boto3 client and uses the literal ``/opt/ml`` paths) →
+``Train`` (SageMaker's built-in XGBoost: the image URI from the SDK's ``image_uris``, CSV channels label
+first, no entry point) → ``Evaluate`` (a property file) → ``AccuracyGate`` (Condition on ``JsonGet``) →
+``Register`` (ModelStep ``register``), ``CreateModel`` (ModelStep ``build``) and ``Score`` (TransformStep) —
+WHEN it is upserted, started and waited on through the SDK and boto3 pointed at the server with
+``AWS_ENDPOINT_URL``, THEN every step ran with the status and metadata SageMaker reports (job ARNs, the
+package ARN, the condition's outcome), the transform scored every batch row, and nothing was written under
+the host's ``/opt/ml``.
 """
 
 from __future__ import annotations
 
-import inspect
-import io
+import json
 import os
-import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for
 
-from flywheel.executor import PipelineExecutor
-
-# ~11 s of CPU (the SDK's import and build, five jobs): in `make test-slow`.
+# ~12.5 s of CPU (measured with /usr/bin/time, job processes included, load 3-4: the SDK's import and
+# build, six jobs): over the 8 s a `make test` test may take, so slow: run by `make test-slow`.
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.enable_socket,
@@ -42,26 +36,21 @@ REGION = "eu-west-1"
 ROLE = "arn:aws:iam::123456789012:role/sdk-pipeline"
 DEFAULT_BUCKET = "sagemaker-eu-west-1-123456789012"
 SKLEARN_IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-#: Jobs get the embedded AWS and a private /opt/ml (issue 14 part 2) on this branch?
-JOBS_SANDBOXED = "aws_endpoint" in inspect.signature(PipelineExecutor.__init__).parameters
-STEPS = [
-    ("Register", "RegisterModel"),
-    ("AccuracyGate", "Condition"),
-    ("Evaluate", "Processing"),
-    ("Train", "Training"),
-    ("Prepare", "Processing"),
-]
-
-
-def _sourcedir() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        tar.add(HERE / "train.py", arcname="train.py")
-    return buffer.getvalue()
+#: Every step and the key of its metadata in ListPipelineExecutionSteps.
+STEPS = {
+    "Prepare": "ProcessingJob",
+    "Train": "TrainingJob",
+    "Evaluate": "ProcessingJob",
+    "AccuracyGate": "Condition",
+    "Register": "RegisterModel",
+    "CreateModel": "Model",
+    "Score": "TransformJob",
+}
 
 
 def build(session: Any, bucket: str) -> Any:
     """The pipeline, as a data scientist writes it with the SDK."""
+    from sagemaker.core import image_uris
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
     from sagemaker.core.processing import Processor, ScriptProcessor
     from sagemaker.core.shapes import (
@@ -74,16 +63,18 @@ def build(session: Any, bucket: str) -> Any:
         S3DataSource,
     )
     from sagemaker.core.training.configs import Compute, OutputDataConfig
+    from sagemaker.core.transformer import Transformer
     from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
     from sagemaker.core.workflow.functions import Join, JsonGet
     from sagemaker.core.workflow.parameters import ParameterFloat, ParameterString
     from sagemaker.core.workflow.properties import PropertyFile
-    from sagemaker.mlops.workflow import ConditionStep, ModelStep, Pipeline, ProcessingStep, TrainingStep
+    from sagemaker.mlops.workflow import ConditionStep, ModelStep, Pipeline, ProcessingStep, TrainingStep, TransformStep
     from sagemaker.serve.model_builder import ModelBuilder
     from sagemaker.train.model_trainer import ModelTrainer
 
     input_uri = ParameterString(name="InputDataUri", default_value=f"s3://{bucket}/data/raw.csv")
     min_accuracy = ParameterFloat(name="MinAccuracy", default_value=0.5)
+    xgboost_image = image_uris.retrieve("xgboost", region=REGION, version="1.7-1")
 
     def s3_in(name: str, uri: Any, local: str) -> Any:
         return ProcessingInput(
@@ -91,7 +82,8 @@ def build(session: Any, bucket: str) -> Any:
             s3_input=ProcessingS3Input(s3_uri=uri, local_path=local, s3_data_type="S3Prefix", s3_input_mode="File"),
         )
 
-    def s3_out(name: str, local: str) -> Any:
+    def s3_out(name: str) -> Any:
+        local = f"/opt/ml/processing/{'evaluation' if name == 'evaluation' else 'output/' + name}"
         return ProcessingOutput(
             output_name=name,
             s3_output=ProcessingS3Output(
@@ -99,13 +91,6 @@ def build(session: Any, bucket: str) -> Any:
             ),
         )
 
-    def paths(**named: str) -> list[str]:
-        """Container paths as arguments (mapped by the executor) unless the jobs have a private /opt/ml."""
-        return [] if JOBS_SANDBOXED else [x for k, v in named.items() for x in (f"--{k}", v)]
-
-    prepare_args = paths(raw="/opt/ml/processing/input/raw", out="/opt/ml/processing/output")
-    if JOBS_SANDBOXED:
-        prepare_args += ["--own-download", f"s3://{bucket}/data/extra.csv"]
     prepare = ProcessingStep(
         name="Prepare",
         step_args=ScriptProcessor(
@@ -118,35 +103,29 @@ def build(session: Any, bucket: str) -> Any:
         ).run(
             code=str(HERE / "prepare.py"),  # uploaded by the SDK into the embedded S3, at build time
             inputs=[s3_in("raw", input_uri, "/opt/ml/processing/input/raw")],
-            outputs=[
-                s3_out("train", "/opt/ml/processing/output/train"),
-                s3_out("test", "/opt/ml/processing/output/test"),
-            ],
-            arguments=prepare_args,
+            outputs=[s3_out("train"), s3_out("test"), s3_out("batch")],
+            arguments=["--own-download", f"s3://{bucket}/data/extra.csv"],
         ),
     )
 
-    def channel(name: str, uri: Any) -> Any:
-        return Channel(
-            channel_name=name,
-            data_source=DataSource(s3_data_source=S3DataSource(s3_data_type="S3Prefix", s3_uri=uri)),
-            input_mode="File",
-        )
+    def output(name: str) -> Any:
+        return prepare.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
 
     trainer = ModelTrainer(
-        training_image=SKLEARN_IMAGE,
+        training_image=xgboost_image,
         role=ROLE,
         sagemaker_session=session,
         compute=Compute(instance_type="ml.m5.large", instance_count=1),
         output_data_config=OutputDataConfig(s3_output_path=f"s3://{bucket}/model"),
-        hyperparameters={
-            "sagemaker_program": "train.py",
-            "sagemaker_submit_directory": f"s3://{bucket}/code/sourcedir.tar.gz",
-            "shift": "0.0",
-        },
+        hyperparameters={"objective": "binary:logistic", "num_round": "3", "max_depth": "2", "eta": "0.5"},
     )
-    train_uri = prepare.properties.ProcessingOutputConfig.Outputs["train"].S3Output.S3Uri
-    train = TrainingStep(name="Train", step_args=trainer.train(input_data_config=[channel("train", train_uri)]))
+    train_channel = Channel(
+        channel_name="train",
+        data_source=DataSource(s3_data_source=S3DataSource(s3_data_type="S3Prefix", s3_uri=output("train"))),
+        content_type="text/csv",
+        input_mode="File",
+    )
+    train = TrainingStep(name="Train", step_args=trainer.train(input_data_config=[train_channel]))
     model_data = train.properties.ModelArtifacts.S3ModelArtifacts
 
     report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
@@ -154,7 +133,7 @@ def build(session: Any, bucket: str) -> Any:
         name="Evaluate",
         step_args=Processor(
             role=ROLE,
-            image_uri=SKLEARN_IMAGE,
+            image_uri=xgboost_image,
             entrypoint=["python3", "/opt/ml/processing/code/evaluate.py"],
             instance_count=1,
             instance_type="ml.m5.large",
@@ -163,31 +142,25 @@ def build(session: Any, bucket: str) -> Any:
             inputs=[
                 s3_in("code", f"s3://{bucket}/code/evaluate.py", "/opt/ml/processing/code"),
                 s3_in("model", model_data, "/opt/ml/processing/model"),
-                s3_in(
-                    "test",
-                    prepare.properties.ProcessingOutputConfig.Outputs["test"].S3Output.S3Uri,
-                    "/opt/ml/processing/test",
-                ),
+                s3_in("test", output("test"), "/opt/ml/processing/test"),
             ],
-            outputs=[s3_out("evaluation", "/opt/ml/processing/evaluation")],
-            arguments=paths(
-                model="/opt/ml/processing/model", test="/opt/ml/processing/test", out="/opt/ml/processing/evaluation"
-            ),
+            outputs=[s3_out("evaluation")],
         ),
         property_files=[report],
     )
     evaluation_uri = evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
+    builder = ModelBuilder(
+        image_uri=xgboost_image,
+        s3_model_data_url=model_data,
+        role_arn=ROLE,
+        sagemaker_session=session,
+        instance_type="ml.m5.large",
+        dependencies=None,
+        log_level=None,
+    )
     register = ModelStep(
         name="Register",
-        step_args=ModelBuilder(
-            image_uri=SKLEARN_IMAGE,
-            s3_model_data_url=model_data,
-            role_arn=ROLE,
-            sagemaker_session=session,
-            instance_type="ml.m5.large",
-            dependencies=None,
-            log_level=None,
-        ).register(
+        step_args=builder.register(
             model_package_group_name="sdk-models",
             content_types=["text/csv"],
             response_types=["text/csv"],
@@ -199,6 +172,17 @@ def build(session: Any, bucket: str) -> Any:
             ),
         ),
     )
+    model = ModelStep(name="CreateModel", step_args=builder.build())
+    score = TransformStep(
+        name="Score",
+        step_args=Transformer(
+            model_name=model.properties.ModelName,
+            instance_count=1,
+            instance_type="ml.m5.large",
+            output_path=f"s3://{bucket}/scored",
+            sagemaker_session=session,
+        ).transform(data=output("batch"), content_type="text/csv", split_type="Line"),
+    )
     gate = ConditionStep(
         name="AccuracyGate",
         conditions=[
@@ -207,7 +191,7 @@ def build(session: Any, bucket: str) -> Any:
                 right=min_accuracy,
             )
         ],
-        if_steps=[register],
+        if_steps=[register, model, score],
         else_steps=[],
     )
     return Pipeline(
@@ -221,6 +205,10 @@ def build(session: Any, bucket: str) -> Any:
 def _host_opt_ml() -> set[str]:
     root = Path("/opt/ml")
     return {str(p) for p in root.rglob("*")} if root.exists() else set()
+
+
+def _job_name(step: dict[str, Any], kind: str) -> str:
+    return str(step["Metadata"][kind]["Arn"]).rsplit("/", 1)[1]
 
 
 def test_an_sdk_pipeline_runs_unchanged_on_flywheel_up(live: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,44 +230,65 @@ def test_an_sdk_pipeline_runs_unchanged_on_flywheel_up(live: Any, client: Any, m
     bucket = session.default_bucket()
     assert bucket in [b["Name"] for b in client("s3").list_buckets()["Buckets"]]
     s3 = client("s3")
-    rows = "label,x\n" + "".join(f"{int(i % 3 != 0)},{i}\n" for i in range(30))
+    rows = "label,x\n" + "".join(f"{int(i >= 12)},{i}\n" for i in range(24))  # learnable: label = x >= 12
     s3.put_object(Bucket=bucket, Key="data/raw.csv", Body=rows.encode())
-    s3.put_object(Bucket=bucket, Key="data/extra.csv", Body=b"label,x\n1,100\n1,101\n")
-    s3.put_object(Bucket=bucket, Key="code/sourcedir.tar.gz", Body=_sourcedir())
+    s3.put_object(Bucket=bucket, Key="data/extra.csv", Body=b"label,x\n1,100\n1,101\n")  # Prepare's own download
     s3.put_object(Bucket=bucket, Key="code/evaluate.py", Body=(HERE / "evaluate.py").read_bytes())
 
     pipeline = build(session, bucket)
     pipeline.upsert(role_arn=ROLE)
     execution = pipeline.start()
-    execution.wait(delay=1, max_attempts=120)
 
     sm = client("sagemaker")
-    described = sm.describe_pipeline_execution(PipelineExecutionArn=execution.arn)
-    assert described["PipelineExecutionStatus"] == "Succeeded", described
-    steps = execution.list_steps()
-    assert [(s["StepName"], s["StepStatus"]) for s in steps] == [(n, "Succeeded") for n, _ in STEPS], steps
+    described = wait_for(sm, execution.arn, timeout=180)  # describe_pipeline_execution until it ends
+    assert described["PipelineExecutionStatus"] == "Succeeded", sm.list_pipeline_execution_steps(
+        PipelineExecutionArn=execution.arn
+    )["PipelineExecutionSteps"]
+    steps = sm.list_pipeline_execution_steps(PipelineExecutionArn=execution.arn)["PipelineExecutionSteps"]
     by_name = {s["StepName"]: s for s in steps}
+    assert {n: s["StepStatus"] for n, s in by_name.items()} == dict.fromkeys(STEPS, "Succeeded"), steps
+    assert {n: next(iter(s["Metadata"])) for n, s in by_name.items()} == STEPS
+    order = [s["StepName"] for s in reversed(steps)]  # newest first, as SageMaker lists them
+    assert order[:4] == ["Prepare", "Train", "Evaluate", "AccuracyGate"] and order.index("Score") > order.index(
+        "CreateModel"
+    )
     assert by_name["AccuracyGate"]["Metadata"]["Condition"]["Outcome"] == "True"
-    package_arn = by_name["Register"]["Metadata"]["RegisterModel"]["Arn"]
-    package = sm.describe_model_package(ModelPackageName=package_arn)
-    assert package["ModelPackageGroupName"] == "sdk-models"
-    assert package["ModelApprovalStatus"] == "PendingManualApproval"
-    training = sm.describe_training_job(
-        TrainingJobName=by_name["Train"]["Metadata"]["TrainingJob"]["Arn"].rsplit("/", 1)[1]
-    )
-    model_uri = training["ModelArtifacts"]["S3ModelArtifacts"]
-    assert package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == model_uri
-    # The SDK uploaded Prepare's script into the embedded S3 while building the definition.
-    prepare = sm.describe_processing_job(
-        ProcessingJobName=by_name["Prepare"]["Metadata"]["ProcessingJob"]["Arn"].rsplit("/", 1)[1]
-    )
+
+    # Prepare: the SDK uploaded its script at build time; it read its own download (24 + 2 rows).
+    prepare = sm.describe_processing_job(ProcessingJobName=_job_name(by_name["Prepare"], "ProcessingJob"))
+    assert prepare["ProcessingJobStatus"] == "Completed"
     code = next(i for i in prepare["ProcessingInputs"] if i["InputName"] == "code")["S3Input"]["S3Uri"]
     assert code.startswith(f"s3://{bucket}/") and code.endswith("prepare.py")
-    evaluation = s3.get_object(Bucket=bucket, Key="out/evaluation/evaluation.json")["Body"].read()
-    assert b'"accuracy"' in evaluation
-    expected_rows = 32 if JOBS_SANDBOXED else 30  # + the two rows Prepare downloaded itself
-    train_rows = s3.get_object(Bucket=bucket, Key="out/train/train.csv")["Body"].read().decode().splitlines()
-    test_rows = s3.get_object(Bucket=bucket, Key="out/test/test.csv")["Body"].read().decode().splitlines()
-    assert len(train_rows) + len(test_rows) == expected_rows
+
+    def lines(key: str) -> list[str]:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()
+
+    assert len(lines("out/train/train.csv")) + len(lines("out/test/test.csv")) == 26
+
+    # Train: the built-in algorithm (no entry point), its booster in model.tar.gz.
+    training = sm.describe_training_job(TrainingJobName=_job_name(by_name["Train"], "TrainingJob"))
+    assert training["TrainingJobStatus"] == "Completed"
+    assert training["AlgorithmSpecification"]["TrainingImage"].endswith("/sagemaker-xgboost:1.7-1")
+    assert "sagemaker_program" not in training.get("HyperParameters", {})
+    model_uri = training["ModelArtifacts"]["S3ModelArtifacts"]
+
+    evaluation = json.loads(s3.get_object(Bucket=bucket, Key="out/evaluation/evaluation.json")["Body"].read())
+    assert evaluation["metrics"]["accuracy"]["value"] >= 0.9  # the booster learned x >= 12
+
+    package = sm.describe_model_package(ModelPackageName=by_name["Register"]["Metadata"]["RegisterModel"]["Arn"])
+    assert package["ModelPackageGroupName"] == "sdk-models"
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    assert package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == model_uri
+
+    model = sm.describe_model(ModelName=by_name["CreateModel"]["Metadata"]["Model"]["Arn"].rsplit("/", 1)[1])
+    assert model["PrimaryContainer"]["ModelDataUrl"] == model_uri
+
+    # (DescribeTransformJob does not answer for the transform jobs it ran: the step's metadata names it.)
+    assert _job_name(by_name["Score"], "TransformJob").startswith("pipelines-")
+    batch = [int(row.split(",")[0]) for row in lines("out/batch/batch.csv")]
+    scores = [float(v) for v in lines("scored/batch.csv.out")]
+    assert len(scores) == len(batch) == 13  # one prediction per batch row
+    assert all((p >= 0.5) == (x >= 12) for p, x in zip(scores, batch, strict=True)), (scores, batch)
+
     assert _host_opt_ml() == before  # nothing written under the host's /opt/ml
     assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
