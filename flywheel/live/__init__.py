@@ -73,6 +73,7 @@ class LiveSageMaker:
             "StopPipelineExecution": self.stop_pipeline_execution,
             "DescribeProcessingJob": self.describe_processing_job,
             "DescribeTrainingJob": self.describe_training_job,
+            "DescribeTransformJob": self.describe_transform_job,
         }
 
     def install(self, router: LiveRouter) -> LiveSageMaker:
@@ -158,6 +159,10 @@ class LiveSageMaker:
     def describe_training_job(self, request: dict[str, Any]) -> dict[str, Any] | None:
         found = self.manager.describe_job("TrainingJob", str(request["TrainingJobName"]))
         return shape("DescribeTrainingJob", found) if found is not None else None
+
+    def describe_transform_job(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        found = self.manager.describe_job("TransformJob", str(request["TransformJobName"]))
+        return shape("DescribeTransformJob", found) if found is not None else None
 
 
 def _page(items: list[dict[str, Any]], request: dict[str, Any], key: str) -> dict[str, Any]:

@@ -409,7 +409,8 @@ class ExecutionManager:
         return meta
 
     def describe_job(self, kind: str, name: str) -> dict[str, Any] | None:
-        """DescribeProcessingJob / DescribeTrainingJob (``kind``: ``ProcessingJob`` or ``TrainingJob``) for a
+        """DescribeProcessingJob / DescribeTrainingJob / DescribeTransformJob (``kind``: ``ProcessingJob``,
+        ``TrainingJob`` or ``TransformJob``) for a
         job an execution on the state dir ran; None if none did."""
         wanted = name.lower()
         for record in reversed(self.state.executions()):
@@ -467,6 +468,16 @@ class ExecutionManager:
                 "ProcessingJobStatus": status,
                 "ProcessingStartTime": step.get("StartTime"),
                 "ProcessingEndTime": step.get("EndTime"),
+            }
+        if kind == "TransformJob":
+            return {
+                **args,
+                **common,
+                "TransformJobName": name,
+                "TransformJobArn": arn,
+                "TransformJobStatus": status,
+                "TransformStartTime": step.get("StartTime"),
+                "TransformEndTime": step.get("EndTime"),
             }
         answer = {
             **args,

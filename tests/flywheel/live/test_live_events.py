@@ -24,7 +24,7 @@ from flywheel.embedded import NAMES
 pytestmark = [pytest.mark.enable_socket, pytest.mark.network_local]
 
 
-@pytest.mark.slow  # the team's preprocessing job starts (then is stopped): in `make test-slow`
+# The team's preprocessing job really starts (then the test stops it).
 def test_a_batch_copied_into_incoming_starts_the_team_pipeline(live: Any, client: Any, tmp_path: Path) -> None:
     res = live.runtime.provision(["churn"])["churn"]
     s3, sm = client("s3"), client("sagemaker")
