@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from test_second_template import _config_with_minimal_team
 
-from flywheel.executor.jobs import OWNER_FILE, _scrub, sweep_stale_jobs, write_owner
+from flywheel.executor.jobs import JOB_MARKER_ENV, OWNER_FILE, _scrub, sweep_stale_jobs, write_owner
 
 REPO = Path(__file__).resolve().parents[2]
 PII_ROWS = "name,email,phone,birth_date\n" + "".join(
@@ -27,16 +27,25 @@ PII_ROWS = "name,email,phone,birth_date\n" + "".join(
 )
 
 
+_tokens: set[bytes] = set()
+
+
 def _processes_under(root: Path) -> list[int]:
-    """Live processes whose working directory lies under ``root`` (the job processes of the state dir)."""
+    """Live job processes of the state dir ``root``: their working directory lies under it (the path-rewrite
+    fallback) or their environment carries the owner token of one of its executions (the sandbox, where a
+    job's working directory is its private ``/opt/ml``). Tokens seen once are remembered: the owner file
+    outlives the owner, but the test reads it while the run is alive."""
+    for owner in root.glob(f"jobs/*/{OWNER_FILE}"):
+        _tokens.add(f"{JOB_MARKER_ENV}={json.loads(owner.read_text())['token']}".encode())
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             cwd = os.readlink(entry / "cwd")
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            environ = set((entry / "environ").read_bytes().split(b"\0"))
         except OSError:
             continue
-        if state != "Z" and cwd.startswith(str(root.resolve())):
+        if state != "Z" and (cwd.startswith(str(root.resolve())) or environ & _tokens):
             found.append(int(entry.name))
     return found
 
