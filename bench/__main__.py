@@ -173,6 +173,8 @@ def main(argv: list[str]) -> int:
     results = (args.results or common.RESULTS).resolve()
     results.mkdir(parents=True, exist_ok=True)
     output = args.output or (None if args.names and not args.merge else QUICK_DOC if args.quick else DOCS)
+    if output is not None and str(output) == "none":  # `--output none`: write no page (a partial run)
+        output = None
     previous: dict[str, Any] = {}
     if args.merge and (results / "bench.json").is_file():
         previous = json.loads((results / "bench.json").read_text(encoding="utf-8"))
