@@ -523,6 +523,26 @@ def synthesize(config: Any) -> tuple[Any, dict[str, FlywheelStage]]:
     return app, add_stages(app, config.environments, config.teams)
 
 
+def synthesize_with_toolchain(config: Any) -> tuple[Any, dict[str, FlywheelStage], Any]:
+    """:func:`synthesize` plus the toolchain stack that deploys those very stages: the whole app as
+    ``-c target=toolchain`` deploys it, ``(app, {environment: stage}, toolchain stack)``. The one place
+    that composes it (``flywheel cost``, the diagrams and the test suite's session synth)."""
+    app, stages = synthesize(config)  # first: it switches CDK validation off before aws_cdk is imported
+    from config.loader import load_toolchain
+    from stacks.toolchain_stack import TOOLCHAIN_STACK, ToolchainStack, pinned_cdk_cli_version
+
+    tool = ToolchainStack(
+        app,
+        TOOLCHAIN_STACK,
+        toolchain=load_toolchain(config=config),
+        environments=config.environments,
+        teams=config.teams,
+        cli_version=pinned_cdk_cli_version(),
+        stages=stages,
+    )
+    return app, stages, tool
+
+
 # -- intents --------------------------------------------------------------------------------------------------
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import hashlib
-import os
 import re
 import shutil
 import subprocess
@@ -204,27 +203,10 @@ ARN = re.compile(r"^arn:[^:]*:([^:]+):([^:]*):(\d{12})?:(.+)$")
 
 def build_app() -> Any:
     """The CDK app as the toolchain builds it: every configured stage and the toolchain stack (offline)."""
-    os.environ.setdefault("CDK_VALIDATION", "false")
-    from aws_cdk import App as CdkApp
+    from config.loader import load_config
+    from flywheel.access_report import synthesize_with_toolchain
 
-    from config.loader import load_config, load_toolchain
-    from stacks import cdk_json_context
-    from stacks.stage import add_stages
-    from stacks.toolchain_stack import TOOLCHAIN_STACK, ToolchainStack, pinned_cdk_cli_version
-
-    config = load_config()
-    app = CdkApp(context=cdk_json_context())
-    stages = add_stages(app, config.environments, config.teams)
-    ToolchainStack(
-        app,
-        TOOLCHAIN_STACK,
-        toolchain=load_toolchain(config=config),
-        environments=config.environments,
-        teams=config.teams,
-        cli_version=pinned_cdk_cli_version(),
-        stages=stages,
-    )
-    return app
+    return synthesize_with_toolchain(load_config())[0]
 
 
 def read_app(app: Any) -> App:

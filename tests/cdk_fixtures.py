@@ -8,11 +8,11 @@ import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Template
 
-from config.loader import load_config, load_toolchain
+from config.loader import load_config
 from config.models import EnvironmentConfig
-from stacks import cdk_json_context
-from stacks.stage import FlywheelStage, add_stages
-from stacks.toolchain_stack import TOOLCHAIN_STACK, ToolchainStack, pinned_cdk_cli_version
+from flywheel.access_report import synthesize_with_toolchain
+from stacks.stage import FlywheelStage
+from stacks.toolchain_stack import TOOLCHAIN_STACK, ToolchainStack
 
 
 @dataclass
@@ -38,19 +38,8 @@ class SynthesizedStage:
 def synthesize_all() -> tuple[App, dict[str, SynthesizedStage]]:
     """Build one App holding a stage per configured environment, with every configured team, and the
     toolchain that deploys those very stages (one synth for both: CDK synth is slow)."""
-    config = load_config()
-    app = App(context=cdk_json_context())
+    app, built, _ = synthesize_with_toolchain(load_config())
     out = {}
-    built = add_stages(app, config.environments, config.teams)
-    ToolchainStack(
-        app,
-        TOOLCHAIN_STACK,
-        toolchain=load_toolchain(config=config),
-        environments=config.environments,
-        teams=config.teams,
-        cli_version=pinned_cdk_cli_version(),
-        stages=built,
-    )
     for name, stage in built.items():
         env = stage.environment
         out[name] = SynthesizedStage(

@@ -75,26 +75,14 @@ def synthesize(env: str | None, config: Any) -> tuple[list[EnvTemplates], EnvTem
     """Synthesize in-process: ``env`` only, or every environment plus the toolchain (``env`` None)."""
     from aws_cdk.assertions import Template
 
-    from config.loader import load_toolchain
-    from flywheel.access_report import stage_templates
+    from flywheel.access_report import stage_templates, synthesize_with_toolchain
     from flywheel.access_report import synthesize as synth_stages
 
     names = [config.environment(env).name] if env else [e.name for e in config.environments]  # KeyError first
-    app, stages = synth_stages(config)
-    tool = None
     if env is None:
-        from stacks.toolchain_stack import TOOLCHAIN_STACK as TOOL
-        from stacks.toolchain_stack import ToolchainStack, pinned_cdk_cli_version
-
-        tool = ToolchainStack(
-            app,
-            TOOL,
-            toolchain=load_toolchain(config=config),
-            environments=config.environments,
-            teams=config.teams,
-            cli_version=pinned_cdk_cli_version(),
-            stages=stages,
-        )
+        _, stages, tool = synthesize_with_toolchain(config)
+    else:
+        (_, stages), tool = synth_stages(config), None
     envs = []
     for name in names:
         t = stage_templates(stages[name])
