@@ -116,7 +116,7 @@ def write_owner(execution_dir: Path) -> str:
     return token
 
 
-def _processes_with_token(token: str) -> list[int]:
+def processes_with_token(token: str) -> list[int]:
     """Pids of live processes whose environment carries ``token`` (Linux /proc; [] elsewhere)."""
     marker = f"{JOB_MARKER_ENV}={token}".encode()
     found = []
@@ -153,7 +153,7 @@ def sweep_stale_jobs(work_dir: Path) -> list[Path]:
         if pid is not None and _owner_alive(pid):
             continue
         if token:
-            for job_pid in _processes_with_token(token):
+            for job_pid in processes_with_token(token):
                 with contextlib.suppress(OSError):
                     os.killpg(job_pid, signal.SIGKILL)  # each job leads its own session / process group
                 with contextlib.suppress(OSError):

@@ -286,7 +286,7 @@ def _check_order(steps: list[dict[str, Any]]) -> None:
             _check_order(list(step["Arguments"].get("ElseSteps") or []))
 
 
-def _job_name(execution_id: str, step: str) -> str:
+def job_name(execution_id: str, step: str) -> str:
     """``pipelines-<execution>-<step>``: the names SageMaker Pipelines gives its jobs (max 63 chars)."""
     clean = re.sub(r"[^A-Za-z0-9-]", "-", step).strip("-") or "step"
     return f"pipelines-{execution_id}-{clean}"[:63].rstrip("-")
@@ -592,7 +592,7 @@ class PipelineExecutor:
     ) -> tuple[dict[str, Any], str, Path]:
         """What every job step starts with: its resolved request, job name and local root (log path set)."""
         request = resolve(step.get("Arguments", {}), scope)
-        job = _job_name(record.execution_id, step["Name"])
+        job = job_name(record.execution_id, step["Name"])
         root = Path(record.work_dir) / step["Name"]
         entry.log_path = str(root / "logs" / "algo-1.log")
         return request, job, root
@@ -679,7 +679,7 @@ class PipelineExecutor:
         if not request.get("PrimaryContainer") and not request.get("Containers"):
             raise StepFailed("ValidationException: CreateModel needs PrimaryContainer or Containers")
         accepted = set(sm.meta.service_model.operation_model("CreateModel").input_shape.members)
-        name = str(request.get("ModelName") or _job_name(record.execution_id, step["Name"]))
+        name = str(request.get("ModelName") or job_name(record.execution_id, step["Name"]))
         arguments = {k: v for k, v in request.items() if k in accepted and v not in (None, {}, [])}
         arguments["ModelName"] = name
         sm.create_model(**arguments)

@@ -36,8 +36,8 @@ from botocore.exceptions import ClientError
 from flywheel.embedded import NAMES
 from flywheel.executor import ExecutionRecord, ExecutorError, ParameterError, PipelineExecutor
 from flywheel.executor.jobs import OWNER_FILE, now
-from flywheel.executor.jobs import _processes_with_token as job_processes
-from flywheel.executor.pipeline import _job_name as job_name
+from flywheel.executor.jobs import processes_with_token as job_processes
+from flywheel.executor.pipeline import job_name
 from flywheel.live.protocol import CONFLICT, NOT_FOUND, VALIDATION, ApiError, epoch, fit_member
 from flywheel.state import StateStore
 

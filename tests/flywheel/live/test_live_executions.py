@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from conftest import create_pipeline, wait_for
 from runtime_helpers import STUB_BUCKET, definition, processing_step
 
-from flywheel.executor.jobs import _processes_with_token
+from flywheel.executor.jobs import processes_with_token
 
 pytestmark = [pytest.mark.enable_socket, pytest.mark.network_local]
 
@@ -108,7 +108,7 @@ def test_stop_kills_the_running_job_and_ends_stopped(client: Any, stub_code: str
             import json
 
             candidate = json.loads(owner.read_text())["token"]
-            token = candidate if _processes_with_token(candidate) else None
+            token = candidate if processes_with_token(candidate) else None
         time.sleep(0.05)
     assert token, "the sleeping job never started"
     sm.stop_pipeline_execution(PipelineExecutionArn=arn)
@@ -120,7 +120,7 @@ def test_stop_kills_the_running_job_and_ends_stopped(client: Any, stub_code: str
     assert described["PipelineExecutionStatus"] == "Stopped"
     steps = sm.list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"]
     assert [(s["StepName"], s["StepStatus"]) for s in steps] == [("Sleep", "Stopped")]  # "After" never started
-    assert _processes_with_token(token) == []  # the job process is gone (it would sleep 30 s)
+    assert processes_with_token(token) == []  # the job process is gone (it would sleep 30 s)
     with pytest.raises(ClientError) as refused:
         sm.stop_pipeline_execution(PipelineExecutionArn=arn)
     assert refused.value.response["Error"]["Code"] == "ValidationException"
