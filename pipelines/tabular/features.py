@@ -474,24 +474,25 @@ def encode(frame: pd.DataFrame, contract: DataContract) -> np.ndarray:
 
 def encode_column(values: pd.Series, sc: ServingColumn, reference_date: str) -> np.ndarray:
     """Encode one serving column as float64 (see :func:`encode`)."""
+    if isinstance(values.dtype, pd.ArrowDtype):  # a request parsed by pyarrow (inference._arrow_csv)
+        fast = _encode_arrow(values, sc)
+        if fast is not None:
+            return fast
+        # The values the fast path does not vouch for (and every error) take the object path below.
+        values = pd.Series(values.to_numpy(dtype=object, na_value=None), index=values.index, dtype=object)
     # An object column (a parsed request, text frames) is handled as its ndarray: pandas' own
     # functions give the same result on it as on the Series, at about half the cost per call.
     raw: pd.Series | np.ndarray = values.to_numpy() if values.dtype == object else values
     present = pd.notna(raw) if isinstance(raw, np.ndarray) else values.notna().to_numpy()
     if sc.kind == "numeric":
         num = _to_float(raw)
-    elif sc.kind == "bool":
-        num = _via_uniques(raw, _bool_or_nan)
     elif sc.kind == "date":
         dates = pd.to_datetime(values, errors="coerce", format="ISO8601")
         num = (dates - pd.Timestamp(reference_date)).dt.days.to_numpy(dtype="float64", na_value=np.nan)
-    elif sc.kind == "age_band":
-        num = _via_uniques(raw, _band_lower_or_nan)
-    elif sc.kind == "category":
-        index = {c: float(i) for i, c in enumerate(sc.categories)}
-        return _via_uniques(raw, lambda u: index.get(u, np.nan))  # unknown: missing, not an error
-    else:
-        return _via_uniques(raw, lambda u: float(stable_bucket(u)))
+    elif sc.kind in ("bool", "age_band"):
+        num = _via_uniques(raw, _unique_fn(sc))
+    else:  # category, hashed: an unknown or unreadable value is missing, not an error
+        return _via_uniques(raw, _unique_fn(sc))
     bad = present & np.isnan(num)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
@@ -501,6 +502,57 @@ def encode_column(values: pd.Series, sc: ServingColumn, reference_date: str) -> 
             f"(first at row {first}: {example!r})"
         )
     return num
+
+
+def _encode_arrow(values: pd.Series, sc: ServingColumn) -> np.ndarray | None:
+    """:func:`encode_column` of an Arrow string column in Arrow's C++ kernels; ``None`` = use the object path.
+
+    The result is bit for bit what the object path gives (pinned by a test): numbers through Arrow's
+    string-to-float64 cast (correctly rounded, as pandas' parser and the pyarrow CSV reader that wrote
+    the training data are), categories through one dictionary encoding and the same per-value function
+    on the distinct values. Wherever the two could differ or the object path raises (text Arrow cannot
+    cast, a non-finite number, a negative zero, a value that is not of the column's kind, dates), it
+    returns ``None`` and the object path decides, with its error messages.
+    """
+    import pyarrow as pa  # present whenever an Arrow column is: the inference image ships it
+    import pyarrow.compute as pc
+
+    array = values.array.__arrow_array__()
+    if sc.kind == "date" or not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return None
+    if sc.kind == "numeric":
+        try:
+            num = pc.cast(array, pa.float64()).to_numpy()  # nulls -> NaN
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        present = pc.is_valid(array).to_numpy()
+        if (present & ~np.isfinite(num)).any() or np.signbit(num[num == 0]).any():
+            return None  # an error to report, or -0 (pandas reads an integer "-0" as +0)
+        return num
+    encoded = pc.dictionary_encode(array).combine_chunks()
+    uniques = encoded.dictionary.to_pylist()
+    codes = pc.fill_null(encoded.indices, -1).to_numpy()
+    fn = _unique_fn(sc)
+    mapped = np.array([fn(u) for u in uniques], dtype="float64")
+    if sc.kind in ("bool", "age_band") and np.isnan(mapped).any():
+        return None  # a value that is not a boolean / an age band: the object path raises
+    if not len(mapped):
+        return np.full(len(codes), np.nan)
+    out = mapped[np.maximum(codes, 0)]
+    out[codes < 0] = np.nan
+    return out
+
+
+def _unique_fn(sc: ServingColumn) -> Any:
+    """The text -> float function applied to each distinct value of a non-numeric column."""
+    if sc.kind == "bool":
+        return _bool_or_nan
+    if sc.kind == "age_band":
+        return _band_lower_or_nan
+    if sc.kind == "category":
+        index = {c: float(i) for i, c in enumerate(sc.categories)}
+        return lambda u: index.get(u, np.nan)  # unknown: missing, not an error
+    return lambda u: float(stable_bucket(u))
 
 
 def _to_float(values: pd.Series | np.ndarray) -> np.ndarray:

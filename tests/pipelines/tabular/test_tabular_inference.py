@@ -180,7 +180,49 @@ def test_large_batches_predict_on_all_cores_with_the_same_scores(
     small = inference.predict_scores(rows, model)
     monkeypatch.setattr(inference, "PARALLEL_PREDICT_ROWS", 10)
     used: list[object] = []
-    real = model.wide_booster.predict
-    monkeypatch.setattr(model.wide_booster, "predict", lambda m: used.append(m) or real(m))
+    real = model.wide_booster.inplace_predict
+    monkeypatch.setattr(model.wide_booster, "inplace_predict", lambda x, **kw: used.append(x) or real(x, **kw))
     np.testing.assert_array_equal(inference.predict_scores(rows, model), small)
     assert len(used) == 1  # the 50-row frame went to the all-cores copy
+
+
+@pytest.mark.parametrize("name", ["churn", "diagnostics", "diabetes", "wine"])
+def test_in_place_scores_equal_a_dmatrix_with_the_contract_feature_types(
+    chains: dict[str, PipelineRun], name: str
+) -> None:
+    """predict_scores predicts in place; the scores are bit for bit those of the DMatrix the model was
+    evaluated on (categorical columns marked as such), on every split row of every example model."""
+    import xgboost as xgb
+    from features import encode, feature_types
+
+    model = inference.model_fn(str(chains[name].model))
+    rows = read_split(chains[name].processed / "test")[model.columns]
+    matrix = xgb.DMatrix(
+        encode(rows, model.contract),
+        feature_names=model.columns,
+        feature_types=feature_types(model.contract),
+        enable_categorical=True,
+        missing=np.nan,
+    )
+    expected = np.asarray(model.booster.predict(matrix), dtype="float64")
+    if model.problem == "multiclass":
+        expected = expected / expected.sum(axis=1, keepdims=True)
+    assert inference.predict_scores(rows, model).tobytes() == expected.tobytes()
+
+
+def test_model_fn_refuses_a_booster_saved_without_the_contract_feature_types(
+    chains: dict[str, PipelineRun], tmp_path: Path
+) -> None:
+    """In-place prediction takes the categorical columns from the booster file: one whose saved types are
+    not the contract's (here: every column numeric, so category codes would split as numbers) is refused."""
+    import xgboost as xgb
+
+    model = tmp_path / "model"
+    shutil.copytree(chains["churn"].model, model)
+    booster = xgb.Booster()
+    booster.load_model(model / inference.MODEL_FILE)
+    assert "c" in booster.feature_types  # the churn model has categorical columns
+    booster.feature_types = ["q"] * len(booster.feature_types)
+    booster.save_model(model / inference.MODEL_FILE)
+    with pytest.raises(ValueError, match="feature names/types"):
+        inference.model_fn(str(model))
