@@ -536,11 +536,7 @@ def _encode_arrow(values: pd.Series, sc: ServingColumn) -> np.ndarray | None:
     mapped = np.array([fn(u) for u in uniques], dtype="float64")
     if sc.kind in ("bool", "age_band") and np.isnan(mapped).any():
         return None  # a value that is not a boolean / an age band: the object path raises
-    if not len(mapped):
-        return np.full(len(codes), np.nan)
-    out = mapped[np.maximum(codes, 0)]
-    out[codes < 0] = np.nan
-    return out
+    return _by_code(codes, mapped)
 
 
 def _unique_fn(sc: ServingColumn) -> Any:
@@ -582,7 +578,11 @@ def _via_uniques(values: pd.Series | np.ndarray, fn: Any) -> np.ndarray:
     Categorical columns have few distinct values, so this is one factorize plus a tiny loop.
     """
     codes, uniques = pd.factorize(values)
-    mapped = np.array([fn(str(u)) for u in uniques], dtype="float64")
+    return _by_code(codes, np.array([fn(str(u)) for u in uniques], dtype="float64"))
+
+
+def _by_code(codes: np.ndarray, mapped: np.ndarray) -> np.ndarray:
+    """``mapped[code]`` for each row's code into the distinct values; NaN where the code is -1 (missing)."""
     if not len(mapped):
         return np.full(len(codes), np.nan)
     out = mapped[np.maximum(codes, 0)]

@@ -93,3 +93,12 @@ def test_plain_bodies_skip_trimming_and_still_equal_the_csv_module_path(odd: byt
     got = _objects(inference.input_fn(body, "text/csv"))
     pd.testing.assert_frame_equal(got, _csv_module(body))
     assert got.iloc[0, 5] is None and got.iloc[1, 0] is None and got.iloc[2, 4] is None
+
+
+def test_a_pandas_without_arrow_columns_gets_the_csv_module_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where pandas cannot hold Arrow columns (before 1.5), the pyarrow parse still serves the batch,
+    as the object frame of the csv path (dtype object, ``None`` for missing)."""
+    monkeypatch.setattr(inference, "_ARROW_DTYPE", False)
+    body = _body(ROWS * 60)
+    assert inference._arrow_csv(body) is not None
+    pd.testing.assert_frame_equal(inference.input_fn(body, "text/csv"), _csv_module(body))
