@@ -112,19 +112,34 @@ def _demo(doc: Doc) -> Rows:
 
 
 def _serving(doc: Doc) -> Rows:
-    """``bench_serving`` (serving.json): keep-alive HTTP (the demo's measurement) against raw booster.predict."""
+    """``bench_serving`` (serving.json): keep-alive HTTP (the demo's measurement) against raw booster.predict.
+
+    The throughput goal is read on a batch-transform payload (``serving.transform``, what batch scoring
+    sends); the 1,000-row batches of a real-time client are context (``serving.batch``, no goal).
+    """
     http, raw = doc["tiers"]["http keep-alive"], doc["tiers"]["xgboost"]
     base = "raw in-process booster.predict (DMatrix + predict) on the same encoded rows"
     note = f"{doc['requests']:,} requests, {doc['batches']} x {doc['batch_rows']:,}-row batches"
+    tr = doc["transform"]
+    tr_http, tr_raw = tr["tiers"]["http keep-alive"], tr["tiers"]["xgboost"]
+    tr_base = (
+        f"raw in-process booster.predict on the same {tr['rows']:,} encoded rows, {tr['xgboost_threads']} thread(s)"
+    )
     return [
         row("serving.p50", "single-row request over keep-alive HTTP, p50", http["p50_ms"], "ms", raw["p50_ms"], base,
             note=note),
         row("serving.p99", "single-row request over keep-alive HTTP, p99", http["p99_ms"], "ms", raw["p99_ms"], base,
             goal=goal("figure", "<=", GOAL_P99_MS, f"p99 ≤ {GOAL_P99_MS:g} ms"), note=note),
-        row("serving.batch", "batch requests over keep-alive HTTP, throughput", http["rows_per_s"], "rows/s",
-            raw["rows_per_s"], base, ratio_what="throughput: figure / baseline",
+        row("serving.batch", f"{doc['batch_rows']:,}-row batch requests over keep-alive HTTP (a real-time client), "
+            "throughput", http["rows_per_s"], "rows/s", raw["rows_per_s"], base,
+            ratio_what="throughput: figure / baseline",
+            note=f"vs predict_fn {doc['goals'].get('batch_ratio_vs_predict_fn', math.nan):.2f}; the goal is read on "
+            "serving.transform"),
+        row("serving.transform", f"batch-transform requests over keep-alive HTTP ({tr['rows']:,} rows, "
+            f"{tr['body_mb']:.1f} MB CSV each: the batch_scoring MaxPayloadInMB), throughput", tr_http["rows_per_s"],
+            "rows/s", tr_raw["rows_per_s"], tr_base, ratio_what="throughput: figure / baseline",
             goal=goal("ratio", ">=", GOAL_BATCH_RATIO, f"≥ {GOAL_BATCH_RATIO:g} of raw predict"),
-            note=f"vs predict_fn {doc['goals'].get('batch_ratio_vs_predict_fn', math.nan):.2f}"),
+            note=f"{tr['batches']} requests; vs predict_fn {tr['ratio_vs_predict_fn']:.2f}"),
     ]  # fmt: skip
 
 

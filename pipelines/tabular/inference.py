@@ -23,9 +23,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import os
-import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ JSON = "application/json"
 CSV = "text/csv"
 BINARY_THRESHOLD = 0.5
 #: ASCII bytes ``str.strip`` removes, but the line end (a body with non-ASCII bytes or quotes is always trimmed).
-_WHITESPACE = re.compile(rb"[ \t\v\f\x1c-\x1f]")
+_WHITESPACE = tuple(bytes([b]) for b in b" \t\v\f\x1c\x1d\x1e\x1f")
 #: XGBoost threads per prediction in a serving process (booster ``nthread``, set at load).
 #: One: a request is at most a few thousand rows, where a second OpenMP thread saves ~0.4 ms of wall time
 #: per 1,000 rows on an idle host but costs more CPU than it saves and spins for milliseconds on a loaded
@@ -56,6 +57,8 @@ PREDICT_THREADS = 1
 PARALLEL_PREDICT_ROWS = 20_000
 #: CSV bodies from this size on are parsed by pyarrow (:func:`_arrow_csv`); a single row stays with ``csv``.
 ARROW_CSV_BYTES = 2048
+#: CSV bodies from this size on are parsed on all cores (a batch-transform payload; ~12,000 churn rows).
+PARALLEL_PARSE_BYTES = 1 << 20
 #: Whether this pandas holds Arrow arrays as columns (pandas >= 1.5): the batch path keeps the parse in Arrow.
 _ARROW_DTYPE = hasattr(pd, "ArrowDtype")
 
@@ -199,11 +202,13 @@ def _arrow_csv(body: str | bytes | bytearray) -> pd.DataFrame | None:
     width = first.count(b",") + 1  # an upper bound (a quoted comma only adds one)
     # Only a body with whitespace can need trimming; only one with quotes can hold a newline in a value.
     # Without whitespace, an empty field is null straight from the reader (quoted "" too, as csv + strip).
-    trim = not data.isascii() or b'"' in data or _WHITESPACE.search(data) is not None
+    trim = not data.isascii() or b'"' in data or any(w in data for w in _WHITESPACE)
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False),
+            read_options=pacsv.ReadOptions(
+                autogenerate_column_names=True, use_threads=len(data) >= PARALLEL_PARSE_BYTES
+            ),
             parse_options=pacsv.ParseOptions(newlines_in_values=b'"' in data, ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={f"f{i}": pa.string() for i in range(width)},
@@ -274,16 +279,23 @@ def decision_threshold(model: Model) -> float:
 
 
 def predict_fn(data: pd.DataFrame, model: Model) -> dict[str, Any]:
-    """Predict for a parsed request: ``{"problem", "scores", "labels"}`` (see :func:`output_fn`)."""
+    """Predict for a parsed request: ``{"problem", "scores", "labels", "class_labels", "label_index"}``."""
     scores = predict_scores(align(data, model), model)
     if model.problem == "binary":
         cut = decision_threshold(model)
-        labels = _pick(model.labels, (scores >= cut).astype(np.intp))  # NaN >= cut is False: the first label
+        index = (scores >= cut).astype(np.intp)  # NaN >= cut is False: the first label
     elif model.problem == "multiclass":
-        labels = _pick(model.labels, np.argmax(scores, axis=1))
+        index = np.argmax(scores, axis=1)
     else:
-        labels = []
-    return {"problem": model.problem, "scores": scores, "labels": labels, "class_labels": model.labels}
+        index = None
+    labels = [] if index is None else _pick(model.labels, index)
+    return {
+        "problem": model.problem,
+        "scores": scores,
+        "labels": labels,
+        "class_labels": model.labels,
+        "label_index": index,  # each label's position in class_labels (output_fn serializes each class once)
+    }
 
 
 def negotiate(accept: str | None) -> str:
@@ -307,46 +319,130 @@ def _pick(labels: list[Any], index: np.ndarray) -> list[Any]:
 def output_fn(prediction: dict[str, Any], accept: str) -> str:
     """Serialize :func:`predict_fn` output as JSON or CSV (media type from :func:`negotiate`).
 
-    The text is exactly what ``json.dumps`` of the records (or ``csv.writer``) writes, built in one
-    join over the batch: floats by ``repr`` (what both use), each distinct label serialized once.
+    The text is exactly what ``json.dumps`` of the records (or ``csv.writer``) writes (pinned by a test),
+    built in Arrow's kernels: each score's shortest round-trip digits (what ``repr`` writes), each distinct
+    label serialized once, every row's text joined element-wise and the rows read as one buffer.
     Non-finite scores (never produced by the model, but possible) take the record-by-record path.
     """
     media = negotiate(accept)
     problem, scores, labels = prediction["problem"], prediction["scores"], prediction["labels"]
-    if np.isfinite(scores).all():
-        return _fast_output(problem, scores, labels, prediction["class_labels"], media)
-    return _records_output(problem, scores, labels, prediction["class_labels"], media)
+    classes = prediction["class_labels"]
+    if len(scores) and np.isfinite(scores).all():
+        index = prediction.get("label_index")
+        fast = _arrow_output(problem, np.asarray(scores, dtype="float64"), labels, classes, index, media)
+        if fast is not None:
+            return fast
+    return _records_output(problem, scores, labels, classes, media)
 
 
-def _fast_output(problem: str, scores: np.ndarray, labels: list[Any], classes: list[Any], media: str) -> str:
-    cell: dict[Any, str] = {}
-    for lab in labels:  # few distinct labels: serialize each once
-        key = (type(lab), lab)
-        if key not in cell:
-            cell[key] = json.dumps(_jsonable(lab)) if media == JSON else _csv_cell(lab)
-    texts = [cell[(type(lab), lab)] for lab in labels]
-    values = np.asarray(scores, dtype="float64").tolist()
+#: Scores whose Arrow text is laid out as ``repr`` lays it out: positional, with a fraction. Arrow writes
+#: the same shortest round-trip digits everywhere but prints whole numbers without ``.0`` and switches to
+#: an exponent at other magnitudes (``0.00001`` for ``1e-05``), so those few scores are written by ``repr``.
+_REPR_LAYOUT = (1e-4, 1e10)
+
+
+def _arrow_output(
+    problem: str, values: np.ndarray, labels: list[Any], classes: list[Any], index: Any, media: str
+) -> str | None:
+    """The response text through pyarrow; ``None`` without pyarrow or where it cannot vouch for the text."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:  # pragma: no cover - every image of the pipeline ships pyarrow
+        return None
+    if not _arrow_writes_repr(pa, pc):
+        return None
+    label_text = None
+    if problem != "regression":
+        if index is None:  # a prediction built elsewhere: the label objects themselves, by distinct value
+            seen: dict[tuple[type, Any], int] = {}
+            index = [seen.setdefault((type(lab), lab), len(seen)) for lab in labels]
+            distinct = [lab for _, lab in seen]
+        else:
+            distinct = list(classes)
+        cell = (lambda lab: json.dumps(_jsonable(lab))) if media == JSON else _csv_cell
+        codes = pa.array(np.asarray(index, dtype=np.int64))
+        label_text = pa.array([cell(lab) for lab in distinct], pa.string()).take(codes)
+    # A batch-transform payload is written in slices on all cores (Arrow's kernels release the GIL);
+    # the slices' rows, joined in order, are the same text.
+    n, workers = len(values), os.cpu_count() or 1
+    cuts = [n * i // workers for i in range(workers + 1)] if n >= PARALLEL_PREDICT_ROWS and workers > 1 else [0, n]
+    spans = list(itertools.pairwise(cuts))
+
+    def rows(span: tuple[int, int]) -> str:
+        a, b = span
+        labels_ab = None if label_text is None else label_text.slice(a, b - a)
+        return _row_text(pa, pc, problem, values[a:b], labels_ab, media)
+
+    if len(spans) == 1:
+        text = rows(spans[0])
+    else:
+        with ThreadPoolExecutor(len(spans), thread_name_prefix="flywheel-output") as pool:
+            text = "".join(pool.map(rows, spans))
+    if media == CSV:
+        return text
+    body = '{"predictions": [' + text[:-2] + "]"  # each row ends with ", "
+    if problem == "multiclass":
+        body += ', "class_labels": ' + json.dumps([_jsonable(c) for c in classes])
+    return body + "}"
+
+
+def _row_text(pa: Any, pc: Any, problem: str, values: np.ndarray, label_text: Any, media: str) -> str:
+    """The rows of a response (JSON: each record followed by ``", "``; CSV: each line), as one text."""
+    columns = [values] if values.ndim == 1 else list(values.T)
+    numbers = [_float_text(pa, pc, col) for col in columns]
+    pieces: list[Any]
     if media == JSON:
         if problem == "binary":
-            items = [f'{{"probability": {p!r}, "label": {t}}}' for p, t in zip(values, texts, strict=True)]
+            pieces = ['{"probability": ', numbers[0], ', "label": ', label_text, "}, "]
         elif problem == "multiclass":
-            items = [
-                f'{{"probabilities": [{", ".join(map(repr, row))}], "label": {t}}}'
-                for row, t in zip(values, texts, strict=True)
-            ]
+            pieces = ['{"probabilities": [', *_between(numbers, ", "), '], "label": ', label_text, "}, "]
         else:
-            items = [f'{{"value": {v!r}}}' for v in values]
-        body = '{"predictions": [' + ", ".join(items) + "]"
-        if problem == "multiclass":
-            body += ', "class_labels": ' + json.dumps([_jsonable(c) for c in classes])
-        return body + "}"
-    if problem == "binary":
-        lines = [f"{p!r},{t}" for p, t in zip(values, texts, strict=True)]
-    elif problem == "multiclass":
-        lines = [",".join(map(repr, row)) + "," + t for row, t in zip(values, texts, strict=True)]
+            pieces = ['{"value": ', numbers[0], "}, "]
+    elif problem == "regression":
+        pieces = [numbers[0], "\n"]
     else:
-        lines = [repr(v) for v in values]
-    return "".join(line + "\n" for line in lines)
+        pieces = [*_between(numbers, ","), ",", label_text, "\n"]
+    return _joined(pa, pc, pieces)
+
+
+def _between(items: list[Any], separator: str) -> list[Any]:
+    """``items`` with ``separator`` between each two (the pieces of a joined row)."""
+    out: list[Any] = []
+    for i, item in enumerate(items):
+        out += [separator, item] if i else [item]
+    return out
+
+
+def _float_text(pa: Any, pc: Any, values: np.ndarray) -> Any:
+    """Arrow strings of ``values`` exactly as ``repr`` writes them (outside :data:`_REPR_LAYOUT`: by repr)."""
+    text = pc.cast(pa.array(values), pa.string())
+    size = np.abs(values)
+    other = (size < _REPR_LAYOUT[0]) | (size >= _REPR_LAYOUT[1]) | (values == np.floor(values))
+    if other.any():
+        by_repr = pa.array([repr(v) for v in values[other].tolist()], pa.string())
+        text = pc.replace_with_mask(text, pa.array(other), by_repr)
+    return text
+
+
+def _joined(pa: Any, pc: Any, pieces: list[Any]) -> str:
+    """The rows of ``pieces`` (strings and Arrow string arrays, element-wise) as one text."""
+    rows = pc.binary_join_element_wise(*pieces, "")
+    ends = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset : rows.offset + len(rows) + 1]
+    return bytes(memoryview(rows.buffers()[2])[int(ends[0]) : int(ends[-1])]).decode("utf-8")
+
+
+_ARROW_REPR: bool | None = None
+
+
+def _arrow_writes_repr(pa: Any, pc: Any) -> bool:
+    """Whether this pyarrow writes ``repr``'s digits inside :data:`_REPR_LAYOUT` (checked once, on values
+    where a formatter that is not shortest-round-trip would differ)."""
+    global _ARROW_REPR  # a once-per-process check of the installed library
+    if _ARROW_REPR is None:
+        probe = [0.1, 2 / 3, 0.30000000000000004, 1e-4, 0.12345678901234568, 9999999999.999998, 0.5, 1.5e-4]
+        _ARROW_REPR = pc.cast(pa.array(probe), pa.string()).to_pylist() == [repr(v) for v in probe]
+    return _ARROW_REPR
 
 
 def _csv_cell(value: Any) -> str:

@@ -93,7 +93,7 @@ def test_every_job_declares_distinct_rows_and_a_quick_variant() -> None:
         assert (REPO / "bench" / f"{job.script}.py").is_file(), job.script
     # the issues' benchmarks, each with at least one row
     for prefix in ("preprocess.1m", "preprocess.10m", "preprocess.10m.rss", "train.", "demo.first_run",
-                   "demo.phase.", "executor.", "serving.p99", "serving.batch", "lambdas.import.",
+                   "demo.phase.", "executor.", "serving.p99", "serving.batch", "serving.transform", "lambdas.import.",
                    "lambdas.package.", "monitor.", "privacy.erasure", "synth.teams.50", "synth.marginal",
                    "install.time", "install.venv", "commands.status", "commands.up", "tests.suite"):  # fmt: skip
         assert any(i.startswith(prefix) for i in ids), prefix

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,29 @@ _AGE_BAND_RE = re.compile(r"^\s*(\d+)\s*(?:-\s*\d+|\+)\s*$")
 _TRUE = frozenset({"true", "1", "1.0", "t", "yes"})
 _FALSE = frozenset({"false", "0", "0.0", "f", "no"})
 NAMES = ("churn", "diabetes", "diagnostics", "wine")
+
+
+@pytest.fixture(autouse=True, params=["serial", "threads"])
+def _columns_on(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every test runs twice: columns one after another, and on a thread each (a large frame's path,
+    forced on every frame), which must give the same bits and raise the first failing column's error."""
+    import features
+
+    if request.param == "threads":
+        monkeypatch.setattr(features, "PARALLEL_ENCODE_ROWS", 1)
+        monkeypatch.setattr(features.os, "cpu_count", lambda: 2)  # threads even on a one-core runner
+        started: list[int] = []
+        real = features.ThreadPoolExecutor
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            started.append(1)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(features, "ThreadPoolExecutor", counting)
+        yield request.param
+        assert started, "the threaded path was not taken"
+        return
+    yield request.param
 
 
 def _reference_encode(frame: pd.DataFrame, contract: Any) -> np.ndarray:

@@ -102,3 +102,24 @@ def test_a_pandas_without_arrow_columns_gets_the_csv_module_frame(monkeypatch: p
     body = _body(ROWS * 60)
     assert inference._arrow_csv(body) is not None
     pd.testing.assert_frame_equal(inference.input_fn(body, "text/csv"), _csv_module(body))
+
+
+def test_a_large_body_parsed_on_all_cores_equals_the_csv_module_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From PARALLEL_PARSE_BYTES on, pyarrow parses with threads (blocks in parallel): the same frame."""
+    import pyarrow.csv as pacsv
+
+    seen: list[bool] = []
+    real = pacsv.ReadOptions
+
+    def spy(**kwargs: object) -> pacsv.ReadOptions:
+        seen.append(bool(kwargs.get("use_threads")))
+        return real(**kwargs, block_size=4096)  # small blocks: many of them, parsed on threads
+
+    monkeypatch.setattr(pacsv, "ReadOptions", spy)
+    monkeypatch.setattr(inference, "PARALLEL_PARSE_BYTES", 100_000)
+    body = _body(ROWS * 1000)
+    assert len(body) >= inference.PARALLEL_PARSE_BYTES
+    pd.testing.assert_frame_equal(_objects(inference.input_fn(body, "text/csv")), _csv_module(body))
+    small = _body(ROWS * 60)
+    pd.testing.assert_frame_equal(_objects(inference.input_fn(small, "text/csv")), _csv_module(small))
+    assert seen == [True, False]

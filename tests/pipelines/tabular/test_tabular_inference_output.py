@@ -1,4 +1,4 @@
-"""inference.output_fn: the one-join serialization writes exactly what json.dumps / csv.writer write."""
+"""inference.output_fn: the Arrow serialization writes exactly what json.dumps / csv.writer write."""
 
 from __future__ import annotations
 
@@ -19,30 +19,65 @@ LABELS: list[list[Any]] = [
 ]
 
 
-def _prediction(problem: str, labels: list[Any], n: int = 50) -> dict[str, Any]:
+#: Scores where Arrow's text and repr's are laid out differently (whole numbers, exponents) or nearly so.
+AWKWARD = [0.0, -0.0, 1.0, 3.0, 1e-300, 1e-4, 9.999999999999999e-05, 1.5e-4, -2.5e-7, 1e10, 9999999999.5, 1e16, 1e300]
+
+
+def _prediction(problem: str, labels: list[Any], n: int = 50, index: bool = True) -> dict[str, Any]:
     rng = np.random.default_rng(len(labels) + n)
     if problem == "regression":
-        return {"problem": problem, "scores": rng.normal(0, 1e6, n), "labels": [], "class_labels": []}
+        scores = rng.normal(0, 1e6, n) * 10.0 ** rng.integers(-12, 8, n)
+        scores[: len(AWKWARD)] = AWKWARD
+        return {"problem": problem, "scores": scores, "labels": [], "class_labels": [], "label_index": None}
     if problem == "binary":
         scores = rng.random(n)
         scores[:3] = [0.0, 1.0, 1e-300]
-        chosen = [labels[int(p >= 0.5)] for p in scores]
+        scores[3:6] = [1e-4, 9.999999999999999e-05, 0.5]
+        picked = (scores >= 0.5).astype(np.intp)
     else:
-        scores = rng.dirichlet(np.ones(len(labels)), n)
-        chosen = [labels[i] for i in np.argmax(scores, axis=1)]
-    return {"problem": problem, "scores": scores, "labels": chosen, "class_labels": labels}
+        scores = rng.dirichlet(np.ones(len(labels)) * 0.1, n)  # some tiny probabilities (exponents)
+        picked = np.argmax(scores, axis=1)
+    chosen = [labels[i] for i in picked]
+    return {
+        "problem": problem,
+        "scores": scores,
+        "labels": chosen,
+        "class_labels": labels,
+        "label_index": picked if index else None,
+    }
 
 
+@pytest.mark.parametrize("index", [True, False], ids=["label-index", "labels-only"])
 @pytest.mark.parametrize("media", ["application/json", "text/csv"])
 @pytest.mark.parametrize("labels", LABELS, ids=range(len(LABELS)))
 @pytest.mark.parametrize("problem", ["binary", "multiclass", "regression"])
-def test_fast_output_is_byte_identical_to_the_record_path(problem: str, labels: list[Any], media: str) -> None:
-    pred = _prediction(problem, labels)
+def test_fast_output_is_byte_identical_to_the_record_path(
+    problem: str, labels: list[Any], media: str, index: bool
+) -> None:
+    pred = _prediction(problem, labels, index=index)
     fast = inference.output_fn(pred, media)
     slow = inference._records_output(problem, pred["scores"], pred["labels"], pred["class_labels"], media)
     assert fast == slow
     if media == "application/json":
         assert len(json.loads(fast)["predictions"]) == 50
+
+
+def test_the_arrow_path_runs_and_matches_repr_on_a_million_scores() -> None:
+    rng = np.random.default_rng(5)
+    scores = np.concatenate([rng.random(500_000).astype(np.float32), 10 ** rng.uniform(-8, 12, 500_000)])
+    pred = {"problem": "regression", "scores": scores.astype(np.float64), "labels": [], "class_labels": []}
+    text = inference._arrow_output("regression", pred["scores"], [], [], None, "text/csv")
+    assert text is not None  # the fast path itself, not the fallback
+    assert text.splitlines() == [repr(v) for v in pred["scores"].tolist()]
+
+
+def test_a_pyarrow_that_formats_otherwise_gets_the_record_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inference, "_ARROW_REPR", False)
+    pred = _prediction("binary", ["stay", "churn"])
+    assert inference._arrow_output("binary", pred["scores"], pred["labels"], [], None, "text/csv") is None
+    assert inference.output_fn(pred, "text/csv") == inference._records_output(
+        "binary", pred["scores"], pred["labels"], pred["class_labels"], "text/csv"
+    )
 
 
 def test_non_finite_scores_keep_the_record_path() -> None:
@@ -55,3 +90,20 @@ def test_non_finite_scores_keep_the_record_path() -> None:
 def test_binary_labels_follow_the_threshold_with_nan_as_the_first_label() -> None:
     picked = inference._pick(["no", "yes"], (np.array([0.2, 0.5, np.nan, 0.9]) >= 0.5).astype(np.intp))
     assert picked == ["no", "yes", "no", "yes"]
+
+
+@pytest.mark.parametrize("media", ["application/json", "text/csv"])
+@pytest.mark.parametrize("problem", ["binary", "multiclass", "regression"])
+def test_a_large_response_written_in_slices_on_all_cores_is_the_same_text(
+    problem: str, media: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch-transform payload's response is formatted a slice per core, then joined: the same bytes."""
+    monkeypatch.setattr(inference, "PARALLEL_PREDICT_ROWS", 10)
+    monkeypatch.setattr(inference.os, "cpu_count", lambda: 3)  # three uneven slices of 50 rows
+    sliced: list[int] = []
+    real = inference._row_text
+    monkeypatch.setattr(inference, "_row_text", lambda pa, pc, *a: sliced.append(len(a[1])) or real(pa, pc, *a))
+    pred = _prediction(problem, ['say "no"', "a,b", "c"][: 3 if problem == "multiclass" else 2])
+    fast = inference.output_fn(pred, media)
+    assert sliced == [16, 17, 17]
+    assert fast == inference._records_output(problem, pred["scores"], pred["labels"], pred["class_labels"], media)
