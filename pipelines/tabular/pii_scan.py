@@ -7,12 +7,12 @@ about every scanned file, and reports each finding by *file, column and detector
 
 1. **No raw identifier in clear.** Every value of the contract's ``id`` and ``direct_identifier`` columns
    in the raw input (from the record batches the step read, :class:`IdentifierHashes`, else read back from
-   the job's input folder) is normalized (whitespace-trimmed,
-   lower-cased) and hashed (``pandas.util.hash_array``, 64-bit; the values themselves are not kept). A
-   string cell of an output (a parquet/CSV cell, a JSON string value or key) equal to one of them is a
-   finding (``identifier:<column>``). Token-shaped cells are compared only when some raw identifier is
-   itself token-shaped (32 hex characters, e.g. UUIDs without dashes): otherwise an HMAC token cannot
-   equal a raw value. The curated ``id`` columns must hold HMAC tokens (32 lowercase hex characters):
+   the job's input folder) is normalized (whitespace-trimmed, lower-cased) and hashed
+   (``pandas.util.hash_array``, 64-bit; the values themselves are not kept). A string cell of an output
+   (a parquet/CSV cell, a JSON string value or key) equal to one of them is a finding
+   (``identifier:<column>``). Token-shaped cells are compared only when some raw identifier is itself
+   token-shaped (32 hex characters, e.g. UUIDs without dashes): otherwise an HMAC token cannot equal a
+   raw value. The curated ``id`` columns must hold HMAC tokens (32 lowercase hex characters):
    anything else there is a finding (``untokenized``).
 2. **No PII-shaped strings at all** (:data:`DETECTORS`, a deliberately small documented set), in every
    string cell of every output, whatever its column is called:
@@ -38,6 +38,7 @@ Imports only the standard library, numpy, pandas and pyarrow (and sibling step m
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -170,8 +171,13 @@ def _is_card(match: re.Match[str]) -> bool:
     return 13 <= len(digits) <= 19 and luhn_valid(digits)
 
 
-def shape_findings(text: str) -> set[str]:
-    """The shape detectors (``email``, ``phone``, ``card``) that match somewhere in ``text``."""
+@functools.lru_cache(maxsize=1 << 16)
+def shape_findings(text: str) -> frozenset[str]:
+    """The shape detectors (``email``, ``phone``, ``card``) that match somewhere in ``text``.
+
+    Cached (a pure function, and the record batches of one output repeat the same distinct values);
+    :func:`scan_paths` clears the cache when its scan ends, so no scanned text outlives the scan.
+    """
     found: set[str] = set()
     if "@" in text and EMAIL_RE.search(text):
         found.add("email")
@@ -181,7 +187,7 @@ def shape_findings(text: str) -> set[str]:
                 found.add("phone")
             if "card" not in found and _is_card(match):
                 found.add("card")
-    return found
+    return frozenset(found)
 
 
 # --- identifiers -----------------------------------------------------------------------------------
@@ -385,6 +391,7 @@ class Scanner:
                 values = pc.cast(values, values.type.value_type)
             values = values.drop_null()
             kind = values.type
+            shaped = None
             if column in self.token_columns:
                 shaped = pc.match_substring_regex(pc.cast(values, pa.string()), TOKEN_RE.pattern)
                 self._add(name, column, "untokenized", len(values) - int(pc.sum(shaped).as_py() or 0))
@@ -392,26 +399,35 @@ class Scanner:
                 big = values.filter(pc.greater_equal(pc.abs(pc.cast(values, pa.int64())), 10**12))
                 self._add(name, column, "card", sum(luhn_valid(str(abs(int(v)))) for v in big.to_pylist()))
             elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-                self._text(values, name, column)
+                self._text(values, name, column, shaped)
 
     def _strings(self, strings: Mapping[str, list[str]], name: str) -> None:
         for where, values in strings.items():
             self.report.cells += len(values)
             self._text(pa.chunked_array([pa.array(values, type=pa.string())]), name, where)
 
-    def _text(self, values: pa.ChunkedArray, name: str, column: str) -> None:
-        """Identifier matches and shape detectors over the distinct non-null strings of one column."""
+    def _text(self, values: pa.ChunkedArray, name: str, column: str, shaped: Any = None) -> None:
+        """Identifier matches and shape detectors over the distinct non-null strings of one column.
+
+        ``shaped``: which of ``values`` are token-shaped, if already known (a token column's check).
+        """
         if not len(values):
             return
         # A 32-hex token matches no shape detector (no '@', no separator, digits inside a word) and equals
-        # a raw identifier only if raw identifiers are token-shaped: drop tokens first, in Arrow.
-        if not self.compare_tokens:
-            values = values.filter(pc.invert(pc.match_substring_regex(values, TOKEN_RE.pattern)))
+        # a raw identifier only if raw identifiers are token-shaped. A token column (a distinct token per
+        # row) drops its tokens before counting; any other column is counted first and its few distinct
+        # values are tested for the token shape (one regex per distinct value, not per cell).
+        if not self.compare_tokens and shaped is not None:
+            values = values.filter(pc.invert(shaped))
             if not len(values):
                 return
         counted = pc.value_counts(values)
         text = counted.field("values")
         counts = counted.field("counts").to_numpy(zero_copy_only=False)
+        candidates = pc.invert(pc.match_substring_regex(text, TOKEN_RE.pattern)).to_numpy(zero_copy_only=False)
+        if not self.compare_tokens and not candidates.all():
+            text, counts = text.filter(pa.array(candidates)), counts[candidates]
+            candidates = candidates[candidates]
         if self.identifiers:
             # Each distinct cell once: normalize, hash, binary-search the sorted raw hashes.
             normalized = normalize(text)
@@ -420,7 +436,6 @@ class Scanner:
             for ident, known in self.identifiers.items():
                 hit = _member(hashes, known) & ~empty
                 self._add(name, column, f"identifier:{ident}", int(counts[hit].sum()))
-        candidates = pc.invert(pc.match_substring_regex(text, TOKEN_RE.pattern)).to_numpy(zero_copy_only=False)
         uniques = text.to_pylist()
         hits: dict[str, int] = {}
         for i in np.flatnonzero(candidates):
@@ -487,8 +502,11 @@ def scan_paths(
     """Scan ``files`` (``(path, reported name)``) against the raw ``identifiers`` hashes."""
     started = time.perf_counter()
     scanner = Scanner(identifiers, token_columns, compare_tokens=compare_tokens)
-    for path, name in files:
-        scanner.scan(path, name)
+    try:
+        for path, name in files:
+            scanner.scan(path, name)
+    finally:
+        shape_findings.cache_clear()  # the cached texts may be PII: they live no longer than the scan
     scanner.report.seconds = time.perf_counter() - started
     return scanner.report
 

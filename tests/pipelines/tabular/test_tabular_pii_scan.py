@@ -93,6 +93,7 @@ def test_findings_name_file_column_and_detector_never_the_value(tmp_path: Path) 
     for value in ("C002", "c002", "x.y@example.com", "4111111111111111"):
         assert value not in text
     assert not report.passed and "train/part-algo-1.parquet" in report.summary()
+    assert pii_scan.shape_findings.cache_info().currsize == 0  # no scanned text is held after the scan
 
 
 def test_json_documents_are_scanned_keys_and_values(tmp_path: Path) -> None:
