@@ -111,6 +111,23 @@ def _demo(doc: Doc) -> Rows:
     return rows
 
 
+def _run_counts(record: Doc) -> str:
+    """How many runs each job had, from the runs kept in the record (merged runs included)."""
+    counts: dict[str, int] = {}
+    for run in record.get("runs", []):
+        counts[run["job"]] = counts.get(run["job"], 0) + 1
+    if not counts:
+        return f"{record['repeat']} run(s) of each benchmark"
+    by_count: dict[int, list[str]] = {}
+    for job, n in counts.items():
+        by_count.setdefault(n, []).append(job)
+    common_n = max(by_count, key=lambda n: len(by_count[n]))
+    if len(by_count) == 1:
+        return f"{common_n} run(s) of each benchmark"
+    others = "; ".join(f"{', '.join(jobs)}: {n} run(s)" for n, jobs in sorted(by_count.items()) if n != common_n)
+    return f"{common_n} run(s) of each benchmark except {others} (merged in with `--merge`)"
+
+
 def _serving(doc: Doc) -> Rows:
     """``bench_serving`` (serving.json): keep-alive HTTP (the demo's measurement) against raw booster.predict.
 
@@ -325,7 +342,7 @@ def render(record: dict[str, Any], expected: list[str]) -> str:
             "",
         ]
     out += [
-        f"- Run: {'quick' if quick else 'full'}, {record['repeat']} run(s) of each benchmark, each a fresh process;"
+        f"- Run: {'quick' if quick else 'full'}, {_run_counts(record)}, each a fresh process;"
         " figures are medians over the runs, the ratio is the median of the per-run ratios (figure and baseline"
         " are always measured in the same run).",
         f"- Machine: {m['cpus']} cores, {m.get('memory_gb')} GB memory, Python {m['python']}, {m['platform']}.",

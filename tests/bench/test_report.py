@@ -124,3 +124,12 @@ def test_committed_benchmarks_doc_is_generated_and_has_every_row() -> None:
     ids = set(re.findall(r"^\| `([a-z0-9_.]+)` \|", text, flags=re.MULTILINE))
     assert set(expected_rows()) <= ids, sorted(set(expected_rows()) - ids)
     assert (REPO / "docs" / "benchmarks-analysis.md").is_file()
+
+
+def test_the_header_counts_each_jobs_runs_merged_runs_included() -> None:
+    runs = [{"job": "a"}] * 3 + [{"job": "b"}] * 3 + [{"job": "slow"}, {"job": "suite"}]
+    assert report._run_counts({"runs": runs, "repeat": 1}) == (
+        "3 run(s) of each benchmark except slow, suite: 1 run(s) (merged in with `--merge`)"
+    )
+    assert report._run_counts({"runs": [{"job": "a"}] * 2, "repeat": 2}) == "2 run(s) of each benchmark"
+    assert report._run_counts({"runs": [], "repeat": 5}) == "5 run(s) of each benchmark"
