@@ -352,15 +352,32 @@ def _arrow_output(
         return None
     if not _arrow_writes_repr(pa, pc):
         return None
+    n = len(values)
+    shaped = values.ndim == 2 and values.shape[1] > 0 if problem == "multiclass" else values.ndim == 1
+    if problem not in ("binary", "multiclass", "regression") or not shaped:
+        return None  # not a prediction of this module: the record path writes (or refuses) it
+    if problem != "regression" and len(labels) != n:
+        return None
     label_text = None
     if problem != "regression":
+        if index is not None:
+            index = np.asarray(index)
+            if len(index) != n or (n and (index.min() < 0 or index.max() >= len(classes))):
+                index = None  # not positions in class_labels: go by the labels themselves
         if index is None:  # a prediction built elsewhere: the label objects themselves, by distinct value
-            seen: dict[tuple[type, Any], int] = {}
-            index = [seen.setdefault((type(lab), lab), len(seen)) for lab in labels]
-            distinct = [lab for _, lab in seen]
+            positions: dict[tuple[type, str], int] = {}  # repr: -0.0 and 0.0 are two labels
+            distinct: list[Any] = []
+            codes: list[int] = []
+            for lab in labels:
+                key = (type(lab), repr(lab))
+                if key not in positions:
+                    positions[key] = len(distinct)
+                    distinct.append(lab)
+                codes.append(positions[key])
+            index = codes
         else:
             distinct = list(classes)
-        cell = (lambda lab: json.dumps(_jsonable(lab))) if media == JSON else _csv_cell
+        cell = (lambda lab: json.dumps(_jsonable(lab))) if media == JSON else (lambda lab: _csv_cell(_jsonable(lab)))
         codes = pa.array(np.asarray(index, dtype=np.int64))
         label_text = pa.array([cell(lab) for lab in distinct], pa.string()).take(codes)
     # A batch-transform payload is written in slices on all cores (Arrow's kernels release the GIL);
@@ -446,7 +463,9 @@ def _arrow_writes_repr(pa: Any, pc: Any) -> bool:
 
 
 def _csv_cell(value: Any) -> str:
-    """One field as ``csv.writer`` writes it (quoted if it needs to be)."""
+    """One field as ``csv.writer`` writes it in a row of several (quoted if it needs to be)."""
+    if value is None or (isinstance(value, str) and value == ""):
+        return ""  # alone in a row csv.writer quotes an empty field (""), next to others it does not
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerow([value])
     return out.getvalue()[:-1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import inference
@@ -16,6 +17,10 @@ LABELS: list[list[Any]] = [
     [np.int64(3), np.int64(7)],
     ['say "no"', "a,b"],  # csv quoting, JSON escaping
     ["naïve", "line\nbreak"],
+    ["", "x"],  # an empty label: an empty CSV field, not ""
+    [None, "x"],
+    [np.float32(0.1), np.float32(0.7)],  # written as the JSON float they are
+    [0.0, -0.0],  # two labels
 ]
 
 
@@ -107,3 +112,27 @@ def test_a_large_response_written_in_slices_on_all_cores_is_the_same_text(
     fast = inference.output_fn(pred, media)
     assert sliced == [16, 17, 17]
     assert fast == inference._records_output(problem, pred["scores"], pred["labels"], pred["class_labels"], media)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"label_index": np.array([0, -1] * 25)},  # not positions in class_labels
+        {"label_index": np.array([0, 1])},  # not one per row
+        {"problem": "ranking"},  # not a problem of this module
+        {"labels": ["stay"] * 49},  # one label short
+    ],
+    ids=["negative-index", "short-index", "unknown-problem", "short-labels"],
+)
+def test_a_hand_built_prediction_gets_the_record_paths_answer(odd: dict[str, Any]) -> None:
+    pred = {**_prediction("binary", ["stay", "churn"]), **odd}
+    for media in ("application/json", "text/csv"):
+        try:
+            expected = inference._records_output(
+                pred["problem"], pred["scores"], pred["labels"], pred["class_labels"], media
+            )
+        except ValueError as exc:  # the record path refuses it: so must output_fn
+            with pytest.raises(ValueError, match=re.escape(str(exc))):
+                inference.output_fn(pred, media)
+            continue
+        assert inference.output_fn(pred, media) == expected
