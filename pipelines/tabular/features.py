@@ -473,18 +473,21 @@ def encode(frame: pd.DataFrame, contract: DataContract) -> np.ndarray:
         raise ValueError(f"missing feature columns: {', '.join(missing)}")
     # Column-major: each column is written in one contiguous pass (XGBoost reads either layout).
     out = np.empty((len(frame), len(cols)), dtype=np.float32, order="F")
-    columns = [frame[sc.name] for sc in cols]
+
+    def column(sc: ServingColumn) -> np.ndarray:
+        return encode_column(frame[sc.name], sc, contract.reference_date)
+
     workers = min(os.cpu_count() or 1, len(cols))
     if len(frame) < PARALLEL_ENCODE_ROWS or workers < 2:
-        for j, sc in enumerate(cols):
-            out[:, j] = encode_column(columns[j], sc, contract.reference_date)
-        return out
-    # A large frame (a batch-transform payload, a training set): columns on all cores. The Arrow and
-    # numpy kernels release the GIL; results come back in column order, so the first failing column
-    # raises, as in the loop above.
-    with ThreadPoolExecutor(workers, thread_name_prefix="flywheel-encode") as pool:
-        for j, num in enumerate(pool.map(encode_column, columns, cols, [contract.reference_date] * len(cols))):
-            out[:, j] = num
+        encoded: Iterable[np.ndarray] = map(column, cols)
+    else:
+        # A large frame (a batch-transform payload, a training set): columns on all cores (the Arrow and
+        # numpy kernels release the GIL). Results come back in column order either way, so the first
+        # failing column raises.
+        with ThreadPoolExecutor(workers, thread_name_prefix="flywheel-encode") as pool:
+            encoded = list(pool.map(column, cols))
+    for j, num in enumerate(encoded):
+        out[:, j] = num
     return out
 
 

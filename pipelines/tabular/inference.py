@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 from contract import DataContract, load_contract
-from features import ENCODING_VERSION, encode, feature_types, serving_names
+from features import ENCODING_VERSION, PARALLEL_ENCODE_ROWS, encode, feature_types, serving_names
 
 MODEL_FILE = "xgboost-model.json"
 METADATA_FILE = "metadata.json"
@@ -52,9 +52,10 @@ _WHITESPACE = tuple(bytes([b]) for b in b" \t\v\f\x1c\x1d\x1e\x1f")
 #: model server). ``FLYWHEEL_PREDICT_THREADS`` overrides it (0 = XGBoost's default, all cores).
 #: See docs/decisions.md, "XGBoost threads in serving".
 PREDICT_THREADS = 1
-#: From this many rows a request predicts on all cores (``Model.wide_booster``): a batch-transform payload,
-#: where the OpenMP start-up is small against the work.
-PARALLEL_PREDICT_ROWS = 20_000
+#: From this many rows a request predicts on all cores (``Model.wide_booster``) and writes its response in
+#: slices on all cores: a batch-transform payload, where the thread start-up is small against the work (the
+#: size from which ``features.encode`` uses every core, too).
+PARALLEL_PREDICT_ROWS = PARALLEL_ENCODE_ROWS
 #: CSV bodies from this size on are parsed by pyarrow (:func:`_arrow_csv`); a single row stays with ``csv``.
 ARROW_CSV_BYTES = 2048
 #: CSV bodies from this size on are parsed on all cores (a batch-transform payload; ~12,000 churn rows).
@@ -358,31 +359,10 @@ def _arrow_output(
         return None  # not a prediction of this module: the record path writes (or refuses) it
     if problem != "regression" and len(labels) != n:
         return None
-    label_text = None
-    if problem != "regression":
-        if index is not None:
-            index = np.asarray(index)
-            if len(index) != n or (n and (index.min() < 0 or index.max() >= len(classes))):
-                index = None  # not positions in class_labels: go by the labels themselves
-        if index is None:  # a prediction built elsewhere: the label objects themselves, by distinct value
-            positions: dict[tuple[type, str], int] = {}  # repr: -0.0 and 0.0 are two labels
-            distinct: list[Any] = []
-            codes: list[int] = []
-            for lab in labels:
-                key = (type(lab), repr(lab))
-                if key not in positions:
-                    positions[key] = len(distinct)
-                    distinct.append(lab)
-                codes.append(positions[key])
-            index = codes
-        else:
-            distinct = list(classes)
-        cell = (lambda lab: json.dumps(_jsonable(lab))) if media == JSON else (lambda lab: _csv_cell(_jsonable(lab)))
-        codes = pa.array(np.asarray(index, dtype=np.int64))
-        label_text = pa.array([cell(lab) for lab in distinct], pa.string()).take(codes)
+    label_text = None if problem == "regression" else _label_text(pa, labels, classes, index, media)
     # A batch-transform payload is written in slices on all cores (Arrow's kernels release the GIL);
     # the slices' rows, joined in order, are the same text.
-    n, workers = len(values), os.cpu_count() or 1
+    workers = os.cpu_count() or 1
     cuts = [n * i // workers for i in range(workers + 1)] if n >= PARALLEL_PREDICT_ROWS and workers > 1 else [0, n]
     spans = list(itertools.pairwise(cuts))
 
@@ -402,6 +382,37 @@ def _arrow_output(
     if problem == "multiclass":
         body += ', "class_labels": ' + json.dumps([_jsonable(c) for c in classes])
     return body + "}"
+
+
+def _label_text(pa: Any, labels: list[Any], classes: list[Any], index: Any, media: str) -> Any:
+    """Each row's label as its JSON/CSV text (an Arrow string array): every distinct label serialized once.
+
+    ``index``: positions in ``classes`` (what :func:`predict_fn` hands over); without a usable one (a
+    prediction built elsewhere), the distinct label objects themselves, told apart by type and ``repr``
+    (``-0.0`` and ``0.0`` are two labels).
+    """
+    if index is not None:
+        index = np.asarray(index)
+        if len(index) != len(labels) or (len(index) and (index.min() < 0 or index.max() >= len(classes))):
+            index = None
+    if index is None:
+        positions: dict[tuple[type, str], int] = {}
+        distinct: list[Any] = []
+        codes: list[int] = []
+        for lab in labels:
+            key = (type(lab), repr(lab))
+            if key not in positions:
+                positions[key] = len(distinct)
+                distinct.append(lab)
+            codes.append(positions[key])
+        index = codes
+    else:
+        distinct = list(classes)
+    if media == JSON:
+        texts = [json.dumps(_jsonable(lab)) for lab in distinct]
+    else:
+        texts = [_csv_cell(_jsonable(lab)) for lab in distinct]
+    return pa.array(texts, pa.string()).take(pa.array(np.asarray(index, dtype=np.int64)))
 
 
 def _row_text(pa: Any, pc: Any, problem: str, values: np.ndarray, label_text: Any, media: str) -> str:

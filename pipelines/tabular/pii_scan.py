@@ -425,9 +425,9 @@ class Scanner:
         text = counted.field("values")
         counts = counted.field("counts").to_numpy(zero_copy_only=False)
         candidates = pc.invert(pc.match_substring_regex(text, TOKEN_RE.pattern)).to_numpy(zero_copy_only=False)
-        if not self.compare_tokens and not candidates.all():
+        if not self.compare_tokens and not candidates.all():  # tokens are compared with nothing: drop them
             text, counts = text.filter(pa.array(candidates)), counts[candidates]
-            candidates = candidates[candidates]
+            candidates = np.ones(len(counts), dtype=bool)
         if self.identifiers:
             # Each distinct cell once: normalize, hash, binary-search the sorted raw hashes.
             normalized = normalize(text)
