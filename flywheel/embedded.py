@@ -333,7 +333,11 @@ class EmbeddedAws:
         aws = cls(endpoint_url=f"http://{host}:{bound_port}", region=region, mode="server")
         aws._server = server
         aws.app = app
-        aws._thread = threading.Thread(target=server.serve_forever, name="flywheel-embedded-aws", daemon=True)
+        # serve_forever polls for shutdown every poll_interval (werkzeug's default 0.5 s): that is how long
+        # close() waited at the end of every `demo` and `up`.
+        aws._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="flywheel-embedded-aws", daemon=True
+        )
         aws._thread.start()
         return aws
 

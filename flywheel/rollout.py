@@ -40,13 +40,13 @@ from flywheel.serving import Router, Target, percentile
 LOCAL_ROLLOUT: Final[Mapping[str, str]] = {
     "CANARY_SIZE_TYPE": "CAPACITY_PERCENT",
     "CANARY_SIZE": "20",
-    "BAKE_SECONDS": "5",
+    "BAKE_SECONDS": "3",
     "TERMINATION_WAIT_SECONDS": "0",
     "MAX_EXECUTION_SECONDS": "600",
 }
 #: The longest bake the local endpoint waits (a demo cannot wait the deployed 10 minutes); the team's
 #: canary share, serverless settings and alarms are the deployed ones (:func:`local_rollout`).
-LOCAL_MAX_BAKE_SECONDS: Final = 5
+LOCAL_MAX_BAKE_SECONDS: Final = 3
 #: The local latency alarm: canary ModelLatency p99 above this (CloudWatch's is in microseconds).
 LATENCY_THRESHOLD_MS: Final = 1000.0
 #: Successful canary invocations the latency alarm needs before it can fire (one slow first call is no alarm).

@@ -15,10 +15,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn import datasets as skd
+
+
+def _sklearn_datasets() -> Any:
+    """scikit-learn's dataset loaders, imported when a sample is loaded: scikit-learn (and scipy.stats with it)
+    takes ~1.5 s to import, which ``flywheel demo`` (churn, generated) has no use for."""
+    from sklearn import datasets
+
+    return datasets
 
 
 def _snake(name: str) -> str:
@@ -27,7 +35,7 @@ def _snake(name: str) -> str:
 
 def load_diagnostics() -> pd.DataFrame:
     """Breast-cancer diagnostics: ``sample_id``, 30 float features, ``malignant`` (0/1)."""
-    bunch = skd.load_breast_cancer(as_frame=True)
+    bunch = _sklearn_datasets().load_breast_cancer(as_frame=True)
     frame = bunch.data.rename(columns=_snake).astype("float64")
     frame.insert(0, "sample_id", [f"S{i:05d}" for i in range(len(frame))])
     frame["malignant"] = (bunch.target == 0).astype("int64")
@@ -36,7 +44,7 @@ def load_diagnostics() -> pd.DataFrame:
 
 def load_diabetes() -> pd.DataFrame:
     """Diabetes progression in raw units: age, sex (1/2), bmi, bp, s1..s6, ``disease_progression``."""
-    bunch = skd.load_diabetes(as_frame=True, scaled=False)
+    bunch = _sklearn_datasets().load_diabetes(as_frame=True, scaled=False)
     frame = bunch.data.rename(columns=_snake)
     frame["age"] = frame["age"].round().astype("int64")
     frame["sex"] = frame["sex"].round().astype("int64")
@@ -46,7 +54,7 @@ def load_diabetes() -> pd.DataFrame:
 
 def load_wine() -> pd.DataFrame:
     """Wine recognition: 13 float features and ``cultivar`` (``class_0``, ``class_1``, ``class_2``)."""
-    bunch = skd.load_wine(as_frame=True)
+    bunch = _sklearn_datasets().load_wine(as_frame=True)
     frame = bunch.data.rename(columns=_snake).astype("float64")
     frame["cultivar"] = np.asarray(bunch.target_names, dtype=object)[bunch.target.to_numpy()]
     return frame.reset_index(drop=True)

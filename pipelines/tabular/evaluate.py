@@ -22,6 +22,8 @@ import sys
 import tarfile
 import tempfile
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -218,14 +220,18 @@ def _fast_auc_ap(y: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     """ROC AUC (Mann-Whitney with average ranks for ties) and average precision (sklearn's step sum over
     distinct thresholds), for 0/1 ``y`` with both classes present."""
     pos = y == 1
-    n_pos = int(pos.sum())
-    n_neg = len(y) - n_pos
     order = np.argsort(-scores, kind="mergesort")
     s_sorted = scores[order]
     # last index of each run of equal scores (descending): sklearn's distinct thresholds
     last = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s_sorted) - 1]
     tps = np.cumsum(pos[order])[last]
-    fps = last + 1 - tps
+    return _auc_ap(tps, last + 1 - tps)
+
+
+def _auc_ap(tps: np.ndarray, fps: np.ndarray) -> tuple[float, float]:
+    """AUC and average precision from the cumulative true/false positives at each distinct threshold
+    (descending; every threshold holds at least one row)."""
+    n_pos, n_neg = tps[-1], fps[-1]
     # AUC (Mann-Whitney U / (P N)): each positive beats the negatives below its tie group, half of those in it
     d_tp = np.diff(np.r_[0, tps])
     d_fp = np.diff(np.r_[0, fps])
@@ -236,7 +242,40 @@ def _fast_auc_ap(y: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     return auc, ap
 
 
-def _fast_binary(y: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, float | None]:
+@dataclass(frozen=True)
+class Ranking:
+    """Binary test rows sorted by score once (descending), with their groups of equal scores.
+
+    A bootstrap resample ``idx`` holds row ``i`` ``count(i)`` times, so sorting the resample gives this order
+    with each row repeated, and its distinct thresholds are this order's groups that kept a row. Its AUC and
+    average precision are therefore weighted cumulative sums in this order (:meth:`auc_ap`): the same terms,
+    in the same order, as :func:`_fast_auc_ap` on ``y[idx], scores[idx]``, without a sort per resample (the
+    sort was 2/3 of the bootstrap's time).
+    """
+
+    order: np.ndarray
+    ends: np.ndarray  # index (in ``order``) of the last row of each group of equal scores
+    positive: np.ndarray  # 1.0 where the sorted row is a positive
+
+    @classmethod
+    def of(cls, y: np.ndarray, scores: np.ndarray) -> Ranking:
+        order = np.argsort(-scores, kind="mergesort")
+        s_sorted = scores[order]
+        ends = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s_sorted) - 1]
+        return cls(order, ends, (y[order] == 1).astype(np.float64))
+
+    def auc_ap(self, idx: np.ndarray) -> tuple[float, float]:
+        """AUC and average precision of the resample ``y[idx], scores[idx]`` (both classes present in it)."""
+        weights = np.bincount(idx, minlength=len(self.order))[self.order].astype(np.float64)
+        rows = np.cumsum(weights)[self.ends]
+        tps = np.cumsum(weights * self.positive)[self.ends]
+        kept = np.diff(np.r_[0.0, rows]) > 0  # groups none of whose rows was drawn are no threshold
+        return _auc_ap(tps[kept], rows[kept] - tps[kept])
+
+
+def _fast_binary(
+    y: np.ndarray, scores: np.ndarray, threshold: float = 0.5, auc_ap: Callable[[], tuple[float, float]] | None = None
+) -> dict[str, float | None]:
     pred = scores >= threshold
     truth = y == 1
     n = len(y)
@@ -245,7 +284,10 @@ def _fast_binary(y: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> d
     fp, fn = n_pred - tp, n_true - tp
     tn = n - tp - fp - fn
     two_classes = 0 < n_true < n
-    auc, ap = _fast_auc_ap(y, scores) if two_classes else (None, None)
+    if two_classes:
+        auc, ap = auc_ap() if auc_ap is not None else _fast_auc_ap(y, scores)
+    else:
+        auc, ap = None, None
     recalls = [float(tn / (n - n_true))] if n_true < n else []
     if n_true:
         recalls.append(float(tp / n_true))
@@ -287,16 +329,37 @@ def _fast_regression(y: np.ndarray, scores: np.ndarray) -> dict[str, float | Non
 
 
 def fast_metrics(
-    problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, threshold: float = 0.5
+    problem: str,
+    y: np.ndarray,
+    scores: np.ndarray,
+    n_classes: int,
+    threshold: float = 0.5,
+    auc_ap: Callable[[], tuple[float, float]] | None = None,
 ) -> dict[str, float | None]:
-    """``_all_metrics`` (compute_metrics + second_metric) in plain numpy, for bootstrap resamples."""
+    """``_all_metrics`` (compute_metrics + second_metric) in plain numpy, for bootstrap resamples
+    (``auc_ap``: a binary resample's AUC and average precision, when they are known another way)."""
     if len(y) == 0:
         return _all_metrics(problem, y, scores, n_classes, threshold)
     if problem == "binary":
-        return _fast_binary(y, scores, threshold)
+        return _fast_binary(y, scores, threshold, auc_ap)
     if problem == "multiclass":
         return _fast_multiclass(y, scores, n_classes)
     return _fast_regression(y, scores)
+
+
+def resample_metrics(
+    problem: str,
+    y: np.ndarray,
+    scores: np.ndarray,
+    idx: np.ndarray,
+    n_classes: int,
+    threshold: float,
+    ranking: Ranking | None,
+) -> dict[str, float | None]:
+    """:func:`fast_metrics` of the resample ``y[idx], scores[idx]``; a binary one's AUC and average precision
+    from ``ranking`` (the rows' :class:`Ranking`, made once per bootstrap)."""
+    auc_ap = None if ranking is None else (lambda: ranking.auc_ap(idx))
+    return fast_metrics(problem, y[idx], scores[idx], n_classes, threshold, auc_ap)
 
 
 def bootstrap_intervals(
@@ -310,12 +373,13 @@ def bootstrap_intervals(
     n = len(y)
     r = _resamples(n, resamples)
     rng = np.random.default_rng(seed)
+    ranking = Ranking.of(y, scores) if problem == "binary" and r else None
     draws: dict[str, list[float]] = {}
     for _ in range(r):
         idx = rng.integers(0, n, size=n)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            values = fast_metrics(problem, y[idx], scores[idx], n_classes, threshold)
+            values = resample_metrics(problem, y, scores, idx, n_classes, threshold, ranking)
         for name, v in values.items():
             if v is not None and math.isfinite(v):
                 draws.setdefault(name, []).append(v)
@@ -354,18 +418,21 @@ def paired_bootstrap(
     r = _resamples(n, resamples)
     rng = np.random.default_rng(seed)
 
-    def value(idx: np.ndarray | None, s: np.ndarray, t: float) -> float | None:
+    rankings = (Ranking.of(y, challenger), Ranking.of(y, champion)) if problem == "binary" and r else (None, None)
+
+    def value(idx: np.ndarray | None, s: np.ndarray, t: float, ranking: Ranking | None) -> float | None:
         if idx is None:  # the observed values: sklearn, like the point estimates
             return _all_metrics(problem, y, s, n_classes, t)[metric]
-        return fast_metrics(problem, y[idx], s[idx], n_classes, t)[metric]
+        return resample_metrics(problem, y, s, idx, n_classes, t, ranking)[metric]
 
-    a, b = value(None, challenger, thresholds[0]), value(None, champion, thresholds[1])
+    a, b = value(None, challenger, thresholds[0], None), value(None, champion, thresholds[1], None)
     diffs = []
     for _ in range(r):
         idx = rng.integers(0, n, size=n)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            va, vb = value(idx, challenger, thresholds[0]), value(idx, champion, thresholds[1])
+            va = value(idx, challenger, thresholds[0], rankings[0])
+            vb = value(idx, champion, thresholds[1], rankings[1])
         if va is not None and vb is not None:
             diffs.append(va - vb)
     arr = np.asarray(diffs) if diffs else np.zeros(1)

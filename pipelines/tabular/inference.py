@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 from contract import DataContract, load_contract
 from features import ENCODING_VERSION, PARALLEL_ENCODE_ROWS, encode, feature_types, serving_names
+from xgboost_core import xgb
 
 MODEL_FILE = "xgboost-model.json"
 METADATA_FILE = "metadata.json"

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import xgboost as xgb
 from contract import TRAINING_DEFAULTS, DataContract, load_contract
 from features import (
     ENCODING_VERSION,
@@ -44,13 +43,14 @@ from features import (
     serving_names,
 )
 from thresholds import choose_threshold
+from xgboost_core import xgb
 
 LOG = logging.getLogger("flywheel.train")
 MODEL_FILE = "xgboost-model.json"
 METADATA_FILE = "metadata.json"
 CONTRACT_FILE = "contract.json"
 #: Modules copied into ``<model-dir>/code/`` so the artifact carries its own serving transform.
-SERVING_MODULES = ("inference.py", "features.py", "contract.py")
+SERVING_MODULES = ("inference.py", "features.py", "contract.py", "xgboost_core.py")
 _EVAL_METRIC = {"binary": "logloss", "multiclass": "mlogloss", "regression": "rmse"}
 
 

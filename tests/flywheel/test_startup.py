@@ -136,3 +136,21 @@ def test_flywheel_status_imports_neither_moto_nor_boto3(tmp_path):
     imported = json.loads(done.stdout.strip().splitlines()[-1])
     assert imported == {"moto": False, "boto3": False, "pandas": False, "sagemaker": False}
     assert '"teams"' in done.stdout  # it did print the status
+
+
+def test_generating_the_demo_data_imports_no_scikit_learn(tmp_path):
+    """The demo's churn data needs numpy and pyarrow; scikit-learn (~1.5 s with scipy.stats) is only for the
+    sample datasets it ships, loaded when one is asked for."""
+    code = (
+        "import json, sys\n"
+        "from flywheel import datasets\n"
+        "datasets.write_churn_csv(sys.argv[1], 500, seed=0)\n"
+        "before = 'sklearn' in sys.modules\n"
+        "rows = len(datasets.load_wine())\n"
+        "print(json.dumps({'before': before, 'after': 'sklearn' in sys.modules, 'wine': rows}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "churn.csv")], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"before": False, "after": True, "wine": 178}

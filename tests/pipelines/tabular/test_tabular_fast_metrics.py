@@ -113,7 +113,11 @@ def test_bootstrap_uses_the_fast_path_with_sklearn_results(monkeypatch: pytest.M
     other = np.round(rng.random(n), 2)
     fast = evaluate.bootstrap_intervals("binary", y, scores, 2, 120, seed=5)
     fast_paired = evaluate.paired_bootstrap("binary", y, scores, other, 2, "auc", 120, seed=5)
-    monkeypatch.setattr(evaluate, "fast_metrics", evaluate._all_metrics)
+
+    def sklearn_on_the_resample(problem, y, scores, idx, n_classes, threshold, ranking):
+        return evaluate._all_metrics(problem, y[idx], scores[idx], n_classes, threshold)
+
+    monkeypatch.setattr(evaluate, "resample_metrics", sklearn_on_the_resample)
     slow = evaluate.bootstrap_intervals("binary", y, scores, 2, 120, seed=5)
     slow_paired = evaluate.paired_bootstrap("binary", y, scores, other, 2, "auc", 120, seed=5)
     assert fast.keys() == slow.keys()
@@ -124,3 +128,16 @@ def test_bootstrap_uses_the_fast_path_with_sklearn_results(monkeypatch: pytest.M
     for key in ("low", "high", "share_worse", "difference"):
         assert fast_paired[key] == pytest.approx(slow_paired[key], abs=1e-12)
     assert fast_paired["resamples"] == slow_paired["resamples"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_ranking_gives_each_resample_the_auc_and_ap_of_sorting_it(seed: int) -> None:
+    """The sort-once path (Ranking.auc_ap on the resample's row counts) adds the same terms in the same order
+    as sorting the resample: equal to the last bit, ties and rows drawn zero or many times included."""
+    rng = np.random.default_rng(seed)
+    for y, scores in [*_binary_cases(rng)[:4], (rng.integers(0, 2, 50), np.round(rng.random(50), 1))]:
+        ranking = evaluate.Ranking.of(y, scores)
+        for _ in range(20):
+            idx = rng.integers(0, len(y), len(y))
+            if 0 < y[idx].sum() < len(idx):
+                assert ranking.auc_ap(idx) == evaluate._fast_auc_ap(y[idx], scores[idx])

@@ -10,6 +10,7 @@ import inference
 import numpy as np
 import pandas as pd
 import pytest
+import train
 from tabular_helpers import PipelineRun
 from train import read_split
 
@@ -148,7 +149,8 @@ def test_model_fn_refuses_a_model_it_cannot_serve(chains: dict[str, PipelineRun]
 def test_served_code_in_the_artifact_is_the_step_code(chains: dict[str, PipelineRun]) -> None:
     code = chains["churn"].model / "code"
     here = Path(inference.__file__).parent
-    for name in ("inference.py", "features.py", "contract.py"):
+    assert sorted(p.name for p in code.iterdir()) == sorted(train.SERVING_MODULES)
+    for name in train.SERVING_MODULES:
         assert (code / name).read_bytes() == (here / name).read_bytes()
 
 

@@ -67,7 +67,12 @@ def test_main_with_sagemaker_env(
 def test_model_folder_is_self_contained(chains: dict[str, PipelineRun], name: str) -> None:
     model = chains[name].model
     assert sorted(p.name for p in model.iterdir()) == ["code", "contract.json", "metadata.json", "xgboost-model.json"]
-    assert sorted(p.name for p in (model / "code").iterdir()) == ["contract.py", "features.py", "inference.py"]
+    assert sorted(p.name for p in (model / "code").iterdir()) == [
+        "contract.py",
+        "features.py",
+        "inference.py",
+        "xgboost_core.py",
+    ]
     meta = json.loads((model / "metadata.json").read_text())
     expected_objective = {"churn": "binary:logistic", "diagnostics": "binary:logistic",
                           "diabetes": "reg:squarederror", "wine": "multi:softprob"}[name]  # fmt: skip

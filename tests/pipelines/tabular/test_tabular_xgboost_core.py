@@ -1,0 +1,55 @@
+"""xgboost_core: training and serving import xgboost without scikit-learn (and its scipy.stats), and
+scikit-learn stays importable afterwards. Each case is a fresh interpreter: the point is what an import
+pulls in, which a pytest process (scikit-learn already loaded) cannot show."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+STEP_DIR = Path(__file__).resolve().parents[3] / "pipelines" / "tabular"
+
+
+def _fresh(code: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", f"import sys, json\nsys.path.insert(0, {str(STEP_DIR)!r})\n{code}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("module", ["train", "inference"])
+def test_training_and_serving_do_not_import_scikit_learn(module: str) -> None:
+    seen = _fresh(
+        f"import {module}\n"
+        "print(json.dumps({'sklearn': 'sklearn' in sys.modules, 'stats': 'scipy.stats' in sys.modules,"
+        f" 'booster': hasattr({module}.xgb, 'Booster'), 'placeholder': sys.modules.get('sklearn', 0) is None}}))"
+    )
+    assert seen == {"sklearn": False, "stats": False, "booster": True, "placeholder": False}
+
+
+def test_scikit_learn_still_imports_after_and_xgboost_trains() -> None:
+    seen = _fresh(
+        "import numpy as np\n"
+        "from xgboost_core import xgb\n"
+        "from sklearn import metrics\n"
+        "x = np.arange(40, dtype=float).reshape(20, 2); y = (x[:, 0] > 19).astype(float)\n"
+        "b = xgb.train({'objective': 'binary:logistic'}, xgb.DMatrix(x, label=y), num_boost_round=3)\n"
+        "p = b.predict(xgb.DMatrix(x))\n"
+        "print(json.dumps({'auc': metrics.roc_auc_score(y, p), 'sklearn_api': xgb.compat.SKLEARN_INSTALLED}))"
+    )
+    assert seen == {"auc": 1.0, "sklearn_api": False}
+
+
+def test_a_process_that_has_scikit_learn_gets_xgboost_as_it_is() -> None:
+    seen = _fresh(
+        "import sklearn\nfrom xgboost_core import xgb\nprint(json.dumps({'sklearn_api': xgb.compat.SKLEARN_INSTALLED}))"
+    )
+    assert seen == {"sklearn_api": True}
