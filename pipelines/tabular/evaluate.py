@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from baseline import constraints, merge_statistics
@@ -34,7 +34,6 @@ from fairness import group_metrics, worst_gap
 from features import encode_labels
 from inference import Model, decision_threshold, model_fn, predict_scores
 from model_card import CARD_FILE, evaluation_card_run, write_report
-from sklearn import metrics as skm
 from thresholds import calibration, per_class
 from train import read_split
 
@@ -78,31 +77,37 @@ def compute_metrics(
     """Test metrics; ``None`` where a metric is undefined (e.g. AUC with one class in the test set).
 
     Binary labels are ``P(positive) >= threshold`` (the model's decision threshold, chosen on validation).
+    The definitions are scikit-learn 1.9's (``roc_auc_score``, ``average_precision_score``, ``f1_score`` with
+    ``zero_division=0``, ``log_loss`` over every class, ``r2_score``...), computed in numpy: the step imports
+    no scikit-learn (1.5 s of a 2 s import), and the tests hold every value equal to scikit-learn's to 1e-12
+    (tests/pipelines/tabular/test_tabular_fast_metrics.py, degenerate inputs included).
     """
-    if problem == "binary":
-        pred = (scores >= threshold).astype(int)
-        two_classes = len(np.unique(y)) == 2
-        return {
-            "auc": float(skm.roc_auc_score(y, scores)) if two_classes else None,
-            "accuracy": float(skm.accuracy_score(y, pred)),
-            "f1": float(skm.f1_score(y, pred, zero_division=0)),
-            "log_loss": float(skm.log_loss(y, scores, labels=[0, 1])),
-            "precision": float(skm.precision_score(y, pred, zero_division=0)),
-            "recall": float(skm.recall_score(y, pred, zero_division=0)),
-            "pr_auc": float(skm.average_precision_score(y, scores)) if two_classes else None,
-        }
-    if problem == "multiclass":
-        pred = np.argmax(scores, axis=1)
-        return {
-            "accuracy": float(skm.accuracy_score(y, pred)),
-            "macro_f1": float(skm.f1_score(y, pred, average="macro", labels=range(n_classes), zero_division=0)),
-            "log_loss": float(skm.log_loss(y, scores, labels=list(range(n_classes)))),
-        }
-    return {
-        "rmse": float(np.sqrt(skm.mean_squared_error(y, scores))),
-        "mae": float(skm.mean_absolute_error(y, scores)),
-        "r2": float(skm.r2_score(y, scores)),
-    }
+    if len(y) == 0:
+        raise ValueError("the test split has no rows: nothing to evaluate")
+    values = fast_metrics(problem, y, scores, n_classes, threshold)
+    if problem == "regression":  # r2 as r2_score reports it; second_metric's is None for a constant target
+        values["r2"] = _r2_score(y, scores)
+    return {name: values[name] for name in _POINT_METRICS[problem]}
+
+
+#: The metrics :func:`compute_metrics` reports per problem (the second metric is reported on its own).
+_POINT_METRICS: Final = {
+    "binary": ("auc", "accuracy", "f1", "log_loss", "precision", "recall", "pr_auc"),
+    "multiclass": ("accuracy", "macro_f1", "log_loss"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
+
+def _r2_score(y: np.ndarray, scores: np.ndarray) -> float:
+    """scikit-learn's ``r2_score`` (``force_finite``): 1 - SS_res / SS_tot; a constant target scores 1.0 when
+    predicted exactly, else 0.0; NaN below two rows."""
+    if len(y) < 2:
+        return float("nan")
+    ss_res = float(np.sum((y - scores) ** 2))
+    ss_tot = float(np.sum((y - np.mean(y)) ** 2))
+    if ss_tot == 0:
+        return 1.0 if ss_res == 0 else 0.0
+    return 1.0 - ss_res / ss_tot
 
 
 def not_worse(value: float | None, champion: float | None, higher_is_better: bool) -> int:
@@ -138,14 +143,11 @@ def second_metric(
     problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, threshold: float = 0.5
 ) -> float | None:
     """The metric a degenerate model cannot fake: balanced accuracy (the mean recall over classes present
-    in ``y``; 1/k for any constant prediction) for classification, R² (0 for the mean) for regression."""
+    in ``y``; 1/k for any constant prediction) for classification, R² (0 for the mean) for regression
+    (None for a constant target)."""
     if len(y) == 0:
         return None
-    if problem == "regression":
-        return float(skm.r2_score(y, scores)) if len(np.unique(y)) > 1 else None
-    pred = (scores >= threshold).astype(int) if problem == "binary" else np.argmax(scores, axis=1)
-    recalls = [float(np.mean(pred[y == c] == c)) for c in range(max(n_classes, 2)) if np.any(y == c)]
-    return float(np.mean(recalls)) if recalls else None
+    return fast_metrics(problem, y, scores, n_classes, threshold)[SECOND_METRIC[problem]]
 
 
 def trivial_scores(model: Model, y: np.ndarray) -> tuple[np.ndarray, str]:
@@ -184,18 +186,10 @@ def _resamples(n: int, requested: int) -> int:
     return max(min(requested, 100), min(requested, BOOTSTRAP_BUDGET // n))
 
 
-def _all_metrics(
-    problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, threshold: float = 0.5
-) -> dict[str, float | None]:
-    values = compute_metrics(problem, y, scores, n_classes, threshold)
-    values[SECOND_METRIC[problem]] = second_metric(problem, y, scores, n_classes, threshold)
-    return values
-
-
-# --- numpy fast paths for the bootstrap loop ------------------------------------------------------------
-# The point estimates use scikit-learn (compute_metrics); each bootstrap resample uses these, which give the
-# same values without sklearn's per-call input validation (tests/pipelines/tabular/test_tabular_fast_metrics.py
-# holds them equal to sklearn to 1e-12, degenerate resamples included).
+# --- the metrics in numpy -------------------------------------------------------------------------------
+# The point estimates (compute_metrics, second_metric) and every bootstrap resample use these: scikit-learn's
+# definitions without its import or its per-call input validation (tests/pipelines/tabular/
+# test_tabular_fast_metrics.py holds them equal to scikit-learn to 1e-12, degenerate resamples included).
 
 
 def _ratio(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:
@@ -216,16 +210,26 @@ def _fast_log_loss(y: np.ndarray, proba: np.ndarray) -> float:
     return float(np.mean(-np.log(np.clip(picked, eps, 1 - eps))))
 
 
-def _fast_auc_ap(y: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
-    """ROC AUC (Mann-Whitney with average ranks for ties) and average precision (sklearn's step sum over
-    distinct thresholds), for 0/1 ``y`` with both classes present."""
-    pos = y == 1
+def _threshold_counts(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative true and false positives at each distinct score, descending (scikit-learn's thresholds)."""
     order = np.argsort(-scores, kind="mergesort")
     s_sorted = scores[order]
     # last index of each run of equal scores (descending): sklearn's distinct thresholds
     last = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s_sorted) - 1]
-    tps = np.cumsum(pos[order])[last]
-    return _auc_ap(tps, last + 1 - tps)
+    tps = np.cumsum((y == 1)[order])[last]
+    return tps, last + 1 - tps
+
+
+def _fast_auc_ap(y: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """ROC AUC (Mann-Whitney with average ranks for ties) and average precision (sklearn's step sum over
+    distinct thresholds), for 0/1 ``y`` with both classes present."""
+    return _auc_ap(*_threshold_counts(y, scores))
+
+
+def confusion_matrix(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """``k`` x ``k`` counts, rows the actual class, columns the predicted one (scikit-learn's layout)."""
+    cells = np.asarray(y, dtype=np.intp) * k + np.asarray(pred, dtype=np.intp)
+    return np.bincount(cells, minlength=k * k).reshape(k, k)
 
 
 def _auc_ap(tps: np.ndarray, fps: np.ndarray) -> tuple[float, float]:
@@ -323,7 +327,7 @@ def _fast_multiclass(y: np.ndarray, scores: np.ndarray, n_classes: int) -> dict[
 def _fast_regression(y: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:
     err = y - scores
     sq = err**2
-    # r2 is second_metric's (it overwrites compute_metrics' in _all_metrics): None for a constant target
+    # r2 here is the second metric's: None for a constant target (compute_metrics reports r2_score's)
     r2 = None if np.all(y == y[0]) else 1.0 - float(np.sum(sq)) / float(np.sum((y - np.mean(y)) ** 2))
     return {"rmse": float(np.sqrt(np.mean(sq))), "mae": float(np.mean(np.abs(err))), "r2": r2}
 
@@ -336,10 +340,8 @@ def fast_metrics(
     threshold: float = 0.5,
     auc_ap: Callable[[], tuple[float, float]] | None = None,
 ) -> dict[str, float | None]:
-    """``_all_metrics`` (compute_metrics + second_metric) in plain numpy, for bootstrap resamples
+    """Every metric of ``problem`` (the point metrics and the second metric) on non-empty ``y``
     (``auc_ap``: a binary resample's AUC and average precision, when they are known another way)."""
-    if len(y) == 0:
-        return _all_metrics(problem, y, scores, n_classes, threshold)
     if problem == "binary":
         return _fast_binary(y, scores, threshold, auc_ap)
     if problem == "multiclass":
@@ -421,8 +423,8 @@ def paired_bootstrap(
     rankings = (Ranking.of(y, challenger), Ranking.of(y, champion)) if problem == "binary" and r else (None, None)
 
     def value(idx: np.ndarray | None, s: np.ndarray, t: float, ranking: Ranking | None) -> float | None:
-        if idx is None:  # the observed values: sklearn, like the point estimates
-            return _all_metrics(problem, y, s, n_classes, t)[metric]
+        if idx is None:  # the observed values, as the point estimates
+            return fast_metrics(problem, y, s, n_classes, t)[metric]
         return resample_metrics(problem, y, s, idx, n_classes, t, ranking)[metric]
 
     a, b = value(None, challenger, thresholds[0], None), value(None, champion, thresholds[1], None)
@@ -749,14 +751,15 @@ def make_plots(model: Model, y: np.ndarray, scores: np.ndarray, out: Path, thres
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if model.problem == "binary" and len(np.unique(y)) == 2:
-        fpr, tpr, _ = skm.roc_curve(y, scores)
+        tps, fps = _threshold_counts(y, scores)
+        fpr, tpr = np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
         fig, ax = plt.subplots(figsize=(4.5, 4))
-        ax.plot(fpr, tpr, label=f"AUC {skm.auc(fpr, tpr):.3f}")
+        ax.plot(fpr, tpr, label=f"AUC {np.trapezoid(tpr, fpr):.3f}")
         ax.plot([0, 1], [0, 1], "--", color="grey")
         ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
         ax.legend(loc="lower right")
         written.append(_save(plt, fig, out / "roc.png"))
-        prec, rec, _ = skm.precision_recall_curve(y, scores)
+        prec, rec = np.r_[1.0, tps / (tps + fps)], np.r_[0.0, tps / tps[-1]]
         fig, ax = plt.subplots(figsize=(4.5, 4))
         ax.plot(rec, prec)
         ax.axhline(float(np.mean(y)), ls="--", color="grey")
@@ -776,7 +779,7 @@ def make_plots(model: Model, y: np.ndarray, scores: np.ndarray, out: Path, thres
     if model.problem in ("binary", "multiclass"):
         pred = (scores >= threshold).astype(int) if model.problem == "binary" else np.argmax(scores, axis=1)
         k = len(model.labels)
-        cm = skm.confusion_matrix(y, pred, labels=list(range(k)))
+        cm = confusion_matrix(y, pred, k)
         fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.2 * k + 2))
         ax.imshow(cm, cmap="Blues")
         for (i, j), v in np.ndenumerate(cm):
@@ -863,14 +866,14 @@ def evaluate(
     values = compute_metrics(model.problem, y, scores, k, cut)
     base_scores, description = trivial_scores(model, y)
     # The trivial model is the majority-class predictor: its labels at 0.5 (the prior decides them).
-    trivial = _all_metrics(model.problem, y, base_scores, k)
+    trivial = fast_metrics(model.problem, y, base_scores, k)
     intervals = bootstrap_intervals(model.problem, y, scores, k, resamples, seed, cut)
     paired = None
     champion_values = None
     if champion_model is not None:
         champ_scores = predict_scores(test[champion_model.columns], champion_model)
         champ_cut = decision_threshold(champion_model) if model.problem == "binary" else 0.5
-        champion_values = _all_metrics(model.problem, y, champ_scores, k, champ_cut)
+        champion_values = fast_metrics(model.problem, y, champ_scores, k, champ_cut)
         # Compared on the same test rows: the champion's value here, not the one its own run measured on
         # another batch (kept as recorded_value); that one only when the metric is undefined on these rows.
         recorded = champion
@@ -936,7 +939,7 @@ def evaluate(
         report["per_class"] = per_class(y, pred, model.labels)
         report["confusion_matrix"] = {
             "labels": model.labels,
-            "rows_actual_columns_predicted": skm.confusion_matrix(y, pred, labels=list(range(k))).tolist(),
+            "rows_actual_columns_predicted": confusion_matrix(y, pred, k).tolist(),
         }
     report["calibration"] = calibration(y, scores, model.problem)
     report["plots"] = make_plots(model, y, scores, output_dir / "plots", threshold=cut)

@@ -1,4 +1,5 @@
-"""The bootstrap's numpy metrics equal scikit-learn's (``compute_metrics`` + ``second_metric``) to 1e-12.
+"""The step's numpy metrics (point estimates, second metric, every bootstrap resample, the confusion matrix)
+equal scikit-learn's to 1e-12. scikit-learn is the oracle here only: the step does not import it.
 
 Random data with tied scores on every objective, plus the degenerate resamples a bootstrap draws: one class
 present, all-equal scores, a constant target, a single row, probabilities at 0 and 1 (log-loss clipping).
@@ -12,15 +13,58 @@ import warnings
 import evaluate
 import numpy as np
 import pytest
+from sklearn import metrics as skm
 
 N_CLASSES = 4
 
 
-def _same(problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, threshold: float = 0.5) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        expected = evaluate._all_metrics(problem, y, scores, n_classes, threshold)
-    got = evaluate.fast_metrics(problem, y, scores, n_classes, threshold)
+def sklearn_point_metrics(
+    problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, threshold: float = 0.5
+) -> dict[str, float | None]:
+    """What evaluate.compute_metrics reports, by scikit-learn 1.9 (the step's implementation until it dropped
+    the import)."""
+    if problem == "binary":
+        pred = (scores >= threshold).astype(int)
+        two_classes = len(np.unique(y)) == 2
+        return {
+            "auc": float(skm.roc_auc_score(y, scores)) if two_classes else None,
+            "accuracy": float(skm.accuracy_score(y, pred)),
+            "f1": float(skm.f1_score(y, pred, zero_division=0)),
+            "log_loss": float(skm.log_loss(y, scores, labels=[0, 1])),
+            "precision": float(skm.precision_score(y, pred, zero_division=0)),
+            "recall": float(skm.recall_score(y, pred, zero_division=0)),
+            "pr_auc": float(skm.average_precision_score(y, scores)) if two_classes else None,
+        }
+    if problem == "multiclass":
+        pred = np.argmax(scores, axis=1)
+        return {
+            "accuracy": float(skm.accuracy_score(y, pred)),
+            "macro_f1": float(skm.f1_score(y, pred, average="macro", labels=range(n_classes), zero_division=0)),
+            "log_loss": float(skm.log_loss(y, scores, labels=list(range(n_classes)))),
+        }
+    return {
+        "rmse": float(np.sqrt(skm.mean_squared_error(y, scores))),
+        "mae": float(skm.mean_absolute_error(y, scores)),
+        "r2": float(skm.r2_score(y, scores)),
+    }
+
+
+def sklearn_metrics(
+    problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, threshold: float = 0.5
+) -> dict[str, float | None]:
+    """What evaluate.fast_metrics reports: the point metrics and the second metric (balanced accuracy over
+    the classes present, or R² with None for a constant target)."""
+    values = sklearn_point_metrics(problem, y, scores, n_classes, threshold)
+    if problem == "regression":
+        values["r2"] = float(skm.r2_score(y, scores)) if len(np.unique(y)) > 1 else None
+    else:
+        pred = (scores >= threshold).astype(int) if problem == "binary" else np.argmax(scores, axis=1)
+        present = np.unique(y)
+        values["balanced_accuracy"] = float(skm.recall_score(y, pred, labels=present, average="macro"))
+    return values
+
+
+def _close(got: dict[str, float | None], expected: dict[str, float | None]) -> None:
     assert got.keys() == expected.keys()
     for name, want in expected.items():
         have = got[name]
@@ -28,6 +72,23 @@ def _same(problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, thres
             assert have is None or not math.isfinite(have), (name, have, want)
         else:
             assert have is not None and abs(have - want) <= 1e-12, (name, have, want)
+
+
+def _same(problem: str, y: np.ndarray, scores: np.ndarray, n_classes: int, threshold: float = 0.5) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = sklearn_metrics(problem, y, scores, n_classes, threshold)
+        point = sklearn_point_metrics(problem, y, scores, n_classes, threshold)
+        got_point = evaluate.compute_metrics(problem, y, scores, n_classes, threshold)
+    _close(evaluate.fast_metrics(problem, y, scores, n_classes, threshold), expected)
+    _close(got_point, point)
+    second = evaluate.second_metric(problem, y, scores, n_classes, threshold)
+    _close({"second": second}, {"second": expected[evaluate.SECOND_METRIC[problem]]})
+    if problem != "regression":
+        pred = (scores >= threshold).astype(int) if problem == "binary" else np.argmax(scores, axis=1)
+        k = max(n_classes, 2)
+        want = skm.confusion_matrix(y, pred, labels=list(range(k)))
+        assert np.array_equal(evaluate.confusion_matrix(y, pred, k), want)
 
 
 def _binary_cases(rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -115,7 +176,7 @@ def test_bootstrap_uses_the_fast_path_with_sklearn_results(monkeypatch: pytest.M
     fast_paired = evaluate.paired_bootstrap("binary", y, scores, other, 2, "auc", 120, seed=5)
 
     def sklearn_on_the_resample(problem, y, scores, idx, n_classes, threshold, ranking):
-        return evaluate._all_metrics(problem, y[idx], scores[idx], n_classes, threshold)
+        return sklearn_metrics(problem, y[idx], scores[idx], n_classes, threshold)
 
     monkeypatch.setattr(evaluate, "resample_metrics", sklearn_on_the_resample)
     slow = evaluate.bootstrap_intervals("binary", y, scores, 2, 120, seed=5)

@@ -1,6 +1,6 @@
-"""xgboost_core: training and serving import xgboost without scikit-learn (and its scipy.stats), and
-scikit-learn stays importable afterwards. Each case is a fresh interpreter: the point is what an import
-pulls in, which a pytest process (scikit-learn already loaded) cannot show."""
+"""The step code imports xgboost without scikit-learn (and its scipy.stats): training, evaluation and serving
+(xgboost_core.py; evaluate.py computes its metrics in numpy), and scikit-learn stays importable afterwards.
+Each case is a fresh interpreter: the point is what an import pulls in, which a pytest process cannot show."""
 
 from __future__ import annotations
 
@@ -25,12 +25,13 @@ def _fresh(code: str) -> dict[str, object]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("module", ["train", "inference"])
-def test_training_and_serving_do_not_import_scikit_learn(module: str) -> None:
+@pytest.mark.parametrize("module", ["train", "inference", "evaluate"])
+def test_training_evaluation_and_serving_do_not_import_scikit_learn(module: str) -> None:
     seen = _fresh(
         f"import {module}\n"
-        "print(json.dumps({'sklearn': 'sklearn' in sys.modules, 'stats': 'scipy.stats' in sys.modules,"
-        f" 'booster': hasattr({module}.xgb, 'Booster'), 'placeholder': sys.modules.get('sklearn', 0) is None}}))"
+        "modules = sys.modules\n"
+        "print(json.dumps({'sklearn': 'sklearn' in modules, 'stats': 'scipy.stats' in modules,"
+        " 'booster': hasattr(modules['xgboost'], 'Booster'), 'placeholder': modules.get('sklearn', 0) is None}))"
     )
     assert seen == {"sklearn": False, "stats": False, "booster": True, "placeholder": False}
 
