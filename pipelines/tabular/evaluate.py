@@ -856,17 +856,20 @@ def start_plots(
 
     def wait() -> list[str]:
         outcome: tuple[str, Any] = ("timeout", f"no answer in {PLOT_TIMEOUT_S:g} s")
+        died = False
         try:
             if receive.poll(PLOT_TIMEOUT_S):
                 outcome = receive.recv()
         except (EOFError, OSError):
-            outcome = ("died", f"exit code {child.exitcode}")
+            died = True
         finally:
             receive.close()
             child.join(timeout=5)
             if child.is_alive():
                 child.kill()
                 child.join()
+        if died:  # its exit code is known once it is joined
+            outcome = ("died", f"exit code {child.exitcode}")
         if outcome[0] == "ok":
             return list(outcome[1])
         LOG.warning("the plotting process failed (%s: %s): drawing the plots here", *outcome)

@@ -245,7 +245,10 @@ def test_memory_does_not_grow_with_rows(tmp_path: Path, contract) -> None:
     finally:
         CuratedWriter.write = original  # type: ignore[method-assign]
     assert len(sizes) > 10
-    assert max(sizes[len(sizes) // 2 :]) < 1.3 * sizes[len(sizes) // 2]  # bounded: sketch buckets, categories
+    # Bounded: sketch buckets and category counts. Statistics that held rows would double over the second half
+    # (as many rows again); these grow ~1.27x there, still meeting categories (postcode prefixes) at 1,200 rows,
+    # and one batch more or less at the midpoint moved that to 1.31x: 1.5 tells the two apart with room.
+    assert max(sizes[len(sizes) // 2 :]) < 1.5 * sizes[len(sizes) // 2]
 
 
 def test_versions_are_recorded_with_the_curated_data(tmp_path: Path, contract) -> None:
