@@ -738,16 +738,9 @@ def _save(plt: Any, fig: Any, path: Path) -> str:
     return path.name
 
 
-def make_plots(
-    model: Model,
-    y: np.ndarray,
-    scores: np.ndarray,
-    out: Path,
-    threshold: float = 0.5,
-    gains: dict[str, float] | None = None,
-) -> list[str]:
+def make_plots(model: Model, y: np.ndarray, scores: np.ndarray, out: Path, threshold: float = 0.5) -> list[str]:
     """ROC + PR + calibration (binary), confusion matrix at ``threshold`` (classification), residuals
-    (regression), importance (all; ``gains``: the booster's gain per feature, read here if not given).
+    (regression), importance (all).
 
     Returns the file names written (none if matplotlib is missing from the container).
     """
@@ -803,7 +796,7 @@ def make_plots(
         ax.axhline(0, color="grey", ls="--")
         ax.set(xlabel="predicted", ylabel="actual - predicted", title="Residuals")
         written.append(_save(plt, fig, out / "residuals.png"))
-    gains = model.booster.get_score(importance_type="gain") if gains is None else gains
+    gains = model.booster.get_score(importance_type="gain")
     names = model.columns
     values = [float(gains.get(n, 0.0)) for n in names]
     order = np.argsort(values)
@@ -812,80 +805,6 @@ def make_plots(
     ax.set(xlabel="total gain / splits (gain)", title="Feature importance")
     written.append(_save(plt, fig, out / "feature_importance.png"))
     return written
-
-
-#: How long the step waits for its plotting child before drawing the plots itself.
-PLOT_TIMEOUT_S = 300.0
-
-
-def start_plots(
-    model: Model, y: np.ndarray, scores: np.ndarray, out: Path, threshold: float = 0.5
-) -> Callable[[], list[str]]:
-    """Start :func:`make_plots` in a forked child; the returned function waits for it and returns the names.
-
-    Importing matplotlib and drawing the figures is ~1.2 s of the step, all of it independent of what the
-    step computes meanwhile (bootstrap intervals, the champion comparison, fairness), so on a host with a
-    second core it runs beside that work. The child is a fork: it gets the inputs as they are, draws, and
-    sends back the file names; it never calls into XGBoost (the gains are read here first: OpenMP is not
-    fork-safe). If the child cannot start, fails or dies, the plots are drawn here after all, so a plotting
-    error is the step's error, as when they were drawn inline. Without ``fork`` (or on macOS, where forking
-    a process that loaded system frameworks is unsafe) they are drawn inline.
-    """
-    import multiprocessing
-
-    gains = model.booster.get_score(importance_type="gain")
-
-    def inline() -> list[str]:
-        return make_plots(model, y, scores, out, threshold, gains=gains)
-
-    if sys.platform == "darwin" or "fork" not in multiprocessing.get_all_start_methods():
-        names = inline()
-        return lambda: names
-    context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
-    sys.stdout.flush()  # the child flushes the streams it inherits when it exits: nothing is written twice
-    sys.stderr.flush()
-    child = context.Process(target=_plot_child, args=(send, inline), name="evaluate-plots", daemon=True)
-    try:
-        child.start()
-    except OSError as exc:
-        LOG.warning("cannot start the plotting process (%s): drawing the plots here", exc)
-        names = inline()
-        return lambda: names
-    send.close()
-
-    def wait() -> list[str]:
-        outcome: tuple[str, Any] = ("timeout", f"no answer in {PLOT_TIMEOUT_S:g} s")
-        died = False
-        try:
-            if receive.poll(PLOT_TIMEOUT_S):
-                outcome = receive.recv()
-        except (EOFError, OSError):
-            died = True
-        finally:
-            receive.close()
-            child.join(timeout=5)
-            if child.is_alive():
-                child.kill()
-                child.join()
-        if died:  # its exit code is known once it is joined
-            outcome = ("died", f"exit code {child.exitcode}")
-        if outcome[0] == "ok":
-            return list(outcome[1])
-        LOG.warning("the plotting process failed (%s: %s): drawing the plots here", *outcome)
-        return inline()
-
-    return wait
-
-
-def _plot_child(send: Any, draw: Callable[[], list[str]]) -> None:
-    """The plotting child: draw, send ``("ok", names)`` or ``("error", reason)``."""
-    try:
-        send.send(("ok", draw()))
-    except BaseException as exc:
-        send.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        send.close()
 
 
 # --- baseline ----------------------------------------------------------------------------------------
@@ -944,7 +863,6 @@ def evaluate(
         y = y.astype(int)
     k = len(model.labels)
     cut = decision_threshold(model) if model.problem == "binary" else 0.5
-    plots = start_plots(model, y, scores, output_dir / "plots", threshold=cut)  # drawn while this goes on
     values = compute_metrics(model.problem, y, scores, k, cut)
     base_scores, description = trivial_scores(model, y)
     # The trivial model is the majority-class predictor: its labels at 0.5 (the prior decides them).
@@ -1024,7 +942,7 @@ def evaluate(
             "rows_actual_columns_predicted": confusion_matrix(y, pred, k).tolist(),
         }
     report["calibration"] = calibration(y, scores, model.problem)
-    report["plots"] = plots()
+    report["plots"] = make_plots(model, y, scores, output_dir / "plots", threshold=cut)
     merge_baseline(baseline_dir, contract, output_dir / "baseline")
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "evaluation.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
