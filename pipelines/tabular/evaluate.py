@@ -210,20 +210,10 @@ def _fast_log_loss(y: np.ndarray, proba: np.ndarray) -> float:
     return float(np.mean(-np.log(np.clip(picked, eps, 1 - eps))))
 
 
-def _threshold_counts(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative true and false positives at each distinct score, descending (scikit-learn's thresholds)."""
-    order = np.argsort(-scores, kind="mergesort")
-    s_sorted = scores[order]
-    # last index of each run of equal scores (descending): sklearn's distinct thresholds
-    last = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s_sorted) - 1]
-    tps = np.cumsum((y == 1)[order])[last]
-    return tps, last + 1 - tps
-
-
 def _fast_auc_ap(y: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     """ROC AUC (Mann-Whitney with average ranks for ties) and average precision (sklearn's step sum over
     distinct thresholds), for 0/1 ``y`` with both classes present."""
-    return _auc_ap(*_threshold_counts(y, scores))
+    return _auc_ap(*Ranking.of(y, scores).counts())
 
 
 def confusion_matrix(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
@@ -265,8 +255,14 @@ class Ranking:
     def of(cls, y: np.ndarray, scores: np.ndarray) -> Ranking:
         order = np.argsort(-scores, kind="mergesort")
         s_sorted = scores[order]
+        # last index of each run of equal scores (descending): sklearn's distinct thresholds
         ends = np.r_[np.flatnonzero(np.diff(s_sorted)), len(s_sorted) - 1]
         return cls(order, ends, (y[order] == 1).astype(np.float64))
+
+    def counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cumulative true and false positives at each distinct score, descending (every row counted once)."""
+        tps = np.cumsum(self.positive)[self.ends]
+        return tps, self.ends + 1 - tps
 
     def auc_ap(self, idx: np.ndarray) -> tuple[float, float]:
         """AUC and average precision of the resample ``y[idx], scores[idx]`` (both classes present in it)."""
@@ -751,7 +747,7 @@ def make_plots(model: Model, y: np.ndarray, scores: np.ndarray, out: Path, thres
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if model.problem == "binary" and len(np.unique(y)) == 2:
-        tps, fps = _threshold_counts(y, scores)
+        tps, fps = Ranking.of(y, scores).counts()
         fpr, tpr = np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
         fig, ax = plt.subplots(figsize=(4.5, 4))
         ax.plot(fpr, tpr, label=f"AUC {np.trapezoid(tpr, fpr):.3f}")

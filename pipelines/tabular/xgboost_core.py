@@ -4,10 +4,12 @@
 (``xgboost/compat.py``), and scikit-learn imports ``scipy.stats``: about 1.3 s of a 0.4 s import on this
 project's 2-core reference machine, paid by every training job, every served model load and every
 process that scores. The tabular steps use the core API only (``xgb.train``, ``Booster.predict``), so
-:func:`import_xgboost` imports xgboost with scikit-learn hidden for the duration of that import: xgboost
-then defines its wrappers on plain base classes, and nothing else changes. scikit-learn itself stays
-importable afterwards (``evaluate.py`` uses its metrics). Loaded where xgboost was already imported (an
-interactive session, a test process), it returns that module as it is.
+:func:`import_xgboost` imports xgboost with scikit-learn hidden from that import: xgboost then defines
+its wrappers on plain base classes, and nothing else changes. Only the importing thread is refused
+scikit-learn (a finder on ``sys.meta_path`` for the duration), so another thread importing it at the
+same moment gets it, and it stays importable afterwards (``evaluate``'s tests use it). Loaded where
+xgboost or scikit-learn was already imported (an interactive session, a test process), it returns xgboost
+as it is.
 
 The one thing that does not work in a process that imported xgboost here is xgboost's scikit-learn API
 (``xgboost.XGBClassifier`` and friends, ``xgb.cv`` with ``stratified=True``), which no step uses.
@@ -18,26 +20,35 @@ from __future__ import annotations
 import sys
 import threading
 from types import ModuleType
+from typing import Any
 
-_LOCK = threading.Lock()
+
+class _ScikitLearnHidden:
+    """A meta path finder refusing ``sklearn`` (and its submodules) to one thread; others are not served."""
+
+    def __init__(self, thread: int) -> None:
+        self.thread = thread
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if fullname.partition(".")[0] == "sklearn" and threading.get_ident() == self.thread:
+            # xgboost's compat module handles this as "scikit-learn is not installed".
+            raise ModuleNotFoundError("scikit-learn is hidden while xgboost imports (xgboost_core)", name=fullname)
+        return None  # any other module, or another thread: the normal finders decide
 
 
 def import_xgboost() -> ModuleType:
     """The ``xgboost`` module, imported without scikit-learn if this process has not imported either."""
-    with _LOCK:
-        if "xgboost" in sys.modules or "sklearn" in sys.modules:
-            import xgboost
+    if "xgboost" in sys.modules or "sklearn" in sys.modules:
+        import xgboost
 
-            return xgboost
-        # A None entry makes `import sklearn` raise ImportError (the import system's documented behaviour),
-        # which xgboost's compat module handles as "scikit-learn is not installed".
-        sys.modules["sklearn"] = None  # type: ignore[assignment]
-        try:
-            import xgboost
-        finally:
-            if sys.modules.get("sklearn", ...) is None:
-                del sys.modules["sklearn"]
         return xgboost
+    hidden = _ScikitLearnHidden(threading.get_ident())
+    sys.meta_path.insert(0, hidden)
+    try:
+        import xgboost
+    finally:
+        sys.meta_path.remove(hidden)
+    return xgboost
 
 
 xgb = import_xgboost()

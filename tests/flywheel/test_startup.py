@@ -118,6 +118,13 @@ def test_status_with_no_embedded_aws_running_shows_the_mirrored_registry_without
     assert status["embedded_aws"] == {"mode": "in-process", "endpoint_url": None}
 
 
+def _fresh_process(code: str, *args: str) -> tuple[object, str]:
+    """Run ``code`` in a fresh interpreter from the repository root; (the JSON it printed last, its stdout)."""
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stdout
+
+
 def test_flywheel_status_imports_neither_moto_nor_boto3(tmp_path):
     """The command a person runs most: its process never loads the embedded AWS when none is running."""
     code = (
@@ -129,13 +136,9 @@ def test_flywheel_status_imports_neither_moto_nor_boto3(tmp_path):
         "    assert not exc.code, exc.code\n"
         "print(json.dumps({m: m in sys.modules for m in ('moto', 'boto3', 'pandas', 'sagemaker')}))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "state")], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    imported = json.loads(done.stdout.strip().splitlines()[-1])
+    imported, stdout = _fresh_process(code, str(tmp_path / "state"))
     assert imported == {"moto": False, "boto3": False, "pandas": False, "sagemaker": False}
-    assert '"teams"' in done.stdout  # it did print the status
+    assert '"teams"' in stdout  # it did print the status
 
 
 def test_generating_the_demo_data_imports_no_scikit_learn(tmp_path):
@@ -149,8 +152,5 @@ def test_generating_the_demo_data_imports_no_scikit_learn(tmp_path):
         "rows = len(datasets.load_wine())\n"
         "print(json.dumps({'before': before, 'after': 'sklearn' in sys.modules, 'wine': rows}))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "churn.csv")], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"before": False, "after": True, "wine": 178}
+    seen, _ = _fresh_process(code, str(tmp_path / "churn.csv"))
+    assert seen == {"before": False, "after": True, "wine": 178}

@@ -191,6 +191,13 @@ def test_merged_baseline_files(chains: dict[str, PipelineRun]) -> None:
     assert cons_by_name["tenure_months"]["completeness"] == 1.0
 
 
+def test_an_empty_test_split_is_refused_with_its_reason() -> None:
+    for problem, scores in (("binary", np.array([])), ("multiclass", np.empty((0, 3))), ("regression", np.array([]))):
+        with pytest.raises(ValueError, match="the test split has no rows"):
+            evaluate.compute_metrics(problem, np.array([]), scores, 3)
+    assert evaluate.second_metric("binary", np.array([]), np.array([]), 2) is None
+
+
 def test_undefined_gate_metric_fails_the_gate_instead_of_breaking_it() -> None:
     """AUC is undefined on a one-class test split: gate.value must still be a number that fails."""
     values = evaluate.compute_metrics("binary", np.array([1, 1, 1]), np.array([0.9, 0.8, 0.7]), 2)

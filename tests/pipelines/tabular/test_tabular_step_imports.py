@@ -15,13 +15,14 @@ STEP_DIR = Path(__file__).resolve().parents[3] / "pipelines" / "tabular"
 
 
 def _fresh(code: str) -> dict[str, object]:
+    """Run ``code`` in a fresh interpreter with the step folder on the path; the JSON it printed last."""
     done = subprocess.run(
         [sys.executable, "-c", f"import sys, json\nsys.path.insert(0, {str(STEP_DIR)!r})\n{code}"],
         capture_output=True,
         text=True,
         timeout=120,
-        check=True,
     )
+    assert done.returncode == 0, done.stderr[-3000:]
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
@@ -31,9 +32,10 @@ def test_training_evaluation_and_serving_do_not_import_scikit_learn(module: str)
         f"import {module}\n"
         "modules = sys.modules\n"
         "print(json.dumps({'sklearn': 'sklearn' in modules, 'stats': 'scipy.stats' in modules,"
-        " 'booster': hasattr(modules['xgboost'], 'Booster'), 'placeholder': modules.get('sklearn', 0) is None}))"
+        " 'booster': hasattr(modules['xgboost'], 'Booster'),"
+        " 'finders': [type(f).__name__ for f in sys.meta_path if 'Hidden' in type(f).__name__]}))"
     )
-    assert seen == {"sklearn": False, "stats": False, "booster": True, "placeholder": False}
+    assert seen == {"sklearn": False, "stats": False, "booster": True, "finders": []}  # nothing left behind
 
 
 def test_scikit_learn_still_imports_after_and_xgboost_trains() -> None:
@@ -54,3 +56,24 @@ def test_a_process_that_has_scikit_learn_gets_xgboost_as_it_is() -> None:
         "import sklearn\nfrom xgboost_core import xgb\nprint(json.dumps({'sklearn_api': xgb.compat.SKLEARN_INSTALLED}))"
     )
     assert seen == {"sklearn_api": True}
+
+
+def test_another_thread_importing_scikit_learn_meanwhile_gets_it() -> None:
+    """The hiding is the importing thread's only: a thread that imports scikit-learn while xgboost is being
+    imported (it waits for the hiding finder to be in place, then imports) gets a working scikit-learn."""
+    seen = _fresh(
+        "import threading, time\n"
+        "got = {}\n"
+        "def other():\n"
+        "    deadline = time.monotonic() + 60\n"
+        "    while not any('Hidden' in type(f).__name__ for f in sys.meta_path) and time.monotonic() < deadline:\n"
+        "        time.sleep(0.0005)\n"
+        "    got['during'] = any('Hidden' in type(f).__name__ for f in sys.meta_path)\n"
+        "    from sklearn import metrics\n"
+        "    got['auc'] = metrics.roc_auc_score([0, 1, 1], [0.1, 0.8, 0.9])\n"
+        "t = threading.Thread(target=other); t.start()\n"
+        "from xgboost_core import xgb\n"
+        "t.join()\n"
+        "print(json.dumps({**got, 'booster': hasattr(xgb, 'Booster')}))"
+    )
+    assert seen == {"during": True, "auc": 1.0, "booster": True}
