@@ -10,13 +10,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CDK := ./node_modules/.bin/cdk
 ENV ?= dev
-# What mypy checks (pyproject: strict on lambdas.*).
-TYPED := stacks lambdas pipelines flywheel config naming toolchain
+# The project's own packages (pyproject's wheel packages): what mypy checks (strict on lambdas.*) and what
+# `bytecode` compiles.
+PACKAGES := stacks lambdas pipelines flywheel config naming toolchain
+TYPED := $(PACKAGES)
 export UV_COMPILE_BYTECODE := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: browser help install demo security-report access-report access-docs cost-docs diagrams test test-slow synth synth-toolchain lint format typecheck bench clean checkov crosscheck sdk-v2-check
+.PHONY: browser bytecode help install demo security-report access-report access-docs cost-docs diagrams test test-slow synth synth-toolchain lint format typecheck bench clean checkov crosscheck sdk-v2-check
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,9 +35,15 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	@touch $@
 
-install: $(VENV)/.installed node_modules/.installed ## install Python (uv, locked) and the CDK CLI (npm, locked)
+install: $(VENV)/.installed node_modules/.installed bytecode ## install Python (uv, locked) and the CDK CLI (npm, locked)
 
-demo: $(VENV)/.installed ## the main job: the whole ML loop offline on an embedded AWS (ROWS=100000)
+# uv byte-compiles the venv's packages, not the editable project: with PYTHONDONTWRITEBYTECODE set (CI, many
+# containers) every command compiled ~100 of Flywheel's modules from source on each start (0.2-0.3 s of a
+# 2 s `flywheel approve`). compileall skips what is current, so this costs ~0.2 s when nothing changed.
+bytecode: $(VENV)/.installed ## byte-compile Flywheel's own packages (stale ones only)
+	@$(PY) -m compileall -q -j 0 $(PACKAGES)
+
+demo: $(VENV)/.installed bytecode ## the main job: the whole ML loop offline on an embedded AWS (ROWS=100000)
 	$(PY) -m flywheel demo --rows $(or $(ROWS),100000)
 
 security-report: $(VENV)/.installed ## synthesize every environment in-process; nag + policy-rule summary
@@ -57,7 +65,7 @@ diagrams: $(VENV)/.installed ## regenerate docs/diagrams/ (DOT + SVG) from the s
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq graphviz; }
 	CDK_VALIDATION=false $(PY) -m flywheel.diagram
 
-test: lint $(VENV)/.installed ## the gate: lint (ruff, mypy, layer contract), then the tests (offline, sockets blocked)
+test: lint $(VENV)/.installed bytecode ## the gate: lint (ruff, mypy, layer contract), then the tests (offline, sockets blocked)
 	CDK_VALIDATION=false $(VENV)/bin/pytest -n 2 -m "not slow" -q
 
 browser: ## headless Chromium for the model-card check (Debian: apt-get install chromium, once)
@@ -133,7 +141,7 @@ sdk-v2-check: $(VENV)/.installed $(SDK_V2) ## a SageMaker SDK v2 pipeline (own v
 
 # QUICK=1: small sizes, one run each, every row (documented proxies for the costly ones) -> bench/results/
 # benchmarks-quick.md; REPEAT=N runs of each benchmark (default 3; rows hold the medians); BENCH_OUT=path.
-bench: $(VENV)/.installed ## benchmarks, each against a baseline of the same run -> docs/benchmarks.md (QUICK=1, REPEAT=N)
+bench: $(VENV)/.installed bytecode ## benchmarks, each against a baseline of the same run -> docs/benchmarks.md (QUICK=1, REPEAT=N)
 	$(PY) -m bench $(if $(filter 1 yes true,$(QUICK)),--quick) $(if $(REPEAT),--repeat $(REPEAT)) \
 	  $(if $(BENCH_OUT),--output $(BENCH_OUT))
 
