@@ -38,7 +38,7 @@ import secrets
 import socket
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -475,9 +475,18 @@ class TeamResources:
     group_name: str
     role_arn: str
     pii_key_uri: str
-    #: Template name -> the team's pipeline of that template, in the order of the team's ``pipelines``.
-    pipelines: dict[str, PipelineResources] = field(repr=False)
     platform: PlatformResources = field(repr=False)
+    #: Creates (or updates) the team's pipelines in the embedded AWS: run once, on first use of :attr:`pipelines`.
+    provision_pipelines: Callable[[], dict[str, PipelineResources]] = field(repr=False, compare=False)
+
+    @functools.cached_property
+    def pipelines(self) -> dict[str, PipelineResources]:
+        """Template name -> the team's pipeline of that template, in the order of the team's ``pipelines``.
+
+        Created on first use: approving a package needs the team's registry and buckets, not its pipelines
+        (uploading the step code and creating the pipelines is ~0.15 s of a two-second command).
+        """
+        return self.provision_pipelines()
 
     @property
     def primary(self) -> PipelineResources:
@@ -783,27 +792,31 @@ def provision_team(
     platform: PlatformResources | None = None,
     *,
     pii_key: bytes | None = None,
+    pipelines: bool = True,
 ) -> TeamResources:
     """Create (or update) everything ``team``'s runtime needs, one pipeline per template; safe to call again.
 
     ``pii_key`` is uploaded as the team's PII HMAC key if none exists yet (default: a random key).
+    ``pipelines=False`` leaves the pipelines to the first use of :attr:`TeamResources.pipelines`.
     """
     platform = platform or provision_platform(aws)
     role_arn = _ensure_role(aws, team.name)
     pii_key_uri = _ensure_pii_key(aws, platform, team.name, pii_key)
     _ensure_group(aws, team)
-    pipelines = {
-        name: provision_pipeline(aws, team, template, platform, role_arn=role_arn)
-        for name, template in team.templates().items()
-    }
-    return TeamResources(
+    resources = TeamResources(
         team=team.name,
         group_name=NAMES.model_package_group(team.name),
         role_arn=role_arn,
         pii_key_uri=pii_key_uri,
-        pipelines=pipelines,
         platform=platform,
+        provision_pipelines=lambda: {
+            name: provision_pipeline(aws, team, template, platform, role_arn=role_arn)
+            for name, template in team.templates().items()
+        },
     )
+    if pipelines:
+        resources.pipelines  # noqa: B018 - created now
+    return resources
 
 
 @contextlib.contextmanager

@@ -132,15 +132,18 @@ class LocalRuntime:
                 f"unknown team {team!r}: known teams are {', '.join(self.team_names)} (config/teams.yaml)"
             ) from None
 
-    def provision(self, teams: list[str] | None = None) -> dict[str, TeamResources]:
-        """Provision the platform and the teams (all by default); idempotent."""
+    def provision(self, teams: list[str] | None = None, *, pipelines: bool = True) -> dict[str, TeamResources]:
+        """Provision the platform and the teams (all by default); idempotent.
+
+        ``pipelines=False``: the teams' pipelines are created on first use (:attr:`TeamResources.pipelines`).
+        """
         names = teams if teams is not None else self.team_names
         configs = [self.team_config(name) for name in names]
         platform = provision_platform(self.aws)
         for team in configs:
             # The key lives in the state dir so that tokens stay stable across embedded-AWS lifetimes.
             key = self.state.secret(f"{team.name}-pii-hmac.key", new_pii_key)
-            self._resources[team.name] = provision_team(self.aws, team, platform, pii_key=key)
+            self._resources[team.name] = provision_team(self.aws, team, platform, pii_key=key, pipelines=pipelines)
             self.registry.restore(NAMES.model_package_group(team.name))
         return {name: self._resources[name] for name in names}
 
@@ -148,6 +151,12 @@ class LocalRuntime:
         """The team's resources (provisioned on first use)."""
         if team not in self._resources:
             self.provision([team])
+        return self._resources[team]
+
+    def _registry_of(self, team: str) -> TeamResources:
+        """The team's resources for the registry path (approve, reject): its pipelines only if already made."""
+        if team not in self._resources:
+            self.provision([team], pipelines=False)
         return self._resources[team]
 
     def templates(self, team: str) -> list[str]:
@@ -194,7 +203,20 @@ class LocalRuntime:
         ``pipelines``: team -> the template whose pipeline a landed batch starts (default: the team's first).
         """
         pipelines = pipelines or {}
-        teams = {name: self.target(name, pipelines.get(name)) for name in self._resources}
+        return self._context({name: self.target(name, pipelines.get(name)) for name in self._resources})
+
+    def deploy_context(self) -> lifecycle.LifecycleContext:
+        """The context for model-package state changes: the deploy path reads each provisioned team's registry
+        and buckets, never its pipelines (the deploy Lambda's target has no pipeline name either), so none
+        are created for it."""
+        return self._context(
+            {
+                name: lifecycle.TeamTarget(name, res.raw_bucket, "", res.group_name)
+                for name, res in self._resources.items()
+            }
+        )
+
+    def _context(self, teams: Mapping[str, lifecycle.TeamTarget]) -> lifecycle.LifecycleContext:
         return lifecycle.LifecycleContext(
             teams=teams,
             sagemaker=self.aws.client("sagemaker"),
@@ -385,7 +407,7 @@ class LocalRuntime:
     # Registry -----------------------------------------------------------------------------------------
     def resolve_package(self, ref: str) -> tuple[str, dict[str, Any]]:
         """``(team, DescribeModelPackage)`` for an ARN or ``<team>:<version>``; UnknownPackageError otherwise."""
-        return resolve_package(self.aws, ref, self.team_names, self.team_config, self.resources)
+        return resolve_package(self.aws, ref, self.team_names, self.team_config, self._registry_of)
 
     def packages(self, team: str) -> list[dict[str, Any]]:
         """The team's model packages (all statuses), oldest first."""
@@ -412,7 +434,7 @@ class LocalRuntime:
         # moto's registry emits no EventBridge event: send the one SageMaker would.
         updated = sm.describe_model_package(ModelPackageName=package["ModelPackageArn"])
         event = lifecycle.model_package_state_change_event(updated, region=self.aws.region, account=ACCOUNT)
-        return lifecycle.on_model_package_state_change(event, self.lifecycle_context())
+        return lifecycle.on_model_package_state_change(event, self.deploy_context())
 
     # Serving (flywheel.endpoint) ----------------------------------------------------------------------
     def deployment(self, team: str) -> dict[str, Any]:

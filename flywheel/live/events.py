@@ -132,6 +132,6 @@ class EventBridge:
             return None  # no team's deploy rule matches
         self.runtime.registry.snapshot(package_arn)
         event = lifecycle.model_package_state_change_event(package, region=self.runtime.aws.region, account=ACCOUNT)
-        result = lifecycle.on_model_package_state_change(event, self.runtime.lifecycle_context())
+        result = lifecycle.on_model_package_state_change(event, self.runtime.deploy_context())
         action = dict(getattr(self.runtime.actions, "last_action", {}) or {})
         return Delivery("package-state-change", package_arn, f"{status}: {action.get('action', result)}", None, action)
