@@ -20,6 +20,7 @@ problem and the fix.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import uuid
@@ -147,16 +148,11 @@ class LocalRuntime:
             self.registry.restore(NAMES.model_package_group(team.name))
         return {name: self._resources[name] for name in names}
 
-    def resources(self, team: str) -> TeamResources:
-        """The team's resources (provisioned on first use)."""
+    def resources(self, team: str, *, pipelines: bool = True) -> TeamResources:
+        """The team's resources (provisioned on first use; ``pipelines=False``, the registry path of approve
+        and reject: the pipelines too only when first used)."""
         if team not in self._resources:
-            self.provision([team])
-        return self._resources[team]
-
-    def _registry_of(self, team: str) -> TeamResources:
-        """The team's resources for the registry path (approve, reject): its pipelines only if already made."""
-        if team not in self._resources:
-            self.provision([team], pipelines=False)
+            self.provision([team], pipelines=pipelines)
         return self._resources[team]
 
     def templates(self, team: str) -> list[str]:
@@ -407,7 +403,8 @@ class LocalRuntime:
     # Registry -----------------------------------------------------------------------------------------
     def resolve_package(self, ref: str) -> tuple[str, dict[str, Any]]:
         """``(team, DescribeModelPackage)`` for an ARN or ``<team>:<version>``; UnknownPackageError otherwise."""
-        return resolve_package(self.aws, ref, self.team_names, self.team_config, self._registry_of)
+        registry_only = functools.partial(self.resources, pipelines=False)  # approve/reject need no pipeline
+        return resolve_package(self.aws, ref, self.team_names, self.team_config, registry_only)
 
     def packages(self, team: str) -> list[dict[str, Any]]:
         """The team's model packages (all statuses), oldest first."""
