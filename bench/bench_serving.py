@@ -149,13 +149,16 @@ def _measure(single: Callable[[int], object], batch: Callable[[int], object], cf
 
 def raw_predict(model: Any, *, wide: bool) -> tuple[Callable[[np.ndarray], Any], int]:
     """The goal's baseline: ``booster.predict`` on an encoded matrix, with the served model's thread setting
-    (``wide``: the all-cores booster of large requests, else ``inference.predict_threads()``); and the
+    (``wide``: all cores, as a large request uses them, else ``inference.predict_threads()``); and the
     number of XGBoost threads it runs on."""
     import xgboost as xgb
 
     mod, features, m = model.module, model.modules["features"], model.model
-    booster = m.wide_booster if wide else m.booster
     threads = (os.cpu_count() or 1) if wide else (mod.predict_threads() or None)
+    booster = m.booster
+    if wide:  # a copy on all cores (the served booster predicts a large request a slice per core instead)
+        booster = m.booster.copy()
+        booster.set_param({"nthread": threads})
     types = features.feature_types(m.contract)
 
     def predict(x: np.ndarray) -> Any:
@@ -181,8 +184,8 @@ def _transform(
     # ``rows`` if given, else the most rows whose CSV fits in the payload (as MultiRecord fills a request).
     rows = rows or int(np.searchsorted(np.cumsum([len(line) for line in lines]), TRANSFORM_PAYLOAD_BYTES, "right"))
     frame, body = frame.head(rows), b"".join(lines[:rows])
-    # The thread setting predict_scores uses for this many rows (the wide booster from PARALLEL_PREDICT_ROWS).
-    wide = m.wide_booster is not None and rows >= mod.PARALLEL_PREDICT_ROWS
+    # All cores from PARALLEL_PREDICT_ROWS rows, as predict_scores uses them (a slice per core).
+    wide = m.single_threaded and rows >= mod.PARALLEL_PREDICT_ROWS
     predict, threads = raw_predict(model, wide=wide)
     x = np.ascontiguousarray(features.encode(frame, m.contract))  # the layout DMatrix is built from
 

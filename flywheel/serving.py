@@ -90,7 +90,8 @@ MAX_CONCURRENT_INVOCATIONS = max(4, os.cpu_count() or 1)
 QUEUE_TIMEOUT_S = 30.0
 #: Deepest JSON nesting a request may have (rows of instances need 3; recursion must never be reached).
 MAX_JSON_DEPTH = 64
-_CHUNK = 1 << 16
+#: Largest single read of a request body (into its buffer: a read never allocates).
+_CHUNK = 1 << 20
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _JSON_BRACKET = re.compile(r"[\[\]{}]")
 #: The first accept type answers ``*/*`` or a missing ``Accept`` (JSON, like the template's ``negotiate``).
@@ -412,6 +413,8 @@ def json_depth(text: str) -> int:
 def check_body(body: bytes, content_type: str) -> None:
     """Refuse, before the model sees it, a body no inference code should parse: not UTF-8 text, or JSON
     nested deeper than :data:`MAX_JSON_DEPTH` (:class:`InvocationError` 400)."""
+    if body.isascii() and _media_type(content_type) != JSON:
+        return  # ASCII is UTF-8 (one pass over a megabytes-long CSV body, without decoding it)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -604,13 +607,16 @@ class _Handler(BaseHTTPRequestHandler):
             server.slots.release()
 
     def _read_body(self, length: int) -> bytes | None:
-        """Exactly ``length`` body bytes, read in bounded chunks; None if the client went away."""
-        body = bytearray()
-        while len(body) < length:
-            chunk = self.rfile.read(min(_CHUNK, length - len(body)))
-            if not chunk:
-                return None
-            body += chunk
+        """Exactly ``length`` body bytes (at most ``max_payload_bytes``, checked before), read into one buffer
+        allocated up front; None if the client went away."""
+        body = bytearray(length)
+        with memoryview(body) as view:
+            got = 0
+            while got < length:
+                n = self.rfile.readinto(view[got : got + _CHUNK])
+                if not n:
+                    return None
+                got += n
         return bytes(body)
 
     def _invoke_with_slot(self, length: int) -> None:

@@ -454,7 +454,7 @@ def feature_types(contract: DataContract) -> list[str]:
     return [c.xgb_type for c in serving_columns(contract)]
 
 
-def encode(frame: pd.DataFrame, contract: DataContract) -> np.ndarray:
+def encode(frame: pd.DataFrame, contract: DataContract, *, parallel: bool = True) -> np.ndarray:
     """Curated or request frame -> float32 matrix (rows x serving columns); NaN marks missing.
 
     Accepts typed columns (curated parquet) and strings (a parsed request) alike, so training and
@@ -465,7 +465,7 @@ def encode(frame: pd.DataFrame, contract: DataContract) -> np.ndarray:
     Request frames (``object`` columns) are encoded on their numpy arrays, not through pandas
     Series: the same pandas functions on the same values (so the same matrix, pinned by a test
     against the previous implementation), without the per-Series overhead that dominated a
-    1,000-row request.
+    1,000-row request. ``parallel=False``: one thread, whatever the size (the caller spreads the work).
     """
     cols = serving_columns(contract)
     missing = [c.name for c in cols if c.name not in frame.columns]
@@ -478,7 +478,7 @@ def encode(frame: pd.DataFrame, contract: DataContract) -> np.ndarray:
         return encode_column(frame[sc.name], sc, contract.reference_date)
 
     workers = min(os.cpu_count() or 1, len(cols))
-    if len(frame) < PARALLEL_ENCODE_ROWS or workers < 2:
+    if not parallel or len(frame) < PARALLEL_ENCODE_ROWS or workers < 2:
         encoded: Iterable[np.ndarray] = map(column, cols)
     else:
         # A large frame (a batch-transform payload, a training set): columns on all cores (the Arrow and

@@ -52,9 +52,9 @@ _WHITESPACE = tuple(bytes([b]) for b in b" \t\v\f\x1c\x1d\x1e\x1f")
 #: model server). ``FLYWHEEL_PREDICT_THREADS`` overrides it (0 = XGBoost's default, all cores).
 #: See docs/decisions.md, "XGBoost threads in serving".
 PREDICT_THREADS = 1
-#: From this many rows a request predicts on all cores (``Model.wide_booster``) and writes its response in
-#: slices on all cores: a batch-transform payload, where the thread start-up is small against the work (the
-#: size from which ``features.encode`` uses every core, too).
+#: From this many rows a request is encoded, predicted and written in slices, one per core (:func:`_spans`): a
+#: batch-transform payload, where the thread start-up is small against the work (the size from which
+#: ``features.encode`` uses every core, too).
 PARALLEL_PREDICT_ROWS = PARALLEL_ENCODE_ROWS
 #: CSV bodies from this size on are parsed by pyarrow (:func:`_arrow_csv`); a single row stays with ``csv``.
 ARROW_CSV_BYTES = 2048
@@ -71,9 +71,9 @@ class Model:
     booster: xgb.Booster
     metadata: dict[str, Any]
     contract: DataContract
-    #: A copy of ``booster`` on all cores, for requests of :data:`PARALLEL_PREDICT_ROWS` rows or more
-    #: (batch transform); ``None`` when ``booster`` already uses them.
-    wide_booster: xgb.Booster | None = None
+    #: Whether ``booster`` predicts on one thread, so that a large request is predicted a slice per core
+    #: (:data:`PARALLEL_PREDICT_ROWS`); False when ``FLYWHEEL_PREDICT_THREADS`` gives it more threads.
+    single_threaded: bool = True
 
     @property
     def columns(self) -> list[str]:
@@ -120,13 +120,9 @@ def model_fn(model_dir: str) -> Model:
             "retrain the model with this template's train step"
         )
     threads = predict_threads()
-    wide = None
     if threads:
-        if threads < (os.cpu_count() or 1):
-            wide = booster.copy()
-            wide.set_param({"nthread": os.cpu_count() or 1})
         booster.set_param({"nthread": threads})
-    return Model(booster, metadata, contract, wide)
+    return Model(booster, metadata, contract, single_threaded=threads == 1)
 
 
 def predict_threads() -> int:
@@ -199,8 +195,8 @@ def _arrow_csv(body: str | bytes | bytearray) -> pd.DataFrame | None:
     data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
     if data.startswith(b"\xef\xbb\xbf") or b"\r" in data:  # BOM / CR line ends: leave them to csv
         return None
-    first = data.split(b"\n", 1)[0]
-    width = first.count(b",") + 1  # an upper bound (a quoted comma only adds one)
+    end = data.find(b"\n")
+    width = data.count(b",", 0, end if end >= 0 else len(data)) + 1  # an upper bound (a quoted comma only adds one)
     # Only a body with whitespace can need trimming; only one with quotes can hold a newline in a value.
     # Without whitespace, an empty field is null straight from the reader (quoted "" too, as csv + strip).
     trim = not data.isascii() or b'"' in data or any(w in data for w in _WHITESPACE)
@@ -259,14 +255,39 @@ def align(data: pd.DataFrame, model: Model) -> pd.DataFrame:
     return data[cols]
 
 
+def _spans(rows: int) -> list[tuple[int, int]]:
+    """``[start, end)`` row slices of a request: one per core from :data:`PARALLEL_PREDICT_ROWS` rows, else one."""
+    workers = os.cpu_count() or 1
+    if rows < PARALLEL_PREDICT_ROWS or workers < 2:
+        return [(0, rows)]
+    return list(itertools.pairwise(rows * i // workers for i in range(workers + 1)))
+
+
 def predict_scores(frame: pd.DataFrame, model: Model) -> np.ndarray:
     """Model output for a frame with the serving columns: P(positive), class probabilities or values."""
-    wide = model.wide_booster is not None and len(frame) >= PARALLEL_PREDICT_ROWS
-    booster = model.wide_booster if wide and model.wide_booster is not None else model.booster
-    # In-place prediction on the encoded matrix: the booster's own feature types (checked against the
-    # contract in model_fn) mark the categorical columns, so the scores are bit for bit those of a
-    # DMatrix built with them (pinned by a test), without building one (~0.7 ms a request).
-    scores = np.asarray(booster.inplace_predict(encode(frame, model.contract), missing=np.nan), dtype="float64")
+
+    def scores_of(part: pd.DataFrame, *, parallel: bool = True) -> np.ndarray:
+        # In-place prediction on the encoded matrix: the booster's own feature types (checked against the
+        # contract in model_fn) mark the categorical columns, so the scores are bit for bit those of a
+        # DMatrix built with them (pinned by a test), without building one (~0.7 ms a request).
+        matrix = encode(part, model.contract, parallel=parallel)
+        return np.asarray(model.booster.inplace_predict(matrix, missing=np.nan), dtype="float64")
+
+    spans = _spans(len(frame)) if model.single_threaded else [(0, len(frame))]
+    if len(spans) == 1:
+        scores = scores_of(frame)
+    else:
+        # A batch-transform payload: each core encodes and predicts its own slice on the one-thread booster
+        # (prediction is thread-safe and row by row, so the scores are the same). Against one frame encoded
+        # a column per core and predicted on an all-cores booster, this saves the threads' hand-offs and
+        # OpenMP's spinning between them: ~15 % of the request's CPU time.
+        with ThreadPoolExecutor(len(spans), thread_name_prefix="flywheel-predict") as pool:
+            try:
+                parts = list(pool.map(lambda s: scores_of(frame.iloc[s[0] : s[1]], parallel=False), spans))
+            except ValueError:
+                encode(frame, model.contract)  # the error as the whole request's rows number it
+                raise
+        scores = np.concatenate(parts)
     if model.problem == "multiclass":  # float32 rows may miss 1.0 by an ulp; metrics check the sum
         scores = scores / scores.sum(axis=1, keepdims=True)
     return scores
@@ -362,26 +383,28 @@ def _arrow_output(
     label_text = None if problem == "regression" else _label_text(pa, labels, classes, index, media)
     # A batch-transform payload is written in slices on all cores (Arrow's kernels release the GIL);
     # the slices' rows, joined in order, are the same text.
-    workers = os.cpu_count() or 1
-    cuts = [n * i // workers for i in range(workers + 1)] if n >= PARALLEL_PREDICT_ROWS and workers > 1 else [0, n]
-    spans = list(itertools.pairwise(cuts))
+    spans = _spans(n)
 
-    def rows(span: tuple[int, int]) -> str:
+    def rows(span: tuple[int, int]) -> memoryview:
         a, b = span
         labels_ab = None if label_text is None else label_text.slice(a, b - a)
         return _row_text(pa, pc, problem, values[a:b], labels_ab, media)
 
+    parts: list[bytes | memoryview]
     if len(spans) == 1:
-        text = rows(spans[0])
+        parts = [rows(spans[0])]
     else:
         with ThreadPoolExecutor(len(spans), thread_name_prefix="flywheel-output") as pool:
-            text = "".join(pool.map(rows, spans))
-    if media == CSV:
-        return text
-    body = '{"predictions": [' + text[:-2] + "]"  # each row ends with ", "
-    if problem == "multiclass":
-        body += ', "class_labels": ' + json.dumps([_jsonable(c) for c in classes])
-    return body + "}"
+            parts = list(pool.map(rows, spans))
+    # The parts are Arrow's UTF-8 bytes: joined once and decoded once (a batch payload's text is megabytes,
+    # and every intermediate string would be another copy of it).
+    if media == JSON:
+        parts[-1] = parts[-1][:-2]  # each row ends with ", "
+        tail = "]"
+        if problem == "multiclass":
+            tail += ', "class_labels": ' + json.dumps([_jsonable(c) for c in classes])
+        parts = [b'{"predictions": [', *parts, (tail + "}").encode()]
+    return b"".join(parts).decode("utf-8")
 
 
 def _label_text(pa: Any, labels: list[Any], classes: list[Any], index: Any, media: str) -> Any:
@@ -415,8 +438,8 @@ def _label_text(pa: Any, labels: list[Any], classes: list[Any], index: Any, medi
     return pa.array(texts, pa.string()).take(pa.array(np.asarray(index, dtype=np.int64)))
 
 
-def _row_text(pa: Any, pc: Any, problem: str, values: np.ndarray, label_text: Any, media: str) -> str:
-    """The rows of a response (JSON: each record followed by ``", "``; CSV: each line), as one text."""
+def _row_text(pa: Any, pc: Any, problem: str, values: np.ndarray, label_text: Any, media: str) -> memoryview:
+    """The rows of a response (JSON: each record followed by ``", "``; CSV: each line), as UTF-8 bytes."""
     columns = [values] if values.ndim == 1 else list(values.T)
     numbers = [_float_text(pa, pc, col) for col in columns]
     pieces: list[Any]
@@ -453,11 +476,12 @@ def _float_text(pa: Any, pc: Any, values: np.ndarray) -> Any:
     return text
 
 
-def _joined(pa: Any, pc: Any, pieces: list[Any]) -> str:
-    """The rows of ``pieces`` (strings and Arrow string arrays, element-wise) as one text."""
+def _joined(pa: Any, pc: Any, pieces: list[Any]) -> memoryview:
+    """The rows of ``pieces`` (strings and Arrow string arrays, element-wise) as one UTF-8 buffer (a view of
+    the joined array's data, which it keeps alive)."""
     rows = pc.binary_join_element_wise(*pieces, "")
     ends = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset : rows.offset + len(rows) + 1]
-    return bytes(memoryview(rows.buffers()[2])[int(ends[0]) : int(ends[-1])]).decode("utf-8")
+    return memoryview(rows.buffers()[2])[int(ends[0]) : int(ends[-1])]
 
 
 _ARROW_REPR: bool | None = None

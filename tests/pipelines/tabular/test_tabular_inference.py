@@ -170,22 +170,31 @@ def test_served_booster_predicts_on_one_thread_unless_overridden(
         inference.model_fn(str(chains["churn"].model))
 
 
-def test_large_batches_predict_on_all_cores_with_the_same_scores(
+def test_large_batches_predict_a_slice_per_core_with_the_same_scores(
     chains: dict[str, PipelineRun], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("FLYWHEEL_PREDICT_THREADS", raising=False)
     monkeypatch.setattr(inference.os, "cpu_count", lambda: 2)
     model = inference.model_fn(str(chains["churn"].model))
-    assert model.wide_booster is not None
-    assert str(json.loads(model.wide_booster.save_config())["learner"]["generic_param"]["nthread"]) == "2"
-    rows = read_split(chains["churn"].processed / "test")[model.columns].head(50)
-    small = inference.predict_scores(rows, model)
+    assert model.single_threaded
+    rows = read_split(chains["churn"].processed / "test")[model.columns].head(51)
+    whole = inference.predict_scores(rows, model)
     monkeypatch.setattr(inference, "PARALLEL_PREDICT_ROWS", 10)
-    used: list[object] = []
-    real = model.wide_booster.inplace_predict
-    monkeypatch.setattr(model.wide_booster, "inplace_predict", lambda x, **kw: used.append(x) or real(x, **kw))
-    np.testing.assert_array_equal(inference.predict_scores(rows, model), small)
-    assert len(used) == 1  # the 50-row frame went to the all-cores copy
+    sizes: list[int] = []
+    real = model.booster.inplace_predict
+    monkeypatch.setattr(model.booster, "inplace_predict", lambda x, **kw: sizes.append(len(x)) or real(x, **kw))
+    np.testing.assert_array_equal(inference.predict_scores(rows, model), whole)
+    assert sorted(sizes) == [25, 26]  # one slice per core, every row once
+    # A value that cannot be read in the second slice is reported at its row in the request, not in the slice.
+    text = rows.astype(object).astype(str)
+    text.iloc[40, text.columns.get_loc("tenure_months")] = "many"
+    with pytest.raises(ValueError, match=r"'tenure_months': 1 value\(s\) .* row 40: 'many'"):
+        inference.predict_scores(text, model)
+    # A booster given more threads (FLYWHEEL_PREDICT_THREADS) predicts a large request in one call.
+    monkeypatch.setenv("FLYWHEEL_PREDICT_THREADS", "2")
+    threaded = inference.model_fn(str(chains["churn"].model))
+    assert not threaded.single_threaded
+    np.testing.assert_array_equal(inference.predict_scores(rows, threaded), whole)
 
 
 @pytest.mark.parametrize("name", ["churn", "diagnostics", "diabetes", "wine"])
