@@ -133,3 +133,16 @@ def test_the_header_counts_each_jobs_runs_merged_runs_included() -> None:
     )
     assert report._run_counts({"runs": [{"job": "a"}] * 2, "repeat": 2}) == "2 run(s) of each benchmark"
     assert report._run_counts({"runs": [], "repeat": 5}) == "5 run(s) of each benchmark"
+
+
+def test_the_install_benchmark_installs_and_compiles_every_package_the_wheel_ships() -> None:
+    # GIVEN pyproject's wheel packages and the Makefile's PACKAGES, THEN bench_install copies and compiles them
+    # all (a package left out is installed from nowhere and never compiled, so the timing would be short)
+    import tomllib
+
+    from bench import bench_install
+
+    wheel = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    makefile = re.search(r"^PACKAGES := (.+)$", (REPO / "Makefile").read_text(), re.M)
+    assert makefile is not None
+    assert sorted(bench_install.PACKAGES) == sorted(wheel["packages"]) == sorted(makefile.group(1).split())
