@@ -269,6 +269,12 @@ def test_the_definition_builds_offline_with_encrypted_isolated_tagged_jobs() -> 
     assert args["TransformOutput"]["S3OutputPath"]["Std:Join"]["Values"][1] == "feat-b"
     assert {"Key": "flywheel:team", "Value": "churn"} in args["Tags"]
     assert args["ModelName"] == {"Get": "Parameters.ModelName"}
+    # bench_serving's batch-transform tier sends what this job sends: its figures are this job's requests
+    from bench import bench_serving
+
+    assert args["TransformOutput"]["Accept"] == bench_serving.TRANSFORM_ACCEPT
+    assert args["TransformInput"]["ContentType"] == "text/csv"
+    assert args["MaxPayloadInMB"] == bench_serving.TRANSFORM_PAYLOAD_BYTES // 1_000_000
     for job in (prepare_step, summary):
         a = job["Arguments"]
         assert a["NetworkConfig"]["EnableNetworkIsolation"] is True
