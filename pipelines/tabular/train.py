@@ -23,7 +23,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -100,13 +100,24 @@ def resolve_hyperparameters(cli: Mapping[str, Any], env: Mapping[str, str]) -> H
     return hps
 
 
-def read_split(directory: str | Path) -> pd.DataFrame:
-    """All parquet files of a channel (one per preprocessing host), concatenated in name order."""
+def read_split(directory: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """All parquet files of a channel (one per preprocessing host), concatenated in name order.
+
+    ``columns``: only those of them a file has (a missing one is reported by the code that needs it, as
+    when every column is read); the curated id tokens, for one, are of no use to training.
+    """
     root = Path(directory)
     files = sorted(p for p in root.rglob("*.parquet") if p.is_file()) if root.is_dir() else []
     if not files:
         raise ValueError(f"no parquet files in {directory}")
-    tables = [pq.read_table(p) for p in files]
+
+    def wanted(path: Path) -> list[str] | None:
+        if columns is None:
+            return None
+        names = set(pq.read_schema(path).names)
+        return [c for c in dict.fromkeys(columns) if c in names]
+
+    tables = [pq.read_table(p, columns=wanted(p)) for p in files]
     frames = [t.to_pandas() for t in tables]
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
@@ -326,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         hps = resolve_hyperparameters({f.name: getattr(args, f.name) for f in fields(HyperParameters)}, env)
         contract = resolve_contract(args.contract)
-        train, validation = read_split(args.train), read_split(args.validation)
+        used = [*serving_names(contract), contract.target]  # what train_model reads of a split
+        train, validation = read_split(args.train, used), read_split(args.validation, used)
     except (ValueError, OSError) as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 2

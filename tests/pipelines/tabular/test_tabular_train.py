@@ -94,6 +94,43 @@ def test_classification_labels_and_features_in_metadata(chains: dict[str, Pipeli
     assert "customer_id" not in churn["feature_names"]
 
 
+def test_training_reads_only_the_serving_columns_and_the_target(
+    chains: dict[str, PipelineRun], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN curated splits that also hold the id tokens, WHEN train.py runs, THEN it reads only the columns
+    # train_model uses, and trains the model it trains from the whole split
+    import pyarrow.parquet as pq
+    from features import serving_names
+
+    run = chains["churn"]
+    contract = train.resolve_contract(CONTRACTS / "churn.json")
+    assert "customer_id" in pq.read_schema(next((run.processed / "train").rglob("*.parquet"))).names
+    read: list[list[str] | None] = []
+    real = pq.read_table
+
+    def recorded(path: Path, columns: list[str] | None = None, **kw: object) -> object:
+        read.append(columns)
+        return real(path, columns=columns, **kw)
+
+    monkeypatch.setattr(train.pq, "read_table", recorded)
+    contract_dir = tmp_path / "contract"
+    contract_dir.mkdir()
+    shutil.copyfile(CONTRACTS / "churn.json", contract_dir / "contract.json")
+    args = ["--train", str(run.processed / "train"), "--validation", str(run.processed / "validation")]
+    args += ["--contract", str(contract_dir), "--model-dir", str(tmp_path / "model")]
+    assert train.main(args) == 0
+    assert read and all(cols == [*serving_names(contract), contract.target] for cols in read)
+    ours = json.loads((tmp_path / "model" / "metadata.json").read_text())
+    hps = train.resolve_hyperparameters({}, {})
+    full = [train.read_split(run.processed / split) for split in ("train", "validation")]
+    _, every_column = train.train_model(*full, contract, hps)
+    assert ours["validation_metric"] == every_column["validation_metric"]
+    assert ours["decision_threshold"] == every_column["decision_threshold"]
+    # a column a file lacks is left out of the read, so the error is the one the code that needs it raises
+    frame = train.read_split(run.processed / "train", ["tenure_months", "no_such_column"])
+    assert list(frame.columns) == ["tenure_months"]
+
+
 def test_missing_channel_is_a_clear_error(tmp_path: Path, capsys) -> None:
     (tmp_path / "c").mkdir()
     shutil.copyfile(CONTRACTS / "wine.json", tmp_path / "c" / "contract.json")
