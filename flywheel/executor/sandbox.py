@@ -18,16 +18,14 @@ works is probed once per process (:func:`probe`). Where neither works (macOS, a 
 rewriting ``/opt/ml`` paths in the job's command and environment (:func:`flywheel.executor.jobs.map_opt_ml`):
 step code that spells a literal ``/opt/ml`` path in its source then reaches the host's ``/opt/ml``.
 
-The wrapper is run as ``python3 -I -S sandbox.py SPEC_JSON -- COMMAND...``: the standard library and
-libc only (``unshare(2)`` and ``mount(2)`` through ctypes), then ``execvp`` of the job's command, so the
-job keeps the wrapper's pid, session, environment and parent-death signal.
+The wrapper, :mod:`flywheel.executor.sandbox_exec`, is run as ``python3 -I -S sandbox_exec.py SPEC_JSON --
+COMMAND...``: the standard library and libc only (``unshare(2)`` and ``mount(2)`` through ctypes), then
+``execvp`` of the job's command, so the job keeps the wrapper's pid, session, environment and parent-death
+signal.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import errno
 import json
 import os
 import subprocess
@@ -35,106 +33,17 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-WRAPPER: Final = Path(__file__).resolve()
-OPT: Final = "/opt"
-OPT_ML: Final = "/opt/ml"
-#: Exit code of the wrapper when it cannot set the sandbox up (the reason is on stderr).
-SETUP_FAILED: Final = 125
+from flywheel.executor import sandbox_exec
+from flywheel.executor.sandbox_exec import OPT, OPT_ML, SETUP_FAILED, SandboxError, enter
+
+__all__ = ["OPT", "OPT_ML", "SANDBOX_ENV", "SETUP_FAILED", "WRAPPER", "Sandbox", "SandboxError", "enter", "probe"]
+
+#: The wrapper program every job is started through (standard library only, see its docstring).
+WRAPPER: Final = Path(sandbox_exec.__file__).resolve()
 #: ``FLYWHEEL_JOB_SANDBOX=off`` forces the path-rewrite fallback (debugging, or to compare the two).
 SANDBOX_ENV: Final = "FLYWHEEL_JOB_SANDBOX"
-
-_CLONE_NEWNS: Final = 0x00020000
-_CLONE_NEWUSER: Final = 0x10000000
-_CLONE_NEWNET: Final = 0x40000000
-_MS_BIND: Final = 4096
-_MS_REC: Final = 16384
-_MS_PRIVATE: Final = 1 << 18
-_MS_NOSUID: Final = 2
-_MS_NODEV: Final = 4
-_MNT_DETACH: Final = 2
-
-
-class SandboxError(Exception):
-    """The wrapper could not set the sandbox up."""
-
-
-def _libc() -> Any:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-    libc.unshare.argtypes = [ctypes.c_int]
-    return libc
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        code = ctypes.get_errno()
-        raise SandboxError(f"{what}: {os.strerror(code)} (errno {errno.errorcode.get(code, code)})")
-
-
-def _mount(libc: Any, source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    _check(
-        libc.mount(
-            source.encode() if source else None,
-            target.encode(),
-            fstype.encode() if fstype else None,
-            flags,
-            data.encode() if data else None,
-        ),
-        f"mount {source or fstype} on {target}",
-    )
-
-
-def _unshare(libc: Any, user: bool, net: bool) -> None:
-    uid, gid = os.getuid(), os.getgid()
-    flags = _CLONE_NEWNS | (_CLONE_NEWNET if net else 0) | (_CLONE_NEWUSER if user else 0)
-    _check(libc.unshare(flags), "unshare" + (" (user namespace)" if user else ""))
-    if user:
-        # Root of the new user namespace, mapped to the caller: files the job writes stay the caller's.
-        Path("/proc/self/setgroups").write_text("deny")
-        Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
-        Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
-
-
-def _private_opt_ml(libc: Any, ml: str) -> None:
-    """Bind ``ml`` at ``/opt/ml`` in this (new) mount namespace, creating nothing on the host."""
-    _mount(libc, None, "/", None, _MS_REC | _MS_PRIVATE)
-    if os.path.isdir(OPT_ML) and not os.path.islink(OPT_ML):
-        _mount(libc, ml, OPT_ML, None, _MS_BIND | _MS_REC)
-        return
-    if not os.path.isdir(OPT) or os.path.islink(OPT):
-        raise SandboxError(f"{OPT} is not a directory on this system: cannot give the job a private {OPT_ML}")
-    # Keep a handle on the host's /opt, cover it with a tmpfs, and bind each of its entries back from the
-    # handle (/proc/self/fd/N still reaches the covered directory).
-    handle = os.open(OPT, os.O_RDONLY | os.O_DIRECTORY)
-    host = f"/proc/self/fd/{handle}"
-    entries = sorted(os.listdir(host))
-    _mount(libc, "tmpfs", OPT, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755")
-    for name in entries:
-        if name == "ml":
-            continue
-        source, target = f"{host}/{name}", f"{OPT}/{name}"
-        if os.path.islink(source):
-            os.symlink(os.readlink(source), target)
-            continue
-        if os.path.isdir(source):
-            os.mkdir(target)
-        else:
-            Path(target).touch()
-        _mount(libc, source, target, None, _MS_BIND | _MS_REC)
-    os.mkdir(OPT_ML)
-    _mount(libc, ml, OPT_ML, None, _MS_BIND | _MS_REC)
-    os.close(handle)
-
-
-def enter(spec: dict[str, Any]) -> None:
-    """Set the sandbox of ``spec`` up in this process (then the caller execs the job)."""
-    libc = _libc()
-    _unshare(libc, bool(spec.get("user")), bool(spec.get("net")))
-    _private_opt_ml(libc, str(spec["ml"]))
-    os.chdir(str(spec.get("cwd") or "/"))
 
 
 @dataclass(frozen=True)
@@ -201,26 +110,3 @@ def _probe(interpreter: str) -> Sandbox:
                 error = done.stderr.strip()
                 reasons.append(error.splitlines()[-1] if error else f"exit {done.returncode}")
     return Sandbox(False, reason="; ".join(dict.fromkeys(reasons)) or "the sandbox wrapper did not run")
-
-
-def main(argv: list[str]) -> int:
-    """``sandbox.py SPEC_JSON -- COMMAND...``: enter the sandbox, then exec the command."""
-    if len(argv) < 3 or argv[1] != "--":
-        print("usage: sandbox.py SPEC_JSON -- COMMAND...", file=sys.stderr)
-        return 2
-    try:
-        enter(json.loads(argv[0]))
-    except (SandboxError, OSError, ValueError, KeyError) as exc:
-        print(f"flywheel sandbox: {exc}", file=sys.stderr)
-        return SETUP_FAILED
-    command = argv[2:]
-    try:
-        os.execvp(command[0], command)  # noqa: S606 - the job's own command, by design
-    except OSError as exc:
-        print(f"flywheel sandbox: cannot run {command[0]}: {exc}", file=sys.stderr)
-        return 127
-    return 0  # not reached
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

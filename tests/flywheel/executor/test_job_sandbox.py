@@ -107,3 +107,27 @@ def test_without_the_sandbox_paths_in_commands_are_rewritten(
     record = executor.execute(definition([processing_step("Inspect", "inspect.py")]), execution_id="rw1")
     assert record.status == SUCCEEDED, record.failure_reason
     assert _read(embedded, "out/rw1/Inspect/algo-1.json")["files"] == [f"part-{i}.csv" for i in range(5)]
+
+
+def test_the_wrapper_every_job_starts_through_imports_only_what_it_needs() -> None:
+    # GIVEN the wrapper as a job starts it (python -I -S, no site-packages), WHEN it is imported, THEN it has
+    # loaded none of the modules that cost ~20 ms per job (pathlib, dataclasses, subprocess, ctypes.util...)
+    import subprocess
+
+    from flywheel.executor.sandbox import WRAPPER
+
+    code = f"import sys; sys.path.insert(0, {str(WRAPPER.parent)!r}); import sandbox_exec; print(sorted(sys.modules))"
+    loaded = set(
+        json.loads(subprocess.check_output([sys.executable, "-I", "-S", "-c", code], text=True).replace("'", '"'))
+    )
+    assert "sandbox_exec" in loaded
+    assert not loaded & {
+        "pathlib",
+        "dataclasses",
+        "subprocess",
+        "shutil",
+        "ctypes.util",
+        "tempfile",
+        "typing",
+        "inspect",
+    }
