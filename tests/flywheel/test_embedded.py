@@ -269,3 +269,29 @@ def test_definitions_are_built_once_per_code_sdk_and_inputs(
         entry.write_text("{not json", encoding="utf-8")
     assert emb.cached_definition(pipeline.template, pipeline.inputs) == first and len(calls) == 3
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_transfers_carry_no_flexible_checksum_but_required_ones_stay(
+    embedded: EmbeddedAws, churn: emb.TeamResources
+) -> None:
+    # GIVEN the embedded AWS's S3 client, WHEN it uploads, reads and deletes, THEN neither the upload nor the read
+    # computes a CRC32 of the body (botocore's default cost as much as the transfer), while DeleteObjects, which
+    # S3 requires a checksum for, still sends one; the object reads back intact
+    s3 = embedded.client("s3")
+    sent: dict[str, dict[str, str]] = {}
+
+    def record(request: object, **kwargs: object) -> None:
+        sent[str(kwargs["event_name"]).rsplit(".", 1)[-1]] = {k.lower(): v for k, v in request.headers.items()}  # type: ignore[attr-defined]
+
+    s3.meta.events.register("before-send.s3", record)
+    try:
+        body = bytes(range(256)) * 4096
+        s3.put_object(Bucket=churn.raw_bucket, Key="checksum-probe/a", Body=body)
+        assert s3.get_object(Bucket=churn.raw_bucket, Key="checksum-probe/a")["Body"].read() == body
+        s3.delete_objects(Bucket=churn.raw_bucket, Delete={"Objects": [{"Key": "checksum-probe/a"}]})
+    finally:
+        s3.meta.events.unregister("before-send.s3", record)
+    checksum = ("x-amz-checksum-", "x-amz-sdk-checksum-", "x-amz-trailer")  # a header, or a trailer announced
+    assert not [h for h in sent["PutObject"] if h.startswith(checksum)]
+    assert "x-amz-checksum-mode" not in sent["GetObject"]  # no CRC32 of the body read back either
+    assert [h for h in sent["DeleteObjects"] if h.startswith(checksum) or h == "content-md5"]
