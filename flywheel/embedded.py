@@ -181,6 +181,9 @@ def _share_service_data(session: boto3.session.Session) -> None:
     from moto.core import base_backend, utils
 
     if getattr(base_backend.AccountSpecificBackend.get_session, "_flywheel_shared", False):
+        # A later session (another region, or server mode) reads through the same loader: one parse of each
+        # file per process, whichever session came first.
+        session._session.register_component("data_loader", utils.create_loader())
         return
     loader = session._session.get_component("data_loader")
 

@@ -125,6 +125,26 @@ def _fresh_process(code: str, *args: str) -> tuple[object, str]:
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stdout
 
 
+def test_every_session_of_a_process_reads_through_the_loader_moto_reads_through():
+    """Which session comes first does not matter (the in-process test above assumed the embedded one did, and
+    failed when another test's session had come first): a later session, of another region or of server
+    mode, reads the same loader as moto's backends, so each data file is parsed once per process."""
+    code = (
+        "import json\n"
+        "import moto.core.base_backend\n"
+        "from moto.core import utils\n"
+        "from flywheel import embedded as emb\n"
+        "first = emb._boto3_session('us-east-1', False)\n"
+        "with emb.in_process() as aws:\n"
+        "    aws.client('sagemaker')\n"
+        "    loader = aws._session._session.get_component('data_loader')\n"
+        "    firsts = first._session.get_component('data_loader')\n"
+        "    print(json.dumps([utils.create_loader() is loader, firsts is loader]))\n"
+    )
+    shared, _ = _fresh_process(code)
+    assert shared == [True, True]
+
+
 def test_flywheel_status_imports_neither_moto_nor_boto3(tmp_path):
     """The command a person runs most: its process never loads the embedded AWS when none is running."""
     code = (
