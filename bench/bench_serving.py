@@ -189,7 +189,7 @@ def _transform(
     rows = rows or int(np.searchsorted(np.cumsum([len(line) for line in lines]), TRANSFORM_PAYLOAD_BYTES, "right"))
     frame, body = frame.head(rows), b"".join(lines[:rows])
     # All cores from PARALLEL_PREDICT_ROWS rows, as predict_scores uses them (a slice per core).
-    wide = m.single_threaded and rows >= mod.PARALLEL_PREDICT_ROWS
+    wide = rows >= mod.PARALLEL_PREDICT_ROWS
     predict, threads = raw_predict(model, wide=wide)
     x = np.ascontiguousarray(features.encode(frame, m.contract))  # the layout DMatrix is built from
 

@@ -71,9 +71,10 @@ class Model:
     booster: xgb.Booster
     metadata: dict[str, Any]
     contract: DataContract
-    #: Whether ``booster`` predicts on one thread, so that a large request is predicted a slice per core
-    #: (:data:`PARALLEL_PREDICT_ROWS`); False when ``FLYWHEEL_PREDICT_THREADS`` gives it more threads.
-    single_threaded: bool = True
+    #: XGBoost threads of ``booster`` (``FLYWHEEL_PREDICT_THREADS``; 0 = XGBoost's default, every core). A large
+    #: request (:data:`PARALLEL_PREDICT_ROWS`) is predicted in ``cores // threads`` slices at once, so that it
+    #: uses every core whatever the setting.
+    threads: int = PREDICT_THREADS
 
     @property
     def columns(self) -> list[str]:
@@ -122,7 +123,7 @@ def model_fn(model_dir: str) -> Model:
     threads = predict_threads()
     if threads:
         booster.set_param({"nthread": threads})
-    return Model(booster, metadata, contract, single_threaded=threads == 1)
+    return Model(booster, metadata, contract, threads=threads)
 
 
 def predict_threads() -> int:
@@ -255,9 +256,10 @@ def align(data: pd.DataFrame, model: Model) -> pd.DataFrame:
     return data[cols]
 
 
-def _spans(rows: int) -> list[tuple[int, int]]:
-    """``[start, end)`` row slices of a request: one per core from :data:`PARALLEL_PREDICT_ROWS` rows, else one."""
-    workers = os.cpu_count() or 1
+def _spans(rows: int, threads: int = 1) -> list[tuple[int, int]]:
+    """``[start, end)`` row slices of a request: from :data:`PARALLEL_PREDICT_ROWS` rows one per ``threads``
+    cores (each slice's work using that many), else one."""
+    workers = (os.cpu_count() or 1) // threads if threads > 0 else 1
     if rows < PARALLEL_PREDICT_ROWS or workers < 2:
         return [(0, rows)]
     return list(itertools.pairwise(rows * i // workers for i in range(workers + 1)))
@@ -273,7 +275,7 @@ def predict_scores(frame: pd.DataFrame, model: Model) -> np.ndarray:
         matrix = encode(part, model.contract, parallel=parallel)
         return np.asarray(model.booster.inplace_predict(matrix, missing=np.nan), dtype="float64")
 
-    spans = _spans(len(frame)) if model.single_threaded else [(0, len(frame))]
+    spans = _spans(len(frame), model.threads)
     if len(spans) == 1:
         scores = scores_of(frame)
     else:
@@ -285,7 +287,10 @@ def predict_scores(frame: pd.DataFrame, model: Model) -> np.ndarray:
             try:
                 parts = list(pool.map(lambda s: scores_of(frame.iloc[s[0] : s[1]], parallel=False), spans))
             except ValueError:
-                encode(frame, model.contract)  # the error as the whole request's rows number it
+                try:
+                    encode(frame, model.contract)  # the error as the whole request's rows number it
+                except ValueError as whole:
+                    raise whole from None  # not chained to the slice's (another row number)
                 raise
         scores = np.concatenate(parts)
     if model.problem == "multiclass":  # float32 rows may miss 1.0 by an ulp; metrics check the sum

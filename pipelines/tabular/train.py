@@ -115,7 +115,10 @@ def read_split(directory: str | Path, columns: Sequence[str] | None = None) -> p
         if columns is None:
             return None
         names = set(pq.read_schema(path).names)
-        return [c for c in dict.fromkeys(columns) if c in names]
+        present = [c for c in dict.fromkeys(columns) if c in names]
+        # None of them (a split of another contract): every column, so that the rows are there and the error
+        # names the missing column, not an empty split.
+        return present or None
 
     tables = [pq.read_table(p, columns=wanted(p)) for p in files]
     frames = [t.to_pandas() for t in tables]

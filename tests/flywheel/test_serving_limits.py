@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import socket
 from collections.abc import Iterator
@@ -147,3 +148,40 @@ def test_the_cli_refuses_0_0_0_0_without_allow_remote(tmp_path: Path) -> None:
 
     result = CliRunner().invoke(app, ["serve", "--team", "churn", "--host", "0.0.0.0", "--state-dir", str(tmp_path)])
     assert result.exit_code == 1 and "--allow-remote" in result.output
+
+
+def _raw_request(body_parts: list[bytes], length: int, port: int, *, pause: float = 0.05) -> socket.socket:
+    """POST /invocations with a Content-Length of ``length``, its body sent in ``body_parts`` with pauses."""
+    import time
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: {length}\r\n\r\n"
+    sock.sendall(head.encode())
+    for part in body_parts:
+        sock.sendall(part)
+        time.sleep(pause)
+    return sock
+
+
+def test_a_body_arriving_in_pieces_is_read_whole_and_a_client_gone_mid_body_costs_nothing(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN 3,000 CSV rows (some non-ASCII UTF-8) sent in three pieces with pauses, and reads of at most 4 KiB
+    # (so the body takes several), THEN the model sees every row
+    import flywheel.serving
+
+    monkeypatch.setattr(flywheel.serving, "_CHUNK", 4096)
+    rows = b"".join(b"%d,caf\xc3\xa9,%d\n" % (i, i * 7) for i in range(3000))
+    cuts = [0, 1000, 25_000, len(rows)]
+    with _raw_request([rows[a:b] for a, b in itertools.pairwise(cuts)], len(rows), server.port) as sock:
+        response = b""
+        while b"\r\n\r\n" not in response or not response.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200"), response[:200]
+    assert json.loads(response.partition(b"\r\n\r\n")[2]) == {"predictions": [3000]}
+    # WHEN a client announces 50,000 bytes, sends 10 and leaves, THEN the server answers the next request
+    _raw_request([b"1,2,3\n4,5,"], 50_000, server.port).close()
+    assert _post(server, b"1,2\n3,4\n") == (200, "application/json", b'{"predictions": [2]}')

@@ -176,7 +176,7 @@ def test_large_batches_predict_a_slice_per_core_with_the_same_scores(
     monkeypatch.delenv("FLYWHEEL_PREDICT_THREADS", raising=False)
     monkeypatch.setattr(inference.os, "cpu_count", lambda: 2)
     model = inference.model_fn(str(chains["churn"].model))
-    assert model.single_threaded
+    assert model.threads == 1
     rows = read_split(chains["churn"].processed / "test")[model.columns].head(51)
     whole = inference.predict_scores(rows, model)
     monkeypatch.setattr(inference, "PARALLEL_PREDICT_ROWS", 10)
@@ -185,16 +185,45 @@ def test_large_batches_predict_a_slice_per_core_with_the_same_scores(
     monkeypatch.setattr(model.booster, "inplace_predict", lambda x, **kw: sizes.append(len(x)) or real(x, **kw))
     np.testing.assert_array_equal(inference.predict_scores(rows, model), whole)
     assert sorted(sizes) == [25, 26]  # one slice per core, every row once
-    # A value that cannot be read in the second slice is reported at its row in the request, not in the slice.
+    # A value that cannot be read in the second slice is reported at its row in the request, not in the slice,
+    # and the error is not chained to the slice's (a traceback would show both row numbers).
     text = rows.astype(object).astype(str)
     text.iloc[40, text.columns.get_loc("tenure_months")] = "many"
-    with pytest.raises(ValueError, match=r"'tenure_months': 1 value\(s\) .* row 40: 'many'"):
+    with pytest.raises(ValueError, match=r"'tenure_months': 1 value\(s\) .* row 40: 'many'") as raised:
         inference.predict_scores(text, model)
-    # A booster given more threads (FLYWHEEL_PREDICT_THREADS) predicts a large request in one call.
+    assert raised.value.__context__ is None or raised.value.__suppress_context__
+    # Two threads per prediction (FLYWHEEL_PREDICT_THREADS=2) on four cores: two slices, every core busy.
     monkeypatch.setenv("FLYWHEEL_PREDICT_THREADS", "2")
+    monkeypatch.setattr(inference.os, "cpu_count", lambda: 4)
     threaded = inference.model_fn(str(chains["churn"].model))
-    assert not threaded.single_threaded
+    real_threaded = threaded.booster.inplace_predict
+    sizes.clear()
+    monkeypatch.setattr(
+        threaded.booster, "inplace_predict", lambda x, **kw: sizes.append(len(x)) or real_threaded(x, **kw)
+    )
     np.testing.assert_array_equal(inference.predict_scores(rows, threaded), whole)
+    assert sorted(sizes) == [25, 26]
+    # All cores per prediction (0): one call.
+    monkeypatch.setenv("FLYWHEEL_PREDICT_THREADS", "0")
+    assert inference._spans(51, inference.model_fn(str(chains["churn"].model)).threads) == [(0, 51)]
+
+
+@pytest.mark.parametrize("name", ["wine", "diabetes"])
+def test_the_sliced_path_gives_multiclass_and_regression_scores_of_one_call(
+    chains: dict[str, PipelineRun], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a multiclass (rows x classes) and a regression model, WHEN a request is cut into uneven slices,
+    # THEN the concatenated scores are those of one call, shape included
+    monkeypatch.delenv("FLYWHEEL_PREDICT_THREADS", raising=False)
+    model = inference.model_fn(str(chains[name].model))
+    rows = read_split(chains[name].processed / "test")[model.columns].head(23)
+    whole = inference.predict_scores(rows, model)
+    monkeypatch.setattr(inference, "PARALLEL_PREDICT_ROWS", 5)
+    monkeypatch.setattr(inference.os, "cpu_count", lambda: 3)
+    assert len(inference._spans(len(rows), model.threads)) == 3
+    sliced = inference.predict_scores(rows, model)
+    assert sliced.shape == whole.shape and sliced.shape[0] == 23
+    np.testing.assert_array_equal(sliced, whole)
 
 
 @pytest.mark.parametrize("name", ["churn", "diagnostics", "diabetes", "wine"])

@@ -129,6 +129,9 @@ def test_training_reads_only_the_serving_columns_and_the_target(
     # a column a file lacks is left out of the read, so the error is the one the code that needs it raises
     frame = train.read_split(run.processed / "train", ["tenure_months", "no_such_column"])
     assert list(frame.columns) == ["tenure_months"]
+    # none of them (a split of another contract): every column, so the rows are there for the error that follows
+    everything = train.read_split(run.processed / "train", ["no_such_column"])
+    assert len(everything) == len(frame) and "tenure_months" in everything.columns
 
 
 def test_missing_channel_is_a_clear_error(tmp_path: Path, capsys) -> None:
