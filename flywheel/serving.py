@@ -90,8 +90,6 @@ MAX_CONCURRENT_INVOCATIONS = max(4, os.cpu_count() or 1)
 QUEUE_TIMEOUT_S = 30.0
 #: Deepest JSON nesting a request may have (rows of instances need 3; recursion must never be reached).
 MAX_JSON_DEPTH = 64
-#: Largest single read of a request body (into its buffer: a read never allocates).
-_CHUNK = 1 << 20
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _JSON_BRACKET = re.compile(r"[\[\]{}]")
 #: The first accept type answers ``*/*`` or a missing ``Accept`` (JSON, like the template's ``negotiate``).
@@ -607,17 +605,15 @@ class _Handler(BaseHTTPRequestHandler):
             server.slots.release()
 
     def _read_body(self, length: int) -> bytes | None:
-        """Exactly ``length`` body bytes (at most ``max_payload_bytes``, checked before), read into one buffer
-        allocated up front; None if the client went away."""
-        body = bytearray(length)
-        with memoryview(body) as view:
-            got = 0
-            while got < length:
-                n = self.rfile.readinto(view[got : got + _CHUNK])
-                if not n:
-                    return None
-                got += n
-        return bytes(body)
+        """Exactly ``length`` body bytes (at most ``max_payload_bytes``, checked before); None if the client
+        went away.
+
+        One ``read`` of the buffered file: it allocates the ``bytes`` once and reads into it until it is full.
+        Reading into a ``bytearray`` and copying it cost a fresh allocation of the body twice, every page of
+        it faulted in again (~3 ms of a 6 MB batch-transform request; 64 KiB reads appended were worse).
+        """
+        body = self.rfile.read(length)
+        return body if len(body) == length else None
 
     def _invoke_with_slot(self, length: int) -> None:
         server = self.server
