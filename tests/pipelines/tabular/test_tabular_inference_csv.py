@@ -83,11 +83,18 @@ PLAIN = [
 ]
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["small", "batch"])
 @pytest.mark.parametrize("odd", [b"", b" ", b"\t", b"\x0b", b"\x0c", b"\x1c", b"\x1f", b'"q"', "\u00a0".encode()])
-def test_plain_bodies_skip_trimming_and_still_equal_the_csv_module_path(odd: bytes) -> None:
+def test_plain_bodies_skip_trimming_and_still_equal_the_csv_module_path(
+    odd: bytes, parallel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A body without whitespace or quotes (the usual batch) is read without the trim pass; any
-    whitespace byte, quote or non-ASCII text anywhere brings the trim back, with the same frame."""
+    whitespace byte, quote or non-ASCII text anywhere brings the trim back, with the same frame. A batch
+    body is parsed while the whitespace is looked for, and parsed again with the trim when there is some."""
+    if parallel:
+        monkeypatch.setattr(inference, "PARALLEL_PARSE_BYTES", 1000)
     body = _body(PLAIN * 100)
+    assert (len(body) >= inference.PARALLEL_PARSE_BYTES) == parallel
     body = body[:-1] + odd + b"\n"  # the last field of the last row
     assert inference._arrow_csv(body) is not None
     got = _objects(inference.input_fn(body, "text/csv"))
