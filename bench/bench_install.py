@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,11 @@ from bench import common
 
 REPO = Path(__file__).resolve().parents[1]
 #: pyproject.toml's wheel packages (the Makefile's PACKAGES): what uv installs editable and `bytecode` compiles.
-PACKAGES = ("flywheel", "config", "stacks", "pipelines", "lambdas", "naming", "toolchain")
+PACKAGES: tuple[str, ...] = tuple(
+    tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["hatch"]["build"]["targets"]["wheel"][
+        "packages"
+    ]
+)
 GOAL_SECONDS = 90.0
 # What the Makefile passes as --python (a base interpreter, not this venv's).
 PYTHON = os.environ.get("PYTHON") or shutil.which("python3") or sys.executable

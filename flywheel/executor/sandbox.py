@@ -36,9 +36,11 @@ from pathlib import Path
 from typing import Final
 
 from flywheel.executor import sandbox_exec
-from flywheel.executor.sandbox_exec import OPT, OPT_ML, SETUP_FAILED, SandboxError, enter
 
-__all__ = ["OPT", "OPT_ML", "SANDBOX_ENV", "SETUP_FAILED", "WRAPPER", "Sandbox", "SandboxError", "enter", "probe"]
+__all__ = ["SANDBOX_ENV", "SETUP_FAILED", "WRAPPER", "Sandbox", "probe"]
+
+#: Exit code of the wrapper when it cannot set the sandbox up (the reason is on its stderr).
+SETUP_FAILED: Final = sandbox_exec.SETUP_FAILED
 
 #: The wrapper program every job is started through (standard library only, see its docstring).
 WRAPPER: Final = Path(sandbox_exec.__file__).resolve()

@@ -28,7 +28,6 @@ _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
 _MS_NOSUID = 2
 _MS_NODEV = 4
-_MNT_DETACH = 2
 
 
 class SandboxError(Exception):
@@ -43,7 +42,6 @@ def _libc() -> ctypes.CDLL:
 
         libc = ctypes.CDLL(find_library("c"), use_errno=True)
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
     libc.unshare.argtypes = [ctypes.c_int]
     return libc
 

@@ -63,17 +63,18 @@ ARROW_CSV_BYTES = 2048
 PARALLEL_PARSE_BYTES = 1 << 20
 #: Whether this pandas holds Arrow arrays as columns (pandas >= 1.5): the batch path keeps the parse in Arrow.
 _ARROW_DTYPE = hasattr(pd, "ArrowDtype")
-_POOL: list[ThreadPoolExecutor] = []
+_POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
     """The threads a batch request's slices run on (one per core, started on first use and kept: a fresh
     pool per stage cost ~0.3 ms a request). Its tasks never wait on each other, so requests can share it."""
+    global _POOL  # one per loaded copy of this module, made by the first batch request
     with _POOL_LOCK:
-        if not _POOL:
-            _POOL.append(ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="flywheel-batch"))
-        return _POOL[0]
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="flywheel-batch")
+        return _POOL
 
 
 @dataclass(frozen=True)

@@ -243,6 +243,11 @@ def target_summary(train: pd.DataFrame, contract: DataContract, labels: list[Any
     return {"class_counts": {str(lbl): int(c) for lbl, c in zip(labels, counts, strict=True)}, "rows": len(codes)}
 
 
+def split_columns(contract: DataContract) -> list[str]:
+    """The columns of a curated split that :func:`train_model` reads: the serving columns and the target."""
+    return [*serving_names(contract), contract.target]
+
+
 def train_model(
     train: pd.DataFrame, validation: pd.DataFrame, contract: DataContract, hps: HyperParameters
 ) -> tuple[xgb.Booster, dict[str, Any]]:
@@ -340,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         hps = resolve_hyperparameters({f.name: getattr(args, f.name) for f in fields(HyperParameters)}, env)
         contract = resolve_contract(args.contract)
-        used = [*serving_names(contract), contract.target]  # what train_model reads of a split
+        used = split_columns(contract)
         train, validation = read_split(args.train, used), read_split(args.validation, used)
     except (ValueError, OSError) as exc:
         print(f"train: {exc}", file=sys.stderr)

@@ -116,10 +116,11 @@ def test_the_wrapper_every_job_starts_through_imports_only_what_it_needs() -> No
 
     from flywheel.executor.sandbox import WRAPPER
 
-    code = f"import sys; sys.path.insert(0, {str(WRAPPER.parent)!r}); import sandbox_exec; print(sorted(sys.modules))"
-    loaded = set(
-        json.loads(subprocess.check_output([sys.executable, "-I", "-S", "-c", code], text=True).replace("'", '"'))
+    code = (
+        f"import sys; sys.path.insert(0, {str(WRAPPER.parent)!r}); import sandbox_exec; "
+        "loaded = sorted(sys.modules); import json; print(json.dumps(loaded))"  # json: after the snapshot
     )
+    loaded = set(json.loads(subprocess.check_output([sys.executable, "-I", "-S", "-c", code], text=True)))
     assert "sandbox_exec" in loaded
     assert not loaded & {
         "pathlib",

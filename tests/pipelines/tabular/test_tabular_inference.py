@@ -208,6 +208,31 @@ def test_large_batches_predict_a_slice_per_core_with_the_same_scores(
     assert inference._spans(51, inference.model_fn(str(chains["churn"].model)).threads) == [(0, 51)]
 
 
+def test_concurrent_batch_requests_share_the_slice_pool_and_get_their_own_answers(
+    chains: dict[str, PipelineRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN six batch requests (each parsed, sliced, predicted and written on the one shared pool), WHEN they
+    # run at once on eight threads' worth of slices, THEN each gets the answer it gets alone (no slice of one
+    # lands in another; no task waits on another, so nothing hangs)
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.delenv("FLYWHEEL_PREDICT_THREADS", raising=False)
+    monkeypatch.setattr(inference, "PARALLEL_PREDICT_ROWS", 10)
+    monkeypatch.setattr(inference, "PARALLEL_PARSE_BYTES", 1000)
+    model = inference.model_fn(str(chains["churn"].model))
+    rows = read_split(chains["churn"].processed / "test")[model.columns]
+    bodies = [rows.iloc[i * 40 : i * 40 + 40 + i].to_csv(header=False, index=False).encode() for i in range(6)]
+
+    def answer(body: bytes) -> str:
+        return inference.output_fn(inference.predict_fn(inference.input_fn(body, "text/csv"), model), "text/csv")
+
+    alone = [answer(b) for b in bodies]
+    with ThreadPoolExecutor(6) as clients:
+        together = list(clients.map(answer, bodies * 4))
+    assert together == alone * 4
+    assert [len(a.splitlines()) for a in alone] == [40 + i for i in range(6)]
+
+
 @pytest.mark.parametrize("name", ["wine", "diabetes"])
 def test_the_sliced_path_gives_multiclass_and_regression_scores_of_one_call(
     chains: dict[str, PipelineRun], name: str, monkeypatch: pytest.MonkeyPatch
