@@ -9,7 +9,9 @@
 Each job runs a ``bench/bench_*.py`` script with the job's arguments, then reads the result document the
 script wrote and turns it into rows (``bench/report.py``): figure, baseline measured in the same run,
 ratio, goal, verdict, peak RSS where data size matters, plus the machine, the 1-minute load average at
-the start of that run and the date. Everything the run measured is kept in ``bench/results/bench.json``.
+the start of that run and the date. Everything the run measured is kept in ``bench/results/bench.json``,
+the record the page is rendered from (and ``--merge`` reads); a partial run that writes no page keeps its
+record in ``bench-partial.json`` instead, so exploring one benchmark never clobbers the full run's record.
 """
 
 from __future__ import annotations
@@ -226,7 +228,9 @@ def main(argv: list[str]) -> int:
         "rows": merged,
         "runs": facts,
     }
-    (results / "bench.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    # Only a run that renders a page replaces bench.json: --merge of a later run builds on it.
+    record_file = results / ("bench.json" if output is not None else "bench-partial.json")
+    record_file.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(report.render(record, record["expected"]), encoding="utf-8")
@@ -235,7 +239,7 @@ def main(argv: list[str]) -> int:
         print(f"{r['verdict']:<9}{r['id']:<28}{report.fmt(r['figure']):>12}{report.fmt(r['baseline']):>12}"
               f"{report.fmt(r['ratio']):>9}")  # fmt: skip
     missing = [rid for rid in record["expected"] if rid not in {r["id"] for r in merged}]
-    print(f"\n{len(merged)} rows, {record['wall_s']:.0f} s wall, {cpu:.0f} s CPU; results in {results / 'bench.json'}"
+    print(f"\n{len(merged)} rows, {record['wall_s']:.0f} s wall, {cpu:.0f} s CPU; results in {record_file}"
           + (f"; written {output}" if output else "") + (f"; FAILED: {record['failed']}" if failed else "")
           + (f"; MISSING rows: {missing}" if missing else ""))  # fmt: skip
     return 1 if failed or missing else 0

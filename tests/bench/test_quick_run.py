@@ -82,3 +82,22 @@ def test_merge_keeps_the_rows_of_the_jobs_not_run_again(tmp_path: Path) -> None:
     assert kept == first["rows"]  # as they were, with their own load and date
     ids = [*(j for job in JOBS if job.name in ("lambdas", "tests") for j in job.rows)]
     _check_rows(record, ids, (tmp_path / "benchmarks.md").read_text(encoding="utf-8"))
+
+
+def test_a_partial_run_without_a_page_leaves_the_full_record_alone(tmp_path: Path) -> None:
+    """Exploring one benchmark (`--output none`) writes bench-partial.json; the record --merge reads stays."""
+    done, first = _harness(tmp_path, "lambdas")
+    assert done.returncode == 0, done.stdout[-2000:]
+    record_file = tmp_path / "results" / "bench.json"
+    before = record_file.read_bytes()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    results = str(tmp_path / "results")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "lambdas", "--quick", "--results", results, "--output", "none"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert record_file.read_bytes() == before
+    partial = json.loads((tmp_path / "results" / "bench-partial.json").read_text(encoding="utf-8"))
+    assert partial["started"] >= first["started"] and {r["job"] for r in partial["rows"]} == {"lambdas"}
+    assert "bench-partial.json" in done.stdout
