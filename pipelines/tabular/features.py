@@ -544,9 +544,11 @@ def _encode_arrow(values: pd.Series, sc: ServingColumn) -> np.ndarray | None:
             num = pc.cast(array, pa.float64()).to_numpy()  # nulls -> NaN
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
-        present = pc.is_valid(array).to_numpy()
-        if (present & ~np.isfinite(num)).any() or np.signbit(num[num == 0]).any():
-            return None  # an error to report, or -0 (pandas reads an integer "-0" as +0)
+        finite = np.isfinite(num)
+        if not finite.all() and (pc.is_valid(array).to_numpy(zero_copy_only=False) & ~finite).any():
+            return None  # a value read as NaN or infinity: an error to report (a null is NaN, and fine)
+        if np.signbit(num[num == 0]).any():
+            return None  # -0 (pandas reads an integer "-0" as +0)
         return num
     encoded = pc.dictionary_encode(array).combine_chunks()
     uniques = encoded.dictionary.to_pylist()
@@ -602,11 +604,8 @@ def _via_uniques(values: pd.Series | np.ndarray, fn: Any) -> np.ndarray:
 
 def _by_code(codes: np.ndarray, mapped: np.ndarray) -> np.ndarray:
     """``mapped[code]`` for each row's code into the distinct values; NaN where the code is -1 (missing)."""
-    if not len(mapped):
-        return np.full(len(codes), np.nan)
-    out = mapped[np.maximum(codes, 0)]
-    out[codes < 0] = np.nan
-    return out
+    # One gather: code -1 picks the NaN appended at the end.
+    return np.append(np.asarray(mapped, dtype="float64"), np.nan)[codes]
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -212,21 +212,27 @@ def _arrow_csv(body: str | bytes | bytearray) -> pd.DataFrame | None:
     end = data.find(b"\n")
     width = data.count(b",", 0, end if end >= 0 else len(data)) + 1  # an upper bound (a quoted comma only adds one)
     quoted = b'"' in data
+    ascii_only = data.isascii()  # one pass (~0.3 ms of 6 MB)
     parallel = len(data) >= PARALLEL_PARSE_BYTES
 
     def parse() -> Any:
         # Empty fields, quoted or not, are null: what csv + strip makes of them, with or without the trim below
         # (which makes a whitespace-only field empty, then null), so the parse does not wait for the check.
+        # ASCII is valid UTF-8 and a body without '"' has nothing to unquote: the reader skips that work then
+        # (~15 % of its time), with the same table.
         try:
             return pacsv.read_csv(
                 pa.py_buffer(data),
                 read_options=pacsv.ReadOptions(autogenerate_column_names=True, use_threads=parallel),
-                parse_options=pacsv.ParseOptions(newlines_in_values=quoted, ignore_empty_lines=True),
+                parse_options=pacsv.ParseOptions(
+                    newlines_in_values=quoted, ignore_empty_lines=True, quote_char='"' if quoted else False
+                ),
                 convert_options=pacsv.ConvertOptions(
                     column_types={f"f{i}": pa.string() for i in range(width)},
                     null_values=[""],
                     strings_can_be_null=True,
                     quoted_strings_can_be_null=True,
+                    check_utf8=not ascii_only,
                 ),
             )
         except (pa.ArrowInvalid, ValueError):
@@ -234,7 +240,7 @@ def _arrow_csv(body: str | bytes | bytearray) -> pd.DataFrame | None:
 
     def needs_trim() -> bool:
         # Only a body with whitespace (or text other than ASCII, or quotes) can have a field to strip.
-        return not data.isascii() or quoted or any(w in data for w in _WHITESPACE)
+        return not ascii_only or quoted or any(w in data for w in _WHITESPACE)
 
     if parallel:
         # A batch payload: Arrow's threads parse it (without the GIL) while this one looks for whitespace
@@ -470,6 +476,10 @@ def _label_text(pa: Any, labels: list[Any], classes: list[Any], index: Any, medi
 def _row_text(pa: Any, pc: Any, problem: str, values: np.ndarray, label_text: Any, media: str) -> memoryview:
     """The rows of a response (JSON: each record followed by ``", "``; CSV: each line), as UTF-8 bytes."""
     columns = [values] if values.ndim == 1 else list(values.T)
+    if media == CSV:
+        written = _written_csv(pa, columns, label_text)
+        if written is not None:
+            return written
     numbers = [_float_text(pa, pc, col) for col in columns]
     pieces: list[Any]
     if media == JSON:
@@ -494,11 +504,34 @@ def _between(items: list[Any], separator: str) -> list[Any]:
     return out
 
 
+def _written_csv(pa: Any, columns: list[np.ndarray], label_text: Any) -> memoryview | None:
+    """CSV lines of the score columns (and labels) through Arrow's CSV writer, whose number text is the cast
+    :func:`_float_text` uses (~25 % less CPU than joining the pieces). ``None`` where it would not write what
+    ``csv.writer`` does: a score ``repr`` lays out otherwise, or a label cell that is quoted."""
+    import pyarrow.csv as pacsv  # with pyarrow (the caller imported it)
+
+    if any(_repr_only(col).any() for col in columns):
+        return None
+    fields = [pa.array(col) for col in columns] + ([] if label_text is None else [label_text])
+    sink = pa.BufferOutputStream()
+    try:  # "none": never quote, and refuse a value with a comma, quote or line break (csv.writer quotes it)
+        options = pacsv.WriteOptions(include_header=False, quoting_style="none")
+        pacsv.write_csv(pa.table(fields, names=[str(i) for i in range(len(fields))]), sink, write_options=options)
+    except pa.ArrowInvalid:
+        return None
+    return memoryview(sink.getvalue())
+
+
+def _repr_only(values: np.ndarray) -> np.ndarray:
+    """Where Arrow's number text is not laid out as ``repr``'s (see :data:`_REPR_LAYOUT`)."""
+    size = np.abs(values)
+    return (size < _REPR_LAYOUT[0]) | (size >= _REPR_LAYOUT[1]) | (values == np.floor(values))
+
+
 def _float_text(pa: Any, pc: Any, values: np.ndarray) -> Any:
     """Arrow strings of ``values`` exactly as ``repr`` writes them (outside :data:`_REPR_LAYOUT`: by repr)."""
     text = pc.cast(pa.array(values), pa.string())
-    size = np.abs(values)
-    other = (size < _REPR_LAYOUT[0]) | (size >= _REPR_LAYOUT[1]) | (values == np.floor(values))
+    other = _repr_only(values)
     if other.any():
         by_repr = pa.array([repr(v) for v in values[other].tolist()], pa.string())
         text = pc.replace_with_mask(text, pa.array(other), by_repr)

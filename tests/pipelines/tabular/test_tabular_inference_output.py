@@ -67,6 +67,33 @@ def test_fast_output_is_byte_identical_to_the_record_path(
         assert len(json.loads(fast)["predictions"]) == 50
 
 
+@pytest.mark.parametrize("labels", LABELS, ids=range(len(LABELS)))
+@pytest.mark.parametrize("problem", ["binary", "multiclass", "regression"])
+def test_csv_written_by_arrows_csv_writer_is_what_csv_writer_writes(
+    problem: str, labels: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scores that Arrow lays out as repr does go through Arrow's CSV writer, unless a label cell is quoted;
+    one awkward score sends the slice back to the joined pieces. The text is the csv module's either way."""
+    written: list[bool] = []
+    real = inference._written_csv
+    monkeypatch.setattr(inference, "_written_csv", lambda *a: written.append((out := real(*a)) is not None) or out)
+    pred = _prediction(problem, labels)
+    rng = np.random.default_rng(11)
+    shape = np.shape(pred["scores"])
+    pred["scores"] = (
+        rng.uniform(-1e6, 1e6, shape) if problem == "regression" else rng.uniform(0.001, 0.999, shape)
+    )  # no whole numbers, nothing under 1e-4
+    quoted = problem != "regression" and any(c in str(label) for label in labels for c in ',"\n')
+    for awkward in (False, True):
+        if awkward:
+            pred["scores"].flat[7] = 1e-5
+        fast = inference.output_fn(pred, "text/csv")
+        assert fast == inference._records_output(
+            problem, pred["scores"], pred["labels"], pred["class_labels"], "text/csv"
+        )
+        assert written.pop() is (not quoted and not awkward)
+
+
 def test_the_arrow_path_runs_and_matches_repr_on_a_million_scores() -> None:
     rng = np.random.default_rng(5)
     scores = np.concatenate([rng.random(500_000).astype(np.float32), 10 ** rng.uniform(-8, 12, 500_000)])
