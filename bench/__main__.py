@@ -3,15 +3,16 @@
     python -m bench                      # every benchmark at full size -> docs/benchmarks.md
     python -m bench --quick              # small sizes, 1 run each, every row -> bench/results/benchmarks-quick.md
     python -m bench --repeat 3           # each benchmark 3 times (fresh processes); rows hold the medians
-    python -m bench preprocess-1m train  # some benchmarks only (no docs unless --output); --list names them
+    python -m bench preprocess-1m train  # some only (no page, record in bench-partial.json, unless --output)
     python -m bench train -- --rows 5000 # extra arguments for the selected benchmarks
 
 Each job runs a ``bench/bench_*.py`` script with the job's arguments, then reads the result document the
 script wrote and turns it into rows (``bench/report.py``): figure, baseline measured in the same run,
 ratio, goal, verdict, peak RSS where data size matters, plus the machine, the 1-minute load average at
 the start of that run and the date. Everything the run measured is kept in ``bench/results/bench.json``,
-the record the page is rendered from (and ``--merge`` reads); a partial run that writes no page keeps its
-record in ``bench-partial.json`` instead, so exploring one benchmark never clobbers the full run's record.
+the record the page is rendered from (and ``--merge`` reads); a run that writes no page (some jobs named
+without ``--merge`` or ``--output``, or ``--output none``) keeps its record in ``bench-partial.json`` instead,
+so exploring one benchmark never clobbers the full run's record.
 """
 
 from __future__ import annotations

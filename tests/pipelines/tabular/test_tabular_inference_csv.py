@@ -62,8 +62,11 @@ def test_arrow_path_equals_the_csv_module_path(copies: int) -> None:
         (b"\xff\xfe,x,x,x,x,x\n", "utf-8"),  # invalid UTF-8
     ],
 )
-def test_malformed_batches_get_the_csv_module_errors(tail: bytes, error: str) -> None:
-    body = _body(ROWS * 60) + tail
+@pytest.mark.parametrize("rows", [ROWS, [[*r[:4], "plain", "x"] for r in ROWS[::3]]], ids=["quoted", "no-quote"])
+def test_malformed_batches_get_the_csv_module_errors(tail: bytes, error: str, rows: list[list[str]]) -> None:
+    """Also without a '"' anywhere: then the reader skips quote handling, and UTF-8 is checked only if ASCII."""
+    body = _body(rows * (240 // len(rows))) + tail  # 240 rows either way
+    assert (b'"' in body) is (rows is ROWS)
     assert inference._arrow_csv(body) is None
     with pytest.raises(ValueError, match=error):
         inference.input_fn(body, "text/csv")

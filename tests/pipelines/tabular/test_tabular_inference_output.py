@@ -72,11 +72,11 @@ def test_fast_output_is_byte_identical_to_the_record_path(
 def test_csv_written_by_arrows_csv_writer_is_what_csv_writer_writes(
     problem: str, labels: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Scores that Arrow lays out as repr does go through Arrow's CSV writer, unless a label cell is quoted;
-    one awkward score sends the slice back to the joined pieces. The text is the csv module's either way."""
-    written: list[bool] = []
+    """CSV lines go through Arrow's CSV writer unless a label's cell needs quoting (decided before writing);
+    a score repr lays out otherwise is handed to it as repr's text. The text is the csv module's either way."""
+    written: list[int] = []
     real = inference._written_csv
-    monkeypatch.setattr(inference, "_written_csv", lambda *a: written.append((out := real(*a)) is not None) or out)
+    monkeypatch.setattr(inference, "_written_csv", lambda *a: written.append(len(a[2][0])) or real(*a))
     pred = _prediction(problem, labels)
     rng = np.random.default_rng(11)
     shape = np.shape(pred["scores"])
@@ -84,14 +84,23 @@ def test_csv_written_by_arrows_csv_writer_is_what_csv_writer_writes(
         rng.uniform(-1e6, 1e6, shape) if problem == "regression" else rng.uniform(0.001, 0.999, shape)
     )  # no whole numbers, nothing under 1e-4
     quoted = problem != "regression" and any(c in str(label) for label in labels for c in ',"\n')
-    for awkward in (False, True):
-        if awkward:
-            pred["scores"].flat[7] = 1e-5
+    for awkward in (None, 1e-5, 1.0, 3e12):  # an exponent, a whole number, beyond 1e10
+        if awkward is not None:
+            pred["scores"].flat[7] = awkward
         fast = inference.output_fn(pred, "text/csv")
         assert fast == inference._records_output(
             problem, pred["scores"], pred["labels"], pred["class_labels"], "text/csv"
         )
-        assert written.pop() is (not quoted and not awkward)
+        assert written == ([] if quoted else [50])  # one slice of 50 rows, through the writer or not at all
+        written.clear()
+
+
+def test_a_label_with_a_carriage_return_is_joined_not_written() -> None:
+    """csv.writer leaves a lone CR bare, Arrow's writer refuses it: such labels skip the writer up front."""
+    pred = _prediction("binary", ["ok", "a\rb"])
+    assert inference.output_fn(pred, "text/csv") == inference._records_output(
+        "binary", pred["scores"], pred["labels"], pred["class_labels"], "text/csv"
+    )
 
 
 def test_the_arrow_path_runs_and_matches_repr_on_a_million_scores() -> None:
