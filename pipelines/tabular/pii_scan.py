@@ -39,6 +39,7 @@ Imports only the standard library, numpy and pyarrow (and sibling step modules).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 import time
@@ -228,37 +229,62 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def text_hashes(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A 64-bit hash of each (non-null) string's UTF-8 bytes, computed on Arrow's buffers (no Python object
-    per value; ~2x faster than pandas' SipHash over Python strings).
+#: Strings longer than this (bytes) are hashed one by one (8-byte BLAKE2b): the word fold of
+#: :func:`text_hashes` takes a pass per word of a batch's longest string, which one long cell would make slow.
+LONG_TEXT_BYTES = 256
 
-    Each string is cut into little-endian 8-byte words (the last one zero-padded) and folded:
-    ``h = mix(START ^ length * K)``, then ``h = mix(h ^ word)`` per word, with ``mix`` splitmix64's finalizer,
-    a bijection. Equal strings always get equal hashes (the scan cannot miss a raw value because of the
-    hash); two different strings of the same length never collide (their chains meet the first differing
-    word with the same state, and a bijection keeps them apart from there on); strings of different lengths
-    collide with probability ~2^-64 (a false finding, never a missed one). Deterministic: the same in every
-    process and module copy, as the hashes of raw values and of output cells must be.
+
+def text_hashes(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit hash of each string's UTF-8 bytes (no nulls: the callers drop them), on Arrow's buffers.
+
+    Up to :data:`LONG_TEXT_BYTES` bytes (identifiers, e-mail addresses, categories: no Python object per
+    value, ~2x faster than pandas' SipHash over Python strings): the bytes as little-endian 8-byte words, the
+    last one zero-padded, folded as ``h = mix(START ^ length * K)``, then ``h = mix(h ^ word)`` per word, with
+    ``mix`` splitmix64's finalizer. Longer strings: 8 bytes of BLAKE2b. Which of the two applies depends on the
+    string alone, so equal strings always get equal hashes and the scan cannot miss a raw value because of
+    the hash. A collision can only add a false finding (the run fails, nothing leaks): ~2^-64 per pair of
+    values nobody crafted; the fold is not collision-resistant against crafted input (as pandas' SipHash with
+    its public key was not), and whoever can craft raw values can fail the run more simply (an e-mail address
+    in any column). Deterministic: the same in every process and module copy, as raw values' and output
+    cells' hashes must be.
     """
     if isinstance(text, pa.ChunkedArray):
         text = text.combine_chunks()
-    n = len(text)
-    if not n:
+    if not len(text):
         return np.empty(0, dtype=np.uint64)
     raw = pc.cast(text, pa.large_binary())
-    lengths = pc.binary_length(raw)
-    # Zero bytes up to a whole word: the padded strings lie back to back, each a whole number of words.
-    padded = pc.binary_join_element_wise(
-        raw, pc.binary_repeat(_ZERO_BYTE, pc.bit_wise_and(pc.negate(lengths), 7)), _NO_BYTES
+    lengths = pc.binary_length(raw).to_numpy()
+    long = lengths > LONG_TEXT_BYTES
+    if not long.any():
+        return _folded(raw, lengths)
+    out = np.empty(len(raw), dtype=np.uint64)
+    short = np.flatnonzero(~long)
+    if len(short):
+        out[short] = _folded(raw.take(pa.array(short)), lengths[short])
+    rows = np.flatnonzero(long)
+    digests = (
+        hashlib.blake2b(v, digest_size=8, person=b"pii-scan").digest() for v in raw.take(pa.array(rows)).to_pylist()
     )
+    out[rows] = np.frombuffer(b"".join(digests), dtype="<u8")
+    return out
+
+
+def _folded(raw: pa.Array, lengths: np.ndarray) -> np.ndarray:
+    """The word fold of :func:`text_hashes` over a ``large_binary`` array (``lengths``: its byte lengths)."""
+    n = len(raw)
+    if not n:
+        return np.empty(0, dtype=np.uint64)
+    # Zero bytes up to a whole word: the padded strings lie back to back, each a whole number of words.
+    pad = pa.array((-lengths) & 7, pa.int64())
+    padded = pc.binary_join_element_wise(raw, pc.binary_repeat(_ZERO_BYTE, pad), _NO_BYTES)
     ends = np.frombuffer(padded.buffers()[1], dtype=np.int64)[padded.offset : padded.offset + n + 1]
     data = padded.buffers()[2]
     words = np.frombuffer(data, dtype="<u8", count=int(ends[-1] - ends[0]) // 8, offset=int(ends[0])) if data else None
     first = (ends[:-1] - ends[0]) // 8
     count = np.diff(ends) // 8
     with np.errstate(over="ignore"):
-        h = _mix(_CHAIN_START ^ lengths.to_numpy().astype(np.uint64) * _LENGTH_MULTIPLIER)
-        for k in range(int(count.max())):
+        h = _mix(_CHAIN_START ^ lengths.astype(np.uint64) * _LENGTH_MULTIPLIER)
+        for k in range(int(count.max())):  # at most LONG_TEXT_BYTES / 8 passes
             rows = np.flatnonzero(count > k) if k >= count.min() else slice(None)
             assert words is not None
             h[rows] = _mix(h[rows] ^ words[first[rows] + k])

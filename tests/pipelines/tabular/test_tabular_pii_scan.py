@@ -99,7 +99,21 @@ def test_findings_name_file_column_and_detector_never_the_value(tmp_path: Path) 
 
 #: text_hashes of "", "jane.doe@example.org", "c002", "naïve" (the function itself, pinned).
 PINNED = [16852473371444490038, 12441973723561099393, 5768267492700418750, 12781838842870972604]
-HASH_WORDS = ["", "a", "ab", "ab\x00", "abcdefgh", "abcdefgh\x00", "é" * 5, "x" * 1000, "x" * 1001, "naïve", "12345678"]
+HASH_WORDS = [
+    "",
+    "a",
+    "ab",
+    "ab\x00",
+    "abcdefgh",
+    "abcdefgh\x00",
+    "é" * 5,
+    "x" * 1000,
+    "x" * 1001,
+    "y" * 256,
+    "y" * 257,
+    "naïve",
+    "12345678",
+]
 
 
 def test_text_hashes_of_a_string_do_not_depend_on_its_batch() -> None:
@@ -113,6 +127,19 @@ def test_text_hashes_of_a_string_do_not_depend_on_its_batch() -> None:
     assert list(pii_scan.text_hashes(pa.array(["prefix", *HASH_WORDS]).slice(1))) == alone
     assert list(pii_scan.text_hashes(pa.array(HASH_WORDS, pa.large_string()))) == alone
     assert [int(h) for h in pii_scan.text_hashes(pa.array(["", "jane.doe@example.org", "c002", "naïve"]))] == PINNED
+
+
+def test_a_long_cell_is_hashed_on_its_own_not_by_the_word_fold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fold takes a pass per word of its longest string: a 1 MB cell goes to BLAKE2b, the rest stay."""
+    folded: list[int] = []
+    real = pii_scan._folded
+    monkeypatch.setattr(
+        pii_scan, "_folded", lambda raw, lengths: folded.append(int(lengths.max())) or real(raw, lengths)
+    )
+    values = ["a@example.org", "z" * 1_000_000, "c002"]
+    hashes = pii_scan.text_hashes(pa.array(values))
+    assert folded == [13] and len(set(hashes.tolist())) == 3
+    assert hashes[1] == pii_scan.text_hashes(pa.array(["z" * 1_000_000]))[0]
 
 
 def test_text_hashes_tell_apart_many_values_that_share_prefixes_and_lengths() -> None:
