@@ -109,10 +109,9 @@ def expected_rows() -> list[str]:
 
 
 def _find_result(job: Job, results: Path, since: float) -> Path:
-    for folder in (results, common.DEFAULT_RESULTS):  # older scripts write bench/results whatever the env says
-        path = folder / job.result
-        if path.is_file() and path.stat().st_mtime >= since:
-            return path
+    path = results / job.result  # every script writes under FLYWHEEL_BENCH_RESULTS (common.write_result)
+    if path.is_file() and path.stat().st_mtime >= since:
+        return path
     raise FileNotFoundError(f"{job.script} wrote no {job.result} during this run")
 
 

@@ -31,7 +31,6 @@ from typing import Any
 from bench import common
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 GOAL_SECONDS = 20.0
 
 # A child that runs what `flywheel demo` runs, timing each phase (printing aside); one JSON line.

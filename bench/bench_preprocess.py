@@ -27,7 +27,6 @@ from bench import common
 
 REPO = Path(__file__).resolve().parents[1]
 STEP_DIR = REPO / "pipelines" / "tabular"
-RESULTS = REPO / "bench" / "results"
 BENCH_KEY = "benchmark-only-key-0123456789-0123456789"
 GOAL_PEAK_RSS_MB = 1536
 

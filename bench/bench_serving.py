@@ -36,7 +36,7 @@ Client and server share one process (as in ``flywheel demo``), so HTTP figures i
     python -m bench.bench_serving [--rows 20000] [--requests 2000] [--batch-rows 1000] [--batches 20]
                                   [--transform-rows 0 (= a 6 MB payload)] [--transform-batches 5] [--repeat 3]
 
-Prints a table and writes ``bench/results/serving.json``.
+Prints a table and writes ``bench/results/serving.json`` (or under ``FLYWHEEL_BENCH_RESULTS``).
 """
 
 from __future__ import annotations
@@ -64,7 +64,6 @@ from bench import common
 
 REPO = Path(__file__).resolve().parents[1]
 STEP_DIR = REPO / "pipelines" / "tabular"
-RESULTS = REPO / "bench" / "results"
 CONTRACT = REPO / "config" / "contracts" / "churn.json"
 BENCH_KEY = "benchmark-only-key-0123456789-0123456789"
 WARMUP = 50
@@ -441,10 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     print_table(result)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "serving.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(REPO)}")
+    print(f"wrote {common.write_result('serving', result)}")
     return 0
 
 

@@ -49,12 +49,17 @@ def _check_rows(record: dict[str, Any], ids: list[str], text: str) -> None:
         assert f"| `{rid}` |" in text, rid
 
 
-def test_one_benchmark_through_the_harness_writes_its_rows_where_told(tmp_path: Path) -> None:
-    """The cheapest job (handler imports, ~1 s of CPU) end to end: fresh process, result under --results."""
-    done, record = _harness(tmp_path, "lambdas")
+@pytest.mark.parametrize("name", ["lambdas", "serving"])
+def test_one_benchmark_through_the_harness_writes_its_rows_where_told(tmp_path: Path, name: str) -> None:
+    """Cheap jobs (handler imports; serving at quick sizes, ~3 s) end to end: fresh process, result under
+    --results and nowhere else."""
+    job = next(j for j in JOBS if j.name == name)
+    default = common.DEFAULT_RESULTS / job.result
+    before = default.stat().st_mtime_ns if default.is_file() else None
+    done, record = _harness(tmp_path, name)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert (tmp_path / "results" / "bench_lambdas.json").is_file()  # FLYWHEEL_BENCH_RESULTS was honoured
-    job = next(j for j in JOBS if j.name == "lambdas")
+    assert (tmp_path / "results" / job.result).is_file()  # FLYWHEEL_BENCH_RESULTS was honoured
+    assert (default.stat().st_mtime_ns if default.is_file() else None) == before  # bench/results untouched
     _check_rows(record, list(job.rows), (tmp_path / "benchmarks.md").read_text(encoding="utf-8"))
     assert record["quick"] is True and record["repeat"] == 1 and record["failed"] == []
 
