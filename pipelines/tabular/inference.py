@@ -485,9 +485,9 @@ def _row_text(
     pa: Any, pc: Any, problem: str, values: np.ndarray, label_text: Any, media: str, writer: bool = False
 ) -> memoryview:
     """The rows of a response (JSON: each record followed by ``", "``; CSV: each line), as UTF-8 bytes.
-    ``writer``: CSV lines through Arrow's CSV writer (the labels' cells need no quoting)."""
+    ``writer``: a CSV response whose labels' cells need no quoting, written by Arrow's CSV writer."""
     columns = [values] if values.ndim == 1 else list(values.T)
-    if writer and media == CSV:
+    if writer:
         return _written_csv(pa, pc, columns, label_text)
     numbers = [_float_text(pa, pc, col) for col in columns]
     pieces: list[Any]

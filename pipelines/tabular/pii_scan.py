@@ -278,15 +278,17 @@ def _folded(raw: pa.Array, lengths: np.ndarray) -> np.ndarray:
     pad = pa.array((-lengths) & 7, pa.int64())
     padded = pc.binary_join_element_wise(raw, pc.binary_repeat(_ZERO_BYTE, pad), _NO_BYTES)
     ends = np.frombuffer(padded.buffers()[1], dtype=np.int64)[padded.offset : padded.offset + n + 1]
-    data = padded.buffers()[2]
-    words = np.frombuffer(data, dtype="<u8", count=int(ends[-1] - ends[0]) // 8, offset=int(ends[0])) if data else None
+    data = padded.buffers()[2]  # None when every string is empty (no words to fold)
+    size = int(ends[-1] - ends[0]) // 8
+    words = np.frombuffer(
+        data if data is not None else b"", dtype="<u8", count=size, offset=int(ends[0]) if size else 0
+    )
     first = (ends[:-1] - ends[0]) // 8
     count = np.diff(ends) // 8
     with np.errstate(over="ignore"):
         h = _mix(_CHAIN_START ^ lengths.astype(np.uint64) * _LENGTH_MULTIPLIER)
         for k in range(int(count.max())):  # at most LONG_TEXT_BYTES / 8 passes
             rows = np.flatnonzero(count > k) if k >= count.min() else slice(None)
-            assert words is not None
             h[rows] = _mix(h[rows] ^ words[first[rows] + k])
     return h
 

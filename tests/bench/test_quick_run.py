@@ -18,18 +18,16 @@ from bench.__main__ import JOBS, expected_rows
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _harness(tmp_path: Path, *names: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    results, doc = tmp_path / "results", tmp_path / "benchmarks.md"
+def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m bench ARGS --quick --results <tmp>/results`` in a fresh process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", *names, "--quick", "--results", str(results), "--output", str(doc)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    record = json.loads((results / "bench.json").read_text(encoding="utf-8"))
+    command = [sys.executable, "-m", "bench", *args, "--quick", "--results", str(tmp_path / "results")]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+
+
+def _harness(tmp_path: Path, *names: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    done = _bench(tmp_path, *names, "--output", str(tmp_path / "benchmarks.md"))
+    record = json.loads((tmp_path / "results" / "bench.json").read_text(encoding="utf-8"))
     return done, record
 
 
@@ -95,12 +93,7 @@ def test_a_partial_run_without_a_page_leaves_the_full_record_alone(tmp_path: Pat
     assert done.returncode == 0, done.stdout[-2000:]
     record_file = tmp_path / "results" / "bench.json"
     before = record_file.read_bytes()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    results = str(tmp_path / "results")
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "lambdas", "--quick", "--results", results, "--output", "none"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    done = _bench(tmp_path, "lambdas", "--output", "none")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert record_file.read_bytes() == before
     partial = json.loads((tmp_path / "results" / "bench-partial.json").read_text(encoding="utf-8"))

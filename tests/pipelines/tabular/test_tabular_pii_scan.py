@@ -126,6 +126,7 @@ def test_text_hashes_of_a_string_do_not_depend_on_its_batch() -> None:
     assert list(mixed[1:]) == alone + alone[::-1]
     assert list(pii_scan.text_hashes(pa.array(["prefix", *HASH_WORDS]).slice(1))) == alone
     assert list(pii_scan.text_hashes(pa.array(HASH_WORDS, pa.large_string()))) == alone
+    assert list(pii_scan.text_hashes(pa.array(["x", "", ""]).slice(1))) == [alone[0]] * 2  # no bytes at all
     assert [int(h) for h in pii_scan.text_hashes(pa.array(["", "jane.doe@example.org", "c002", "naïve"]))] == PINNED
 
 
